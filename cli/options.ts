@@ -1,0 +1,76 @@
+/** Typed readers for option values; each bad value becomes a UsageError naming the option. */
+import { UsageError } from "../src/errors.ts";
+import type { OptionValues } from "./command.ts";
+
+export function stringOption(values: OptionValues, name: string): string | undefined {
+  const v = values[name];
+  return typeof v === "string" ? v : undefined;
+}
+
+export function requiredString(values: OptionValues, name: string): string {
+  const v = stringOption(values, name);
+  if (v === undefined || v === "") throw new UsageError(`--${name} is required`);
+  return v;
+}
+
+export function parseInteger(text: string, label: string, min = -Infinity, max = Infinity): number {
+  const n = Number(text);
+  if (!/^[+-]?\d+$/.test(text.trim()) || !Number.isSafeInteger(n)) {
+    throw new UsageError(`${label} must be an integer, got '${text}'`);
+  }
+  if (n < min) throw new UsageError(`${label} must be at least ${min}, got ${n}`);
+  if (n > max) throw new UsageError(`${label} must be at most ${max}, got ${n}`);
+  return n;
+}
+
+export function intOption(
+  values: OptionValues,
+  name: string,
+  { min = -Infinity, max = Infinity, required = false } = {},
+): number | undefined {
+  const v = stringOption(values, name);
+  if (v === undefined) {
+    if (required) throw new UsageError(`--${name} is required`);
+    return undefined;
+  }
+  return parseInteger(v, `--${name}`, min, max);
+}
+
+export function floatOption(
+  values: OptionValues,
+  name: string,
+  { min = -Infinity, max = Infinity } = {},
+): number | undefined {
+  const v = stringOption(values, name);
+  if (v === undefined) return undefined;
+  const n = Number(v);
+  if (v.trim() === "" || !Number.isFinite(n)) {
+    throw new UsageError(`--${name} must be a number, got '${v}'`);
+  }
+  if (n < min || n > max) throw new UsageError(`--${name} must be in [${min}, ${max}], got ${n}`);
+  return n;
+}
+
+/** A comma-separated list of integers, e.g. `--steps 1,2,4`. */
+export function intListOption(
+  values: OptionValues,
+  name: string,
+  { min = -Infinity } = {},
+): number[] | undefined {
+  const v = stringOption(values, name);
+  if (v === undefined) return undefined;
+  return v.split(",").map((part) => parseInteger(part, `--${name}`, min));
+}
+
+export function choiceOption<T extends string>(
+  values: OptionValues,
+  name: string,
+  choices: readonly T[],
+): T | undefined {
+  const v = stringOption(values, name);
+  if (v === undefined) return undefined;
+  if (!(choices as readonly string[]).includes(v)) {
+    throw new UsageError(`--${name} must be one of ${choices.join(", ")}, got '${v}'`);
+  }
+  return v as T;
+}
