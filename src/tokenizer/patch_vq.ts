@@ -1,0 +1,218 @@
+/**
+ * The patch-VQ tokenizer (DESIGN.md, Tokenizer): for scale side s the image is
+ * area-resized to s*p pixels and cut into p x p patches; each patch maps to its
+ * nearest codebook vector (L2). One codebook serves every scale, and each scale
+ * is encoded separately from the RGB image, not as a residual.
+ */
+import { createHash } from "node:crypto";
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
+import { nearestCodes } from "../engine.ts";
+import { imageAt, type ImageSet } from "../data/dataset.ts";
+import { readSafetensors, writeSafetensors } from "../util/safetensors.ts";
+import { writeFileAtomic } from "../util/atomic.ts";
+import { Progress } from "../util/progress.ts";
+import { Rng } from "../util/rng.ts";
+import { extractPatches, pastePatches } from "./patches.ts";
+import { kmeans } from "./kmeans.ts";
+
+export const TOKENIZER_FORMAT = "checkerboard-patch-vq";
+
+export interface TokenizerConfig {
+  format: typeof TOKENIZER_FORMAT;
+  version: 1;
+  /** Patch side in pixels. */
+  patch: number;
+  /** Codebook size K. */
+  codes: number;
+  channels: 3;
+  /** Image side in pixels the tokenizer was fitted for; the final token grid is imageSide / patch. */
+  imageSide: number;
+  dataset: string;
+  /** Scale sides whose patches were used in the fit. */
+  fitScales: number[];
+  /** Short sha256 of the configuration and the codebook bytes. */
+  hash: string;
+  fit: { iterations: number; seed: number; patches: number; mse: number[] };
+}
+
+function tokenizerHash(patch: number, codes: number, codebook: Float32Array): string {
+  const h = createHash("sha256");
+  h.update(JSON.stringify({ format: TOKENIZER_FORMAT, patch, codes }));
+  h.update(new Uint8Array(codebook.buffer, codebook.byteOffset, codebook.byteLength));
+  return h.digest("hex").slice(0, 16);
+}
+
+export class PatchTokenizer {
+  constructor(readonly config: TokenizerConfig, readonly codebook: Float32Array /* (K, p*p*3) */) {}
+
+  get patch() {
+    return this.config.patch;
+  }
+  /** Length of a code vector (a latent): p * p * 3. */
+  get dim() {
+    return this.config.patch * this.config.patch * 3;
+  }
+  get finalSide() {
+    return this.config.imageSide / this.config.patch;
+  }
+
+  /** Checks that images of `set` fit this tokenizer. */
+  checkImages(set: ImageSet) {
+    if (set.side !== this.config.imageSide) {
+      throw new UserError(
+        `dataset ${set.name} has ${set.side}px images but the tokenizer was fitted for ` +
+          `${this.config.imageSide}px`,
+      );
+    }
+  }
+
+  /**
+   * Codes of images `indices` of `set` at every scale in `scales`:
+   * (indices.length, L) with L = sum s^2, scales concatenated, raster order inside a scale.
+   */
+  async encode(
+    set: ImageSet,
+    indices: Int32Array,
+    scales: number[],
+    device: "cpu" | "cuda",
+    progress?: Progress,
+  ): Promise<Uint16Array> {
+    this.checkImages(set);
+    const p = this.patch, d = this.dim, K = this.config.codes;
+    const L = scales.reduce((a, s) => a + s * s, 0);
+    const out = new Uint16Array(indices.length * L);
+    const batch = 256;
+    for (let start = 0; start < indices.length; start += batch) {
+      const count = Math.min(batch, indices.length - start);
+      const points = new Float32Array(count * L * d); // (count * L, d)
+      for (let b = 0; b < count; b++) {
+        let offset = b * L;
+        for (const s of scales) {
+          points.set(extractPatches(imageAt(set, indices[start + b]), set.side, s, p), offset * d);
+          offset += s * s;
+        }
+      }
+      const { index } = await nearestCodes(device, points, count * L, d, this.codebook, K);
+      out.set(index, start * L);
+      progress?.tick(count);
+    }
+    return out;
+  }
+
+  /** Decodes one scale's codes (s*s, raster order) into an (s*p, s*p, 3) image. */
+  decodeScale(codes: ArrayLike<number>, s: number): Uint8Array {
+    return pastePatches(codes, this.codebook, s, this.patch);
+  }
+
+  async save(dir: string) {
+    await Deno.mkdir(dir, { recursive: true });
+    await writeSafetensors(
+      join(dir, "tokenizer.safetensors"),
+      { codebook: { shape: [this.config.codes, this.dim], data: this.codebook } },
+      { config: JSON.stringify(this.config) },
+    );
+    await writeFileAtomic(join(dir, "tokenizer.json"), JSON.stringify(this.config, null, 2) + "\n");
+  }
+
+  static async load(dir: string): Promise<PatchTokenizer> {
+    const jsonPath = join(dir, "tokenizer.json");
+    const weightsPath = join(dir, "tokenizer.safetensors");
+    let config: TokenizerConfig;
+    try {
+      config = JSON.parse(await Deno.readTextFile(jsonPath));
+    } catch (err) {
+      if (err instanceof Deno.errors.NotFound) {
+        throw new UserError(`${jsonPath}: not found (is ${dir} a tokenizer folder?)`);
+      }
+      throw new UserError(`${jsonPath}: not valid JSON (${(err as Error).message})`);
+    }
+    if (config?.format !== TOKENIZER_FORMAT) {
+      throw new UserError(`${jsonPath}: not a checkerboard patch-VQ tokenizer`);
+    }
+    for (const key of ["patch", "codes", "imageSide"] as const) {
+      if (!Number.isInteger(config[key]) || config[key] < 1) {
+        throw new UserError(`${jsonPath}: '${key}' must be a positive integer`);
+      }
+    }
+    const { tensors } = await readSafetensors(weightsPath);
+    const codebook = tensors.codebook;
+    const d = config.patch * config.patch * 3;
+    if (!codebook || !(codebook.data instanceof Float32Array)) {
+      throw new UserError(`${weightsPath}: no float32 tensor 'codebook'`);
+    }
+    if (codebook.shape.length !== 2 || codebook.shape[0] !== config.codes || codebook.shape[1] !== d) {
+      throw new UserError(
+        `${weightsPath}: codebook shape [${codebook.shape}] does not match ${jsonPath} ` +
+          `(codes ${config.codes}, patch ${config.patch} need [${config.codes}, ${d}])`,
+      );
+    }
+    return new PatchTokenizer(config, codebook.data);
+  }
+}
+
+export interface FitOptions {
+  patch: number;
+  codes: number;
+  /** Scale sides whose patches train the codebook. */
+  scales: number[];
+  iterations: number;
+  seed: number;
+  /** At most this many patches enter k-means (images are subsampled). */
+  maxPatches: number;
+  device: "cpu" | "cuda";
+  /** Training-split image indices to fit on. */
+  indices: Int32Array;
+  quiet?: boolean;
+}
+
+export async function fitTokenizer(set: ImageSet, opts: FitOptions): Promise<PatchTokenizer> {
+  const { patch: p, codes: K, scales } = opts;
+  const d = p * p * 3;
+  const perImage = scales.reduce((a, s) => a + s * s, 0);
+  const imageCount = Math.min(opts.indices.length, Math.max(1, Math.floor(opts.maxPatches / perImage)));
+  const chosen = Int32Array.from(opts.indices);
+  new Rng(opts.seed).shuffle(chosen);
+  const n = imageCount * perImage;
+  if (n < K) {
+    throw new UserError(
+      `only ${n} patches to fit ${K} codes; use fewer --codes or more images`,
+    );
+  }
+  const points = new Float32Array(n * d); // (n, d)
+  const progress = new Progress("patches", imageCount, "img", { quiet: opts.quiet });
+  for (let i = 0; i < imageCount; i++) {
+    let offset = i * perImage;
+    for (const s of scales) {
+      points.set(extractPatches(imageAt(set, chosen[i]), set.side, s, p), offset * d);
+      offset += s * s;
+    }
+    if (i % 256 === 255) progress.update(i + 1);
+  }
+  progress.finish();
+  const { centroids, inertia } = await kmeans(points, n, d, {
+    k: K,
+    iterations: opts.iterations,
+    seed: opts.seed,
+    device: opts.device,
+    quiet: opts.quiet,
+  });
+  const config: TokenizerConfig = {
+    format: TOKENIZER_FORMAT,
+    version: 1,
+    patch: p,
+    codes: K,
+    channels: 3,
+    imageSide: set.side,
+    dataset: set.name,
+    fitScales: scales,
+    hash: tokenizerHash(p, K, centroids),
+    fit: { iterations: opts.iterations, seed: opts.seed, patches: n, mse: inertia },
+  };
+  return new PatchTokenizer(config, centroids);
+}
+
+/** PSNR in dB between two equally sized arrays of values in [0, 1]. */
+export function psnr(mse: number): number {
+  return mse <= 0 ? Infinity : 10 * Math.log10(1 / mse);
+}
