@@ -44,7 +44,10 @@ export function blockOfRank(count: number, steps: number): Int32Array {
  * Effective steps of each scale, min(P_k, s_k^2), from a single P for every
  * scale or a list with one P per scale.
  */
-export function stepsPerScale(scales: readonly number[], steps: number | readonly number[]): number[] {
+export function stepsPerScale(
+  scales: readonly number[],
+  steps: number | readonly number[],
+): number[] {
   const perScale = typeof steps === "number" ? scales.map(() => steps) : [...steps];
   if (perScale.length !== scales.length) {
     throw new UsageError(

@@ -141,7 +141,9 @@ export function rankGrid(order: Order, size: number): number[][] {
   const rank = Array.from({ length: size }, () => new Array<number>(size).fill(-1));
   order.forEach(([x, y], i) => {
     if (!(x >= 0 && x < size && y >= 0 && y < size) || rank[y][x] !== -1) {
-      throw new RangeError(`order is not a permutation of the ${size}x${size} grid at (${x}, ${y})`);
+      throw new RangeError(
+        `order is not a permutation of the ${size}x${size} grid at (${x}, ${y})`,
+      );
     }
     rank[y][x] = i;
   });
