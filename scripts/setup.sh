@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# Installs everything checkerboard needs, idempotently, on a machine with Node and npm:
+# the npm packages (Deno itself among them), OpenBLAS (through apt-get when root), and
+# the native addon (rebuilt only when native/ changed). Quiet when nothing is to do.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+# npm packages, Deno included. Reinstall only when the lock file changed.
+if [ ! -x node_modules/.bin/deno ] || [ ! -f node_modules/.package-lock.json ] ||
+  [ package-lock.json -nt node_modules/.package-lock.json ]; then
+  echo "setup: installing npm packages" >&2
+  npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+# OpenBLAS: the CPU backend's GEMM. Without it the addon falls back to a portable loop.
+have_openblas() { [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || [ -f /usr/include/cblas.h ] ||
+  [ -f /usr/include/openblas/cblas.h ]; }
+if ! have_openblas; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing OpenBLAS (libopenblas-dev) with apt-get" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >&2
+  else
+    echo "setup: warning: OpenBLAS not found and not root; install libopenblas-dev for fast CPU math" >&2
+  fi
+fi
+
+bash scripts/build-addon.sh
