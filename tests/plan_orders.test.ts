@@ -20,8 +20,8 @@ function assertPermutation(order: Order, size: number) {
 }
 
 Deno.test("checkerboard 8x8 starts as Algorithm 1 by hand", () => {
-  // Corners of the four 4x4 quadrants (TL, BR, TR, BL), then the same for the
-  // TL corners of their sub-quadrants, round robin over the big quadrants.
+  // Corners of the four 4x4 quadrants (TL, BR, TR, BL); then, round robin over
+  // those quadrants, the corners of their BR, then TR, then BL 2x2 sub-quadrants.
   assert.deepEqual(pairs(checkerboardOrder(8).slice(0, 16)), [
     [0, 0],
     [4, 4],

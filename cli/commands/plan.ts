@@ -45,7 +45,7 @@ function resolveScales(values: Record<string, string | boolean | undefined>): {
 export const command: Command = {
   name: "plan",
   summary: "print the scales, blocks, steps and sequence length of a plan",
-  usage: "plan --ratio R --size N --steps P [--scales LIST] [--order NAME] [--json]",
+  usage: "plan [--ratio R] --size N --steps P [--scales LIST] [--order NAME] [--json]",
   options: {
     ratio: {
       type: "string",
@@ -106,11 +106,11 @@ export const command: Command = {
       `scales: ${scales.join(", ")}${ratio === null ? "" : ` (ratio ${ratio})`}`,
       `order: ${order}`,
       "blocks per scale (sizes):",
-      ...scales.map((s, k) =>
-        `  ${`${s}x${s}`.padStart(width)}  ${String(steps[k]).padStart(3)} steps  [${
-          blocks[k].join(", ")
-        }]`
-      ),
+      ...scales.map((s, k) => {
+        const grid = `${s}x${s}`.padStart(width);
+        const count = `${String(steps[k]).padStart(3)} ${steps[k] === 1 ? "step " : "steps"}`;
+        return `  ${grid}  ${count}  [${blocks[k].join(", ")}]`;
+      }),
       `total steps: ${totalSteps}`,
       `sequence length: ${length} (1 class token + ${length - 1} image tokens)`,
     ];
