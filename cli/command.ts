@@ -71,7 +71,12 @@ export function parseCommandArgs(
   const options: Record<string, { type: "string" | "boolean"; short?: string; default?: any }> =
     {};
   for (const [name, spec] of Object.entries({ ...cmd.options, help: helpOption })) {
-    options[name] = { type: spec.type, short: spec.short, default: spec.default };
+    // parseArgs rejects `short: undefined`, so only set the keys that are given.
+    options[name] = {
+      type: spec.type,
+      ...(spec.short ? { short: spec.short } : {}),
+      ...(spec.default !== undefined ? { default: spec.default } : {}),
+    };
   }
   let parsed;
   try {
