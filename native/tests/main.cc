@@ -1,0 +1,65 @@
+// The native test runner: `cb_engine_tests GROUP` runs the tests of one group (status, cpu-ref,
+// cpu, cuda); without an argument it runs them all. The cuda group prints one line
+// `SKIP cuda: <reason>` and passes when no GPU is usable. Exit status 1 if any test failed.
+#include <chrono>
+#include <cstdio>
+#include <exception>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda.h"
+#include "harness.h"
+
+namespace cbt {
+
+struct TestCase {
+  std::string group, name;
+  TestFn fn;
+};
+
+static std::vector<TestCase>& registry() {
+  static std::vector<TestCase> tests;
+  return tests;
+}
+
+bool register_test(const char* group, const char* name, TestFn fn) {
+  registry().push_back({group, name, fn});
+  return true;
+}
+
+}  // namespace cbt
+
+int main(int argc, char** argv) {
+  const std::string only = argc > 1 ? argv[1] : "";
+  int passed = 0, failed = 0;
+  bool cuda_checked = false, cuda_ok = false;
+  for (const auto& test : cbt::registry()) {
+    if (!only.empty() && test.group != only) continue;
+    if (test.group == "cuda") {
+      if (!cuda_checked) {
+        const cb::CudaStatus status = cb::cuda_status();
+        cuda_checked = true;
+        cuda_ok = status.available;
+        if (!cuda_ok) std::printf("SKIP cuda: %s\n", status.reason.c_str());
+      }
+      if (!cuda_ok) continue;
+    }
+    const auto t0 = std::chrono::steady_clock::now();
+    try {
+      test.fn();
+      const double ms = std::chrono::duration<double, std::milli>(
+                            std::chrono::steady_clock::now() - t0).count();
+      std::printf("ok   %s/%s (%.0f ms)\n", test.group.c_str(), test.name.c_str(), ms);
+      passed++;
+    } catch (const cb::Error& e) {
+      std::printf("FAIL %s/%s: %s (%s:%d)\n", test.group.c_str(), test.name.c_str(), e.what(),
+                  e.file().c_str(), e.line());
+      failed++;
+    } catch (const std::exception& e) {
+      std::printf("FAIL %s/%s: %s\n", test.group.c_str(), test.name.c_str(), e.what());
+      failed++;
+    }
+  }
+  std::printf("%d passed, %d failed\n", passed, failed);
+  return failed == 0 ? 0 : 1;
+}

@@ -1,0 +1,171 @@
+// GEMM: cpu-ref in double against a naive product of materialised transposes; cpu (OpenBLAS or
+// blocked), the blocked loop itself, and cuda against cpu-ref in double. Tolerances come from
+// the standard bound |fl(sum) - sum| <= k u sum |a||b| (u = 2^-24), with a little slack.
+#include <cmath>
+#include <limits>
+#include <vector>
+
+#include "compare.h"
+#include "cpu/ref.h"
+#include "cpu/sgemm.h"
+#include "harness.h"
+#include "ops.h"
+
+namespace {
+
+struct Shape {
+  int m, n, k;
+};
+// Odd sizes, empty sizes, and sizes that cross the blocked loop's 64 x 256 x 512 blocks.
+const std::vector<Shape> kShapes = {{1, 1, 1},   {7, 5, 3},    {33, 17, 65}, {0, 4, 3},
+                                    {4, 0, 3},   {4, 3, 0},    {65, 47, 257}, {130, 520, 31}};
+
+// A problem: stored A and B (row strides padded by `pad`), and C.
+struct Problem {
+  bool ta, tb;
+  int m, n, k, lda, ldb, ldc;
+  float alpha, beta;
+  std::vector<float> a, b, c;
+};
+
+Problem make_problem(bool ta, bool tb, Shape s, int pad, float beta, uint32_t seed) {
+  Problem p{ta, tb, s.m, s.n, s.k, 0, 0, 0, 1.5f, beta, {}, {}, {}};
+  const int a_rows = ta ? s.k : s.m, a_cols = ta ? s.m : s.k;
+  const int b_rows = tb ? s.n : s.k, b_cols = tb ? s.k : s.n;
+  p.lda = std::max(a_cols, 1) + pad;
+  p.ldb = std::max(b_cols, 1) + pad;
+  p.ldc = std::max(s.n, 1) + pad;
+  p.a = cbt::random_uniform((size_t)a_rows * p.lda, seed);
+  p.b = cbt::random_uniform((size_t)b_rows * p.ldb, seed + 1);
+  p.c = cbt::random_uniform((size_t)s.m * p.ldc, seed + 2);
+  // With beta == 0 the old C must be ignored, NaNs included.
+  if (beta == 0.0f) p.c.assign(p.c.size(), std::numeric_limits<float>::quiet_NaN());
+  return p;
+}
+
+// The reference result in double and the elementwise tolerance for a float result.
+void reference(const Problem& p, std::vector<double>& ref, std::vector<double>& tol) {
+  std::vector<double> a = cbt::to_double(p.a), b = cbt::to_double(p.b), c = cbt::to_double(p.c);
+  std::vector<double> abs_a(a.size()), abs_b(b.size()), bound(c.size(), 0.0);
+  for (size_t i = 0; i < a.size(); i++) abs_a[i] = std::fabs(a[i]);
+  for (size_t i = 0; i < b.size(); i++) abs_b[i] = std::fabs(b[i]);
+  ref = c;
+  cb::gemm_ref<double>(p.ta, p.tb, p.m, p.n, p.k, p.alpha, a.data(), p.lda, b.data(), p.ldb,
+                       p.beta, ref.data(), p.ldc);
+  cb::gemm_ref<double>(p.ta, p.tb, p.m, p.n, p.k, std::fabs(p.alpha), abs_a.data(), p.lda,
+                       abs_b.data(), p.ldb, 0.0, bound.data(), p.ldc);
+  tol.assign(c.size(), 0.0);
+  for (size_t i = 0; i < c.size(); i++) {
+    const double old_c = p.beta == 0.0f ? 0.0 : std::fabs(p.beta * c[i]);
+    tol[i] = 2.0 * (p.k + 4) * cbt::kFloatEps * (bound[i] + old_c);
+  }
+}
+
+// Runs `gemm` (a float implementation) over every shape, transpose pair, padding and beta.
+template <typename Gemm>
+void check_float_gemm(const std::string& what, Gemm gemm) {
+  uint32_t seed = 1;
+  for (const Shape& s : kShapes) {
+    for (int t = 0; t < 4; t++) {
+      for (int pad : {0, 3}) {
+        for (float beta : {0.0f, 0.5f}) {
+          Problem p = make_problem(t & 1, t & 2, s, pad, beta, seed += 3);
+          std::vector<double> ref, tol;
+          reference(p, ref, tol);
+          gemm(p);
+          // Compare the m x n entries only; the padding of C must be untouched.
+          for (int i = 0; i < p.m; i++) {
+            const size_t row = (size_t)i * p.ldc;
+            cbt::expect_within(what + " m=" + std::to_string(p.m) + " n=" + std::to_string(p.n) +
+                                   " k=" + std::to_string(p.k) + " ta=" + std::to_string(p.ta) +
+                                   " tb=" + std::to_string(p.tb) + " pad=" + std::to_string(pad),
+                               p.c.data() + row, ref.data() + row, tol.data() + row, p.n);
+            for (int j = p.n; j < p.ldc; j++) {
+              EXPECT(std::isnan(p.c[row + j]) == std::isnan(ref[row + j]) &&
+                         (std::isnan(ref[row + j]) || p.c[row + j] == ref[row + j]),
+                     what + ": the padding of C was written");
+            }
+          }
+        }
+      }
+    }
+  }
+}
+
+void check_backend_gemm(const std::string& name) {
+  auto backend = cb::make_backend(name);
+  check_float_gemm(name + " gemm", [&](Problem& p) {
+    backend->gemm(p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.lda, p.b.data(), p.ldb,
+                  p.beta, p.c.data(), p.ldc);
+  });
+}
+
+}  // namespace
+
+CB_TEST("cpu-ref", gemm_double_matches_naive_product) {
+  uint32_t seed = 100;
+  for (const Shape& s : kShapes) {
+    for (int t = 0; t < 4; t++) {
+      Problem p = make_problem(t & 1, t & 2, s, 2, 0.25f, seed += 3);
+      std::vector<double> a = cbt::to_double(p.a), b = cbt::to_double(p.b);
+      std::vector<double> c = cbt::to_double(p.c);
+      // Naive: materialise op(A) (m, k) and op(B) (k, n), then a triple loop.
+      std::vector<double> opa((size_t)p.m * p.k), opb((size_t)p.k * p.n);
+      for (int i = 0; i < p.m; i++) {
+        for (int l = 0; l < p.k; l++) {
+          opa[(size_t)i * p.k + l] = p.ta ? a[(size_t)l * p.lda + i] : a[(size_t)i * p.lda + l];
+        }
+      }
+      for (int l = 0; l < p.k; l++) {
+        for (int j = 0; j < p.n; j++) {
+          opb[(size_t)l * p.n + j] = p.tb ? b[(size_t)j * p.ldb + l] : b[(size_t)l * p.ldb + j];
+        }
+      }
+      std::vector<double> got = c;
+      cb::gemm_ref<double>(p.ta, p.tb, p.m, p.n, p.k, p.alpha, a.data(), p.lda, b.data(), p.ldb,
+                           p.beta, got.data(), p.ldc);
+      for (int i = 0; i < p.m; i++) {
+        for (int j = 0; j < p.n; j++) {
+          double sum = 0, bound = 0;
+          for (int l = 0; l < p.k; l++) {
+            sum += opa[(size_t)i * p.k + l] * opb[(size_t)l * p.n + j];
+            bound += std::fabs(opa[(size_t)i * p.k + l] * opb[(size_t)l * p.n + j]);
+          }
+          const double want = p.alpha * sum + p.beta * c[(size_t)i * p.ldc + j];
+          const double tol = 2.0 * (p.k + 4) * std::ldexp(1.0, -52) *
+                             (std::fabs(p.alpha) * bound + std::fabs(p.beta * c[(size_t)i * p.ldc + j]));
+          EXPECT(std::fabs(got[(size_t)i * p.ldc + j] - want) <= tol,
+                 "gemm_ref<double> differs from the naive product at (" + std::to_string(i) +
+                     ", " + std::to_string(j) + ")");
+        }
+      }
+    }
+  }
+}
+
+CB_TEST("cpu-ref", gemm_float_within_bound) { check_backend_gemm("cpu-ref"); }
+
+CB_TEST("cpu", cpu_gemm_matches_ref) { check_backend_gemm("cpu"); }
+
+CB_TEST("cpu", blocked_gemm_matches_ref) {
+  check_float_gemm("blocked gemm", [](Problem& p) {
+    cb::blocked_sgemm(p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.lda, p.b.data(), p.ldb,
+                      p.beta, p.c.data(), p.ldc);
+  });
+}
+
+CB_TEST("cpu", gemm_rejects_bad_strides) {
+  auto cpu = cb::make_backend("cpu");
+  std::vector<float> a(12), b(12), c(12);
+  bool thrown = false;
+  try {
+    cpu->gemm(false, false, 3, 4, 4, 1.0f, a.data(), 3 /* < k */, b.data(), 4, 0.0f, c.data(), 4);
+  } catch (const cb::Error& e) {
+    thrown = true;
+    EXPECT(e.file() == "native/engine/ops.cc" && e.line() > 0,
+           "the error should name native/engine/ops.cc, got " + e.file());
+  }
+  EXPECT(thrown, "gemm with lda < k should throw cb::Error");
+}
+
+CB_TEST("cuda", cuda_gemm_matches_ref) { check_backend_gemm("cuda"); }

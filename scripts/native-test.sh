@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# Builds and runs the native tests with plain CMake (no Node or Deno needed): configures
+# build/native, builds cb_engine_tests, runs ctest and prints its output. Extra arguments go to
+# the CMake configure step, e.g. scripts/native-test.sh -DCB_WITH_OPENBLAS=OFF.
+# BUILD_DIR overrides the build folder.
+set -euo pipefail
+root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+build="${BUILD_DIR:-$root/build/native}"
+jobs="${CMAKE_BUILD_PARALLEL_LEVEL:-2}"
+log="$build/build.log"
+mkdir -p "$build"
+if ! { cmake -S "$root/native" -B "$build" -DCMAKE_BUILD_TYPE=Release "$@" &&
+       cmake --build "$build" --target cb_engine_tests -j "$jobs"; } >"$log" 2>&1; then
+  cat "$log" >&2
+  echo "native-test: build failed (log: $log)" >&2
+  exit 1
+fi
+grep -h "CMake Warning" -A 4 "$log" >&2 || true
+cd "$build"
+status=0
+ctest --output-on-failure || status=$?
+# ctest shows a skipped test without its reason; print the reason line.
+grep -h '^SKIP ' Testing/Temporary/LastTest.log 2>/dev/null || true
+exit "$status"
