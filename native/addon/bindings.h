@@ -1,0 +1,13 @@
+// The functions the addon exports (one file each); addon.cc registers them.
+#pragma once
+
+#include <napi.h>
+
+namespace cbn {
+
+Napi::Value build_info(const Napi::CallbackInfo& info);     // info.cc
+Napi::Value cuda_status(const Napi::CallbackInfo& info);    // info.cc
+Napi::Value gemm(const Napi::CallbackInfo& info);           // gemm.cc
+Napi::Value nearest_codes(const Napi::CallbackInfo& info);  // nearest.cc
+
+}  // namespace cbn

@@ -1,0 +1,56 @@
+// buildInfo() and cudaStatus(): plain objects describing the build and the GPUs.
+#include "build_info.h"
+#include "bindings.h"
+#include "cuda/cuda.h"
+#include "errors.h"
+#include "ops.h"
+
+namespace cbn {
+
+Napi::Value build_info(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const cb::BuildInfo b = cb::build_info();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("version", b.version);
+    out.Set("buildType", b.build_type);
+    out.Set("compiler", b.compiler);
+    out.Set("cxxFlags", b.cxx_flags);
+    out.Set("blas", b.blas);
+    out.Set("blasConfig", b.blas_config);
+    out.Set("blasThreads", b.blas_threads);
+    out.Set("cudaCompiled", b.cuda_compiled);
+    out.Set("cudaCompiler", b.cuda_compiler);
+    out.Set("cudaFlags", b.cuda_flags);
+    out.Set("cudaArchitectures", b.cuda_architectures);
+    Napi::Array backends = Napi::Array::New(env);
+    for (const auto& name : cb::backend_names()) backends.Set(backends.Length(), name);
+    out.Set("backends", backends);
+    return out;
+  });
+}
+
+Napi::Value cuda_status(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    const cb::CudaStatus s = cb::cuda_status();
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("compiled", s.compiled);
+    out.Set("available", s.available);
+    if (!s.available) out.Set("reason", s.reason);
+    out.Set("runtimeVersion", s.runtime_version);
+    out.Set("driverVersion", s.driver_version);
+    Napi::Array devices = Napi::Array::New(env);
+    for (const auto& d : s.devices) {
+      Napi::Object dev = Napi::Object::New(env);
+      dev.Set("name", d.name);
+      dev.Set("memoryBytes", (double)d.memory_bytes);
+      dev.Set("computeCapability", std::to_string(d.major) + "." + std::to_string(d.minor));
+      devices.Set(devices.Length(), dev);
+    }
+    out.Set("devices", devices);
+    return out;
+  });
+}
+
+}  // namespace cbn

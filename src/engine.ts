@@ -1,0 +1,296 @@
+/**
+ * The typed wrapper over the native addon (native/addon): the only file that loads it.
+ * Everything else talks to the engine through the functions here, which check shapes and
+ * arguments and turn "you need to build it / there is no GPU" into UserErrors.
+ *
+ * Errors thrown by native code carry `nativeFile` and `nativeLine` (see NativeError).
+ */
+import { createRequire } from "node:module";
+import { fileURLToPath } from "node:url";
+import { UserError } from "./errors.ts";
+
+/** The `--device` choices. */
+export const DEVICES = ["auto", "cpu", "cuda"] as const;
+export type DeviceChoice = (typeof DEVICES)[number];
+/** A device the engine runs on. */
+export type Device = "cpu" | "cuda";
+/** A native backend: the devices plus `cpu-ref`, the plain-loop reference (for tests). */
+export type Backend = Device | "cpu-ref";
+
+export interface CudaDevice {
+  name: string;
+  memoryBytes: number;
+  /** e.g. "9.0" */
+  computeCapability: string;
+}
+
+export interface CudaStatus {
+  /** The addon was built with the CUDA backend (nvcc was found). */
+  compiled: boolean;
+  /** ... and a driver and a GPU are present. */
+  available: boolean;
+  /** Why CUDA is not available (the CUDA runtime's own words), when it is not. */
+  reason?: string;
+  /** e.g. 13000 for CUDA 13.0; 0 when not compiled. */
+  runtimeVersion: number;
+  /** 0 when no driver is installed. */
+  driverVersion: number;
+  devices: CudaDevice[];
+}
+
+export interface EngineInfo {
+  /** package.json's version when the addon was built. */
+  addonVersion: string;
+  addonPath: string;
+  build: {
+    type: string;
+    compiler: string;
+    cxxFlags: string;
+    cudaCompiler: string;
+    cudaFlags: string;
+    cudaArchitectures: string;
+  };
+  blas: {
+    /** "openblas", or "blocked" (a portable loop: OpenBLAS was not found at build time). */
+    name: string;
+    threads: number;
+    /** openblas_get_config(); empty for "blocked". */
+    config: string;
+  };
+  backends: string[];
+  cuda: CudaStatus;
+}
+
+/** An Error raised in native code. */
+export interface NativeError extends Error {
+  nativeFile: string;
+  nativeLine: number;
+}
+
+export function isNativeError(err: unknown): err is NativeError {
+  return err instanceof Error && typeof (err as Partial<NativeError>).nativeFile === "string";
+}
+
+/** What the addon exports (native/addon/bindings.h). Prefer the typed wrappers below. */
+export interface Addon {
+  buildInfo(): {
+    version: string;
+    buildType: string;
+    compiler: string;
+    cxxFlags: string;
+    blas: string;
+    blasConfig: string;
+    blasThreads: number;
+    cudaCompiled: boolean;
+    cudaCompiler: string;
+    cudaFlags: string;
+    cudaArchitectures: string;
+    backends: string[];
+  };
+  cudaStatus(): CudaStatus;
+  gemm(
+    backend: string,
+    transA: boolean,
+    transB: boolean,
+    m: number,
+    n: number,
+    k: number,
+    alpha: number,
+    a: Float32Array,
+    lda: number,
+    b: Float32Array,
+    ldb: number,
+    beta: number,
+    c: Float32Array,
+    ldc: number,
+  ): void;
+  nearestCodes(
+    backend: string,
+    points: Float32Array,
+    n: number,
+    d: number,
+    codebook: Float32Array,
+    k: number,
+    chunkRows?: number,
+  ): Promise<{ index: Int32Array; dist2: Float32Array }>;
+}
+
+/** Where the addon is: $CHECKERBOARD_ADDON, else build/Release/checkerboard.node. */
+export function addonPath(): string {
+  let fromEnv: string | undefined;
+  try {
+    fromEnv = Deno.env.get("CHECKERBOARD_ADDON");
+  } catch {
+    fromEnv = undefined; // no env permission: use the default
+  }
+  return fromEnv || fileURLToPath(new URL("../build/Release/checkerboard.node", import.meta.url));
+}
+
+let loaded: Addon | undefined;
+
+/** The raw addon, loaded on first use. Throws a UserError when it is not built. */
+export function nativeAddon(): Addon {
+  if (loaded) return loaded;
+  const path = addonPath();
+  try {
+    Deno.statSync(path);
+  } catch {
+    throw new UserError(
+      `the native addon is not built (${path} is missing): run 'npm install' and then ` +
+        `'scripts/build-addon.sh' (see the README's setup)`,
+    );
+  }
+  try {
+    loaded = createRequire(import.meta.url)(path) as Addon;
+  } catch (err) {
+    throw new UserError(
+      `cannot load the native addon ${path}: ${(err as Error).message.split("\n")[0]} ` +
+        `(rebuild it with 'scripts/build-addon.sh')`,
+    );
+  }
+  return loaded;
+}
+
+export function engineInfo(): EngineInfo {
+  const addon = nativeAddon();
+  const b = addon.buildInfo();
+  return {
+    addonVersion: b.version,
+    addonPath: addonPath(),
+    build: {
+      type: b.buildType,
+      compiler: b.compiler,
+      cxxFlags: b.cxxFlags,
+      cudaCompiler: b.cudaCompiler,
+      cudaFlags: b.cudaFlags,
+      cudaArchitectures: b.cudaArchitectures,
+    },
+    blas: { name: b.blas, threads: b.blasThreads, config: b.blasConfig },
+    backends: b.backends,
+    cuda: addon.cudaStatus(),
+  };
+}
+
+export function cudaStatus(): CudaStatus {
+  return nativeAddon().cudaStatus();
+}
+
+let noticePrinted = false;
+
+/**
+ * The device to run on. "auto" picks CUDA when a GPU is usable, else the CPU; when the addon
+ * has CUDA but no GPU or driver is there, it says so once on stderr. "cuda" without a usable
+ * GPU is a UserError giving the reason.
+ */
+export function resolveDevice(requested: DeviceChoice): Device {
+  if (requested === "cpu") return "cpu";
+  if (requested !== "cuda" && requested !== "auto") {
+    throw new UserError(`unknown device '${requested}' (one of: ${DEVICES.join(", ")})`);
+  }
+  const status = cudaStatus();
+  if (status.available) return "cuda";
+  if (requested === "cuda") {
+    throw new UserError(`--device cuda: CUDA is not available (${status.reason})`);
+  }
+  if (status.compiled && !noticePrinted) {
+    noticePrinted = true;
+    console.error(`checkerboard: notice: no CUDA device (${status.reason}); using the CPU`);
+  }
+  return "cpu";
+}
+
+function checkCount(value: number, name: string, min: number, max = 2 ** 31 - 1): void {
+  if (!Number.isSafeInteger(value) || value < min || value > max) {
+    throw new UserError(`${name} must be an integer in [${min}, ${max}], got ${value}`);
+  }
+}
+
+function checkBackend(backend: string): void {
+  if (backend !== "cpu" && backend !== "cuda" && backend !== "cpu-ref") {
+    throw new UserError(`unknown backend '${backend}' (one of: cpu, cuda, cpu-ref)`);
+  }
+}
+
+/**
+ * For each of the n points (n, d) the nearest of the k codes (k, d) in squared Euclidean
+ * distance; ties go to the lowest index. Runs off the JS thread. `chunkRows` bounds how many
+ * points are processed at once (default: automatic).
+ */
+export async function nearestCodes(
+  device: Backend,
+  points: Float32Array, // (n, d)
+  n: number,
+  d: number,
+  codebook: Float32Array, // (k, d)
+  k: number,
+  opts: { chunkRows?: number } = {},
+): Promise<{ index: Int32Array /* (n) */; dist2: Float32Array /* (n) */ }> {
+  checkBackend(device);
+  checkCount(n, "nearestCodes: n", 0, Number.MAX_SAFE_INTEGER);
+  checkCount(d, "nearestCodes: d", 1);
+  checkCount(k, "nearestCodes: k (codebook size)", 1);
+  if (!(points instanceof Float32Array) || !(codebook instanceof Float32Array)) {
+    throw new UserError("nearestCodes: points and codebook must be Float32Arrays");
+  }
+  if (points.length !== n * d) {
+    throw new UserError(
+      `nearestCodes: points has ${points.length} values, expected n * d = ${n} * ${d} = ${n * d}`,
+    );
+  }
+  if (codebook.length !== k * d) {
+    throw new UserError(
+      `nearestCodes: codebook has ${codebook.length} values, expected k * d = ${k} * ${d} = ${
+        k * d
+      }`,
+    );
+  }
+  if (opts.chunkRows !== undefined) checkCount(opts.chunkRows, "nearestCodes: chunkRows", 1);
+  return await nativeAddon().nearestCodes(device, points, n, d, codebook, k, opts.chunkRows);
+}
+
+export interface GemmArgs {
+  transA?: boolean;
+  transB?: boolean;
+  m: number;
+  n: number;
+  k: number;
+  alpha?: number;
+  a: Float32Array; // (m, k), or (k, m) if transA; row stride lda
+  lda?: number;
+  b: Float32Array; // (k, n), or (n, k) if transB; row stride ldb
+  ldb?: number;
+  beta?: number;
+  c: Float32Array; // (m, n), row stride ldc; overwritten
+  ldc?: number;
+}
+
+/**
+ * C = alpha * op(A) * op(B) + beta * C (row-major), synchronously, into `c`. Strides default to
+ * the dense ones. For tests and small products; the model's math stays inside native calls.
+ */
+export function gemm(device: Backend, g: GemmArgs): void {
+  checkBackend(device);
+  const transA = g.transA ?? false, transB = g.transB ?? false;
+  checkCount(g.m, "gemm: m", 0);
+  checkCount(g.n, "gemm: n", 0);
+  checkCount(g.k, "gemm: k", 0);
+  const lda = g.lda ?? Math.max(1, transA ? g.m : g.k);
+  const ldb = g.ldb ?? Math.max(1, transB ? g.k : g.n);
+  const ldc = g.ldc ?? Math.max(1, g.n);
+  nativeAddon().gemm(
+    device,
+    transA,
+    transB,
+    g.m,
+    g.n,
+    g.k,
+    g.alpha ?? 1,
+    g.a,
+    lda,
+    g.b,
+    ldb,
+    g.beta ?? 0,
+    g.c,
+    ldc,
+  );
+}
