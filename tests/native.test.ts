@@ -1,0 +1,21 @@
+/**
+ * The native test suite (native/tests, run by ctest) through scripts/native-test.sh: a plain
+ * CMake build in build/native, reused between runs, so only changed files recompile.
+ */
+import assert from "node:assert/strict";
+import { repoRoot } from "./helpers.ts";
+
+Deno.test("native engine tests pass under ctest", async () => {
+  const out = await new Deno.Command("bash", {
+    args: [`${repoRoot}scripts/native-test.sh`],
+    cwd: repoRoot,
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  const dec = new TextDecoder();
+  const stdout = dec.decode(out.stdout), stderr = dec.decode(out.stderr);
+  assert.equal(out.code, 0, `scripts/native-test.sh failed:\n${stdout}\n${stderr}`);
+  assert.match(stdout, /100% tests passed, 0 tests failed out of 4/);
+  // The CUDA group either ran or said why it was skipped, on one line.
+  if (/cuda .*Skipped/.test(stdout)) assert.match(stdout, /^SKIP cuda: .+$/m);
+});
