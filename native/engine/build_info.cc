@@ -30,6 +30,7 @@ BuildInfo build_info() {
   info.cuda_flags = CB_CUDA_FLAGS;
   info.cuda_architectures = CB_CUDA_ARCHITECTURES;
 #endif
+  info.cuda = cuda_status();
   return info;
 }
 

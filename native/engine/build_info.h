@@ -1,4 +1,5 @@
-// What this build of the engine is: version, compiler and flags, the BLAS in use, CUDA.
+// What this build of the engine is: version, compiler and flags, the BLAS in use, whether
+// CUDA was compiled, and the CUDA status (driver, devices) at the time of the call.
 #pragma once
 
 #include <string>
@@ -19,6 +20,7 @@ struct BuildInfo {
   std::string cuda_compiler;       // e.g. "NVIDIA 13.0.88", empty without CUDA
   std::string cuda_flags;
   std::string cuda_architectures;  // e.g. "80-real;90-real;90-virtual"
+  CudaStatus cuda;                 // cuda_status() when build_info() was called
 };
 
 BuildInfo build_info();

@@ -7,6 +7,7 @@
 #include <string>
 #include <vector>
 
+#include "build_info.h"
 #include "cuda/cuda.h"
 #include "harness.h"
 
@@ -31,6 +32,16 @@ bool register_test(const char* group, const char* name, TestFn fn) {
 
 int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "";
+  const cb::BuildInfo info = cb::build_info();
+  std::string cuda = "not compiled";
+  if (info.cuda.available) {
+    cuda = "available: " + info.cuda.devices[0].name;
+  } else if (info.cuda.compiled) {
+    cuda = "not available: " + info.cuda.reason;
+  }
+  std::printf("engine %s (%s, %s), blas %s with %d threads, cuda %s\n", info.version.c_str(),
+              info.build_type.c_str(), info.compiler.c_str(), info.blas.c_str(),
+              info.blas_threads, cuda.c_str());
   int passed = 0, failed = 0;
   bool cuda_checked = false, cuda_ok = false;
   for (const auto& test : cbt::registry()) {
