@@ -68,8 +68,7 @@ export function parseCommandArgs(
   argv: string[],
   prefix = "checkerboard",
 ): { values: OptionValues; positionals: string[] } | null {
-  const options: Record<string, { type: "string" | "boolean"; short?: string; default?: any }> =
-    {};
+  const options: Record<string, { type: "string" | "boolean"; short?: string; default?: any }> = {};
   for (const [name, spec] of Object.entries({ ...cmd.options, help: helpOption })) {
     // parseArgs rejects `short: undefined`, so only set the keys that are given.
     options[name] = {

@@ -10,11 +10,31 @@ import { VERSION } from "../src/version.ts";
 
 /** Subcommands load lazily, so `checkerboard order` never loads the native addon. */
 const commands: { name: string; summary: string; load: () => Promise<{ command: Command }> }[] = [
-  { name: "info", summary: "show version, addon build, BLAS and CUDA status", load: () => import("./commands/info.ts") },
-  { name: "order", summary: "print a within-scale sampling order and its blocks", load: () => import("./commands/order.ts") },
-  { name: "plan", summary: "print the scales, blocks, steps and sequence length of a plan", load: () => import("./commands/plan.ts") },
-  { name: "tokenizer", summary: "fit a patch-VQ tokenizer or write reconstructions", load: () => import("./commands/tokenizer.ts") },
-  { name: "data", summary: "encode a dataset into multiscale token shards", load: () => import("./commands/data.ts") },
+  {
+    name: "info",
+    summary: "show version, addon build, BLAS and CUDA status",
+    load: () => import("./commands/info.ts"),
+  },
+  {
+    name: "order",
+    summary: "print a within-scale sampling order and its blocks",
+    load: () => import("./commands/order.ts"),
+  },
+  {
+    name: "plan",
+    summary: "print the scales, blocks, steps and sequence length of a plan",
+    load: () => import("./commands/plan.ts"),
+  },
+  {
+    name: "tokenizer",
+    summary: "fit a patch-VQ tokenizer or write reconstructions",
+    load: () => import("./commands/tokenizer.ts"),
+  },
+  {
+    name: "data",
+    summary: "encode a dataset into multiscale token shards",
+    load: () => import("./commands/data.ts"),
+  },
 ];
 
 function topHelp(): string {

@@ -5,7 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 out=${1:-out/demo}
-cb() { node_modules/.bin/deno run -A cli/main.ts "$@"; }
+cb() { .tools/bin/deno run -A cli/main.ts "$@"; }
 cb info
 cb tokenizer fit --dataset mnist --patch 4 --codes 512 --out "$out/tokenizer"
 cb data --tokenizer "$out/tokenizer" --ratio 2 --out "$out/shards" --force

@@ -5,11 +5,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# npm packages, Deno included. Reinstall only when the lock file changed.
-if [ ! -x node_modules/.bin/deno ] || [ ! -f node_modules/.package-lock.json ] ||
-  [ package-lock.json -nt node_modules/.package-lock.json ]; then
+# npm packages. Reinstall only when the lock file changed.
+if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
   echo "setup: installing npm packages" >&2
   npm ci --no-audit --no-fund --loglevel=error >&2
+fi
+
+# Deno, from its npm package, in .tools/ rather than node_modules/: `deno task` puts
+# node_modules/.bin first on PATH and would take a deno found there for a Node script.
+DENO_VERSION=2.9.6
+if [ "$(.tools/bin/deno --version 2>/dev/null | head -n 1 | cut -d' ' -f2)" != "$DENO_VERSION" ]; then
+  echo "setup: installing Deno $DENO_VERSION from npm" >&2
+  rm -rf .tools/deno
+  npm install --prefix .tools/deno --no-save --no-package-lock --no-audit --no-fund \
+    --loglevel=error "deno@$DENO_VERSION" >&2
+  mkdir -p .tools/bin
+  ln -sf ../deno/node_modules/.bin/deno .tools/bin/deno
+  .tools/bin/deno --version >/dev/null
 fi
 
 # OpenBLAS: the CPU backend's GEMM. Without it the addon falls back to a portable loop.

@@ -1,7 +1,7 @@
 /** Dataset sources and the train/validation split. */
 import assert from "node:assert/strict";
 import { imageAt, loadDataset, splitIndices } from "../src/data/dataset.ts";
-import { UserError, UsageError } from "../src/errors.ts";
+import { UsageError, UserError } from "../src/errors.ts";
 import { tempDir } from "./helpers.ts";
 import { writeShapesFolder } from "./fixtures.ts";
 
@@ -53,7 +53,10 @@ Deno.test("folder: classes from sorted subfolders, images centre-cropped to the 
 Deno.test("folder: a corrupt PNG is a UserError naming the file", async () => {
   await using dir = await tempDir();
   await writeShapesFolder(dir.path, 2, 16);
-  await Deno.writeFile(`${dir.path}/blocks/broken.png`, new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]));
+  await Deno.writeFile(
+    `${dir.path}/blocks/broken.png`,
+    new Uint8Array([0x89, 0x50, 0x4e, 0x47, 1, 2, 3]),
+  );
   await assert.rejects(() => loadDataset(`folder:${dir.path}`, { side: 16 }), (err: Error) => {
     assert.ok(err instanceof UserError);
     assert.match(err.message, /broken\.png: cannot decode image/);
@@ -63,5 +66,8 @@ Deno.test("folder: a corrupt PNG is a UserError naming the file", async () => {
 
 Deno.test("unknown datasets and missing folders are clear errors", async () => {
   await assert.rejects(() => loadDataset("cifar"), UsageError);
-  await assert.rejects(() => loadDataset("folder:/nonexistent/x"), /\/nonexistent\/x: dataset folder not found/);
+  await assert.rejects(
+    () => loadDataset("folder:/nonexistent/x"),
+    /\/nonexistent\/x: dataset folder not found/,
+  );
 });

@@ -18,7 +18,10 @@ export async function writeShapesFolder(dir: string, perClass = 12, side = 16): 
           if (on) rgb.set([20 * (i % 5), 120, 255 - 10 * i], (y * side + x) * 3);
         }
       }
-      await Deno.writeFile(`${dir}/${cls}/${String(i).padStart(3, "0")}.png`, encodePng(rgb, side, side));
+      await Deno.writeFile(
+        `${dir}/${cls}/${String(i).padStart(3, "0")}.png`,
+        encodePng(rgb, side, side),
+      );
     }
   }
   return dir;

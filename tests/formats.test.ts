@@ -3,7 +3,12 @@ import assert from "node:assert/strict";
 import sharp from "sharp";
 import { decodeNpz, encodeNpz, readNpz } from "../src/data/npy.ts";
 import { encodePng, tileGrid } from "../src/data/png.ts";
-import { decodeSafetensors, encodeSafetensors, readSafetensors, writeSafetensors } from "../src/util/safetensors.ts";
+import {
+  decodeSafetensors,
+  encodeSafetensors,
+  readSafetensors,
+  writeSafetensors,
+} from "../src/util/safetensors.ts";
 import { UserError } from "../src/errors.ts";
 import { tempDir } from "./helpers.ts";
 
@@ -29,8 +34,9 @@ Deno.test("npz round-trips uint16, int32, uint8 and float32 arrays", () => {
 });
 
 // numpy is optional on a user's machine; the round-trip test above runs everywhere.
-const hasNumpy = (await new Deno.Command("python3", { args: ["-c", "import numpy"], stderr: "null" })
-  .output().catch(() => null))?.success ?? false;
+const hasNumpy =
+  (await new Deno.Command("python3", { args: ["-c", "import numpy"], stderr: "null" })
+    .output().catch(() => null))?.success ?? false;
 
 Deno.test({
   name: "numpy reads our npz with the shapes and dtypes we wrote",
@@ -80,7 +86,8 @@ Deno.test("tileGrid places tiles with gaps", () => {
   const grid = tileGrid([red, red, red], 2, 2, 2, { gap: 1 });
   assert.equal(grid.width, 2 * 2 + 3);
   assert.equal(grid.height, 2 * 2 + 3);
-  const at = (x: number, y: number) => Array.from(grid.rgb.subarray((y * grid.width + x) * 3, (y * grid.width + x) * 3 + 3));
+  const at = (x: number, y: number) =>
+    Array.from(grid.rgb.subarray((y * grid.width + x) * 3, (y * grid.width + x) * 3 + 3));
   assert.deepEqual(at(0, 0), [255, 255, 255]);
   assert.deepEqual(at(1, 1), [200, 0, 0]);
   assert.deepEqual(at(4, 4), [255, 255, 255]); // the missing fourth tile stays background
@@ -96,7 +103,10 @@ Deno.test("safetensors round-trips tensors and metadata, and rejects truncation"
   // Header length is a multiple of 8 so data is aligned.
   const headerLen = Number(new DataView(bytes.buffer).getBigUint64(0, true));
   assert.equal((8 + headerLen) % 8, 0);
-  assert.throws(() => decodeSafetensors(bytes.subarray(0, bytes.length - 4), "cut.safetensors"), /cut\.safetensors.*truncated/);
+  assert.throws(
+    () => decodeSafetensors(bytes.subarray(0, bytes.length - 4), "cut.safetensors"),
+    /cut\.safetensors.*truncated/,
+  );
   await using dir = await tempDir();
   await writeSafetensors(`${dir.path}/m.safetensors`, { w: { shape: [12], data: w } });
   const names = [...Deno.readDirSync(dir.path)].map((e) => e.name);

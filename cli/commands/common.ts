@@ -27,12 +27,16 @@ export const ratioOptions: Record<string, OptionSpec> = {
   scales: {
     type: "string",
     valueName: "LIST",
-    description: "explicit scale sides, e.g. 1,2,4,8 (overrides --ratio; must end at the final side)",
+    description:
+      "explicit scale sides, e.g. 1,2,4,8 (overrides --ratio; must end at the final side)",
   },
 };
 
 /** The scale list from --scales or --ratio for a final grid side; returns the ratio label too. */
-export function scalesFrom(values: OptionValues, finalSide: number): { scales: number[]; ratio: string } {
+export function scalesFrom(
+  values: OptionValues,
+  finalSide: number,
+): { scales: number[]; ratio: string } {
   const explicit = stringOption(values, "scales");
   if (explicit !== undefined) {
     const scales = parseScales(explicit);

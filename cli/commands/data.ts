@@ -8,8 +8,8 @@ import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
 import {
   CODES_LAYOUT,
   type Manifest,
-  SHARDS_FORMAT,
   type ShardEntry,
+  SHARDS_FORMAT,
   writeManifest,
   writeSplitShards,
 } from "../../src/data/shards.ts";
@@ -22,11 +22,24 @@ export const command: Command = {
   summary: "encode a dataset into multiscale token shards (.npz) with a manifest",
   usage: "data --dataset D --tokenizer DIR --out DIR [--ratio R | --scales LIST] [options]",
   options: {
-    dataset: { type: "string", valueName: "D", description: `${DATASET_HELP} (default: the tokenizer's)` },
-    tokenizer: { type: "string", valueName: "DIR", description: "tokenizer folder from 'tokenizer fit' (required)" },
+    dataset: {
+      type: "string",
+      valueName: "D",
+      description: `${DATASET_HELP} (default: the tokenizer's)`,
+    },
+    tokenizer: {
+      type: "string",
+      valueName: "DIR",
+      description: "tokenizer folder from 'tokenizer fit' (required)",
+    },
     out: { type: "string", valueName: "DIR", description: "shard folder to create (required)" },
     ...ratioOptions,
-    "shard-size": { type: "string", valueName: "N", default: "4096", description: "images per shard" },
+    "shard-size": {
+      type: "string",
+      valueName: "N",
+      default: "4096",
+      description: "images per shard",
+    },
     force: { type: "boolean", description: "replace --out if it already exists" },
     device: deviceOption,
   },
@@ -47,11 +60,11 @@ export const command: Command = {
     if (await exists(out)) {
       if (!values.force) throw new UserError(`${out}: already exists (use --force to replace it)`);
     }
-    const device = await deviceFrom(values);
     const set = await loadDataset(stringOption(values, "dataset") ?? tokenizer.config.dataset, {
       side: tokenizer.config.imageSide,
     });
     tokenizer.checkImages(set);
+    const device = await deviceFrom(values);
     const L = scales.reduce((a, s) => a + s * s, 0);
     const partial = `${out.replace(/\/+$/, "")}.partial-${Deno.pid}`;
     await Deno.mkdir(partial, { recursive: true });

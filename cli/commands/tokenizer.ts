@@ -16,13 +16,37 @@ const fit: Command = {
   usage: "tokenizer fit --dataset D --out DIR [--patch p] [--codes K] [options]",
   options: {
     dataset: { type: "string", valueName: "D", default: "mnist", description: DATASET_HELP },
-    out: { type: "string", valueName: "DIR", description: "folder for tokenizer.safetensors and tokenizer.json (required)" },
-    patch: { type: "string", valueName: "p", default: "4", description: "patch side in pixels; final token grid = image side / p" },
+    out: {
+      type: "string",
+      valueName: "DIR",
+      description: "folder for tokenizer.safetensors and tokenizer.json (required)",
+    },
+    patch: {
+      type: "string",
+      valueName: "p",
+      default: "4",
+      description: "patch side in pixels; final token grid = image side / p",
+    },
     codes: { type: "string", valueName: "K", default: "512", description: "codebook size" },
-    side: { type: "string", valueName: "PX", default: "64", description: "image side for emoji and folder datasets (mnist is 32)" },
+    side: {
+      type: "string",
+      valueName: "PX",
+      default: "64",
+      description: "image side for emoji and folder datasets (mnist is 32)",
+    },
     ...ratioOptions,
-    iterations: { type: "string", valueName: "N", default: "20", description: "Lloyd iterations after k-means++" },
-    "max-patches": { type: "string", valueName: "N", default: "200000", description: "patches used for the fit (images are subsampled)" },
+    iterations: {
+      type: "string",
+      valueName: "N",
+      default: "20",
+      description: "Lloyd iterations after k-means++",
+    },
+    "max-patches": {
+      type: "string",
+      valueName: "N",
+      default: "200000",
+      description: "patches used for the fit (images are subsampled)",
+    },
     seed: { type: "string", valueName: "S", default: "0", description: "random seed" },
     device: deviceOption,
   },
@@ -40,14 +64,16 @@ const fit: Command = {
     const maxPatches = intOption(values, "max-patches", { min: 1 })!;
     const seed = intOption(values, "seed")!;
     const side = intOption(values, "side", { min: 1 })!;
-    const device = await deviceFrom(values);
     const set = await loadDataset(requiredString(values, "dataset"), { side });
+    const device = await deviceFrom(values);
     if (set.side % patch !== 0) {
       throw new UsageError(`--patch ${patch} does not divide the image side ${set.side}`);
     }
     const { scales } = scalesFrom(values, set.side / patch);
     console.error(
-      `fitting ${codes} codes on ${set.name} (${set.count} images, ${set.side}px), patch ${patch}, scales ${scales.join(",")}`,
+      `fitting ${codes} codes on ${set.name} (${set.count} images, ${set.side}px), patch ${patch}, scales ${
+        scales.join(",")
+      }`,
     );
     const tokenizer = await fitTokenizer(set, {
       patch,
@@ -62,7 +88,9 @@ const fit: Command = {
     await tokenizer.save(out);
     const mse = tokenizer.config.fit.mse;
     console.log(
-      `wrote ${join(out, "tokenizer.safetensors")} and tokenizer.json (hash ${tokenizer.config.hash}, ` +
+      `wrote ${
+        join(out, "tokenizer.safetensors")
+      } and tokenizer.json (hash ${tokenizer.config.hash}, ` +
         `fit mse ${mse.length ? mse[mse.length - 1].toExponential(3) : "n/a"})`,
     );
   },
@@ -74,9 +102,18 @@ const recon: Command = {
   usage: "tokenizer recon --tokenizer DIR --out grid.png [--dataset D] [--count N] [--json]",
   options: {
     tokenizer: { type: "string", valueName: "DIR", description: "tokenizer folder (required)" },
-    dataset: { type: "string", valueName: "D", description: "dataset (default: the one the tokenizer was fitted on)" },
+    dataset: {
+      type: "string",
+      valueName: "D",
+      description: "dataset (default: the one the tokenizer was fitted on)",
+    },
     out: { type: "string", valueName: "FILE", description: "PNG grid to write (required)" },
-    count: { type: "string", valueName: "N", default: "16", description: "validation images shown in the grid" },
+    count: {
+      type: "string",
+      valueName: "N",
+      default: "16",
+      description: "validation images shown in the grid",
+    },
     ...ratioOptions,
     device: deviceOption,
     json: { type: "boolean", description: "print the PSNR figures as one JSON object" },
@@ -90,12 +127,12 @@ const recon: Command = {
     const tokenizer = await PatchTokenizer.load(requiredString(values, "tokenizer"));
     const out = requiredString(values, "out");
     const count = intOption(values, "count", { min: 1 })!;
-    const device = await deviceFrom(values);
+    const { scales } = scalesFrom(values, tokenizer.finalSide);
     const set = await loadDataset(stringOption(values, "dataset") ?? tokenizer.config.dataset, {
       side: tokenizer.config.imageSide,
     });
     tokenizer.checkImages(set);
-    const { scales } = scalesFrom(values, tokenizer.finalSide);
+    const device = await deviceFrom(values);
     const val = splitIndices(set.count, "val");
     const progress = new Progress("encode", val.length, "img");
     const codes = await tokenizer.encode(set, val, scales, device, progress);
@@ -137,7 +174,9 @@ const recon: Command = {
       console.log(JSON.stringify(result));
     } else {
       console.log(`validation PSNR per scale (${val.length} images of ${set.name}):`);
-      for (const x of perScale) console.log(`  ${String(x.side).padStart(3)}x${x.side}: ${x.psnr.toFixed(2)} dB`);
+      for (const x of perScale) {
+        console.log(`  ${String(x.side).padStart(3)}x${x.side}: ${x.psnr.toFixed(2)} dB`);
+      }
       console.log(`wrote ${out}`);
     }
   },

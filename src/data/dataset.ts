@@ -56,4 +56,5 @@ export async function loadDataset(spec: string, opts: { side?: number } = {}): P
   );
 }
 
-export const DATASET_HELP = "mnist | emoji | folder:PATH (one subfolder of PNG/JPEG files per class)";
+export const DATASET_HELP =
+  "mnist | emoji | folder:PATH (one subfolder of PNG/JPEG files per class)";

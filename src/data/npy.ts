@@ -30,7 +30,9 @@ export function encodeNpy({ shape, data }: NpyArray): Uint8Array {
   const count = shape.reduce((a, b) => a * b, 1);
   if (count !== data.length) throw new Error(`npy: shape [${shape}] needs ${count} values`);
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
-  let header = `{'descr': '${DESCR_OF.get(data.constructor)}', 'fortran_order': False, 'shape': ${shapeText}, }`;
+  let header = `{'descr': '${
+    DESCR_OF.get(data.constructor)
+  }', 'fortran_order': False, 'shape': ${shapeText}, }`;
   // Magic (6) + version (2) + length (2) + header + '\n' is padded to 64 bytes.
   const unpadded = 10 + header.length + 1;
   header += " ".repeat((64 - (unpadded % 64)) % 64) + "\n";
@@ -80,7 +82,9 @@ export function decodeNpz(bytes: Uint8Array, label: string): Record<string, NpyA
   try {
     files = unzipSync(bytes);
   } catch (err) {
-    throw new UserError(`${label}: not a readable .npz file (${(err as Error).message}; truncated?)`);
+    throw new UserError(
+      `${label}: not a readable .npz file (${(err as Error).message}; truncated?)`,
+    );
   }
   const out: Record<string, NpyArray> = {};
   for (const [name, data] of Object.entries(files)) {

@@ -77,7 +77,9 @@ export async function readManifest(dir: string): Promise<Manifest> {
     manifest = JSON.parse(await Deno.readTextFile(path));
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      throw new UserError(`${path}: not found (is ${dir} a shard folder made by 'checkerboard data'?)`);
+      throw new UserError(
+        `${path}: not found (is ${dir} a shard folder made by 'checkerboard data'?)`,
+      );
     }
     throw new UserError(`${path}: not valid JSON (${(err as Error).message})`);
   }
@@ -95,13 +97,21 @@ export interface Batch {
 }
 
 /** Loads one shard and checks it against the manifest. */
-export async function readShard(dir: string, manifest: Manifest, entry: ShardEntry): Promise<Batch> {
+export async function readShard(
+  dir: string,
+  manifest: Manifest,
+  entry: ShardEntry,
+): Promise<Batch> {
   const path = join(dir, entry.file);
   const arrays = await readNpz(path);
   const { codes, labels } = arrays;
   const L = manifest.sequenceLength;
-  if (!codes || !(codes.data instanceof Uint16Array)) throw new UserError(`${path}: no uint16 array 'codes'`);
-  if (!labels || !(labels.data instanceof Int32Array)) throw new UserError(`${path}: no int32 array 'labels'`);
+  if (!codes || !(codes.data instanceof Uint16Array)) {
+    throw new UserError(`${path}: no uint16 array 'codes'`);
+  }
+  if (!labels || !(labels.data instanceof Int32Array)) {
+    throw new UserError(`${path}: no int32 array 'labels'`);
+  }
   if (codes.shape[0] !== entry.count || codes.shape[1] !== L || labels.shape[0] !== entry.count) {
     throw new UserError(
       `${path}: codes [${codes.shape}] and labels [${labels.shape}] do not match the manifest ` +
@@ -173,6 +183,8 @@ export function scaleCodes(batch: Batch, scales: readonly number[], k: number): 
   const size = scales[k] * scales[k];
   const b = batch.labels.length;
   const out = new Uint16Array(b * size);
-  for (let i = 0; i < b; i++) out.set(batch.codes.subarray(i * L + offset, i * L + offset + size), i * size);
+  for (let i = 0; i < b; i++) {
+    out.set(batch.codes.subarray(i * L + offset, i * L + offset + size), i * size);
+  }
   return out;
 }

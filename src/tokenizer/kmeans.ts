@@ -109,7 +109,10 @@ export async function kmeans(
       const src = farthest[e];
       centroids.set(points.subarray(src * d, (src + 1) * d), c * d);
     });
-    progress.tick(1, `mse ${(total / n).toExponential(3)}${empty.length ? ` reseeded ${empty.length}` : ""}`);
+    progress.tick(
+      1,
+      `mse ${(total / n).toExponential(3)}${empty.length ? ` reseeded ${empty.length}` : ""}`,
+    );
   }
   progress.finish();
   return { centroids, inertia };

@@ -141,7 +141,9 @@ export class PatchTokenizer {
     if (!codebook || !(codebook.data instanceof Float32Array)) {
       throw new UserError(`${weightsPath}: no float32 tensor 'codebook'`);
     }
-    if (codebook.shape.length !== 2 || codebook.shape[0] !== config.codes || codebook.shape[1] !== d) {
+    if (
+      codebook.shape.length !== 2 || codebook.shape[0] !== config.codes || codebook.shape[1] !== d
+    ) {
       throw new UserError(
         `${weightsPath}: codebook shape [${codebook.shape}] does not match ${jsonPath} ` +
           `(codes ${config.codes}, patch ${config.patch} need [${config.codes}, ${d}])`,
@@ -170,7 +172,10 @@ export async function fitTokenizer(set: ImageSet, opts: FitOptions): Promise<Pat
   const { patch: p, codes: K, scales } = opts;
   const d = p * p * 3;
   const perImage = scales.reduce((a, s) => a + s * s, 0);
-  const imageCount = Math.min(opts.indices.length, Math.max(1, Math.floor(opts.maxPatches / perImage)));
+  const imageCount = Math.min(
+    opts.indices.length,
+    Math.max(1, Math.floor(opts.maxPatches / perImage)),
+  );
   const chosen = Int32Array.from(opts.indices);
   new Rng(opts.seed).shuffle(chosen);
   const n = imageCount * perImage;

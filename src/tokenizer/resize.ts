@@ -26,7 +26,7 @@ const weightCache = new Map<string, ReturnType<typeof areaWeights>>();
 function cachedWeights(from: number, to: number) {
   const key = `${from}>${to}`;
   let w = weightCache.get(key);
-  if (!w) weightCache.set(key, (w = areaWeights(from, to)));
+  if (!w) weightCache.set(key, w = areaWeights(from, to));
   return w;
 }
 
@@ -43,7 +43,9 @@ export function resizeArea(rgb: Uint8Array, side: number, to: number): Float32Ar
       const { index, weight } = wx[x];
       for (let c = 0; c < 3; c++) {
         let acc = 0;
-        for (let t = 0; t < index.length; t++) acc += weight[t] * rgb[(y * side + index[t]) * 3 + c];
+        for (let t = 0; t < index.length; t++) {
+          acc += weight[t] * rgb[(y * side + index[t]) * 3 + c];
+        }
         rows[(y * to + x) * 3 + c] = acc / 255;
       }
     }

@@ -74,7 +74,9 @@ export class Progress {
       const width = 24;
       const filled = Math.round(frac * width);
       const bar = "#".repeat(filled) + "-".repeat(width - filled);
-      const line = `\r${this.label} [${bar}] ${(frac * 100).toFixed(0).padStart(3)}% ${stats}\x1b[K`;
+      const line = `\r${this.label} [${bar}] ${
+        (frac * 100).toFixed(0).padStart(3)
+      }% ${stats}\x1b[K`;
       Deno.stderr.writeSync(encoder.encode(final ? line + "\n" : line));
       return;
     }

@@ -21,13 +21,14 @@ const DTYPE_OF = new Map<Function, string>([
   [Uint8Array, "U8"],
 ]);
 
-const ARRAY_OF: Record<string, { new (buf: ArrayBuffer): TensorData; BYTES_PER_ELEMENT: number }> = {
-  F32: Float32Array,
-  F64: Float64Array,
-  I32: Int32Array,
-  U16: Uint16Array,
-  U8: Uint8Array,
-};
+const ARRAY_OF: Record<string, { new (buf: ArrayBuffer): TensorData; BYTES_PER_ELEMENT: number }> =
+  {
+    F32: Float32Array,
+    F64: Float64Array,
+    I32: Int32Array,
+    U16: Uint16Array,
+    U8: Uint8Array,
+  };
 
 export function encodeSafetensors(
   tensors: Record<string, Tensor>,
