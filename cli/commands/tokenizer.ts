@@ -91,7 +91,9 @@ const fit: Command = {
       `wrote ${
         join(out, "tokenizer.safetensors")
       } and tokenizer.json (hash ${tokenizer.config.hash}, ` +
-        `fit mse ${mse.length ? mse[mse.length - 1].toExponential(3) : "n/a"})`,
+        `mean squared distance per patch ${
+          mse.length ? mse[mse.length - 1].toExponential(3) : "n/a"
+        })`,
     );
   },
 };
@@ -121,7 +123,7 @@ const recon: Command = {
   details: [
     "PSNR per scale compares each scale's reconstruction with the image area-resized to that",
     "scale's pixel size, over the whole validation split. Grid rows: original, then scales",
-    "coarse to fine (each enlarged to the image side).",
+    "coarse to fine (each enlarged to the image side); the shown images are spread over the split.",
   ].join("\n"),
   async run(values) {
     const tokenizer = await PatchTokenizer.load(requiredString(values, "tokenizer"));
@@ -140,10 +142,18 @@ const recon: Command = {
     const L = scales.reduce((a, s) => a + s * s, 0);
     const p = tokenizer.patch;
     const sqErr = new Float64Array(scales.length);
+    // Shown images are spread evenly over the split (which is sorted, hence grouped by class).
+    const shown = new Set(
+      Array.from(
+        { length: Math.min(count, val.length) },
+        (_, j) => Math.floor((j * val.length) / Math.min(count, val.length)),
+      ),
+    );
+    const tileSide = Math.max(set.side, 64); // small images are enlarged so the grid is legible
     const tiles: Uint8Array[] = [];
     for (let i = 0; i < val.length; i++) {
       const original = imageAt(set, val[i]);
-      if (i < count) tiles.push(original);
+      if (shown.has(i)) tiles.push(upscaleNearest(original, set.side, tileSide));
       let offset = i * L;
       scales.forEach((s, k) => {
         const decoded = tokenizer.decodeScale(codes.subarray(offset, offset + s * s), s);
@@ -156,11 +166,13 @@ const recon: Command = {
           e += diff * diff;
         }
         sqErr[k] += e / decoded.length;
-        if (i < count) tiles.push(upscaleNearest(decoded, s * p, set.side));
+        if (shown.has(i)) tiles.push(upscaleNearest(decoded, s * p, tileSide));
       });
     }
     const perScale = scales.map((s, k) => ({ side: s, psnr: psnr(sqErr[k] / val.length) }));
-    const grid = tileGrid(tiles, set.side, set.side, scales.length + 1);
+    // Each group (original, then every scale) sits on one row, several groups side by side.
+    const groupsPerRow = Math.max(1, Math.min(shown.size, Math.floor(20 / (scales.length + 1))));
+    const grid = tileGrid(tiles, tileSide, tileSide, groupsPerRow * (scales.length + 1));
     await writePng(out, grid.rgb, grid.width, grid.height);
     const result = {
       tokenizer: tokenizer.config.hash,
