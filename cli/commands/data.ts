@@ -13,7 +13,7 @@ import {
   writeManifest,
   writeSplitShards,
 } from "../../src/data/shards.ts";
-import { exists } from "../../src/util/atomic.ts";
+import { exists } from "../../src/util/files.ts";
 import { Progress } from "../../src/util/progress.ts";
 import { UserError } from "../../src/errors.ts";
 

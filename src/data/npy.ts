@@ -4,6 +4,7 @@
  */
 import { unzipSync, zipSync } from "fflate";
 import { UserError } from "../errors.ts";
+import { readFileOrFail } from "../util/files.ts";
 
 export type NpyData = Uint8Array | Uint16Array | Int32Array | Float32Array;
 
@@ -12,7 +13,7 @@ export interface NpyArray {
   data: NpyData;
 }
 
-const DESCR_OF = new Map<Function, string>([
+const DESCR_OF = new Map<unknown, string>([
   [Uint8Array, "|u1"],
   [Uint16Array, "<u2"],
   [Int32Array, "<i4"],
@@ -95,12 +96,5 @@ export function decodeNpz(bytes: Uint8Array, label: string): Record<string, NpyA
 }
 
 export async function readNpz(path: string): Promise<Record<string, NpyArray>> {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) throw new UserError(`${path}: file not found`);
-    throw err;
-  }
-  return decodeNpz(bytes, path);
+  return decodeNpz(await readFileOrFail(path), path);
 }

@@ -1,6 +1,6 @@
 /** PNG encoding of 8-bit RGB images (zlib through fflate), and image grids. */
 import { zlibSync } from "fflate";
-import { writeFileAtomic } from "../util/atomic.ts";
+import { writeFileAtomic } from "../util/files.ts";
 
 const CRC_TABLE = (() => {
   const t = new Uint32Array(256);

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { encodeNpz, readNpz } from "./npy.ts";
-import { writeFileAtomic } from "../util/atomic.ts";
+import { readJsonFile, writeFileAtomic } from "../util/files.ts";
 import { Rng } from "../util/rng.ts";
 import type { Split } from "./dataset.ts";
 
@@ -72,17 +72,10 @@ export async function writeManifest(dir: string, manifest: Manifest) {
 
 export async function readManifest(dir: string): Promise<Manifest> {
   const path = join(dir, "manifest.json");
-  let manifest: Manifest;
-  try {
-    manifest = JSON.parse(await Deno.readTextFile(path));
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) {
-      throw new UserError(
-        `${path}: not found (is ${dir} a shard folder made by 'checkerboard data'?)`,
-      );
-    }
-    throw new UserError(`${path}: not valid JSON (${(err as Error).message})`);
-  }
+  const manifest: Manifest = await readJsonFile(
+    path,
+    `is ${dir} a shard folder made by 'checkerboard data'?`,
+  );
   if (manifest?.format !== SHARDS_FORMAT || !Array.isArray(manifest.shards)) {
     throw new UserError(`${path}: not a checkerboard shard manifest`);
   }

@@ -10,7 +10,7 @@ import { UserError } from "../errors.ts";
 import { nearestCodes } from "../engine.ts";
 import { imageAt, type ImageSet } from "../data/dataset.ts";
 import { readSafetensors, writeSafetensors } from "../util/safetensors.ts";
-import { writeFileAtomic } from "../util/atomic.ts";
+import { readJsonFile, writeFileAtomic } from "../util/files.ts";
 import { Progress } from "../util/progress.ts";
 import { Rng } from "../util/rng.ts";
 import { extractPatches, pastePatches } from "./patches.ts";
@@ -118,15 +118,7 @@ export class PatchTokenizer {
   static async load(dir: string): Promise<PatchTokenizer> {
     const jsonPath = join(dir, "tokenizer.json");
     const weightsPath = join(dir, "tokenizer.safetensors");
-    let config: TokenizerConfig;
-    try {
-      config = JSON.parse(await Deno.readTextFile(jsonPath));
-    } catch (err) {
-      if (err instanceof Deno.errors.NotFound) {
-        throw new UserError(`${jsonPath}: not found (is ${dir} a tokenizer folder?)`);
-      }
-      throw new UserError(`${jsonPath}: not valid JSON (${(err as Error).message})`);
-    }
+    const config: TokenizerConfig = await readJsonFile(jsonPath, `is ${dir} a tokenizer folder?`);
     if (config?.format !== TOKENIZER_FORMAT) {
       throw new UserError(`${jsonPath}: not a checkerboard patch-VQ tokenizer`);
     }

@@ -4,7 +4,7 @@
  * the raw little-endian tensor bytes. PyTorch and Hugging Face read it.
  */
 import { UserError } from "../errors.ts";
-import { writeFileAtomic } from "./atomic.ts";
+import { readFileOrFail, writeFileAtomic } from "./files.ts";
 
 export type TensorData = Float32Array | Int32Array | Uint16Array | Uint8Array | Float64Array;
 
@@ -13,7 +13,7 @@ export interface Tensor {
   data: TensorData;
 }
 
-const DTYPE_OF = new Map<Function, string>([
+const DTYPE_OF = new Map<unknown, string>([
   [Float32Array, "F32"],
   [Float64Array, "F64"],
   [Int32Array, "I32"],
@@ -111,12 +111,5 @@ export async function writeSafetensors(
 }
 
 export async function readSafetensors(path: string) {
-  let bytes: Uint8Array;
-  try {
-    bytes = await Deno.readFile(path);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) throw new UserError(`${path}: file not found`);
-    throw err;
-  }
-  return decodeSafetensors(bytes, path);
+  return decodeSafetensors(await readFileOrFail(path), path);
 }

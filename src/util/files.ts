@@ -1,0 +1,55 @@
+/**
+ * File helpers. Writes are atomic: data goes to a temporary name beside the
+ * target and is renamed into place, so a crash never leaves a half-written file
+ * under the real name. Reads turn a missing or malformed file into a UserError.
+ */
+import { dirname } from "node:path";
+import { UserError } from "../errors.ts";
+
+function tempNameFor(path: string): string {
+  return `${path}.tmp-${Deno.pid}-${Math.random().toString(36).slice(2, 8)}`;
+}
+
+export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
+  await Deno.mkdir(dirname(path), { recursive: true });
+  const tmp = tempNameFor(path);
+  try {
+    if (typeof data === "string") await Deno.writeTextFile(tmp, data);
+    else await Deno.writeFile(tmp, data);
+    await Deno.rename(tmp, path);
+  } catch (err) {
+    await Deno.remove(tmp).catch(() => {});
+    throw err;
+  }
+}
+
+/** True when `path` exists (file or folder). */
+export async function exists(path: string): Promise<boolean> {
+  try {
+    await Deno.stat(path);
+    return true;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
+/** Reads a file; a missing file is a UserError naming it. */
+export async function readFileOrFail(path: string): Promise<Uint8Array> {
+  try {
+    return await Deno.readFile(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) throw new UserError(`${path}: file not found`);
+    throw err;
+  }
+}
+
+/** Parses a JSON file; missing or malformed files are UserErrors (`hint` explains what was expected). */
+export async function readJsonFile(path: string, hint: string): Promise<any> {
+  try {
+    return JSON.parse(await Deno.readTextFile(path));
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) throw new UserError(`${path}: not found (${hint})`);
+    throw new UserError(`${path}: not valid JSON (${(err as Error).message})`);
+  }
+}
