@@ -18,7 +18,8 @@ namespace cb {
 // Per-slot visibility of blockwise causal attention: slot t attends to slots [0, visible_end[t]).
 // visible_end is shared by every row of the batch (it depends only on the block sizes).
 
-template <typename T>
+// `Real` is the scalar type (float; double for the gradient checks). `T` is always the slot count.
+template <typename Real>
 class ModelOps {
  public:
   virtual ~ModelOps() = default;
@@ -26,60 +27,60 @@ class ModelOps {
 
   // ---- dense ----------------------------------------------------------------------------
   // y (n, out) = x (n, in) . w^T (w: (out, in)) + b (out); b may be null.
-  virtual void linear(int64_t n, int in, int out, const T* x, const T* w, const T* b, T* y) = 0;
+  virtual void linear(int64_t n, int in, int out, const Real* x, const Real* w, const Real* b, Real* y) = 0;
   // dx (n, in) = dy . w (skipped when dx is null); dw (out, in) += dy^T . x;
   // db (out) += column sums of dy (skipped when db is null).
-  virtual void linear_backward(int64_t n, int in, int out, const T* x, const T* w, const T* dy,
-                               T* dx, T* dw, T* db) = 0;
+  virtual void linear_backward(int64_t n, int in, int out, const Real* x, const Real* w, const Real* dy,
+                               Real* dx, Real* dw, Real* db) = 0;
 
   // ---- elementwise ----------------------------------------------------------------------
   // GELU, tanh approximation: y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).
-  virtual void gelu(int64_t count, const T* x, T* y) = 0;
-  virtual void gelu_backward(int64_t count, const T* x, const T* dy, T* dx) = 0;
+  virtual void gelu(int64_t count, const Real* x, Real* y) = 0;
+  virtual void gelu_backward(int64_t count, const Real* x, const Real* dy, Real* dx) = 0;
   // SiLU: y = x sigmoid(x).
-  virtual void silu(int64_t count, const T* x, T* y) = 0;
-  virtual void silu_backward(int64_t count, const T* x, const T* dy, T* dx) = 0;
+  virtual void silu(int64_t count, const Real* x, Real* y) = 0;
+  virtual void silu_backward(int64_t count, const Real* x, const Real* dy, Real* dx) = 0;
   // y += x
-  virtual void add_inplace(int64_t count, T* y, const T* x) = 0;
+  virtual void add_inplace(int64_t count, Real* y, const Real* x) = 0;
   // Strided block copy of `rows` x `cols`: dst[r*dst_ld + c] = src[r*src_ld + c]
   // (or += when accumulate). Used for concatenation, splitting and class-token rows.
-  virtual void copy_strided(int64_t rows, int cols, const T* src, int64_t src_ld, T* dst,
+  virtual void copy_strided(int64_t rows, int cols, const Real* src, int64_t src_ld, Real* dst,
                             int64_t dst_ld, bool accumulate) = 0;
   // dst[r*ld + c] = 0 for the `rows` x `cols` block.
-  virtual void zero_strided(int64_t rows, int cols, T* dst, int64_t ld) = 0;
+  virtual void zero_strided(int64_t rows, int cols, Real* dst, int64_t ld) = 0;
 
   // ---- normalisation and AdaLN ----------------------------------------------------------
   // LayerNorm without affine over the last dim c, eps 1e-6:
   // y = (x - mean) * rstd; saves mean (n) and rstd (n) for the backward.
-  virtual void layernorm(int64_t n, int c, const T* x, T* y, T* mean, T* rstd) = 0;
-  virtual void layernorm_backward(int64_t n, int c, const T* x, const T* mean, const T* rstd,
-                                  const T* dy, T* dx) = 0;
+  virtual void layernorm(int64_t n, int c, const Real* x, Real* y, Real* mean, Real* rstd) = 0;
+  virtual void layernorm_backward(int64_t n, int c, const Real* x, const Real* mean, const Real* rstd,
+                                  const Real* dy, Real* dx) = 0;
   // AdaLN modulation, rows grouped by batch (n = B * T):
   // y[b,t,:] = xn[b,t,:] * (1 + scale[b,:]) + shift[b,:].
   // shift and scale are rows of a (B, ld) matrix (the AdaLN projection output).
-  virtual void modulate(int B, int T, int c, const T* xn, const T* shift, const T* scale, int ld,
-                        T* y) = 0;
+  virtual void modulate(int B, int T, int c, const Real* xn, const Real* shift, const Real* scale, int ld,
+                        Real* y) = 0;
   // dxn = dy * (1 + scale); dshift[b] += sum_t dy; dscale[b] += sum_t dy * xn.
   // dshift and dscale are rows of a (B, ld) gradient matrix.
-  virtual void modulate_backward(int B, int T, int c, const T* xn, const T* scale, int ld,
-                                 const T* dy, T* dxn, T* dshift, T* dscale) = 0;
+  virtual void modulate_backward(int B, int T, int c, const Real* xn, const Real* scale, int ld,
+                                 const Real* dy, Real* dxn, Real* dshift, Real* dscale) = 0;
   // Gated residual: x[b,t,:] += gate[b,:] * h[b,t,:]; gate is a row of a (B, ld) matrix.
-  virtual void gated_residual(int B, int T, int c, T* x, const T* gate, int ld, const T* h) = 0;
+  virtual void gated_residual(int B, int T, int c, Real* x, const Real* gate, int ld, const Real* h) = 0;
   // dh = dx * gate; dgate[b] += sum_t dx * h. (dx flows on to the residual input unchanged.)
-  virtual void gated_residual_backward(int B, int T, int c, const T* dx, const T* gate, int ld,
-                                       const T* h, T* dh, T* dgate) = 0;
+  virtual void gated_residual_backward(int B, int T, int c, const Real* dx, const Real* gate, int ld,
+                                       const Real* h, Real* dh, Real* dgate) = 0;
 
   // ---- embeddings -----------------------------------------------------------------------
   // out[i,:] = table[index[i],:] for i < n; table is (rows, c).
-  virtual void gather_rows(int64_t n, int c, const T* table, const int32_t* index, T* out) = 0;
+  virtual void gather_rows(int64_t n, int c, const Real* table, const int32_t* index, Real* out) = 0;
   // dtable[index[i],:] += dout[i,:].
-  virtual void scatter_add_rows(int64_t n, int c, const T* dout, const int32_t* index,
-                                T* dtable) = 0;
+  virtual void scatter_add_rows(int64_t n, int c, const Real* dout, const int32_t* index,
+                                Real* dtable) = 0;
   // Rows whose mask[i] is non-zero are replaced by `vec` (c): x[i,:] = vec.
-  virtual void fill_masked_rows(int64_t n, int c, const uint8_t* mask, const T* vec, T* x) = 0;
+  virtual void fill_masked_rows(int64_t n, int c, const uint8_t* mask, const Real* vec, Real* x) = 0;
   // dvec += sum of dx rows with mask[i] != 0, and those rows of dx are zeroed (in place).
-  virtual void fill_masked_rows_backward(int64_t n, int c, const uint8_t* mask, T* dx,
-                                         T* dvec) = 0;
+  virtual void fill_masked_rows_backward(int64_t n, int c, const uint8_t* mask, Real* dx,
+                                         Real* dvec) = 0;
 
   // ---- rotary position embedding with learned angles -------------------------------------
   // x holds n = B*T rows of H heads of hd values at row stride ld (head h at x + h*hd), and
@@ -88,37 +89,37 @@ class ModelOps {
   // Keys with mixing: y = alpha_h R(angles[pos_p[i]]) x + (1 - alpha_h) R(angles[pos_q[i]]) x,
   // where alpha_h = sigmoid(mix_logit[h]); mix_logit == null means alpha = 1 (no mixing).
   // y is written densely as (n, H*hd).
-  virtual void rope(int64_t n, int H, int hd, const T* x, int ld, const T* angles,
-                    const int32_t* pos_p, const int32_t* pos_q, const T* mix_logit, T* y) = 0;
+  virtual void rope(int64_t n, int H, int hd, const Real* x, int ld, const Real* angles,
+                    const int32_t* pos_p, const int32_t* pos_q, const Real* mix_logit, Real* y) = 0;
   // dx (n, ld; only the H*hd columns are written) = (dR)^T dy; dangles += d/dangles;
   // dmix_logit (H) += d/dmix_logit (when mix_logit is not null).
-  virtual void rope_backward(int64_t n, int H, int hd, const T* x, int ld, const T* angles,
-                             const int32_t* pos_p, const int32_t* pos_q, const T* mix_logit,
-                             const T* dy, T* dx, T* dangles, T* dmix_logit) = 0;
+  virtual void rope_backward(int64_t n, int H, int hd, const Real* x, int ld, const Real* angles,
+                             const int32_t* pos_p, const int32_t* pos_q, const Real* mix_logit,
+                             const Real* dy, Real* dx, Real* dangles, Real* dmix_logit) = 0;
 
   // ---- attention ------------------------------------------------------------------------
   // Blockwise causal attention for B sequences of T slots and H heads of size hd.
   // q, k, v: (B, T, H*hd) dense. out (B, T, H*hd); lse (B, H, T) saves the log-sum-exp of the
   // scaled scores for the backward. scale = 1/sqrt(hd). Slot t sees keys [0, visible_end[t]).
-  virtual void attention(int B, int T, int H, int hd, const T* q, const T* k, const T* v,
-                         const int32_t* visible_end, T* out, T* lse) = 0;
+  virtual void attention(int B, int T, int H, int hd, const Real* q, const Real* k, const Real* v,
+                         const int32_t* visible_end, Real* out, Real* lse) = 0;
   // dq, dk, dv (B, T, H*hd) are overwritten. Probabilities are recomputed from q, k and lse.
-  virtual void attention_backward(int B, int T, int H, int hd, const T* q, const T* k,
-                                  const T* v, const int32_t* visible_end, const T* out,
-                                  const T* lse, const T* dout, T* dq, T* dk, T* dv) = 0;
+  virtual void attention_backward(int B, int T, int H, int hd, const Real* q, const Real* k,
+                                  const Real* v, const int32_t* visible_end, const Real* out,
+                                  const Real* lse, const Real* dout, Real* dq, Real* dk, Real* dv) = 0;
 
   // ---- loss -----------------------------------------------------------------------------
   // Fused softmax + cross-entropy over n rows of K logits. Rows with target < 0 are ignored.
   // loss_rows[i] = -log softmax(logits[i])[target[i]] (0 for ignored rows).
   // When dlogits is not null: dlogits = (softmax - onehot(target)) * grad_scale for counted
   // rows and 0 for ignored rows (grad_scale = 1 / counted rows gives the mean's gradient).
-  virtual void softmax_cross_entropy(int64_t n, int K, const T* logits, const int32_t* target,
-                                     T* loss_rows, T* dlogits, T grad_scale) = 0;
+  virtual void softmax_cross_entropy(int64_t n, int K, const Real* logits, const int32_t* target,
+                                     Real* loss_rows, Real* dlogits, Real grad_scale) = 0;
 
   // ---- optimizer ------------------------------------------------------------------------
   // AdamW over `count` values (one parameter tensor), bias-corrected with step t (1-based):
   // m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m_hat / (sqrt(v_hat) + eps) + wd p).
-  virtual void adamw(int64_t count, T* param, const T* grad, T* m, T* v, float lr, float beta1,
+  virtual void adamw(int64_t count, Real* param, const Real* grad, Real* m, Real* v, float lr, float beta1,
                      float beta2, float eps, float weight_decay, int64_t t) = 0;
 };
 
