@@ -9,5 +9,6 @@ Napi::Value build_info(const Napi::CallbackInfo& info);     // info.cc
 Napi::Value cuda_status(const Napi::CallbackInfo& info);    // info.cc
 Napi::Value gemm(const Napi::CallbackInfo& info);           // gemm.cc
 Napi::Value nearest_codes(const Napi::CallbackInfo& info);  // nearest.cc
+void register_model(Napi::Env env, Napi::Object exports);    // model.cc: the Model class
 
 }  // namespace cbn

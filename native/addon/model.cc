@@ -1,0 +1,288 @@
+// The Model class of the addon: a thin binding over cb::Model<float>.
+//   new Model(config, backend, seed)    config: {vocab, latentDim, classes, depth, width, heads,
+//                                        mlpRatio, scales, ropeMixLayers}
+//   paramTable() -> [{name, shape, offset, size, decay, init}]
+//   forward(batch, wantLogits, forBackward) -> Promise<{loss, tokens, lossRows, logits?}>
+//   backward() -> Promise<void>      step(lr, beta1, beta2, eps, weightDecay) -> Promise<void>
+//   zeroGrad()   getParam(name)   setParam(name, values)   getState(which)   setState(which, v)
+//   stepCount()  setStepCount(t)  dispose()
+// Long calls run on a worker thread; while one is in flight every other call is refused, so the
+// model is never used from two threads at once.
+#include <napi.h>
+
+#include <cstring>
+#include <functional>
+#include <memory>
+#include <string>
+
+#include "args.h"
+#include "errors.h"
+#include "model/backends.h"
+#include "model/model.h"
+#include "model_args.h"
+
+namespace cbn {
+namespace {
+
+using ModelF = cb::Model<float>;
+
+// Runs `work` on a worker thread, then `done` on the JS thread to build the resolved value.
+class ModelWorker : public Napi::AsyncWorker {
+ public:
+  ModelWorker(Napi::Env env, bool* busy, std::function<void()> work,
+              std::function<Napi::Value(Napi::Env)> done)
+      : Napi::AsyncWorker(env, "checkerboard.model"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        busy_(busy),
+        work_(std::move(work)),
+        done_(std::move(done)) {
+    *busy_ = true;
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute() override {
+    try {
+      work_();
+    } catch (...) {
+      failure_ = describe(std::current_exception(), __FILE__, __LINE__);
+      SetError(failure_.message);
+    }
+  }
+  void OnOK() override {
+    *busy_ = false;
+    try {
+      deferred_.Resolve(done_(Env()));
+    } catch (const Napi::Error& e) {
+      deferred_.Reject(e.Value());
+    } catch (...) {
+      deferred_.Reject(to_js_error(Env(), describe(std::current_exception(), __FILE__, __LINE__)).Value());
+    }
+  }
+  void OnError(const Napi::Error&) override {
+    *busy_ = false;
+    deferred_.Reject(to_js_error(Env(), failure_).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  bool* busy_;
+  std::function<void()> work_;
+  std::function<Napi::Value(Napi::Env)> done_;
+  Failure failure_;
+};
+
+class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
+ public:
+  static Napi::Function define(Napi::Env env) {
+    return DefineClass(env, "Model",
+                       {InstanceMethod("paramTable", &ModelWrap::param_table),
+                        InstanceMethod("forward", &ModelWrap::forward),
+                        InstanceMethod("backward", &ModelWrap::backward),
+                        InstanceMethod("step", &ModelWrap::step),
+                        InstanceMethod("zeroGrad", &ModelWrap::zero_grad),
+                        InstanceMethod("getParam", &ModelWrap::get_param),
+                        InstanceMethod("setParam", &ModelWrap::set_param),
+                        InstanceMethod("getState", &ModelWrap::get_state),
+                        InstanceMethod("setState", &ModelWrap::set_state),
+                        InstanceMethod("stepCount", &ModelWrap::step_count),
+                        InstanceMethod("setStepCount", &ModelWrap::set_step_count),
+                        InstanceMethod("dispose", &ModelWrap::dispose)});
+  }
+
+  explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
+    guarded(info.Env(), [&]() -> Napi::Value {
+      const cb::ModelConfig config = parse_model_config(info[0]);
+      const std::string backend = string_arg(info, 1, "backend");
+      const int64_t seed = int_arg(info, 2, "seed", 0, (int64_t(1) << 53));
+      model_ = std::make_unique<ModelF>(config, cb::make_model_ops<float>(backend), seed);
+      return info.Env().Undefined();
+    });
+  }
+
+ private:
+  ModelF& ready() {
+    CB_CHECK(model_ != nullptr, "model: already disposed");
+    CB_CHECK(!busy_, "model: another call is still running (await it first)");
+    return *model_;
+  }
+
+  Napi::Value param_table(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      Napi::Env env = info.Env();
+      const auto& entries = ready().layout().entries();
+      Napi::Array out = Napi::Array::New(env, entries.size());
+      for (size_t i = 0; i < entries.size(); i++) {
+        const cb::ParamEntry& e = entries[i];
+        Napi::Object o = Napi::Object::New(env);
+        o.Set("name", e.name);
+        Napi::Array shape = Napi::Array::New(env, e.shape.size());
+        for (size_t d = 0; d < e.shape.size(); d++) shape.Set(d, Napi::Number::New(env, (double)e.shape[d]));
+        o.Set("shape", shape);
+        o.Set("offset", Napi::Number::New(env, (double)e.offset));
+        o.Set("size", Napi::Number::New(env, (double)e.size));
+        o.Set("decay", Napi::Boolean::New(env, e.decay));
+        o.Set("init", init_name(e.init));
+        out.Set(i, o);
+      }
+      return out;
+    });
+  }
+
+  Napi::Value forward(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      auto batch = std::make_shared<cb::Batch<float>>(
+          parse_batch(info[0], model.config().latent_dim));
+      const bool want_logits = bool_arg(info, 1, "wantLogits");
+      const bool for_backward = bool_arg(info, 2, "forBackward");
+      auto result = std::make_shared<cb::ForwardResult>();
+      auto* worker = new ModelWorker(
+          info.Env(), &busy_, [&model, batch, for_backward, result] {
+            *result = model.forward(*batch, for_backward);
+          },
+          [&model, result, want_logits](Napi::Env env) -> Napi::Value {
+            const int64_t n = int64_t(model.last_batch()) * model.last_slots();
+            Napi::Object out = Napi::Object::New(env);
+            out.Set("loss", Napi::Number::New(env, result->loss));
+            out.Set("tokens", Napi::Number::New(env, (double)result->tokens));
+            Napi::Float32Array rows = Napi::Float32Array::New(env, n);
+            std::memcpy(rows.Data(), model.loss_rows(), n * sizeof(float));
+            out.Set("lossRows", rows);
+            if (want_logits) {
+              const int64_t count = n * model.config().vocab;
+              Napi::Float32Array logits = Napi::Float32Array::New(env, count);
+              std::memcpy(logits.Data(), model.logits(), count * sizeof(float));
+              out.Set("logits", logits);
+            }
+            return out;
+          });
+      worker->Queue();
+      return worker->promise();
+    });
+  }
+
+  Napi::Value backward(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      auto* worker = new ModelWorker(
+          info.Env(), &busy_, [&model] { model.backward(); },
+          [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+      worker->Queue();
+      return worker->promise();
+    });
+  }
+
+  Napi::Value step(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      cb::AdamWSettings s;
+      s.lr = (float)number_arg(info, 0, "lr");
+      s.beta1 = (float)number_arg(info, 1, "beta1");
+      s.beta2 = (float)number_arg(info, 2, "beta2");
+      s.eps = (float)number_arg(info, 3, "eps");
+      s.weight_decay = (float)number_arg(info, 4, "weightDecay");
+      auto* worker = new ModelWorker(
+          info.Env(), &busy_, [&model, s] { model.step(s); },
+          [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
+      worker->Queue();
+      return worker->promise();
+    });
+  }
+
+  Napi::Value zero_grad(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ready().zero_grad();
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value get_param(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      const cb::ParamEntry& e = model.layout().find(string_arg(info, 0, "name"));
+      Napi::Float32Array out = Napi::Float32Array::New(info.Env(), e.size);
+      std::memcpy(out.Data(), model.params() + e.offset, e.size * sizeof(float));
+      return out;
+    });
+  }
+
+  Napi::Value set_param(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      const std::string name = string_arg(info, 0, "name");
+      const cb::ParamEntry& e = model.layout().find(name);
+      Napi::Float32Array values = float32_arg(info, 1, "values");
+      CB_CHECK((int64_t)values.ElementLength() == e.size,
+               "setParam('" + name + "'): expected " + std::to_string(e.size) + " values, got " +
+                   std::to_string(values.ElementLength()));
+      std::memcpy(model.params() + e.offset, values.Data(), e.size * sizeof(float));
+      return info.Env().Undefined();
+    });
+  }
+
+  float* state_buffer(ModelF& model, const std::string& which, bool writable) {
+    if (which == "params") return model.params();
+    if (which == "adamM") return model.adam_m();
+    if (which == "adamV") return model.adam_v();
+    if (which == "grads" && !writable) return model.grads();
+    CB_FAIL("unknown state '" + which + "' (params, grads, adamM, adamV; grads is read-only)");
+  }
+
+  Napi::Value get_state(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      const float* src = state_buffer(model, string_arg(info, 0, "which"), false);
+      const int64_t total = model.layout().total();
+      Napi::Float32Array out = Napi::Float32Array::New(info.Env(), total);
+      std::memcpy(out.Data(), src, total * sizeof(float));
+      return out;
+    });
+  }
+
+  Napi::Value set_state(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      float* dst = state_buffer(model, string_arg(info, 0, "which"), true);
+      Napi::Float32Array values = float32_arg(info, 1, "values");
+      const int64_t total = model.layout().total();
+      CB_CHECK((int64_t)values.ElementLength() == total,
+               "setState: expected " + std::to_string(total) + " values, got " +
+                   std::to_string(values.ElementLength()));
+      std::memcpy(dst, values.Data(), total * sizeof(float));
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value step_count(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      return Napi::Number::New(info.Env(), (double)ready().step_count());
+    });
+  }
+
+  Napi::Value set_step_count(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ready().set_step_count(int_arg(info, 0, "stepCount", 0, int64_t(1) << 53));
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value dispose(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      CB_CHECK(!busy_, "model: another call is still running (await it first)");
+      model_.reset();
+      return info.Env().Undefined();
+    });
+  }
+
+  std::unique_ptr<ModelF> model_;
+  bool busy_ = false;
+};
+
+}  // namespace
+
+void register_model(Napi::Env env, Napi::Object exports) {
+  exports.Set("Model", ModelWrap::define(env));
+}
+
+}  // namespace cbn

@@ -1,0 +1,94 @@
+#include "model_args.h"
+
+#include <string>
+
+#include "error.h"
+
+namespace cbn {
+namespace {
+
+Napi::Value field(const Napi::Object& o, const char* name) {
+  CB_CHECK(o.Has(name), std::string("missing field '") + name + "'");
+  return o.Get(name);
+}
+
+int int_field(const Napi::Object& o, const char* name) {
+  const Napi::Value v = field(o, name);
+  CB_CHECK(v.IsNumber(), std::string("field '") + name + "' must be a number");
+  const double d = v.As<Napi::Number>().DoubleValue();
+  CB_CHECK(d == (double)(int)d, std::string("field '") + name + "' must be an integer");
+  return (int)d;
+}
+
+template <typename TypedArray, typename Value>
+std::vector<Value> typed_field(const Napi::Object& o, const char* name, napi_typedarray_type type,
+                               const char* type_name, size_t expected) {
+  const Napi::Value v = field(o, name);
+  CB_CHECK(v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type,
+           std::string("field '") + name + "' must be a " + type_name);
+  TypedArray a = v.As<TypedArray>();
+  CB_CHECK(a.ElementLength() == expected, std::string("field '") + name + "' has " +
+                                              std::to_string(a.ElementLength()) +
+                                              " values, expected " + std::to_string(expected));
+  return std::vector<Value>(a.Data(), a.Data() + expected);
+}
+
+}  // namespace
+
+cb::ModelConfig parse_model_config(const Napi::Value& value) {
+  CB_CHECK(value.IsObject(), "model config must be an object");
+  const Napi::Object o = value.As<Napi::Object>();
+  cb::ModelConfig c;
+  c.vocab = int_field(o, "vocab");
+  c.latent_dim = int_field(o, "latentDim");
+  c.classes = int_field(o, "classes");
+  c.depth = int_field(o, "depth");
+  c.width = int_field(o, "width");
+  c.heads = int_field(o, "heads");
+  c.mlp_ratio = int_field(o, "mlpRatio");
+  c.rope_mix_layers = int_field(o, "ropeMixLayers");
+  const Napi::Value scales = field(o, "scales");
+  CB_CHECK(scales.IsArray(), "field 'scales' must be an array");
+  const Napi::Array a = scales.As<Napi::Array>();
+  for (uint32_t i = 0; i < a.Length(); i++) {
+    const Napi::Value s = a.Get(i);
+    CB_CHECK(s.IsNumber(), "field 'scales' must hold numbers");
+    c.scales.push_back(s.As<Napi::Number>().Int32Value());
+  }
+  c.validate();
+  return c;
+}
+
+cb::Batch<float> parse_batch(const Napi::Value& value, int latent_dim) {
+  CB_CHECK(value.IsObject(), "batch must be an object");
+  const Napi::Object o = value.As<Napi::Object>();
+  cb::Batch<float> b;
+  b.B = int_field(o, "batch");
+  b.T = int_field(o, "slots");
+  CB_CHECK(b.B >= 1 && b.T >= 1, "batch: batch and slots must be at least 1");
+  const size_t n = size_t(b.B) * b.T;
+  b.labels = typed_field<Napi::Int32Array, int32_t>(o, "labels", napi_int32_array, "Int32Array", b.B);
+  b.pos_p = typed_field<Napi::Int32Array, int32_t>(o, "posP", napi_int32_array, "Int32Array", n);
+  b.pos_q = typed_field<Napi::Int32Array, int32_t>(o, "posQ", napi_int32_array, "Int32Array", n);
+  b.u_latent = typed_field<Napi::Float32Array, float>(o, "uLatent", napi_float32_array,
+                                                      "Float32Array", n * latent_dim);
+  b.v_latent = typed_field<Napi::Float32Array, float>(o, "vLatent", napi_float32_array,
+                                                      "Float32Array", n * latent_dim);
+  b.u_learned = typed_field<Napi::Uint8Array, uint8_t>(o, "uLearned", napi_uint8_array, "Uint8Array", n);
+  b.v_learned = typed_field<Napi::Uint8Array, uint8_t>(o, "vLearned", napi_uint8_array, "Uint8Array", n);
+  b.targets = typed_field<Napi::Int32Array, int32_t>(o, "targets", napi_int32_array, "Int32Array", n);
+  b.visible_end = typed_field<Napi::Int32Array, int32_t>(o, "visibleEnd", napi_int32_array,
+                                                         "Int32Array", b.T);
+  return b;
+}
+
+const char* init_name(cb::Init init) {
+  switch (init) {
+    case cb::Init::Normal: return "normal";
+    case cb::Init::Zeros: return "zeros";
+    case cb::Init::RopeAxial: return "rope-axial";
+  }
+  return "unknown";
+}
+
+}  // namespace cbn

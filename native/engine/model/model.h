@@ -1,0 +1,87 @@
+// The progressive-checkerboard transformer (DESIGN.md, Sequence and inputs; Transformer):
+// parameters in one flat buffer described by a ParamLayout, activations in one arena, and the
+// forward and backward as explicit call sequences over a ModelOps<Real> backend.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "activations.h"
+#include "batch.h"
+#include "config.h"
+#include "model_ops.h"
+#include "param_layout.h"
+
+namespace cb {
+
+struct AdamWSettings {
+  float lr = 1e-4f, beta1 = 0.9f, beta2 = 0.95f, eps = 1e-8f, weight_decay = 0.01f;
+};
+
+struct ForwardResult {
+  double loss = 0;     // mean cross-entropy (nats) over counted slots
+  int64_t tokens = 0;  // counted slots (target >= 0)
+};
+
+template <typename Real>
+class Model {
+ public:
+  // Takes ownership of the backend. Parameters are initialised from `seed`.
+  Model(const ModelConfig& config, std::unique_ptr<ModelOps<Real>> ops, uint64_t seed);
+
+  const ModelConfig& config() const { return config_; }
+  const ParamLayout& layout() const { return layout_; }
+  ModelOps<Real>& ops() { return *ops_; }
+
+  // Flat buffers of layout().total() values.
+  Real* params() { return params_.data(); }
+  Real* grads() { return grads_.data(); }
+  Real* adam_m() { return adam_m_.data(); }
+  Real* adam_v() { return adam_v_.data(); }
+  int64_t step_count() const { return step_; }
+  void set_step_count(int64_t t) { step_ = t; }
+
+  // Runs the forward over `batch` (copied in). With `for_backward`, the fused loss also writes
+  // dlogits so that backward() can follow. Throws cb::Error for a malformed batch.
+  ForwardResult forward(const Batch<Real>& batch, bool for_backward);
+  // Accumulates (+=) into grads() the gradient of the last forward's mean loss.
+  void backward();
+  void zero_grad();
+  // One AdamW step over every tensor (decay only where the layout says so); increments the step.
+  void step(const AdamWSettings& s);
+
+  // The last forward's outputs.
+  const Real* logits() const { return act_.logits; }          // (B*T, K)
+  const Real* loss_rows() const { return act_.loss_rows; }    // (B*T)
+  int last_batch() const { return act_.B; }
+  int last_slots() const { return act_.T; }
+  // Values the arena currently holds (0 before the first forward).
+  int64_t arena_values() const { return (int64_t)arena_.size(); }
+  // Sizes the arena for (B, T) as a forward would; for tests of the allocation limits.
+  void ensure_arena_for_test(int B, int T) { ensure_arena(B, T); }
+
+ private:
+  void check_batch(const Batch<Real>& batch) const;
+  void ensure_arena(int B, int T);
+  Real* param(const std::string& name) { return params_.data() + layout_.offset(name); }
+  Real* grad(const std::string& name) { return grads_.data() + layout_.offset(name); }
+
+  ModelConfig config_;
+  ParamLayout layout_;
+  std::unique_ptr<ModelOps<Real>> ops_;
+  std::vector<Real> params_, grads_, adam_m_, adam_v_;
+  int64_t step_ = 0;
+
+  std::vector<Real> arena_;
+  Activations<Real> act_;
+  int planned_B_ = 0, planned_T_ = 0;
+  // Integer inputs of the last forward, kept for the backward.
+  std::vector<int32_t> labels_, pos_p_, pos_q_, targets_, visible_end_;
+  std::vector<uint8_t> u_learned_, v_learned_;
+  int64_t counted_ = 0;
+  bool backward_ready_ = false;
+};
+
+}  // namespace cb

@@ -1,0 +1,40 @@
+// Small models and batches for the native model tests: a batch built the way the TypeScript
+// side builds one (slot layout from blocks of a permuted order, Eq. 1 input flags), but with
+// random latents, since these tests check the model's math, not the tokenizer.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "model/batch.h"
+#include "model/config.h"
+#include "model/model.h"
+
+namespace cbt {
+
+// 2 layers, width 32, 2 heads, scales 1,2,4, vocab 11, latent 3, 3 classes.
+cb::ModelConfig tiny_config(int rope_mix_layers);
+
+// Blocks of each scale's slots: steps[k] blocks over s_k^2 tokens, sizes non-decreasing.
+struct SlotPlan {
+  int T = 0;
+  std::vector<int32_t> block_of_slot;  // (T) block index, class slot 0
+  std::vector<int32_t> visible_end;    // (T)
+  std::vector<int32_t> block_start;    // (T) first slot of the slot's block
+  std::vector<int32_t> prev_start;     // (T) first slot of the previous block of the same
+                                       //     scale, -1 in a scale's first block
+  std::vector<int32_t> prev_end;       // (T) its end (exclusive)
+  int blocks = 0;
+};
+SlotPlan plan_slots(const cb::ModelConfig& c, const std::vector<int>& steps);
+
+// A batch of B sequences over `plan`, with random orders, latents, targets and labels.
+template <typename Real>
+cb::Batch<Real> random_batch(const cb::ModelConfig& c, const SlotPlan& plan, int B, uint32_t seed);
+
+// Overwrites every parameter with random values of a scale that keeps activations O(1) and makes
+// every path (AdaLN gates included) carry gradient.
+template <typename Real>
+void randomize_params(cb::Model<Real>& model, uint32_t seed);
+
+}  // namespace cbt
