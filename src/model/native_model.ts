@@ -1,0 +1,157 @@
+/**
+ * The transformer as TypeScript sees it: a typed wrapper over the addon's Model class
+ * (native/addon/model.cc). Parameters, gradients and AdamW moments live natively in flat
+ * buffers described by `params` (the layout table).
+ */
+import { type Backend, nativeAddon } from "../engine.ts";
+
+export interface ModelConfig {
+  /** K, the codebook size. */
+  vocab: number;
+  /** Length of a code vector (the tokenizer's latent), p*p*3 for the patch tokenizer. */
+  latentDim: number;
+  /** C; the class table has C + 1 rows, row C is the null class used for CFG. */
+  classes: number;
+  depth: number;
+  width: number;
+  heads: number;
+  mlpRatio: number;
+  /** Token-grid sides, coarse to fine. */
+  scales: number[];
+  /** Key RoPE mixing in the first n layers (0: none, depth: all). */
+  ropeMixLayers: number;
+}
+
+export interface ParamInfo {
+  name: string;
+  shape: number[];
+  /** Offset in values into the flat buffers. */
+  offset: number;
+  size: number;
+  /** AdamW weight decay applies (linear weight matrices). */
+  decay: boolean;
+  init: string;
+}
+
+/** One batch of B sequences of T slots (DESIGN.md, Sequence and inputs). */
+export interface ModelBatch {
+  batch: number;
+  slots: number;
+  /** (B) class index, or `classes` for the null class. */
+  labels: Int32Array;
+  /** (B*T) position index: 0 class token, 1 learned first-block position, 2 + grid index. */
+  posP: Int32Array;
+  posQ: Int32Array;
+  /** (B*T*latentDim) */
+  uLatent: Float32Array;
+  vLatent: Float32Array;
+  /** (B*T) 1: use the learned start vector instead of mlp(u) / mlp(v). */
+  uLearned: Uint8Array;
+  vLearned: Uint8Array;
+  /** (B*T) code to predict; -1 ignored (the class slot). */
+  targets: Int32Array;
+  /** (T) slot t attends to slots [0, visibleEnd[t]). */
+  visibleEnd: Int32Array;
+}
+
+export interface ForwardResult {
+  /** Mean cross-entropy in nats over the slots with a target. */
+  loss: number;
+  tokens: number;
+  /** (B*T) per-slot cross-entropy (0 for ignored slots). */
+  lossRows: Float32Array;
+  /** (B*T, vocab), when asked for. */
+  logits?: Float32Array;
+}
+
+export interface AdamWOptions {
+  lr: number;
+  beta1: number;
+  beta2: number;
+  eps: number;
+  weightDecay: number;
+}
+
+export type StateName = "params" | "grads" | "adamM" | "adamV";
+
+interface AddonModel {
+  paramTable(): ParamInfo[];
+  forward(batch: ModelBatch, wantLogits: boolean, forBackward: boolean): Promise<ForwardResult>;
+  backward(): Promise<void>;
+  step(lr: number, beta1: number, beta2: number, eps: number, weightDecay: number): Promise<void>;
+  zeroGrad(): void;
+  getParam(name: string): Float32Array;
+  setParam(name: string, values: Float32Array): void;
+  getState(which: StateName): Float32Array;
+  setState(which: Exclude<StateName, "grads">, values: Float32Array): void;
+  stepCount(): number;
+  setStepCount(t: number): void;
+  dispose(): void;
+}
+
+export class NativeModel {
+  readonly params: ParamInfo[];
+  readonly paramCount: number;
+
+  private constructor(
+    readonly config: ModelConfig,
+    readonly device: Backend,
+    private readonly native: AddonModel,
+  ) {
+    this.params = native.paramTable();
+    this.paramCount = this.params.reduce((a, p) => a + p.size, 0);
+  }
+
+  /** Builds a model with parameters initialised from `seed`. Throws for an impossible config. */
+  static create(config: ModelConfig, device: Backend, seed: number): NativeModel {
+    const addon = nativeAddon() as unknown as {
+      Model: new (config: ModelConfig, backend: string, seed: number) => AddonModel;
+    };
+    return new NativeModel(config, device, new addon.Model(config, device, seed));
+  }
+
+  /** Forward pass; `backward: true` keeps what backward() needs. */
+  forward(batch: ModelBatch, opts: { logits?: boolean; backward?: boolean } = {}) {
+    return this.native.forward(batch, opts.logits ?? false, opts.backward ?? false);
+  }
+
+  /** Accumulates (+=) the gradient of the last forward({ backward: true }). */
+  backward(): Promise<void> {
+    return this.native.backward();
+  }
+
+  zeroGrad() {
+    this.native.zeroGrad();
+  }
+
+  /** One AdamW step (decay only on `decay` tensors); increments stepCount. */
+  step(o: AdamWOptions): Promise<void> {
+    return this.native.step(o.lr, o.beta1, o.beta2, o.eps, o.weightDecay);
+  }
+
+  get stepCount(): number {
+    return this.native.stepCount();
+  }
+  set stepCount(t: number) {
+    this.native.setStepCount(t);
+  }
+
+  /** A copy of one parameter tensor. */
+  getParam(name: string): Float32Array {
+    return this.native.getParam(name);
+  }
+  setParam(name: string, values: Float32Array) {
+    this.native.setParam(name, values);
+  }
+  /** A copy of a whole flat buffer (layout = `params`). */
+  getState(which: StateName): Float32Array {
+    return this.native.getState(which);
+  }
+  setState(which: Exclude<StateName, "grads">, values: Float32Array) {
+    this.native.setState(which, values);
+  }
+
+  dispose() {
+    this.native.dispose();
+  }
+}
