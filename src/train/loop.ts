@@ -1,0 +1,445 @@
+/**
+ * The training loop and validation NLL (DESIGN.md "Training").
+ *
+ * Everything that varies from step to step is a function of (seed, step) (src/train/schedule.ts)
+ * and the data position is a function of the step (micro-batch index = step * accum), so a run
+ * resumed from a checkpoint repeats an uninterrupted one to the bit.
+ */
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
+import { type Batch, type Manifest, streamBatches } from "../data/shards.ts";
+import type { OrderName } from "../plan/orders.ts";
+import { deriveSeed } from "../util/rng.ts";
+import { Progress } from "../util/progress.ts";
+import { exists, writeFileAtomic } from "../util/files.ts";
+import type { NativeModel } from "../model/native_model.ts";
+import { type CheckpointInfo, writeCheckpoint } from "../model/checkpoint.ts";
+import { buildModelBatch } from "./inputs.ts";
+import {
+  dataPosition,
+  dataSeed,
+  dropClasses,
+  learningRate,
+  type LrSchedule,
+  sequenceSeeds,
+  stepsForBatch,
+} from "./schedule.ts";
+
+export const METRICS_FILE = "metrics.jsonl";
+
+/** AdamW settings that are not options (paper 4.1: weight decay 0.01, on matrices only). */
+export const ADAMW = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01 } as const;
+
+export interface TrainOptions {
+  order: OrderName;
+  /** P is drawn per micro-batch from this list. */
+  stepsChoices: number[];
+  batch: number;
+  accum: number;
+  lr: number;
+  warmup: number;
+  lrDrops: number[];
+  /** Optimizer steps of the whole run. */
+  totalSteps: number;
+  classDropout: number;
+  seed: number;
+}
+
+export interface LoopOptions {
+  /** Validate every N steps (0: only at the end). */
+  evalEvery: number;
+  /** P of every scale for validation. */
+  evalSteps: number | number[];
+  /** At most this many validation batches (0: the whole split). */
+  evalBatches: number;
+  /** Checkpoint every K steps (0: only at the end). */
+  checkpointEvery: number;
+  /** A metrics line every N steps (loss and tokens/s averaged over those steps). */
+  logEvery: number;
+  /** Stop after this many steps of this invocation, with a checkpoint (0: no limit). */
+  stopAfter: number;
+  quiet?: boolean;
+}
+
+export interface TrainContext {
+  model: NativeModel;
+  manifest: Manifest;
+  dataDir: string;
+  outDir: string;
+  /** (K, latentDim) */
+  codebook: Float32Array;
+  options: TrainOptions;
+  loop: LoopOptions;
+  /** Optimizer steps already done (0 for a fresh run). */
+  startStep: number;
+  /** Checkpoint metadata except the step. */
+  info: Omit<CheckpointInfo, "step">;
+}
+
+export interface TrainResult {
+  step: number;
+  interrupted: boolean;
+  lastLoss: number;
+  lastVal?: NllResult;
+}
+
+/** Full training batches per epoch (the last partial batch of an epoch is dropped). */
+export function batchesPerEpoch(manifest: Manifest, batch: number): number {
+  return Math.floor(manifest.counts.train / batch);
+}
+
+/** Optimizer steps for `epochs` epochs. */
+export function stepsForEpochs(manifest: Manifest, batch: number, accum: number, epochs: number) {
+  return Math.max(1, Math.ceil((epochs * batchesPerEpoch(manifest, batch)) / accum));
+}
+
+/**
+ * Training micro-batches from micro-batch `start` on: epoch e is the training split shuffled
+ * with (dataSeed(seed), e), cut into full batches.
+ */
+export async function* trainBatches(
+  dir: string,
+  manifest: Manifest,
+  batch: number,
+  seed: number,
+  start: number,
+): AsyncGenerator<Batch> {
+  const perEpoch = batchesPerEpoch(manifest, batch);
+  if (perEpoch < 1) {
+    throw new UserError(
+      `--batch ${batch} is larger than the ${manifest.counts.train} training images of ${dir}`,
+    );
+  }
+  let { epoch, batch: skip } = dataPosition(start, perEpoch);
+  for (;; epoch++, skip = 0) {
+    let index = 0;
+    const stream = streamBatches(dir, manifest, "train", {
+      batchSize: batch,
+      shuffle: true,
+      seed: dataSeed(seed),
+      epoch,
+      dropLast: true,
+    });
+    for await (const b of stream) {
+      if (index++ < skip) continue;
+      yield b;
+    }
+  }
+}
+
+export interface NllResult {
+  /** Steps per scale used. */
+  steps: number | number[];
+  /** Mean NLL over every token of every scale, bits per token. */
+  bitsPerToken: number;
+  /** Mean NLL per scale, bits per token. */
+  perScaleBits: number[];
+  tokens: number;
+  images: number;
+}
+
+/**
+ * Validation NLL in bits per token (nats / ln 2) with a fixed P per scale, teacher-forced on the
+ * ground-truth codes with the true labels, over the whole validation split (or its first
+ * `maxBatches` batches, unshuffled). For the random order each image's order is seeded by its
+ * index in the split, so the result does not depend on the batch size.
+ */
+export async function evaluateNll(
+  model: NativeModel,
+  dir: string,
+  manifest: Manifest,
+  codebook: Float32Array,
+  o: {
+    steps: number | number[];
+    order: OrderName;
+    batch: number;
+    seed?: number;
+    maxBatches?: number;
+    quiet?: boolean;
+  },
+): Promise<NllResult> {
+  const scales = manifest.scales;
+  const nats = new Float64Array(scales.length);
+  const counts = new Float64Array(scales.length);
+  const total = manifest.counts.val;
+  if (total < 1) throw new UserError(`${dir}: the validation split is empty`);
+  const maxBatches = o.maxBatches ?? 0;
+  const images = maxBatches > 0 ? Math.min(total, maxBatches * o.batch) : total;
+  const progress = new Progress("validate", images, "img", { quiet: o.quiet });
+  let seen = 0;
+  for await (
+    const b of streamBatches(dir, manifest, "val", { batchSize: o.batch, shuffle: false })
+  ) {
+    if (seen >= images) break;
+    const rows = b.labels.length;
+    const seeds = new Int32Array(rows);
+    for (let i = 0; i < rows; i++) seeds[i] = deriveSeed(o.seed ?? 0, seen + i, 0x7a1) | 0;
+    const { batch, layouts } = buildModelBatch(b.codes, b.labels, {
+      scales,
+      codebook,
+      latentDim: model.config.latentDim,
+      steps: o.steps,
+      order: o.order,
+      sequenceSeeds: seeds,
+    });
+    const result = await model.forward(batch);
+    const T = batch.slots;
+    const scaleOf = layouts[0].scaleOf; // the same for every row: scales are contiguous
+    for (let r = 0; r < rows; r++) {
+      for (let t = 1; t < T; t++) {
+        nats[scaleOf[t]] += result.lossRows[r * T + t];
+        counts[scaleOf[t]] += 1;
+      }
+    }
+    seen += rows;
+    progress.update(seen);
+  }
+  progress.finish();
+  const tokens = counts.reduce((a, b) => a + b, 0);
+  const sum = nats.reduce((a, b) => a + b, 0);
+  return {
+    steps: o.steps,
+    bitsPerToken: sum / tokens / Math.LN2,
+    perScaleBits: Array.from(nats, (n, k) => n / counts[k] / Math.LN2),
+    tokens,
+    images: seen,
+  };
+}
+
+/**
+ * Unigram entropy (bits) of the codes of every scale of a split: the NLL of a model that knows
+ * only each scale's code frequencies, the floor a model must beat. Also the whole-sequence
+ * value (token-weighted mean of the per-scale entropies).
+ */
+export async function unigramEntropy(
+  dir: string,
+  manifest: Manifest,
+  split: "train" | "val" = "val",
+): Promise<{ perScaleBits: number[]; bitsPerToken: number }> {
+  const scales = manifest.scales;
+  const K = manifest.codes;
+  const hist = scales.map(() => new Float64Array(K));
+  const L = manifest.sequenceLength;
+  for await (const b of streamBatches(dir, manifest, split, { batchSize: 1024 })) {
+    for (let r = 0; r < b.labels.length; r++) {
+      let offset = r * L;
+      scales.forEach((s, k) => {
+        for (let i = 0; i < s * s; i++) hist[k][b.codes[offset + i]]++;
+        offset += s * s;
+      });
+    }
+  }
+  const perScaleBits = hist.map((h) => {
+    const n = h.reduce((a, b) => a + b, 0);
+    let H = 0;
+    for (const c of h) if (c > 0) H -= (c / n) * Math.log2(c / n);
+    return H;
+  });
+  const L0 = scales.reduce((a, s) => a + s * s, 0);
+  const bitsPerToken = perScaleBits.reduce((a, H, k) => a + (H * scales[k] * scales[k]) / L0, 0);
+  return { perScaleBits, bitsPerToken };
+}
+
+/** Appends JSON lines to metrics.jsonl; on resume drops lines past the checkpoint's step. */
+class MetricsLog {
+  private constructor(private readonly path: string) {}
+
+  static async open(dir: string, startStep: number): Promise<MetricsLog> {
+    const path = join(dir, METRICS_FILE);
+    if (startStep === 0 || !(await exists(path))) {
+      await writeFileAtomic(path, "");
+    } else {
+      const kept = (await Deno.readTextFile(path)).split("\n").filter((line) => {
+        if (!line.trim()) return false;
+        try {
+          return JSON.parse(line).step <= startStep;
+        } catch {
+          return false;
+        }
+      });
+      await writeFileAtomic(path, kept.map((l) => l + "\n").join(""));
+    }
+    return new MetricsLog(path);
+  }
+
+  async write(entry: Record<string, unknown>) {
+    await Deno.writeTextFile(this.path, JSON.stringify(entry) + "\n", { append: true });
+  }
+}
+
+function formatLoss(x: number): string {
+  return x.toFixed(x < 0.1 ? 4 : 3);
+}
+
+function formatRate(r: number): string {
+  return r >= 1e3 ? `${(r / 1e3).toFixed(1)}k` : r.toFixed(0);
+}
+
+/**
+ * Trains from ctx.startStep to options.totalSteps (or until stopAfter / Ctrl-C), writing
+ * metrics and checkpoints into ctx.outDir. Ctrl-C stops at the next step boundary after a
+ * checkpoint (a second Ctrl-C quits at once; checkpoints are written atomically).
+ */
+export async function train(ctx: TrainContext): Promise<TrainResult> {
+  const { model, manifest, options: o, loop } = ctx;
+  const schedule: LrSchedule = {
+    lr: o.lr,
+    warmup: o.warmup,
+    drops: o.lrDrops,
+    totalSteps: o.totalSteps,
+  };
+  const perEpoch = batchesPerEpoch(manifest, o.batch);
+  const nullClass = model.config.classes;
+  const metrics = await MetricsLog.open(ctx.outDir, ctx.startStep);
+  const data = trainBatches(ctx.dataDir, manifest, o.batch, o.seed, ctx.startStep * o.accum);
+
+  let interruptRequested = false;
+  const onSigint = () => {
+    if (interruptRequested) Deno.exit(130);
+    interruptRequested = true;
+    console.error("\ncheckerboard: stopping after this step (Ctrl-C again to quit at once)");
+  };
+  let listening = false;
+  try {
+    Deno.addSignalListener("SIGINT", onSigint);
+    listening = true;
+  } catch {
+    // Signals unavailable (e.g. no permission): Ctrl-C then ends the process as usual.
+  }
+
+  const checkpoint = async (step: number) => {
+    const microBatches = step * o.accum;
+    const pos = dataPosition(microBatches, perEpoch);
+    await writeCheckpoint(
+      ctx.outDir,
+      model.params,
+      {
+        params: model.getState("params"),
+        adamM: model.getState("adamM"),
+        adamV: model.getState("adamV"),
+      },
+      { ...ctx.info, step },
+      { step, data: { microBatches, epoch: pos.epoch, batch: pos.batch } },
+    );
+  };
+  const validate = (quiet: boolean) =>
+    evaluateNll(model, ctx.dataDir, manifest, ctx.codebook, {
+      steps: loop.evalSteps,
+      order: o.order,
+      batch: o.batch,
+      seed: o.seed,
+      maxBatches: loop.evalBatches,
+      quiet,
+    });
+
+  const progress = new Progress("train", o.totalSteps - ctx.startStep, "step", {
+    quiet: loop.quiet,
+  });
+  let step = ctx.startStep;
+  let lastLoss = NaN;
+  let lastVal: NllResult | undefined;
+  let window = { steps: 0, loss: 0, tokens: 0, seconds: 0 };
+  let lastCheckpoint = -1;
+  try {
+    while (step < o.totalSteps) {
+      const t0 = performance.now();
+      const lr = learningRate(schedule, step);
+      model.zeroGrad();
+      let nats = 0, tokens = 0;
+      const ps: number[] = [];
+      for (let micro = 0; micro < o.accum; micro++) {
+        const next = await data.next();
+        if (next.done) throw new Error("training data stream ended");
+        const b = next.value;
+        const P = stepsForBatch(o.stepsChoices, o.seed, step, micro);
+        ps.push(P);
+        const labels = dropClasses(b.labels, o.classDropout, nullClass, o.seed, step, micro);
+        const { batch } = buildModelBatch(b.codes, labels, {
+          scales: manifest.scales,
+          codebook: ctx.codebook,
+          latentDim: model.config.latentDim,
+          steps: P,
+          order: o.order,
+          sequenceSeeds: o.order === "random"
+            ? sequenceSeeds(labels.length, o.seed, step, micro)
+            : undefined,
+        });
+        const r = await model.forward(batch, { backward: true });
+        await model.backward();
+        if (!Number.isFinite(r.loss)) {
+          throw new UserError(
+            `training diverged at step ${step + 1}: loss ${r.loss} (try a lower --lr or a warmup)`,
+          );
+        }
+        nats += r.loss * r.tokens;
+        tokens += r.tokens;
+      }
+      // The gradients of the accum micro-batches are summed (each the gradient of its mean
+      // loss), i.e. accum x their mean. AdamW is invariant to that scale once eps is scaled too.
+      await model.step({ ...ADAMW, lr, eps: ADAMW.eps * o.accum });
+      step++;
+      const loss = nats / tokens;
+      lastLoss = loss;
+      const seconds = (performance.now() - t0) / 1000;
+      window = {
+        steps: window.steps + 1,
+        loss: window.loss + loss,
+        tokens: window.tokens + tokens,
+        seconds: window.seconds + seconds,
+      };
+      const evalNow = loop.evalEvery > 0 && step % loop.evalEvery === 0 && step < o.totalSteps;
+      if (evalNow) lastVal = await validate(true);
+      if (step % loop.logEvery === 0 || evalNow || step === o.totalSteps) {
+        const entry: Record<string, unknown> = {
+          step,
+          epoch: Number(((step * o.accum) / perEpoch).toFixed(4)),
+          loss: window.loss / window.steps,
+          lr,
+          tokensPerSec: Math.round(window.tokens / window.seconds),
+          stepsPerScale: ps,
+        };
+        if (evalNow && lastVal) {
+          entry.valBitsPerToken = lastVal.bitsPerToken;
+          entry.valPerScaleBits = lastVal.perScaleBits;
+        }
+        await metrics.write(entry);
+        window = { steps: 0, loss: 0, tokens: 0, seconds: 0 };
+      }
+      progress.update(
+        step - ctx.startStep,
+        `loss ${formatLoss(loss)} ${formatRate(tokens / seconds)} tok/s` +
+          (lastVal ? ` val ${lastVal.bitsPerToken.toFixed(3)} bit` : ""),
+      );
+      const stopHere = interruptRequested ||
+        (loop.stopAfter > 0 && step - ctx.startStep >= loop.stopAfter);
+      if ((loop.checkpointEvery > 0 && step % loop.checkpointEvery === 0) || stopHere) {
+        await checkpoint(step);
+        lastCheckpoint = step;
+      }
+      if (stopHere) {
+        progress.finish();
+        if (interruptRequested) {
+          throw new UserError(
+            `interrupted at step ${step} of ${o.totalSteps}; checkpoint written to ${ctx.outDir} ` +
+              `(continue with --resume)`,
+            130,
+          );
+        }
+        return { step, interrupted: false, lastLoss, lastVal };
+      }
+    }
+    progress.finish();
+    if (lastCheckpoint !== step) await checkpoint(step);
+    lastVal = await validate(loop.quiet ?? false);
+    await metrics.write({
+      step,
+      valBitsPerToken: lastVal.bitsPerToken,
+      valPerScaleBits: lastVal.perScaleBits,
+      evalStepsPerScale: loop.evalSteps,
+    });
+    return { step, interrupted: false, lastLoss, lastVal };
+  } finally {
+    if (listening) Deno.removeSignalListener("SIGINT", onSigint);
+    await data.return(undefined);
+  }
+}
