@@ -35,6 +35,16 @@ const commands: { name: string; summary: string; load: () => Promise<{ command: 
     summary: "encode a dataset into multiscale token shards",
     load: () => import("./commands/data.ts"),
   },
+  {
+    name: "train",
+    summary: "train a class-conditional checkerboard transformer on token shards",
+    load: () => import("./commands/train.ts"),
+  },
+  {
+    name: "eval",
+    summary: "evaluate a checkpoint: validation NLL per steps-per-scale and per scale",
+    load: () => import("./commands/eval.ts"),
+  },
 ];
 
 function topHelp(): string {
