@@ -417,7 +417,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
         lastCheckpoint = step;
       }
       if (stopHere) {
-        progress.finish();
+        if (!loop.quiet && Deno.stderr.isTerminal()) console.error(); // end the bar's line
         if (interruptRequested) {
           throw new UserError(
             `interrupted at step ${step} of ${o.totalSteps}; checkpoint written to ${ctx.outDir} ` +
