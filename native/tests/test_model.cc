@@ -53,6 +53,8 @@ void gradient_check(int rope_mix_layers) {
   const std::vector<double> grads(model.grads(), model.grads() + model.layout().total());
   std::mt19937 rng(3);
   const double h = 1e-3;
+  double worst = 0;
+  std::string worst_name;
   for (const cb::ParamEntry& e : model.layout().entries()) {
     std::vector<int64_t> idx(e.size);
     for (int64_t i = 0; i < e.size; i++) idx[i] = i;
@@ -77,11 +79,17 @@ void gradient_check(int rope_mix_layers) {
       den += fd * fd;
     }
     const double rel = den > 0 ? std::sqrt(num / den) : std::sqrt(num);
+    if (rel > worst) {
+      worst = rel;
+      worst_name = e.name;
+    }
     EXPECT(den > 0, "finite differences of " + e.name + " are all zero: the check cannot fail");
     EXPECT(rel < 1e-6, "gradient of " + e.name + ": relative error " + std::to_string(rel) +
                            " against finite differences (rope mix layers " +
                            std::to_string(rope_mix_layers) + ")");
   }
+  std::printf("     %zu tensors, worst relative error %.2e (%s)\n", model.layout().entries().size(),
+              worst, worst_name.c_str());
 }
 
 CB_TEST("model", gradients_match_finite_differences_without_rope_mixing) { gradient_check(0); }
