@@ -19,6 +19,7 @@ import {
   buildModelConfig,
   describeConfig,
   parsePreset,
+  parseRopeMix,
   PRESET_NAMES,
   type PresetName,
 } from "../../src/model/config.ts";
@@ -140,6 +141,29 @@ function totalStepsFrom(
     return stepsForEpochs(manifest, o.batch, o.accum, epochs);
   }
   return undefined;
+}
+
+/** Model-shape options given with --resume must agree with the checkpoint. */
+function checkShapeOnResume(values: OptionValues, info: CheckpointInfo) {
+  const c = info.config;
+  const given: [string, unknown, unknown][] = [
+    ["model", stringOption(values, "model"), info.training.model],
+    ["depth", intOption(values, "depth", { min: 1 }), c.depth],
+    ["width", intOption(values, "width", { min: 1 }), c.width],
+    ["heads", intOption(values, "heads", { min: 1 }), c.heads],
+  ];
+  const ropeMix = stringOption(values, "rope-mix");
+  if (ropeMix !== undefined) {
+    given.push(["rope-mix", parseRopeMix(ropeMix, c.depth), c.ropeMixLayers]);
+  }
+  for (const [name, value, stored] of given) {
+    if (value !== undefined && value !== stored) {
+      throw new UsageError(
+        `--${name} ${value} differs from the checkpoint's (${stored}); the checkpoint fixes ` +
+          `the model, drop --${name} to resume`,
+      );
+    }
+  }
 }
 
 export const command: Command = {
@@ -369,12 +393,8 @@ export const command: Command = {
       if (!(await hasCheckpoint(outDir))) {
         throw new UserError(`--resume: ${join(outDir, MODEL_FILE)} not found (nothing to resume)`);
       }
-      for (const name of ["model", "depth", "width", "heads", "rope-mix"]) {
-        if (values[name] !== undefined) {
-          throw new UsageError(`--${name} cannot be given with --resume (the checkpoint fixes it)`);
-        }
-      }
       const ckpt = await readCheckpoint(outDir);
+      checkShapeOnResume(values, ckpt.info);
       checkAgainstManifest(ckpt.info, manifest, ckpt.path, manifestPath);
       const stored = ckpt.info.training as unknown as TrainOptions;
       const given = trainOptionsFrom(values);
