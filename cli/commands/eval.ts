@@ -72,7 +72,7 @@ const nll: Command = {
     "max-batches": {
       type: "string",
       valueName: "N",
-      description: "score only the first N batches (default: the whole validation split)",
+      description: "score N batches of images spread over the split (default: all)",
     },
     json: { type: "boolean", description: "print one JSON object" },
     device: deviceOption,

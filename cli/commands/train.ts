@@ -277,7 +277,7 @@ export const command: Command = {
     "eval-batches": {
       type: "string",
       valueName: "N",
-      description: "validate on the first N batches only (default: the whole validation split)",
+      description: "validate on N batches of images spread over the split (default: all)",
     },
     "checkpoint-every": {
       type: "string",

@@ -140,8 +140,8 @@ export interface NllResult {
 
 /**
  * Validation NLL in bits per token (nats / ln 2) with a fixed P per scale, teacher-forced on the
- * ground-truth codes with the true labels, over the whole validation split (or its first
- * `maxBatches` batches, unshuffled). For the random order each image's order is seeded by its
+ * ground-truth codes with the true labels, over the whole validation split (or, capped at
+ * `maxBatches` batches, that many images evenly spaced over the split). For the random order each image's order is seeded by its
  * index in the split, so the result does not depend on the batch size.
  */
 export async function evaluateNll(
@@ -165,23 +165,30 @@ export async function evaluateNll(
   if (total < 1) throw new UserError(`${dir}: the validation split is empty`);
   const maxBatches = o.maxBatches ?? 0;
   const images = maxBatches > 0 ? Math.min(total, maxBatches * o.batch) : total;
+  // A capped evaluation takes images evenly spaced over the split (datasets are often stored
+  // class by class, so the first images alone would be a biased sample).
+  const chosen = new Uint8Array(total);
+  for (let j = 0; j < images; j++) chosen[Math.floor((j * total) / images)] = 1;
   const progress = new Progress("validate", images, "img", { quiet: o.quiet });
-  let seen = 0;
-  for await (
-    const b of streamBatches(dir, manifest, "val", { batchSize: o.batch, shuffle: false })
-  ) {
-    if (seen >= images) break;
-    const rows = b.labels.length;
-    const seeds = new Int32Array(rows);
-    for (let i = 0; i < rows; i++) seeds[i] = deriveSeed(o.seed ?? 0, seen + i, 0x7a1) | 0;
-    const { batch, layouts } = buildModelBatch(b.codes, b.labels, {
-      scales,
-      codebook,
-      latentDim: model.config.latentDim,
-      steps: o.steps,
-      order: o.order,
-      sequenceSeeds: seeds,
-    });
+  const L = manifest.sequenceLength;
+  const pendingCodes = new Uint16Array(o.batch * L);
+  const pendingLabels = new Int32Array(o.batch);
+  const pendingSeeds = new Int32Array(o.batch);
+  let pending = 0, seen = 0, index = 0;
+  const run = async () => {
+    const rows = pending;
+    const { batch, layouts } = buildModelBatch(
+      pendingCodes.subarray(0, rows * L),
+      pendingLabels.slice(0, rows),
+      {
+        scales,
+        codebook,
+        latentDim: model.config.latentDim,
+        steps: o.steps,
+        order: o.order,
+        sequenceSeeds: pendingSeeds.subarray(0, rows),
+      },
+    );
     const result = await model.forward(batch);
     const T = batch.slots;
     const scaleOf = layouts[0].scaleOf; // the same for every row: scales are contiguous
@@ -192,8 +199,23 @@ export async function evaluateNll(
       }
     }
     seen += rows;
+    pending = 0;
     progress.update(seen);
+  };
+  for await (
+    const b of streamBatches(dir, manifest, "val", { batchSize: o.batch, shuffle: false })
+  ) {
+    for (let r = 0; r < b.labels.length; r++, index++) {
+      if (!chosen[index]) continue;
+      pendingCodes.set(b.codes.subarray(r * L, (r + 1) * L), pending * L);
+      pendingLabels[pending] = b.labels[r];
+      // The random order of an image is seeded by its index in the split.
+      pendingSeeds[pending] = deriveSeed(o.seed ?? 0, index, 0x7a1) | 0;
+      if (++pending === o.batch) await run();
+    }
+    if (seen + pending >= images) break;
   }
+  if (pending > 0) await run();
   progress.finish();
   const tokens = counts.reduce((a, b) => a + b, 0);
   const sum = nats.reduce((a, b) => a + b, 0);
