@@ -13,7 +13,7 @@ import { UsageError } from "../../src/errors.ts";
 const fit: Command = {
   name: "fit",
   summary: "fit a patch-VQ codebook (k-means++ then Lloyd) on a dataset's training split",
-  usage: "tokenizer fit --dataset D --out DIR [--patch p] [--codes K] [options]",
+  usage: "fit --dataset D --out DIR [--patch p] [--codes K] [options]",
   options: {
     dataset: { type: "string", valueName: "D", default: "mnist", description: DATASET_HELP },
     out: {
@@ -101,7 +101,7 @@ const fit: Command = {
 const recon: Command = {
   name: "recon",
   summary: "write originals beside their per-scale reconstructions and print PSNR per scale",
-  usage: "tokenizer recon --tokenizer DIR --out grid.png [--dataset D] [--count N] [--json]",
+  usage: "recon --tokenizer DIR --out grid.png [--dataset D] [--count N] [--json]",
   options: {
     tokenizer: { type: "string", valueName: "DIR", description: "tokenizer folder (required)" },
     dataset: {
