@@ -1,0 +1,197 @@
+// CpuModelOps: dense layers, elementwise ops, the fused loss and AdamW.
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+#include <string>
+
+#include "../error.h"
+#include "model_ops_cpu.h"
+#include "parallel.h"
+#include "sgemm.h"
+
+namespace cb {
+namespace {
+
+// Elements per thread below which a loop is not worth a thread (spawning one costs ~20 us).
+constexpr int64_t kGrain = int64_t(1) << 16;
+// Columns per block of a column-partitioned reduction.
+constexpr int kColBlock = 64;
+
+// Rows per thread for row-parallel loops over rows of `cols` values.
+inline int64_t row_grain(int64_t cols) {
+  return std::max<int64_t>(1, kGrain / std::max<int64_t>(1, cols));
+}
+
+// db (out) += column sums of dy (n, out). Each column is summed in row order by one thread,
+// so the result does not depend on the number of threads.
+void column_sums(int64_t n, int out, const float* dy, float* db) {
+  const int64_t blocks = (out + kColBlock - 1) / kColBlock;
+  const int64_t grain = std::max<int64_t>(1, kGrain / std::max<int64_t>(1, n * kColBlock));
+  parallel_for(blocks, grain, [&](int64_t b0, int64_t b1) {
+    float acc[kColBlock];
+    for (int64_t blk = b0; blk < b1; blk++) {
+      const int c0 = (int)blk * kColBlock, c1 = std::min(out, c0 + kColBlock);
+      std::fill(acc, acc + (c1 - c0), 0.0f);
+      for (int64_t i = 0; i < n; i++) {
+        const float* row = dy + i * out + c0;  // (c1 - c0)
+        for (int j = 0; j < c1 - c0; j++) acc[j] += row[j];
+      }
+      for (int j = 0; j < c1 - c0; j++) db[c0 + j] += acc[j];
+    }
+  });
+}
+
+constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluA = 0.044715f;
+
+}  // namespace
+
+// ---- dense ------------------------------------------------------------------------------------
+
+void CpuModelOps::linear(int64_t n, int in, int out, const float* x, const float* w,
+                         const float* b, float* y) {
+  // y (n, out) starts as the broadcast bias, then y += x (n, in) . w^T (w: (out, in)).
+  if (b != nullptr) {
+    parallel_for(n, row_grain(out), [&](int64_t r0, int64_t r1) {
+      for (int64_t i = r0; i < r1; i++) std::memcpy(y + i * out, b, sizeof(float) * out);
+    });
+  }
+  cpu_sgemm(false, true, (int)n, out, in, 1.0f, x, in, w, in, b != nullptr ? 1.0f : 0.0f, y, out);
+}
+
+void CpuModelOps::linear_backward(int64_t n, int in, int out, const float* x, const float* w,
+                                  const float* dy, float* dx, float* dw, float* db) {
+  // dx (n, in) = dy (n, out) . w (out, in)
+  if (dx != nullptr) cpu_sgemm(false, false, (int)n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in);
+  // dw (out, in) += dy^T . x (n, in); the header requires dw, null is tolerated as in cpu-ref
+  if (dw != nullptr) cpu_sgemm(true, false, out, in, (int)n, 1.0f, dy, out, x, in, 1.0f, dw, in);
+  if (db != nullptr) column_sums(n, out, dy, db);
+}
+
+// ---- elementwise ------------------------------------------------------------------------------
+
+// GELU through one exp instead of tanh (std::tanh in float is several times slower), using
+// 1 + tanh(u) = 2 sigmoid(2u) and 1 - tanh(u)^2 = 4 e / (1 + e)^2 with e = exp(-2|u|): no
+// cancellation anywhere, so these are accurate to a few ulps even where tanh(u) is near +-1.
+void CpuModelOps::gelu(int64_t count, const float* x, float* y) {
+  parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      const float xi = x[i];
+      const float u = kGeluC * (xi + kGeluA * xi * xi * xi);
+      y[i] = xi / (1.0f + std::exp(-2.0f * u));  // 0.5 x (1 + tanh u)
+    }
+  });
+}
+
+void CpuModelOps::gelu_backward(int64_t count, const float* x, const float* dy, float* dx) {
+  parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      const float xi = x[i];
+      const float u = kGeluC * (xi + kGeluA * xi * xi * xi);
+      const float du = kGeluC * (1.0f + 3.0f * kGeluA * xi * xi);
+      const float e = std::exp(-2.0f * std::fabs(u)), inv = 1.0f / (1.0f + e);
+      const float half_1p_tanh = u >= 0.0f ? inv : e * inv;  // 0.5 (1 + tanh u)
+      const float half_1m_tanh2 = 2.0f * e * inv * inv;      // 0.5 (1 - tanh^2 u)
+      dx[i] = dy[i] * (half_1p_tanh + xi * half_1m_tanh2 * du);
+    }
+  });
+}
+
+void CpuModelOps::silu(int64_t count, const float* x, float* y) {
+  parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) y[i] = x[i] / (1.0f + std::exp(-x[i]));
+  });
+}
+
+void CpuModelOps::silu_backward(int64_t count, const float* x, const float* dy, float* dx) {
+  parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      const float s = 1.0f / (1.0f + std::exp(-x[i]));
+      dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+    }
+  });
+}
+
+void CpuModelOps::add_inplace(int64_t count, float* y, const float* x) {
+  parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) y[i] += x[i];
+  });
+}
+
+void CpuModelOps::copy_strided(int64_t rows, int cols, const float* src, int64_t src_ld,
+                               float* dst, int64_t dst_ld, bool accumulate) {
+  parallel_for(rows, row_grain(cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) {
+      const float* s = src + r * src_ld;  // (cols)
+      float* d = dst + r * dst_ld;        // (cols)
+      if (accumulate) {
+        for (int c = 0; c < cols; c++) d[c] += s[c];
+      } else {
+        std::memcpy(d, s, sizeof(float) * cols);
+      }
+    }
+  });
+}
+
+void CpuModelOps::zero_strided(int64_t rows, int cols, float* dst, int64_t ld) {
+  parallel_for(rows, row_grain(cols), [&](int64_t r0, int64_t r1) {
+    for (int64_t r = r0; r < r1; r++) std::memset(dst + r * ld, 0, sizeof(float) * cols);
+  });
+}
+
+// ---- loss -------------------------------------------------------------------------------------
+
+void CpuModelOps::softmax_cross_entropy(int64_t n, int K, const float* logits,
+                                        const int32_t* target, float* loss_rows, float* dlogits,
+                                        float grad_scale) {
+  parallel_for(n, row_grain(K), [&](int64_t r0, int64_t r1) {
+    for (int64_t i = r0; i < r1; i++) {
+      const float* l = logits + i * K;                         // (K)
+      float* dl = dlogits != nullptr ? dlogits + i * K : nullptr;  // (K)
+      const int32_t tgt = target[i];
+      CB_CHECK(tgt < K, "softmax_cross_entropy: target " + std::to_string(tgt) + " at row " +
+                            std::to_string(i) + " is not below K = " + std::to_string(K));
+      if (tgt < 0) {
+        loss_rows[i] = 0.0f;
+        if (dl != nullptr) std::memset(dl, 0, sizeof(float) * K);
+        continue;
+      }
+      float mx = l[0];
+      for (int j = 1; j < K; j++) mx = std::max(mx, l[j]);
+      // The exponentials go into dlogits (when wanted) so the gradient pass only rescales.
+      float sum = 0.0f;
+      if (dl != nullptr) {
+        for (int j = 0; j < K; j++) sum += (dl[j] = std::exp(l[j] - mx));
+      } else {
+        for (int j = 0; j < K; j++) sum += std::exp(l[j] - mx);
+      }
+      loss_rows[i] = std::log(sum) + mx - l[tgt];
+      if (dl != nullptr) {
+        const float s = grad_scale / sum;
+        for (int j = 0; j < K; j++) dl[j] *= s;
+        dl[tgt] -= grad_scale;
+      }
+    }
+  });
+}
+
+// ---- optimizer --------------------------------------------------------------------------------
+
+void CpuModelOps::adamw(int64_t count, float* param, const float* grad, float* m, float* v,
+                        float lr, float beta1, float beta2, float eps, float weight_decay,
+                        int64_t t) {
+  CB_CHECK(t >= 1, "adamw: step " + std::to_string(t) + " is not 1-based");
+  const float bc1 = (float)(1.0 - std::pow((double)beta1, (double)t));
+  const float bc2 = (float)(1.0 - std::pow((double)beta2, (double)t));
+  parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) {
+    for (int64_t i = i0; i < i1; i++) {
+      const float g = grad[i];
+      m[i] = beta1 * m[i] + (1.0f - beta1) * g;
+      v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
+      const float m_hat = m[i] / bc1, v_hat = v[i] / bc2;
+      param[i] -= lr * (m_hat / (std::sqrt(v_hat) + eps) + weight_decay * param[i]);
+    }
+  });
+}
+
+}  // namespace cb

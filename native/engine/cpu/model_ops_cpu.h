@@ -1,0 +1,97 @@
+// The fast cpu backend of the model ops (float): every matmul through cpu_sgemm (OpenBLAS or the
+// blocked loop), attention as per-run sgemms over the visible keys only, the loss (softmax, loss
+// and dlogits) and the normalisations fused per row, threads from parallel_for where the work
+// is large.
+//
+// Determinism: every output is a function of the inputs alone, never of thread timing, so a
+// training run resumed from a checkpoint repeats its losses bit for bit. Reductions over rows
+// into parameter gradients (db, dshift, dscale, dgate, dvec, dtable, dangles, dmix) give each
+// output element to one thread, which sums in row order; the per-block partial sums of dmix are
+// combined in block order. Attention gives each (batch, head) pair to one thread.
+//
+// Scratch: attention's score and probability tiles, rope's cos/sin tables and per-block partial
+// sums live in buffers owned by the object (grown, never shrunk), so one CpuModelOps must not be called from
+// two threads at once (a Model owns its own).
+//
+// Files: model_ops_cpu.cc (dense, elementwise, loss, optimizer), model_ops_cpu_norm.cc
+// (layernorm, AdaLN), model_ops_cpu_embed.cc (rows, rope), model_ops_cpu_attention.cc.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "../model/model_ops.h"
+
+namespace cb {
+
+class CpuModelOps final : public ModelOps<float> {
+ public:
+  const char* name() const override { return "cpu"; }
+
+  void linear(int64_t n, int in, int out, const float* x, const float* w, const float* b,
+              float* y) override;
+  void linear_backward(int64_t n, int in, int out, const float* x, const float* w,
+                       const float* dy, float* dx, float* dw, float* db) override;
+
+  void gelu(int64_t count, const float* x, float* y) override;
+  void gelu_backward(int64_t count, const float* x, const float* dy, float* dx) override;
+  void silu(int64_t count, const float* x, float* y) override;
+  void silu_backward(int64_t count, const float* x, const float* dy, float* dx) override;
+  void add_inplace(int64_t count, float* y, const float* x) override;
+  void copy_strided(int64_t rows, int cols, const float* src, int64_t src_ld, float* dst,
+                    int64_t dst_ld, bool accumulate) override;
+  void zero_strided(int64_t rows, int cols, float* dst, int64_t ld) override;
+
+  void layernorm(int64_t n, int c, const float* x, float* y, float* mean, float* rstd) override;
+  void layernorm_backward(int64_t n, int c, const float* x, const float* mean, const float* rstd,
+                          const float* dy, float* dx) override;
+  void modulate(int B, int T, int c, const float* xn, const float* shift, const float* scale,
+                int ld, float* y) override;
+  void modulate_backward(int B, int T, int c, const float* xn, const float* scale, int ld,
+                         const float* dy, float* dxn, float* dshift, float* dscale) override;
+  void gated_residual(int B, int T, int c, float* x, const float* gate, int ld,
+                      const float* h) override;
+  void gated_residual_backward(int B, int T, int c, const float* dx, const float* gate, int ld,
+                               const float* h, float* dh, float* dgate) override;
+
+  void gather_rows(int64_t n, int c, const float* table, const int32_t* index,
+                   float* out) override;
+  void scatter_add_rows(int64_t n, int c, const float* dout, const int32_t* index,
+                        float* dtable) override;
+  void fill_masked_rows(int64_t n, int c, const uint8_t* mask, const float* vec,
+                        float* x) override;
+  void fill_masked_rows_backward(int64_t n, int c, const uint8_t* mask, float* dx,
+                                 float* dvec) override;
+
+  void rope(int64_t n, int H, int hd, const float* x, int ld, const float* angles,
+            const int32_t* pos_p, const int32_t* pos_q, const float* mix_logit,
+            float* y) override;
+  void rope_backward(int64_t n, int H, int hd, const float* x, int ld, const float* angles,
+                     const int32_t* pos_p, const int32_t* pos_q, const float* mix_logit,
+                     const float* dy, float* dx, float* dangles, float* dmix_logit) override;
+
+  void attention(int B, int T, int H, int hd, const float* q, const float* k, const float* v,
+                 const int32_t* visible_end, float* out, float* lse) override;
+  void attention_backward(int B, int T, int H, int hd, const float* q, const float* k,
+                          const float* v, const int32_t* visible_end, const float* out,
+                          const float* lse, const float* dout, float* dq, float* dk,
+                          float* dv) override;
+
+  void softmax_cross_entropy(int64_t n, int K, const float* logits, const int32_t* target,
+                             float* loss_rows, float* dlogits, float grad_scale) override;
+
+  void adamw(int64_t count, float* param, const float* grad, float* m, float* v, float lr,
+             float beta1, float beta2, float eps, float weight_decay, int64_t t) override;
+
+ private:
+  // Fills rope_cos_ and rope_sin_ with the cos and sin of the angles the rows use, either by
+  // position (positions, hd/2) or, returning true, by row (n rows of pos_p, then n of pos_q).
+  bool rope_tables(int64_t n, int hd, const float* angles, const int32_t* pos_p,
+                   const int32_t* pos_q);
+
+  std::vector<float> attention_scratch_;  // per thread: score and probability tiles
+  std::vector<float> rope_cos_, rope_sin_;  // (positions or rows, hd/2) cos, sin of angles
+  std::vector<double> rope_dmix_;         // (pair blocks, H) partial dmix_logit sums
+};
+
+}  // namespace cb
