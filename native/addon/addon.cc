@@ -10,9 +10,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("cudaStatus", Napi::Function::New(env, cuda_status, "cudaStatus"));
   exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
   exports.Set("nearestCodes", Napi::Function::New(env, nearest_codes, "nearestCodes"));
-#ifdef CB_MODEL_BACKENDS_READY
   register_model(env, exports);
-#endif
   return exports;
 }
 
