@@ -125,12 +125,16 @@ void parity(int rope_mix_layers, int B, const std::vector<int>& steps) {
   EXPECT(all_finite(fast.logits(), nl), "cpu logits have NaN or Inf");
   const double logits_nmse = nmse(fast.logits(), logits_ref.data(), nl);
   EXPECT(logits_nmse < 1e-6, "logits nmse " + std::to_string(logits_nmse));
+  double worst = 0;
   for (const cb::ParamEntry& e : ref.layout().entries()) {
     std::vector<double> g(ref.grads() + e.offset, ref.grads() + e.offset + e.size);
     EXPECT(all_finite(fast.grads() + e.offset, e.size), "gradient of " + e.name + " has NaN/Inf");
     const double err = nmse(fast.grads() + e.offset, g.data(), e.size);
     EXPECT(err < 1e-6, "gradient of " + e.name + ": cpu vs cpu-ref nmse " + std::to_string(err));
+    worst = std::max(worst, err);
   }
+  std::printf("     nmse: loss %.1e, logits %.1e, worst gradient tensor %.1e\n", loss_nmse,
+              logits_nmse, worst);
 }
 
 CB_TEST("model", cpu_matches_cpu_ref_on_loss_logits_and_gradients) { parity(0, 3, {1, 2, 3}); }
