@@ -1,7 +1,7 @@
 /** The tokenizer and data commands end to end on a small folder dataset, and their errors. */
 import assert from "node:assert/strict";
 import { readManifest, streamBatches } from "../src/data/shards.ts";
-import { runCli, tempDir } from "./helpers.ts";
+import { expectOneLineError, runCli, tempDir } from "./helpers.ts";
 import { writeShapesFolder } from "./fixtures.ts";
 
 async function listing(dir: string): Promise<string[]> {
@@ -150,14 +150,7 @@ Deno.test("bad input: one-line errors, non-zero exit, no partial output", async 
     [["tokenizer", "fit"], /--out is required/],
     [["tokenizer", "fit", "--bogus", "--out", "x"], /bogus/],
   ];
-  for (const [args, pattern] of cases) {
-    const r = await runCli(args);
-    assert.notEqual(r.code, 0, args.join(" "));
-    assert.match(r.stderr, pattern, args.join(" "));
-    // One error line; a device notice (no GPU here) may precede it.
-    const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("checkerboard: notice:"));
-    assert.equal(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
-  }
+  for (const [args, pattern] of cases) await expectOneLineError(args, pattern);
   // A corrupt image stops `tokenizer fit` before anything is written.
   const images = await writeShapesFolder(`${dir.path}/images`, 3, 16);
   await Deno.writeFile(`${images}/bars/zz.png`, new TextEncoder().encode("not a png"));

@@ -1,4 +1,5 @@
 /** Shared test helpers: run the CLI as a user would, and make scratch folders. */
+import { equal, match, notEqual } from "node:assert/strict";
 export const repoRoot = new URL("..", import.meta.url).pathname;
 
 export interface CliResult {
@@ -29,4 +30,17 @@ export async function tempDir(): Promise<{ path: string; [Symbol.asyncDispose]()
       await Deno.remove(path, { recursive: true }).catch(() => {});
     },
   };
+}
+
+/**
+ * Runs `checkerboard ARGS` and asserts a failure with exactly one error line matching
+ * `pattern` (a device notice, printed where no GPU is present, may precede it).
+ */
+export async function expectOneLineError(args: string[], pattern: RegExp): Promise<CliResult> {
+  const r = await runCli(args);
+  notEqual(r.code, 0, args.join(" "));
+  match(r.stderr, pattern, args.join(" "));
+  const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("checkerboard: notice:"));
+  equal(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
+  return r;
 }

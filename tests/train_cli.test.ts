@@ -18,7 +18,7 @@ import {
 } from "../src/data/shards.ts";
 import { Rng } from "../src/util/rng.ts";
 import { readSafetensors } from "../src/util/safetensors.ts";
-import { runCli, tempDir } from "./helpers.ts";
+import { expectOneLineError, runCli, tempDir } from "./helpers.ts";
 
 /** A tokenizer (random codebook) and shards of random codes, written in-process. */
 async function makeData(
@@ -277,13 +277,7 @@ Deno.test("train and eval: bad checkpoints and impossible configs give one-line 
       /--width 64 differs from the checkpoint's \(32\)/,
     ],
   ];
-  for (const [args, pattern] of cases) {
-    const r = await runCli(args);
-    assert.notEqual(r.code, 0, args.join(" "));
-    assert.match(r.stderr, pattern, args.join(" "));
-    const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("checkerboard: notice:"));
-    assert.equal(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
-  }
+  for (const [args, pattern] of cases) await expectOneLineError(args, pattern);
   // A missing tokenizer named by the manifest.
   await Deno.remove(other.tokenizer, { recursive: true });
   const r = await runCli(["train", "--data", other.data, "--out", `${dir.path}/x7`]);
