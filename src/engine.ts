@@ -104,6 +104,7 @@ export interface Addon {
     c: Float32Array,
     ldc: number,
   ): void;
+  setThreads(threads: number): number;
   nearestCodes(
     backend: string,
     points: Float32Array,
@@ -149,6 +150,14 @@ export function nativeAddon(): Addon {
     );
   }
   return loaded;
+}
+
+/**
+ * Sets the threads of the cpu backend, OpenBLAS's included (0: one per hardware thread);
+ * returns the count now in use. Results do not depend on it.
+ */
+export function setThreads(threads: number): number {
+  return nativeAddon().setThreads(threads);
 }
 
 export function engineInfo(): EngineInfo {

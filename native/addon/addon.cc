@@ -8,6 +8,7 @@ namespace cbn {
 Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("buildInfo", Napi::Function::New(env, build_info, "buildInfo"));
   exports.Set("cudaStatus", Napi::Function::New(env, cuda_status, "cudaStatus"));
+  exports.Set("setThreads", Napi::Function::New(env, set_threads, "setThreads"));
   exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
   exports.Set("nearestCodes", Napi::Function::New(env, nearest_codes, "nearestCodes"));
   register_model(env, exports);

@@ -7,6 +7,7 @@ namespace cbn {
 
 Napi::Value build_info(const Napi::CallbackInfo& info);     // info.cc
 Napi::Value cuda_status(const Napi::CallbackInfo& info);    // info.cc
+Napi::Value set_threads(const Napi::CallbackInfo& info);    // info.cc
 Napi::Value gemm(const Napi::CallbackInfo& info);           // gemm.cc
 Napi::Value nearest_codes(const Napi::CallbackInfo& info);  // nearest.cc
 void register_model(Napi::Env env, Napi::Object exports);    // model.cc: the Model class

@@ -1,6 +1,9 @@
-// buildInfo() and cudaStatus(): plain objects describing the build and the GPUs.
+// buildInfo() and cudaStatus(): plain objects describing the build and the GPUs;
+// setThreads(n): the cpu backend's threads, OpenBLAS's included (0: one per hardware thread).
 #include "build_info.h"
+#include "args.h"
 #include "bindings.h"
+#include "cpu/parallel.h"
 #include "cuda/cuda.h"
 #include "errors.h"
 #include "ops.h"
@@ -50,6 +53,14 @@ Napi::Value cuda_status(const Napi::CallbackInfo& info) {
     }
     out.Set("devices", devices);
     return out;
+  });
+}
+
+Napi::Value set_threads(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  return guarded(env, [&]() -> Napi::Value {
+    cb::set_cpu_threads((int)int_arg(info, 0, "threads", 0, 1024));
+    return Napi::Number::New(env, cb::cpu_threads());
   });
 }
 

@@ -6,6 +6,8 @@
 //   backward() -> Promise<void>      step(lr, beta1, beta2, eps, weightDecay) -> Promise<void>
 //   zeroGrad()   getParam(name)   setParam(name, values)   getState(which)   setState(which, v)
 //   stepCount()  setStepCount(t)  dispose()
+//   sample(request, onStep | null) -> Promise<{codes, entropy?, stepCodes?, logits?,
+//                                              forwardPasses}>    (sample/sampler.h)
 // Long calls run on a worker thread; while one is in flight every other call is refused, so the
 // model is never used from two threads at once.
 #include <napi.h>
@@ -20,6 +22,7 @@
 #include "model/backends.h"
 #include "model/model.h"
 #include "model_args.h"
+#include "sample/sampler.h"
 
 namespace cbn {
 namespace {
@@ -72,6 +75,86 @@ class ModelWorker : public Napi::AsyncWorker {
   Failure failure_;
 };
 
+template <typename T>
+Napi::TypedArrayOf<T> typed_copy(Napi::Env env, const std::vector<T>& values) {
+  Napi::TypedArrayOf<T> out = Napi::TypedArrayOf<T>::New(env, values.size());
+  std::memcpy(out.Data(), values.data(), values.size() * sizeof(T));
+  return out;
+}
+
+// Runs the sampling loop on a worker thread; after each step `on_step(step, steps)` is called
+// on the JS thread (when given). Resolves with the SampleResult as typed arrays.
+class SampleWorker : public Napi::AsyncProgressQueueWorker<int> {
+ public:
+  SampleWorker(Napi::Env env, bool* busy, ModelF* model, cb::SampleRequest request,
+               Napi::Value on_step)
+      : Napi::AsyncProgressQueueWorker<int>(env, "checkerboard.sample"),
+        deferred_(Napi::Promise::Deferred::New(env)),
+        busy_(busy),
+        model_(model),
+        request_(std::move(request)) {
+    if (on_step.IsFunction()) on_step_ = Napi::Persistent(on_step.As<Napi::Function>());
+    steps_ = (int)request_.block_start.size() - 1;
+    *busy_ = true;
+  }
+  Napi::Promise promise() { return deferred_.Promise(); }
+
+ protected:
+  void Execute(const ExecutionProgress& progress) override {
+    try {
+      result_ = cb::sample_images(*model_, request_,
+                                  [&progress](int step, int) { progress.Send(&step, 1); });
+    } catch (...) {
+      failure_ = describe(std::current_exception(), __FILE__, __LINE__);
+      SetError(failure_.message);
+    }
+  }
+  void OnProgress(const int* steps, size_t count) override {
+    if (on_step_.IsEmpty() || callback_failed_) return;
+    Napi::Env env = Env();
+    for (size_t i = 0; i < count; i++) {
+      try {
+        on_step_.Call({Napi::Number::New(env, steps[i]), Napi::Number::New(env, steps_)});
+      } catch (const Napi::Error& e) {
+        callback_failed_ = true;  // reported when the promise settles
+        callback_error_ = Napi::Persistent(e.Value());
+        return;
+      }
+    }
+  }
+  void OnOK() override {
+    *busy_ = false;
+    Napi::Env env = Env();
+    if (callback_failed_) {
+      deferred_.Reject(callback_error_.Value());
+      return;
+    }
+    Napi::Object out = Napi::Object::New(env);
+    out.Set("codes", typed_copy(env, result_.codes));
+    if (request_.want_entropy) out.Set("entropy", typed_copy(env, result_.entropy));
+    if (request_.want_step_codes) out.Set("stepCodes", typed_copy(env, result_.step_codes));
+    if (request_.want_logits) out.Set("logits", typed_copy(env, result_.logits));
+    out.Set("forwardPasses", Napi::Number::New(env, result_.forward_passes));
+    deferred_.Resolve(out);
+  }
+  void OnError(const Napi::Error&) override {
+    *busy_ = false;
+    deferred_.Reject(to_js_error(Env(), failure_).Value());
+  }
+
+ private:
+  Napi::Promise::Deferred deferred_;
+  bool* busy_;
+  ModelF* model_;
+  cb::SampleRequest request_;
+  Napi::FunctionReference on_step_;
+  int steps_ = 0;
+  bool callback_failed_ = false;
+  Napi::ObjectReference callback_error_;
+  cb::SampleResult result_;
+  Failure failure_;
+};
+
 class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -87,6 +170,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("setState", &ModelWrap::set_state),
                         InstanceMethod("stepCount", &ModelWrap::step_count),
                         InstanceMethod("setStepCount", &ModelWrap::set_step_count),
+                        InstanceMethod("sample", &ModelWrap::sample),
                         InstanceMethod("dispose", &ModelWrap::dispose)});
   }
 
@@ -264,6 +348,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ready().set_step_count(int_arg(info, 0, "stepCount", 0, int64_t(1) << 53));
       return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value sample(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      auto* worker = new SampleWorker(info.Env(), &busy_, &model,
+                                      parse_sample_request(info[0]), info[1]);
+      worker->Queue();
+      return worker->promise();
     });
   }
 

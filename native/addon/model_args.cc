@@ -20,6 +20,21 @@ int int_field(const Napi::Object& o, const char* name) {
   return (int)d;
 }
 
+double number_field(const Napi::Object& o, const char* name) {
+  const Napi::Value v = field(o, name);
+  CB_CHECK(v.IsNumber(), std::string("field '") + name + "' must be a number");
+  return v.As<Napi::Number>().DoubleValue();
+}
+
+bool bool_field(const Napi::Object& o, const char* name) {
+  const Napi::Value v = field(o, name);
+  CB_CHECK(v.IsBoolean(), std::string("field '") + name + "' must be a boolean");
+  return v.As<Napi::Boolean>().Value();
+}
+
+constexpr size_t kAnyLength = ~size_t(0);
+
+// A copy of a typed-array field of `expected` values (kAnyLength: any length).
 template <typename TypedArray, typename Value>
 std::vector<Value> typed_field(const Napi::Object& o, const char* name, napi_typedarray_type type,
                                const char* type_name, size_t expected) {
@@ -27,6 +42,7 @@ std::vector<Value> typed_field(const Napi::Object& o, const char* name, napi_typ
   CB_CHECK(v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type,
            std::string("field '") + name + "' must be a " + type_name);
   TypedArray a = v.As<TypedArray>();
+  if (expected == kAnyLength) expected = a.ElementLength();
   CB_CHECK(a.ElementLength() == expected, std::string("field '") + name + "' has " +
                                               std::to_string(a.ElementLength()) +
                                               " values, expected " + std::to_string(expected));
@@ -80,6 +96,44 @@ cb::Batch<float> parse_batch(const Napi::Value& value, int latent_dim) {
   b.visible_end = typed_field<Napi::Int32Array, int32_t>(o, "visibleEnd", napi_int32_array,
                                                          "Int32Array", b.T);
   return b;
+}
+
+cb::SampleRequest parse_sample_request(const Napi::Value& value) {
+  CB_CHECK(value.IsObject(), "sample request must be an object");
+  const Napi::Object o = value.As<Napi::Object>();
+  auto ints = [&](const char* name) {
+    return typed_field<Napi::Int32Array, int32_t>(o, name, napi_int32_array, "Int32Array",
+                                                  kAnyLength);
+  };
+  cb::SampleRequest r;
+  r.labels = ints("labels");
+  r.image_index = ints("imageIndex");
+  r.block_start = ints("blockStart");
+  r.block_end = ints("blockEnd");
+  r.block_scale = ints("blockScale");
+  r.pos_of = ints("posOf");
+  r.prev_pos_of = ints("prevPosOf");
+  r.codebook = typed_field<Napi::Float32Array, float>(o, "codebook", napi_float32_array,
+                                                      "Float32Array", kAnyLength);
+  r.guidance = (float)number_field(o, "guidance");
+  const double start = number_field(o, "guidanceStart");
+  CB_CHECK(start >= 0 && start == (double)(int)start, "guidanceStart must be an integer >= 0");
+  r.guidance_start = (int)start;
+  r.sampling.temperature = (float)number_field(o, "temperature");
+  CB_CHECK(r.sampling.temperature >= 0, "temperature must be >= 0");
+  const double top_k = number_field(o, "topK");
+  CB_CHECK(top_k >= 0 && top_k == (double)(int)top_k, "topK must be an integer >= 0");
+  r.sampling.top_k = (int)top_k;
+  r.sampling.top_p = (float)number_field(o, "topP");
+  CB_CHECK(r.sampling.top_p > 0 && r.sampling.top_p <= 1, "topP must be in (0, 1]");
+  const double seed = number_field(o, "seed");
+  CB_CHECK(seed >= 0 && seed < 9007199254740992.0 && seed == (double)(int64_t)seed,
+           "seed must be an integer in [0, 2^53)");
+  r.sampling.seed = (uint64_t)seed;
+  r.want_entropy = bool_field(o, "entropy");
+  r.want_step_codes = bool_field(o, "stepCodes");
+  r.want_logits = bool_field(o, "logits");
+  return r;
 }
 
 const char* init_name(cb::Init init) {

@@ -6,6 +6,7 @@
 #include "model/batch.h"
 #include "model/config.h"
 #include "model/param_layout.h"
+#include "sample/sampler.h"
 
 namespace cbn {
 
@@ -15,6 +16,11 @@ cb::ModelConfig parse_model_config(const Napi::Value& value);
 // {batch, slots, labels: Int32Array, posP, posQ: Int32Array, uLatent, vLatent: Float32Array,
 //  uLearned, vLearned: Uint8Array, targets: Int32Array, visibleEnd: Int32Array}; copied.
 cb::Batch<float> parse_batch(const Napi::Value& value, int latent_dim);
+
+// {labels, imageIndex, blockStart, blockEnd, blockScale, posOf, prevPosOf: Int32Array,
+//  codebook: Float32Array, guidance, guidanceStart, temperature, topK, topP, seed: number,
+//  entropy, stepCodes, logits: boolean}; copied. Sizes are checked by cb::sample_images.
+cb::SampleRequest parse_sample_request(const Napi::Value& value);
 
 const char* init_name(cb::Init init);
 

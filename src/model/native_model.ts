@@ -74,6 +74,60 @@ export interface AdamWOptions {
 
 export type StateName = "params" | "grads" | "adamM" | "adamV";
 
+/**
+ * One call of the native KV-cached blockwise sampler over B images (DESIGN.md "Sampling").
+ * The plan is a slot layout (src/plan/layout.ts): slot 0 is the class token, then scale by
+ * scale and block by block the tokens of each block. Step s samples block s + 1; the first
+ * forward also runs the class token, so a call runs exactly blockCount - 1 forwards.
+ */
+export interface NativeSampleRequest {
+  /** (B) class of each image, in [0, classes). */
+  labels: Int32Array;
+  /** (B) global index of each image: with the seed and the slot it keys the random numbers. */
+  imageIndex: Int32Array;
+  /** Per block (blockCount): first slot, end slot, scale index (-1 for block 0). */
+  blockStart: Int32Array;
+  blockEnd: Int32Array;
+  blockScale: Int32Array;
+  /** (T) shared by every image, or (B*T) one layout per image: position y*s+x of each slot. */
+  posOf: Int32Array;
+  /** Same shape as posOf: the paired position in the previous block, -1 for none. */
+  prevPosOf: Int32Array;
+  /** (K*latentDim) the tokenizer's code vectors. */
+  codebook: Float32Array;
+  /** CFG weight w (0: no unconditional rows are run). */
+  guidance: number;
+  /** w is 0 for steps < guidanceStart. */
+  guidanceStart: number;
+  /** 0: greedy. */
+  temperature: number;
+  /** 0: off. */
+  topK: number;
+  /** 1: off. */
+  topP: number;
+  /** Integer in [0, 2^53). */
+  seed: number;
+  /** Return the entropy (bits) of every slot's final sampling distribution. */
+  entropy: boolean;
+  /** Return the codes after every step. */
+  stepCodes: boolean;
+  /** Return the conditional logits of every slot (for tests). */
+  logits: boolean;
+}
+
+export interface NativeSampleResult {
+  /** (B*T) sampled code of every slot in slot order; -1 for the class slot. */
+  codes: Int32Array;
+  /** (B*T) entropy in bits of each slot's sampling distribution; 0 for the class slot. */
+  entropy?: Float32Array;
+  /** (steps*B*T) codes after each step, -1 where not sampled yet. */
+  stepCodes?: Int32Array;
+  /** (B*T*vocab) conditional logits of every slot (the class slot's row is zero). */
+  logits?: Float32Array;
+  /** Forward passes run: the plan's total steps. */
+  forwardPasses: number;
+}
+
 interface AddonModel {
   paramTable(): ParamInfo[];
   forward(batch: ModelBatch, wantLogits: boolean, forBackward: boolean): Promise<ForwardResult>;
@@ -85,6 +139,10 @@ interface AddonModel {
   getState(which: StateName): Float32Array;
   setState(which: Exclude<StateName, "grads">, values: Float32Array): void;
   stepCount(): number;
+  sample(
+    request: NativeSampleRequest,
+    onStep: ((step: number, steps: number) => void) | null,
+  ): Promise<NativeSampleResult>;
   setStepCount(t: number): void;
   dispose(): void;
 }
@@ -134,6 +192,17 @@ export class NativeModel {
   }
   set stepCount(t: number) {
     this.native.setStepCount(t);
+  }
+
+  /**
+   * Samples B images with the KV-cached blockwise sampler; `onStep` is called after each step
+   * (on the JS thread, while the native loop goes on).
+   */
+  sample(
+    request: NativeSampleRequest,
+    onStep?: (step: number, steps: number) => void,
+  ): Promise<NativeSampleResult> {
+    return this.native.sample(request, onStep ?? null);
   }
 
   /** A copy of one parameter tensor. */

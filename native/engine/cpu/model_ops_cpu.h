@@ -14,7 +14,8 @@
 // two threads at once (a Model owns its own).
 //
 // Files: model_ops_cpu.cc (dense, elementwise, loss, optimizer), model_ops_cpu_norm.cc
-// (layernorm, AdaLN), model_ops_cpu_embed.cc (rows, rope), model_ops_cpu_attention.cc.
+// (layernorm, AdaLN), model_ops_cpu_embed.cc (rows, rope), model_ops_cpu_attention.cc,
+// model_ops_cpu_sample.cc (upsampling and token draws).
 #pragma once
 
 #include <cstdint>
@@ -76,6 +77,16 @@ class CpuModelOps final : public ModelOps<float> {
                           const float* v, const int32_t* visible_end, const float* out,
                           const float* lse, const float* dout, float* dq, float* dk,
                           float* dv) override;
+
+  void attention_cached(int B, int Tq, int H, int hd, const float* q, const float* k,
+                        const float* v, int64_t kv_batch_stride, const int32_t* visible_end,
+                        float* out) override;
+
+  void upsample_bilinear(int B, int s_in, int s_out, int D, const float* src,
+                         float* dst) override;
+  void sample_tokens(int64_t n, int K, const float* cond, const float* uncond, float guidance,
+                     const TokenSampling& s, const int32_t* image, const int32_t* slot,
+                     int32_t* codes, float* entropy_bits) override;
 
   void softmax_cross_entropy(int64_t n, int K, const float* logits, const int32_t* target,
                              float* loss_rows, float* dlogits, float grad_scale) override;

@@ -51,13 +51,14 @@ struct Run {
 
 // Runs of equal visible_end, cut into tiles of at most kRowTile rows. Any visible_end is
 // handled correctly; a blockwise causal one gives few runs.
-std::vector<Run> query_runs(int T, const int32_t* visible_end) {
+// `keys` is the number of keys there are (visible_end may not exceed it).
+std::vector<Run> query_runs(int T, const int32_t* visible_end, int64_t keys) {
   std::vector<Run> runs;
   for (int t = 0; t < T;) {
     const int vis = visible_end[t];
-    CB_CHECK(vis >= 0 && vis <= T, "attention: visible_end[" + std::to_string(t) + "] = " +
-                                       std::to_string(vis) + " outside [0, " + std::to_string(T) +
-                                       "]");
+    CB_CHECK(vis >= 0 && vis <= keys, "attention: visible_end[" + std::to_string(t) + "] = " +
+                                          std::to_string(vis) + " outside [0, " +
+                                          std::to_string(keys) + "]");
     int t1 = t + 1;
     while (t1 < T && t1 - t < kRowTile && visible_end[t1] == vis) t1++;
     runs.push_back({t, t1, vis});
@@ -122,7 +123,7 @@ double pair_work(const std::vector<Run>& runs, int hd) {
 
 void CpuModelOps::attention(int B, int T, int H, int hd, const float* q, const float* k,
                             const float* v, const int32_t* visible_end, float* out, float* lse) {
-  const std::vector<Run> runs = query_runs(T, visible_end);
+  const std::vector<Run> runs = query_runs(T, visible_end, T);
   const int64_t C = int64_t(H) * hd;  // row stride of q, k, v, out
   const float scale = 1.0f / std::sqrt((float)hd);
   const int pairs = B * H, parts = thread_parts(pairs, pair_work(runs, hd));
@@ -167,7 +168,7 @@ void CpuModelOps::attention_backward(int B, int T, int H, int hd, const float* q
                                      const float* v, const int32_t* visible_end, const float* out,
                                      const float* lse, const float* dout, float* dq, float* dk,
                                      float* dv) {
-  const std::vector<Run> runs = query_runs(T, visible_end);
+  const std::vector<Run> runs = query_runs(T, visible_end, T);
   const int64_t C = int64_t(H) * hd;
   const float scale = 1.0f / std::sqrt((float)hd);
   const int pairs = B * H, parts = thread_parts(pairs, 2.5 * pair_work(runs, hd));
@@ -220,6 +221,43 @@ void CpuModelOps::attention_backward(int B, int T, int H, int hd, const float* q
       }
       cpu_sgemm(false, false, m, hd, vis, scale, dP, vis, kb, (int)C, 0.0f, dqr, (int)C);
       cpu_sgemm(true, false, vis, hd, m, scale, dP, vis, qr, (int)C, 1.0f, dkb, (int)C);
+    }
+  });
+}
+
+void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q, const float* k,
+                                   const float* v, int64_t kv_batch_stride,
+                                   const int32_t* visible_end, float* out) {
+  const int64_t C = int64_t(H) * hd;  // row stride of q, out and the cache
+  const std::vector<Run> runs = query_runs(Tq, visible_end, kv_batch_stride / C);
+  int max_vis = 0;
+  for (const Run& r : runs) max_vis = std::max(max_vis, r.vis);
+  const float scale = 1.0f / std::sqrt((float)hd);
+  const int pairs = B * H, parts = thread_parts(pairs, pair_work(runs, hd));
+  const size_t tile = (size_t)kRowTile * max_vis;  // (kRowTile, max_vis) scores per thread
+  if (attention_scratch_.size() < tile * parts) attention_scratch_.resize(tile * parts);
+
+  for_pairs(pairs, parts, [&](int part, int pair) {
+    const int b = pair / H, h = pair % H;
+    const float* qb = q + int64_t(b) * Tq * C + int64_t(h) * hd;   // (Tq, hd) at stride C
+    float* ob = out + int64_t(b) * Tq * C + int64_t(h) * hd;       // (Tq, hd) at stride C
+    const float* kb = k + b * kv_batch_stride + int64_t(h) * hd;   // (vis, hd) at stride C
+    const float* vb = v + b * kv_batch_stride + int64_t(h) * hd;   // (vis, hd) at stride C
+    float* S = attention_scratch_.data() + tile * part;            // (m, vis)
+    for (const Run& r : runs) {
+      const int m = r.t1 - r.t0, vis = r.vis;
+      CB_CHECK(vis >= 1, "attention_cached: a query sees no key");
+      cpu_sgemm(false, true, m, vis, hd, scale, qb + r.t0 * C, (int)C, kb, (int)C, 0.0f, S, vis);
+      for (int i = 0; i < m; i++) {
+        float* s = S + (int64_t)i * vis;  // (vis)
+        float mx = s[0];
+        for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
+        float sum = 0.0f;
+        for (int j = 0; j < vis; j++) sum += (s[j] = std::exp(s[j] - mx));
+        const float inv = 1.0f / sum;
+        for (int j = 0; j < vis; j++) s[j] *= inv;
+      }
+      cpu_sgemm(false, false, m, hd, vis, 1.0f, S, vis, vb, (int)C, 0.0f, ob + r.t0 * C, (int)C);
     }
   });
 }

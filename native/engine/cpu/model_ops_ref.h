@@ -5,6 +5,7 @@
 // Semantics of every op (shapes, overwrite vs accumulate): model/model_ops.h.
 #pragma once
 
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <limits>
@@ -12,6 +13,8 @@
 
 #include "../error.h"
 #include "../model/model_ops.h"
+#include "../sample/philox.h"
+#include "../sample/upsample.h"
 
 namespace cb {
 
@@ -423,6 +426,63 @@ class RefModelOps final : public ModelOps<Real> {
           *l = mx + std::log(sum);
         }
       }
+    }
+  }
+
+  // Every query j of every (b, h) against the cached keys [0, visible_end[j]): two passes,
+  // as in attention().
+  void attention_cached(int B, int Tq, int H, int hd,
+                        const Real* q,                 // (B, Tq, H*hd)
+                        const Real* k,                 // (B, kv_batch_stride)
+                        const Real* v,                 // (B, kv_batch_stride)
+                        int64_t kv_batch_stride,
+                        const int32_t* visible_end,    // (Tq)
+                        Real* out) override {          // (B, Tq, H*hd)
+    const int64_t C = (int64_t)H * hd;
+    const Real scale = Real(1) / std::sqrt(Real(hd));
+    for (int j = 0; j < Tq; j++) {
+      CB_CHECK(visible_end[j] >= 1 && visible_end[j] * C <= kv_batch_stride,
+               "attention_cached: visible_end[" + std::to_string(j) + "] = " +
+                   std::to_string(visible_end[j]) + " outside the cache");
+    }
+    for (int b = 0; b < B; b++) {
+      for (int h = 0; h < H; h++) {
+        const Real* kb = k + b * kv_batch_stride + (int64_t)h * hd;  // (vis, hd) at stride C
+        const Real* vb = v + b * kv_batch_stride + (int64_t)h * hd;
+        for (int j = 0; j < Tq; j++) {
+          const Real* qj = q + ((int64_t)b * Tq + j) * C + (int64_t)h * hd;  // (hd)
+          Real* oj = out + ((int64_t)b * Tq + j) * C + (int64_t)h * hd;      // (hd)
+          const int vis = visible_end[j];
+          Real mx = -std::numeric_limits<Real>::infinity();
+          for (int i = 0; i < vis; i++) mx = std::max(mx, score(qj, kb + i * C, hd, scale));
+          for (int d = 0; d < hd; d++) oj[d] = Real(0);
+          Real sum = 0;
+          for (int i = 0; i < vis; i++) {
+            const Real e = std::exp(score(qj, kb + i * C, hd, scale) - mx);
+            sum += e;
+            for (int d = 0; d < hd; d++) oj[d] += e * vb[i * C + d];
+          }
+          for (int d = 0; d < hd; d++) oj[d] /= sum;
+        }
+      }
+    }
+  }
+
+  void upsample_bilinear(int B, int s_in, int s_out, int D, const Real* src, Real* dst) override {
+    for (int b = 0; b < B; b++) {
+      upsample_bilinear_grid(s_in, s_out, D, src + (int64_t)b * s_in * s_in * D,
+                             dst + (int64_t)b * s_out * s_out * D);
+    }
+  }
+
+  void sample_tokens(int64_t n, int K, const Real* cond, const Real* uncond, float guidance,
+                     const TokenSampling& s, const int32_t* image, const int32_t* slot,
+                     int32_t* codes, float* entropy_bits) override {
+    TokenSamplingScratch scratch;
+    for (int64_t i = 0; i < n; i++) {
+      codes[i] = sample_row(K, cond + i * K, uncond ? uncond + i * K : nullptr, guidance, s,
+                            sample_uniform(s.seed, image[i], slot[i]), scratch,
+                            entropy_bits ? entropy_bits + i : nullptr);
     }
   }
 

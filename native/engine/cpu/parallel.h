@@ -3,6 +3,7 @@
 #pragma once
 
 #include <algorithm>
+#include <atomic>
 #include <cstdint>
 #include <exception>
 #include <thread>
@@ -10,10 +11,22 @@
 
 namespace cb {
 
+// The thread limit set by set_cpu_threads (0: one per hardware thread).
+inline std::atomic<int>& cpu_thread_limit() {
+  static std::atomic<int> limit{0};
+  return limit;
+}
+
 inline int cpu_threads() {
+  const int limit = cpu_thread_limit().load();
+  if (limit > 0) return limit;
   const unsigned hw = std::thread::hardware_concurrency();
   return hw == 0 ? 1 : (int)hw;
 }
+
+// Sets the threads of the cpu backend, OpenBLAS included (0: one per hardware thread).
+// Results never depend on it (see model_ops_cpu.h, Determinism). Defined in threads.cc.
+void set_cpu_threads(int threads);
 
 // fn(begin, end) is called for disjoint ranges covering [0, count); ranges hold at least
 // `grain` items, so small problems run on the calling thread alone.

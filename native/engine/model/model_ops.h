@@ -13,6 +13,8 @@
 
 #include <cstdint>
 
+#include "../sample/token_sampling.h"
+
 namespace cb {
 
 // Per-slot visibility of blockwise causal attention: slot t attends to slots [0, visible_end[t]).
@@ -107,6 +109,25 @@ class ModelOps {
   virtual void attention_backward(int B, int T, int H, int hd, const Real* q, const Real* k,
                                   const Real* v, const int32_t* visible_end, const Real* out,
                                   const Real* lse, const Real* dout, Real* dq, Real* dk, Real* dv) = 0;
+
+  // Attention of Tq new query slots against a KV cache (the sampler): batch b's keys and values
+  // are the rows [0, visible_end[j]) of k and v at k + b * kv_batch_stride (row stride H*hd);
+  // query j sees exactly those. q and out are (B, Tq, H*hd) dense. No lse is kept.
+  virtual void attention_cached(int B, int Tq, int H, int hd, const Real* q, const Real* k,
+                                const Real* v, int64_t kv_batch_stride,
+                                const int32_t* visible_end, Real* out) = 0;
+
+  // ---- sampling -------------------------------------------------------------------------
+  // Bilinear resize with half-pixel centres (PyTorch align_corners=False) of B grids of
+  // (s_in, s_in, D) vectors to (s_out, s_out, D), raster order: src (B, s_in^2, D),
+  // dst (B, s_out^2, D).
+  virtual void upsample_bilinear(int B, int s_in, int s_out, int D, const Real* src, Real* dst) = 0;
+  // One code per row from logits (sample/token_sampling.h): cond and uncond are (n, K) (uncond
+  // may be null when guidance is 0); row i's uniform comes from (s.seed, image[i], slot[i]).
+  // codes (n); entropy_bits (n) may be null.
+  virtual void sample_tokens(int64_t n, int K, const Real* cond, const Real* uncond,
+                             float guidance, const TokenSampling& s, const int32_t* image,
+                             const int32_t* slot, int32_t* codes, float* entropy_bits) = 0;
 
   // ---- loss -----------------------------------------------------------------------------
   // Fused softmax + cross-entropy over n rows of K logits. Rows with target < 0 are ignored.

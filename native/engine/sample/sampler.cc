@@ -1,0 +1,271 @@
+#include "sampler.h"
+
+#include <algorithm>
+#include <string>
+
+#include "../error.h"
+
+namespace cb {
+namespace {
+
+// Checks the request against the model; returns the slot count T.
+int check_request(const ModelConfig& c, const SampleRequest& r) {
+  const int B = (int)r.labels.size();
+  CB_CHECK(B >= 1, "sample: no images asked for");
+  CB_CHECK((int)r.image_index.size() == B, "sample: imageIndex needs one value per image");
+  for (int32_t l : r.labels) {
+    CB_CHECK(l >= 0 && l < c.classes, "sample: class " + std::to_string(l) + " outside [0, " +
+                                          std::to_string(c.classes) + ")");
+  }
+  const int64_t T = c.sequence_length();
+  const size_t blocks = r.block_start.size();
+  CB_CHECK(blocks >= 2 && r.block_end.size() == blocks && r.block_scale.size() == blocks,
+           "sample: blockStart, blockEnd and blockScale must have one value per block");
+  CB_CHECK(r.block_start[0] == 0 && r.block_end[0] == 1 && r.block_scale[0] == -1,
+           "sample: block 0 must be the class token alone");
+  int prev_scale = 0;
+  for (size_t b = 1; b < blocks; b++) {
+    CB_CHECK(r.block_start[b] == r.block_end[b - 1] && r.block_end[b] > r.block_start[b],
+             "sample: blocks must be non-empty and follow each other");
+    const int k = r.block_scale[b];
+    CB_CHECK(k == prev_scale || k == prev_scale + 1, "sample: blocks must go scale by scale");
+    CB_CHECK(k >= 0 && k < (int)c.scales.size(), "sample: block scale outside the model's");
+    prev_scale = k;
+  }
+  CB_CHECK(r.block_end[blocks - 1] == T && prev_scale == (int)c.scales.size() - 1,
+           "sample: the blocks must cover the " + std::to_string(T) + " slots of every scale");
+  CB_CHECK((int64_t)r.pos_of.size() == T || (int64_t)r.pos_of.size() == T * B,
+           "sample: posOf needs T or B*T values");
+  CB_CHECK(r.prev_pos_of.size() == r.pos_of.size(), "sample: prevPosOf must match posOf");
+  CB_CHECK((int64_t)r.codebook.size() == int64_t(c.vocab) * c.latent_dim,
+           "sample: the codebook has " + std::to_string(r.codebook.size()) + " values, the model "
+           "needs " + std::to_string(c.vocab) + " x " + std::to_string(c.latent_dim));
+  return (int)T;
+}
+
+}  // namespace
+
+template <typename Real>
+SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
+                           const StepCallback& on_step) {
+  const ModelConfig& c = model.config();
+  const int T = check_request(c, req);
+  ModelOps<Real>& op = model.ops();
+  const int B = (int)req.labels.size();
+  const bool guided = req.guidance != 0.0f;
+  const int R = guided ? 2 * B : B;  // rows: B conditional, then B with the null class
+  const int W = c.width, F = c.hidden(), K = c.vocab, Dl = c.latent_dim, H = c.heads;
+  const int hd = c.head_dim(), depth = c.depth;
+  const int steps = (int)req.block_start.size() - 1;
+  const int64_t L = T - 1;
+  const bool per_image_layout = (int64_t)req.pos_of.size() != T;
+  auto pos_of = [&](int i, int t) { return req.pos_of[per_image_layout ? int64_t(i) * T + t : t]; };
+  auto prev_pos_of = [&](int i, int t) {
+    return req.prev_pos_of[per_image_layout ? int64_t(i) * T + t : t];
+  };
+  auto P = [&](const std::string& name) { return model.params() + model.layout().offset(name); };
+  std::vector<int64_t> offset(c.scales.size());
+  for (size_t k = 0; k < c.scales.size(); k++) offset[k] = c.scale_offset((int)k);
+
+  // Rows per step: the first step also runs the class token.
+  int m_max = 0;
+  for (int s = 0; s < steps; s++) {
+    const int t0 = s == 0 ? 0 : req.block_start[s + 1];
+    m_max = std::max(m_max, req.block_end[s + 1] - t0);
+  }
+  const int64_t nb_max = int64_t(B) * m_max, n_max = int64_t(R) * m_max;
+  const int s_max = *std::max_element(c.scales.begin(), c.scales.end());
+
+  // Conditioning, once: class embeddings, every layer's AdaLN rows and the head's.
+  std::vector<int32_t> labels_r(R);  // (R)
+  for (int r = 0; r < R; r++) labels_r[r] = r < B ? req.labels[r] : c.classes;
+  std::vector<Real> c_emb(int64_t(R) * W), c_act(int64_t(R) * W);  // (R, W)
+  op.gather_rows(R, W, P("class_emb"), labels_r.data(), c_emb.data());
+  op.silu(int64_t(R) * W, c_emb.data(), c_act.data());
+  std::vector<Real> ada(int64_t(depth) * R * 6 * W);  // (depth, R, 6W)
+  for (int l = 0; l < depth; l++) {
+    op.linear(R, W, 6 * W, c_act.data(), P(layer_param(l, "ada.w")), P(layer_param(l, "ada.b")),
+              ada.data() + int64_t(l) * R * 6 * W);
+  }
+  std::vector<Real> head_ada(int64_t(R) * 2 * W);  // (R, 2W)
+  op.linear(R, W, 2 * W, c_act.data(), P("head_ada.w"), P("head_ada.b"), head_ada.data());
+
+  // The KV cache: (depth, R, T, W) keys and values after RoPE.
+  const int64_t layer_cache = int64_t(R) * T * W;
+  std::vector<Real> k_cache(depth * layer_cache), v_cache(depth * layer_cache);
+
+  // Per-step buffers, sized for the largest step.
+  std::vector<Real> codebook(req.codebook.begin(), req.codebook.end());  // (K, Dl)
+  std::vector<Real> prev_lat(int64_t(B) * s_max * s_max * Dl);           // (B, s_{k-1}^2, Dl)
+  std::vector<Real> up_lat(int64_t(B) * s_max * s_max * Dl);             // (B, s_k^2, Dl)
+  std::vector<Real> lat_in(2 * nb_max * Dl);                 // (2nb, Dl): u rows, then v rows
+  std::vector<Real> lat_h(2 * nb_max * W), lat_g(2 * nb_max * W), lat_out(2 * nb_max * W);
+  std::vector<Real> pe_p(nb_max * W), pe_q(nb_max * W), concat(nb_max * 4 * W);
+  std::vector<Real> x(n_max * W), xn(n_max * W), mean(n_max), rstd(n_max), h(n_max * W);
+  std::vector<Real> qkv(n_max * 3 * W), qr(n_max * W), kr(n_max * W), att(n_max * W);
+  std::vector<Real> ao(n_max * W), f1(n_max * F), g(n_max * F), f2(n_max * W);
+  std::vector<Real> logits(n_max * K);
+  std::vector<int32_t> pos_p(n_max), pos_q(n_max), u_index(nb_max), v_index(nb_max);
+  std::vector<int32_t> draw_image(nb_max), draw_slot(nb_max), drawn(nb_max);
+  std::vector<uint8_t> u_learned(nb_max), v_learned(nb_max);
+  std::vector<int32_t> visible(m_max), prev_index(int64_t(B) * s_max * s_max);
+  std::vector<float> drawn_entropy(nb_max);
+  std::vector<int32_t> grid(int64_t(B) * L, -1);  // (B, L) codes so far, raster per scale
+
+  SampleResult out;
+  out.codes.assign(int64_t(B) * T, -1);
+  if (req.want_entropy) out.entropy.assign(int64_t(B) * T, 0.0f);
+  if (req.want_step_codes) out.step_codes.assign(int64_t(steps) * B * T, -1);
+  if (req.want_logits) out.logits.assign(int64_t(B) * T * K, 0.0f);
+
+  for (int s = 0; s < steps; s++) {
+    const int blk = s + 1, k = req.block_scale[blk], side = c.scales[k];
+    const int t0 = s == 0 ? 0 : req.block_start[blk], t1 = req.block_end[blk], m = t1 - t0;
+    const int64_t nb = int64_t(B) * m, n = int64_t(R) * m;
+
+    // A scale's first block: upsample the previous scale's latents (u of every slot).
+    if (k > 0 && req.block_scale[blk - 1] != k) {
+      const int sp = c.scales[k - 1];
+      for (int i = 0; i < B; i++) {
+        for (int p = 0; p < sp * sp; p++) {
+          prev_index[int64_t(i) * sp * sp + p] = grid[i * L + offset[k - 1] + p];
+        }
+      }
+      op.gather_rows(int64_t(B) * sp * sp, Dl, codebook.data(), prev_index.data(),
+                     prev_lat.data());
+      op.upsample_bilinear(B, sp, side, Dl, prev_lat.data(), up_lat.data());
+    }
+
+    // Inputs of the block's slots (Eq. 1), for the B images; the null-class rows share them.
+    for (int i = 0; i < B; i++) {
+      for (int j = 0; j < m; j++) {
+        const int t = t0 + j;
+        const int64_t row = int64_t(i) * m + j;
+        draw_image[row] = req.image_index[i];
+        draw_slot[row] = t;
+        if (t == 0) {  // the class token: its input row is replaced by the class embedding
+          pos_p[row] = pos_q[row] = 0;
+          u_learned[row] = v_learned[row] = 1;
+          u_index[row] = v_index[row] = 0;
+          continue;
+        }
+        const int p = pos_of(i, t), q = prev_pos_of(i, t);
+        CB_CHECK(p >= 0 && p < side * side && q < side * side,
+                 "sample: posOf/prevPosOf of slot " + std::to_string(t) + " outside the scale");
+        pos_p[row] = int32_t(2 + offset[k] + p);
+        u_learned[row] = k == 0;
+        u_index[row] = k == 0 ? 0 : int32_t(int64_t(i) * side * side + p);
+        if (q < 0) {
+          v_learned[row] = 1;
+          v_index[row] = 0;
+          pos_q[row] = 1;
+        } else {
+          const int32_t code = grid[i * L + offset[k] + q];
+          CB_CHECK(code >= 0, "sample: slot " + std::to_string(t) +
+                                  " is fed a position its previous block did not sample");
+          v_learned[row] = 0;
+          v_index[row] = code;
+          pos_q[row] = int32_t(2 + offset[k] + q);
+        }
+      }
+    }
+    op.gather_rows(nb, Dl, k == 0 ? codebook.data() : up_lat.data(), u_index.data(),
+                   lat_in.data());
+    op.gather_rows(nb, Dl, codebook.data(), v_index.data(), lat_in.data() + nb * Dl);
+    op.linear(2 * nb, Dl, W, lat_in.data(), P("latent_mlp.fc1.w"), P("latent_mlp.fc1.b"),
+              lat_h.data());
+    op.gelu(2 * nb * W, lat_h.data(), lat_g.data());
+    op.linear(2 * nb, W, W, lat_g.data(), P("latent_mlp.fc2.w"), P("latent_mlp.fc2.b"),
+              lat_out.data());
+    op.fill_masked_rows(nb, W, u_learned.data(), P("u_start"), lat_out.data());
+    op.fill_masked_rows(nb, W, v_learned.data(), P("v_start"), lat_out.data() + nb * W);
+    op.gather_rows(nb, W, P("pos_emb"), pos_p.data(), pe_p.data());
+    op.gather_rows(nb, W, P("pos_emb"), pos_q.data(), pe_q.data());
+    op.copy_strided(nb, W, lat_out.data(), W, concat.data(), 4 * W, false);
+    op.copy_strided(nb, W, lat_out.data() + nb * W, W, concat.data() + W, 4 * W, false);
+    op.copy_strided(nb, W, pe_p.data(), W, concat.data() + 2 * W, 4 * W, false);
+    op.copy_strided(nb, W, pe_q.data(), W, concat.data() + 3 * W, 4 * W, false);
+    op.linear(nb, 4 * W, W, concat.data(), P("in_proj.w"), P("in_proj.b"), x.data());
+    if (guided) {
+      op.copy_strided(nb, W, x.data(), W, x.data() + nb * W, W, false);
+      std::copy(pos_p.begin(), pos_p.begin() + nb, pos_p.begin() + nb);
+      std::copy(pos_q.begin(), pos_q.begin() + nb, pos_q.begin() + nb);
+    }
+    if (s == 0) op.copy_strided(R, W, c_emb.data(), W, x.data(), int64_t(m) * W, false);
+
+    // Slot t sees every slot before its block and its own block: [0, t1); the class token
+    // sees only itself.
+    for (int j = 0; j < m; j++) visible[j] = t0 + j == 0 ? 1 : t1;
+
+    for (int l = 0; l < depth; l++) {
+      const Real* a = ada.data() + int64_t(l) * R * 6 * W;  // (R, 6W)
+      Real* kc = k_cache.data() + l * layer_cache;          // (R, T, W)
+      Real* vc = v_cache.data() + l * layer_cache;          // (R, T, W)
+      op.layernorm(n, W, x.data(), xn.data(), mean.data(), rstd.data());
+      op.modulate(R, m, W, xn.data(), a, a + W, 6 * W, h.data());
+      op.linear(n, W, 3 * W, h.data(), P(layer_param(l, "qkv.w")), P(layer_param(l, "qkv.b")),
+                qkv.data());
+      const Real* mix = l < c.rope_mix_layers ? P(layer_param(l, "rope_mix")) : nullptr;
+      op.rope(n, H, hd, qkv.data(), 3 * W, P("rope_angles"), pos_p.data(), pos_p.data(), nullptr,
+              qr.data());
+      op.rope(n, H, hd, qkv.data() + W, 3 * W, P("rope_angles"), pos_p.data(), pos_q.data(), mix,
+              kr.data());
+      for (int r = 0; r < R; r++) {
+        op.copy_strided(m, W, kr.data() + int64_t(r) * m * W, W, kc + (int64_t(r) * T + t0) * W,
+                        W, false);
+        op.copy_strided(m, W, qkv.data() + int64_t(r) * m * 3 * W + 2 * W, 3 * W,
+                        vc + (int64_t(r) * T + t0) * W, W, false);
+      }
+      op.attention_cached(R, m, H, hd, qr.data(), kc, vc, int64_t(T) * W, visible.data(),
+                          att.data());
+      op.linear(n, W, W, att.data(), P(layer_param(l, "attn_out.w")),
+                P(layer_param(l, "attn_out.b")), ao.data());
+      op.gated_residual(R, m, W, x.data(), a + 2 * W, 6 * W, ao.data());
+      op.layernorm(n, W, x.data(), xn.data(), mean.data(), rstd.data());
+      op.modulate(R, m, W, xn.data(), a + 3 * W, a + 4 * W, 6 * W, h.data());
+      op.linear(n, W, F, h.data(), P(layer_param(l, "fc1.w")), P(layer_param(l, "fc1.b")),
+                f1.data());
+      op.gelu(n * F, f1.data(), g.data());
+      op.linear(n, F, W, g.data(), P(layer_param(l, "fc2.w")), P(layer_param(l, "fc2.b")),
+                f2.data());
+      op.gated_residual(R, m, W, x.data(), a + 5 * W, 6 * W, f2.data());
+    }
+    op.layernorm(n, W, x.data(), xn.data(), mean.data(), rstd.data());
+    op.modulate(R, m, W, xn.data(), head_ada.data(), head_ada.data() + W, 2 * W, h.data());
+    op.linear(n, W, K, h.data(), P("head.w"), P("head.b"), logits.data());
+    out.forward_passes++;
+
+    // Draw every slot of the block (the class token's row is drawn too and ignored).
+    const float w = s < req.guidance_start ? 0.0f : req.guidance;
+    op.sample_tokens(nb, K, logits.data(), guided ? logits.data() + nb * K : nullptr, w,
+                     req.sampling, draw_image.data(), draw_slot.data(), drawn.data(),
+                     req.want_entropy ? drawn_entropy.data() : nullptr);
+    for (int i = 0; i < B; i++) {
+      for (int j = 0; j < m; j++) {
+        const int t = t0 + j;
+        if (t == 0) continue;
+        const int64_t row = int64_t(i) * m + j, at = int64_t(i) * T + t;
+        grid[i * L + offset[k] + pos_of(i, t)] = drawn[row];
+        out.codes[at] = drawn[row];
+        if (req.want_entropy) out.entropy[at] = drawn_entropy[row];
+        if (req.want_logits) {
+          std::transform(logits.begin() + row * K, logits.begin() + (row + 1) * K,
+                         out.logits.begin() + at * K, [](Real v) { return float(v); });
+        }
+      }
+    }
+    if (req.want_step_codes) {
+      std::copy(out.codes.begin(), out.codes.end(),
+                out.step_codes.begin() + int64_t(s) * B * T);
+    }
+    if (on_step) on_step(s, steps);
+  }
+  return out;
+}
+
+template SampleResult sample_images<float>(Model<float>&, const SampleRequest&,
+                                           const StepCallback&);
+template SampleResult sample_images<double>(Model<double>&, const SampleRequest&,
+                                            const StepCallback&);
+
+}  // namespace cb

@@ -1,0 +1,51 @@
+// The KV-cached blockwise sampler (DESIGN.md "Sampling"; paper Sec. 3): one forward per step
+// over the slots of one block, against a per-layer cache of the keys and values of every
+// earlier slot, then guidance, temperature, top-k, top-p and a multinomial draw per slot. The
+// whole loop runs here, over the model's op backend, with no round trip to the caller per step
+// (a callback reports progress).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "../model/model.h"
+#include "token_sampling.h"
+
+namespace cb {
+
+// The plan and the images of one call. T = slots of a sequence (1 + sum s^2); block 0 is the
+// class token (slot 0), step s samples block s + 1.
+struct SampleRequest {
+  std::vector<int32_t> labels;       // (B) class of each image, in [0, classes)
+  std::vector<int32_t> image_index;  // (B) key of each image's random numbers
+  std::vector<int32_t> block_start;  // (blocks) first slot of each block
+  std::vector<int32_t> block_end;    // (blocks) end slot of each block
+  std::vector<int32_t> block_scale;  // (blocks) scale index; -1 for block 0
+  std::vector<int32_t> pos_of;       // (T) shared or (B*T): grid position y*s+x of each slot
+  std::vector<int32_t> prev_pos_of;  // like pos_of: paired position in the previous block, or -1
+  std::vector<float> codebook;       // (K, Dl) code vectors
+  float guidance = 0.0f;             // CFG weight w; 0 runs no unconditional rows
+  int guidance_start = 0;            // w = 0 for steps < guidance_start
+  TokenSampling sampling;
+  bool want_entropy = false, want_step_codes = false, want_logits = false;
+};
+
+struct SampleResult {
+  std::vector<int32_t> codes;       // (B*T) slot order; -1 for the class slot
+  std::vector<float> entropy;       // (B*T) bits, when asked for
+  std::vector<int32_t> step_codes;  // (steps*B*T) codes after each step, when asked for
+  std::vector<float> logits;        // (B*T*K) conditional logits, when asked for
+  int forward_passes = 0;
+};
+
+// Called after each step with (step, steps).
+using StepCallback = std::function<void(int, int)>;
+
+// Samples request.labels.size() images with `model`'s parameters and backend. Throws cb::Error
+// for an inconsistent request.
+template <typename Real>
+SampleResult sample_images(Model<Real>& model, const SampleRequest& request,
+                           const StepCallback& on_step);
+
+}  // namespace cb

@@ -1,0 +1,300 @@
+/**
+ * The native KV-cached sampler (src/sample/sampler.ts over the addon's sample()):
+ * - its logits at every step equal a teacher-forced forward over the sequence it sampled, for
+ *   every order and ratio;
+ * - a seed gives the same codes at any batch size and thread count, another seed other codes;
+ * - top-k 1 is the argmax, w = 0 is plain conditional sampling, one forward per step.
+ */
+import assert from "node:assert/strict";
+import { NativeModel, type NativeSampleRequest } from "../src/model/native_model.ts";
+import { buildModelBatch } from "../src/train/inputs.ts";
+import { imageOrderSeed, sampleCodes, samplingLayout, type SamplingOptions } from "../src/sample/sampler.ts";
+import { ORDER_NAMES, type OrderName } from "../src/plan/orders.ts";
+import { RATIO_NAMES, scalesForRatio } from "../src/plan/scales.ts";
+import { setThreads } from "../src/engine.ts";
+import { Rng } from "../src/util/rng.ts";
+
+const K = 13, D = 3, CLASSES = 3;
+
+function randomNormals(n: number, rng: Rng, scale: number): Float32Array {
+  return Float32Array.from({ length: n }, () => {
+    const u = Math.max(rng.next(), 1e-12), v = rng.next();
+    return scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  });
+}
+
+/** A small model with random parameters everywhere (AdaLN gates open), and a codebook. */
+function randomModel(scales: number[], device: "cpu" | "cpu-ref" = "cpu", ropeMix = 1) {
+  const model = NativeModel.create(
+    {
+      vocab: K,
+      latentDim: D,
+      classes: CLASSES,
+      depth: 2,
+      width: 32,
+      heads: 2,
+      mlpRatio: 4,
+      scales,
+      ropeMixLayers: ropeMix,
+    },
+    device,
+    1,
+  );
+  const rng = new Rng(7);
+  model.setState("params", randomNormals(model.paramCount, rng, 0.25));
+  return { model, codebook: randomNormals(K * D, rng, 1) };
+}
+
+const BASE: SamplingOptions = {
+  steps: 2,
+  order: "checkerboard",
+  guidance: 1.5,
+  guidanceStart: 1,
+  temperature: 1,
+  topK: 0,
+  topP: 1,
+  seed: 11,
+  batch: 8,
+};
+
+/** The native request of sampleCodes for images [0, labels.length), asking for the logits. */
+function requestFor(
+  scales: number[],
+  labels: Int32Array,
+  codebook: Float32Array,
+  o: SamplingOptions,
+): NativeSampleRequest {
+  const layouts = labels.length > 0 && o.order === "random"
+    ? Array.from(labels, (_, i) => samplingLayout(scales, o, i))
+    : [samplingLayout(scales, o, 0)];
+  const T = layouts[0].length;
+  const posOf = new Int32Array(layouts.length * T), prevPosOf = new Int32Array(layouts.length * T);
+  layouts.forEach((l, i) => {
+    posOf.set(l.posOf, i * T);
+    prevPosOf.set(l.prevPosOf, i * T);
+  });
+  return {
+    labels,
+    imageIndex: Int32Array.from(labels, (_, i) => i),
+    blockStart: layouts[0].blockStart,
+    blockEnd: layouts[0].blockEnd,
+    blockScale: layouts[0].blockScale,
+    posOf,
+    prevPosOf,
+    codebook,
+    guidance: o.guidance,
+    guidanceStart: o.guidanceStart,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    seed: o.seed,
+    entropy: true,
+    stepCodes: false,
+    logits: true,
+  };
+}
+
+for (const ratio of RATIO_NAMES) {
+  for (const order of ORDER_NAMES) {
+    Deno.test(`KV-cached logits equal teacher-forced logits (ratio ${ratio}, ${order})`, async () => {
+      const scales = scalesForRatio(ratio, 6);
+      const { model, codebook } = randomModel(scales);
+      const labels = Int32Array.from([0, 2, 1]);
+      const o = { ...BASE, order: order as OrderName, steps: 3 };
+      const r = await model.sample(requestFor(scales, labels, codebook, o));
+      const layout0 = samplingLayout(scales, o, 0);
+      const T = layout0.length, B = labels.length;
+      assert.equal(r.forwardPasses, layout0.blockCount - 1);
+
+      // The sampled sequence back in raster order, then one teacher-forced forward.
+      const L = T - 1;
+      const offsets = [0];
+      for (const s of scales) offsets.push(offsets[offsets.length - 1] + s * s);
+      const codes = new Int32Array(B * L);
+      for (let i = 0; i < B; i++) {
+        const layout = order === "random" ? samplingLayout(scales, o, i) : layout0;
+        for (let t = 1; t < T; t++) {
+          codes[i * L + offsets[layout.scaleOf[t]] + layout.posOf[t]] = r.codes[i * T + t];
+        }
+      }
+      const { batch } = buildModelBatch(codes, labels, {
+        scales,
+        codebook,
+        latentDim: D,
+        steps: o.steps,
+        order,
+        sequenceSeeds: Array.from(labels, (_, i) => imageOrderSeed(o.seed, i)),
+      });
+      const forced = (await model.forward(batch, { logits: true })).logits!;
+      let worst = 0;
+      for (let row = 0; row < B * T; row++) {
+        if (row % T === 0) continue; // the class token predicts nothing
+        let diff = 0, size = 0;
+        for (let c = 0; c < K; c++) {
+          diff = Math.max(diff, Math.abs(r.logits![row * K + c] - forced[row * K + c]));
+          size = Math.max(size, Math.abs(forced[row * K + c]));
+        }
+        worst = Math.max(worst, diff / size);
+      }
+      assert.ok(worst <= 1e-4, `worst relative logit difference ${worst.toExponential(2)}`);
+      model.dispose();
+    });
+  }
+}
+
+Deno.test("KV-cached logits also match on cpu-ref, with mixing in every layer", async () => {
+  const scales = [1, 2, 4];
+  const { model, codebook } = randomModel(scales, "cpu-ref", 2);
+  const labels = Int32Array.from([1, 0]);
+  const o = { ...BASE, steps: [1, 3, 5] };
+  const r = await model.sample(requestFor(scales, labels, codebook, o));
+  const layout = samplingLayout(scales, o, 0);
+  const T = layout.length, L = T - 1;
+  const codes = new Int32Array(2 * L);
+  const offsets = [0, 1, 5];
+  for (let i = 0; i < 2; i++) {
+    for (let t = 1; t < T; t++) {
+      codes[i * L + offsets[layout.scaleOf[t]] + layout.posOf[t]] = r.codes[i * T + t];
+    }
+  }
+  const { batch } = buildModelBatch(codes, labels, {
+    scales,
+    codebook,
+    latentDim: D,
+    steps: o.steps,
+    order: "checkerboard",
+  });
+  const forced = (await model.forward(batch, { logits: true })).logits!;
+  for (let row = 0; row < 2 * T; row++) {
+    if (row % T === 0) continue;
+    for (let c = 0; c < K; c++) {
+      const a = r.logits![row * K + c], b = forced[row * K + c];
+      assert.ok(Math.abs(a - b) <= 1e-5 * (1 + Math.abs(b)), `row ${row} code ${c}: ${a} vs ${b}`);
+    }
+  }
+  model.dispose();
+});
+
+const SCALES = [1, 2, 4, 8];
+
+Deno.test("a seed gives the same codes at batch 1 and 7 and with 1 or 2 threads", async () => {
+  const { model, codebook } = randomModel(SCALES);
+  const labels = Int32Array.from({ length: 7 }, (_, i) => i % CLASSES);
+  const o = { ...BASE, steps: 4, entropy: true };
+  try {
+    setThreads(2);
+    const seven = await sampleCodes(model, codebook, labels, { ...o, batch: 7 });
+    const one = await sampleCodes(model, codebook, labels, { ...o, batch: 1 });
+    setThreads(1);
+    const single = await sampleCodes(model, codebook, labels, { ...o, batch: 3 });
+    assert.deepEqual(one.codes, seven.codes);
+    assert.deepEqual(single.codes, seven.codes);
+    // Entropies agree to rounding (the matrix products' blocking depends on the batch).
+    single.entropy!.forEach((h, i) => assert.ok(Math.abs(h - seven.entropy![i]) < 1e-4));
+    // Images of one call differ from each other (their keys differ).
+    const L = seven.length;
+    assert.notDeepEqual(seven.codes.subarray(0, L), seven.codes.subarray(3 * L, 4 * L));
+    const other = await sampleCodes(model, codebook, labels, { ...o, seed: 12, batch: 7 });
+    const same = other.codes.filter((c, i) => c === seven.codes[i]).length;
+    assert.ok(same < 0.5 * other.codes.length, `${same} of ${other.codes.length} codes unchanged`);
+  } finally {
+    setThreads(0);
+    model.dispose();
+  }
+});
+
+Deno.test("the random order draws one permutation per image, the same at any batch size", async () => {
+  const { model, codebook } = randomModel(SCALES);
+  const labels = Int32Array.from([0, 1, 2, 0, 1]);
+  const o = { ...BASE, order: "random" as const, steps: 4 };
+  const a = await sampleCodes(model, codebook, labels, { ...o, batch: 5 });
+  const b = await sampleCodes(model, codebook, labels, { ...o, batch: 2 });
+  assert.deepEqual(a.codes, b.codes);
+  assert.deepEqual(a.stepOf, b.stepOf);
+  const L = a.length;
+  assert.notDeepEqual(a.stepOf.subarray(L - 64, L), a.stepOf.subarray(2 * L - 64, 2 * L));
+  model.dispose();
+});
+
+Deno.test("top-k 1 and temperature 0 give the argmax of the logits", async () => {
+  const { model, codebook } = randomModel(SCALES);
+  const labels = Int32Array.from([0, 1, 2]);
+  for (const o of [{ topK: 1 }, { temperature: 0 }]) {
+    const opts = { ...BASE, guidance: 0, ...o };
+    const r = await model.sample(requestFor(SCALES, labels, codebook, opts));
+    const T = r.codes.length / labels.length;
+    for (let row = 0; row < r.codes.length; row++) {
+      if (row % T === 0) continue;
+      const logits = r.logits!.subarray(row * K, (row + 1) * K);
+      let best = 0;
+      for (let c = 1; c < K; c++) if (logits[c] > logits[best]) best = c;
+      assert.equal(r.codes[row], best, `slot ${row}`);
+      assert.equal(r.entropy![row], 0);
+    }
+  }
+  model.dispose();
+});
+
+Deno.test("w = 0 is plain conditional sampling; guidance changes the codes", async () => {
+  const { model, codebook } = randomModel(SCALES);
+  const labels = Int32Array.from([0, 1, 2, 1]);
+  const o = { ...BASE, steps: 4 };
+  const plain = await sampleCodes(model, codebook, labels, { ...o, guidance: 0 });
+  // Guidance that never starts runs the null-class rows but must not change a code.
+  const late = await sampleCodes(model, codebook, labels, {
+    ...o,
+    guidance: 3,
+    guidanceStart: plain.totalSteps,
+  });
+  const guided = await sampleCodes(model, codebook, labels, { ...o, guidance: 3, guidanceStart: 0 });
+  assert.deepEqual(late.codes, plain.codes);
+  assert.notDeepEqual(guided.codes, plain.codes);
+  model.dispose();
+});
+
+Deno.test("the number of forward passes is the plan's total steps", async () => {
+  const { model, codebook } = randomModel(SCALES);
+  const labels = Int32Array.from([2]);
+  for (const steps of [1, 2, 4, 16, [1, 2, 3, 5]]) {
+    const r = await sampleCodes(model, codebook, labels, { ...BASE, steps });
+    const layout = samplingLayout(SCALES, { ...BASE, steps }, 0);
+    assert.equal(r.forwardPasses, layout.blockCount - 1, `steps ${steps}`);
+    assert.equal(r.totalSteps, layout.blockCount - 1);
+  }
+  model.dispose();
+});
+
+Deno.test("step codes show each location from its step on", async () => {
+  const { model, codebook } = randomModel(SCALES);
+  const labels = Int32Array.from([0, 2]);
+  const r = await sampleCodes(model, codebook, labels, { ...BASE, steps: 3, stepCodes: true });
+  const n = 2, L = r.length;
+  for (let s = 0; s < r.totalSteps; s++) {
+    for (let i = 0; i < n * L; i++) {
+      const shown = r.stepCodes![s * n * L + i];
+      assert.equal(shown, r.stepOf[i] <= s ? r.codes[i] : -1);
+    }
+  }
+  model.dispose();
+});
+
+Deno.test("sampleCodes rejects bad requests with clear errors", async () => {
+  const { model, codebook } = randomModel(SCALES);
+  await assert.rejects(
+    () => sampleCodes(model, codebook, Int32Array.from([3]), BASE),
+    /class 3 is outside the model's classes 0\.\.2/,
+  );
+  await assert.rejects(
+    () => sampleCodes(model, codebook, Int32Array.from([0]), { ...BASE, steps: [1, 2] }),
+    /steps per scale lists 2 values but the model has 4 scales/,
+  );
+  await assert.rejects(
+    () => sampleCodes(model, codebook, Int32Array.from([0]), { ...BASE, steps: 0 }),
+    /steps per scale must be integers >= 1/,
+  );
+  await assert.rejects(
+    () => sampleCodes(model, codebook.subarray(1), Int32Array.from([0]), BASE),
+    /the codebook has 38 values but the model needs 13 x 3/,
+  );
+  model.dispose();
+});
