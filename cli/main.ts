@@ -45,6 +45,11 @@ const commands: { name: string; summary: string; load: () => Promise<{ command: 
     summary: "evaluate a checkpoint: validation NLL per steps-per-scale and per scale",
     load: () => import("./commands/eval.ts"),
   },
+  {
+    name: "sample",
+    summary: "sample class-conditional images: grid PNG, .npz for FID, entropy plots",
+    load: () => import("./commands/sample.ts"),
+  },
 ];
 
 function topHelp(): string {

@@ -1,0 +1,634 @@
+/**
+ * `checkerboard sample`: class-conditional images from a checkpoint, written as a grid PNG and
+ * an .npz for FID tools, optionally one PNG per image, the progressive view (paper Figure 1)
+ * and entropy statistics (paper Figures 6 and 7).
+ */
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import type { Command, OptionValues } from "../command.ts";
+import { choiceOption, floatOption, intOption, parseInteger, stringOption } from "../options.ts";
+import { deviceFrom, deviceOption } from "./common.ts";
+import { UsageError, UserError } from "../../src/errors.ts";
+import { ORDER_NAMES } from "../../src/plan/orders.ts";
+import { stepsPerScale } from "../../src/plan/blocks.ts";
+import {
+  type CheckpointInfo,
+  checkpointParams,
+  readCheckpoint,
+} from "../../src/model/checkpoint.ts";
+import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
+import { encodePng } from "../../src/data/png.ts";
+import { encodeNpz } from "../../src/data/npy.ts";
+import { exists } from "../../src/util/files.ts";
+import { Progress } from "../../src/util/progress.ts";
+import { deriveSeed, Rng } from "../../src/util/rng.ts";
+import type { NativeModel } from "../../src/model/native_model.ts";
+import { sampleCodes, type SampledCodes, type SamplingOptions } from "../../src/sample/sampler.ts";
+import {
+  classGrid,
+  decodeFinal,
+  heatMapFigure,
+  panelRows,
+  progressivePanels,
+  progressiveSelection,
+} from "../../src/sample/render.ts";
+import { entropyMaps, stepEntropyStats } from "../../src/sample/entropy.ts";
+import { linePlot } from "../../src/sample/plot.ts";
+
+/** The bundled model, relative to this file. */
+export const BUNDLED_MODEL = fileURLToPath(new URL("../../models/mnist-tiny", import.meta.url));
+
+const DEFAULTS = {
+  perClass: 8,
+  steps: "4",
+  cfg: "2",
+  cfgStart: "5",
+  temperature: "1",
+  topK: "0",
+  topP: "1",
+  seed: "0",
+  batch: "16",
+  out: "out/samples",
+};
+
+/** Images shown in progressive.png (the first image of each class, in grid row order). */
+const PROGRESSIVE_ROWS = 10;
+/** Individual images shown under the mean in entropy-maps.png. */
+const ENTROPY_MAP_IMAGES = 3;
+/** Step codes of the whole run are kept when they fit in this many values (else re-sampled). */
+const STEP_CODES_LIMIT = 1 << 24;
+
+type ClassSpec = { kind: "all" } | { kind: "random" } | { kind: "list"; classes: number[] };
+
+function parseClasses(text: string): ClassSpec {
+  if (text === "all" || text === "random") return { kind: text };
+  const classes = text.split(",").map((part) => parseInteger(part, "--classes", 0));
+  return { kind: "list", classes: [...new Set(classes)] };
+}
+
+/** "4" -> 4; "1,2,4,8" -> one P per scale. 0 anywhere is a UsageError. */
+function parseSteps(text: string): number | number[] {
+  const values = text.split(",").map((part) => {
+    const p = parseInteger(part, "--steps-per-scale");
+    if (p < 1) {
+      throw new UsageError(
+        `--steps-per-scale must be at least 1 at every scale (a scale needs a step), got '${text}'`,
+      );
+    }
+    return p;
+  });
+  return values.length === 1 ? values[0] : values;
+}
+
+/** Checks the class spec against the checkpoint; returns the classes in grid-row order. */
+function classesFor(spec: ClassSpec, info: CheckpointInfo, path: string): number[] {
+  const C = info.config.classes;
+  const all = Array.from({ length: C }, (_, c) => c);
+  if (spec.kind !== "list") return all;
+  const bad = spec.classes.find((c) => c >= C);
+  if (bad !== undefined) {
+    const names = info.classes.length === C ? `: ${info.classes.join(", ")}` : "";
+    throw new UserError(
+      `--classes: class ${bad} is out of range; ${path} has ${C} classes, 0..${C - 1}${names}`,
+    );
+  }
+  return spec.classes;
+}
+
+/** The label of every image: grouped by class, cycled, or drawn at random (seeded). */
+function labelsFor(
+  spec: ClassSpec,
+  classes: number[],
+  perClass: number | undefined,
+  count: number | undefined,
+  seed: number,
+): Int32Array {
+  if (spec.kind === "random") {
+    const n = count ?? DEFAULTS.perClass * classes.length;
+    const rng = new Rng(deriveSeed(seed, 0xc1a55));
+    return Int32Array.from({ length: n }, () => classes[rng.int(classes.length)]);
+  }
+  if (count !== undefined) {
+    return Int32Array.from({ length: count }, (_, i) => classes[i % classes.length]);
+  }
+  const m = perClass ?? DEFAULTS.perClass;
+  return Int32Array.from({ length: classes.length * m }, (_, i) => classes[Math.floor(i / m)]);
+}
+
+/** The first line of an error message, without Deno's trailing `: op 'path'`. */
+function reason(err: unknown): string {
+  const line = ((err as Error)?.message ?? String(err)).split("\n")[0];
+  return line.replace(/: [a-z]+ '[^']*'( -> '[^']*')?$/, "");
+}
+
+/**
+ * The output folder, made and probed for writing before any sampling. Outputs are staged under
+ * temporary names and renamed into place by commit(); abort() removes the staged files and any
+ * folder this run created.
+ */
+class OutputFolder {
+  private staged: { tmp: string; final: string; folder: boolean }[] = [];
+  private createdTop: string | null = null;
+  private readonly tag = `${Deno.pid}-${Math.random().toString(36).slice(2, 8)}`;
+
+  constructor(readonly dir: string) {}
+
+  async prepare() {
+    try {
+      const st = await Deno.stat(this.dir);
+      if (!st.isDirectory) {
+        throw new UserError(`--out ${this.dir} exists and is not a folder`);
+      }
+    } catch (err) {
+      if (err instanceof UserError) throw err;
+      if (!(err instanceof Deno.errors.NotFound)) {
+        throw new UserError(`cannot create the output folder ${this.dir}: ${reason(err)}`);
+      }
+      // Remember the topmost folder this run creates, to remove it again on failure.
+      let top = this.dir;
+      for (let up = join(top, ".."); up !== top && !(await exists(up)); up = join(up, "..")) {
+        top = up;
+      }
+      try {
+        await Deno.mkdir(this.dir, { recursive: true });
+      } catch (e) {
+        throw new UserError(`cannot create the output folder ${this.dir}: ${reason(e)}`);
+      }
+      this.createdTop = top;
+    }
+    const probe = join(this.dir, `.probe-${this.tag}`);
+    try {
+      await Deno.writeFile(probe, new Uint8Array(1));
+      await Deno.remove(probe);
+    } catch (err) {
+      await this.abort();
+      throw new UserError(`the output folder ${this.dir} is not writable: ${reason(err)}`);
+    }
+  }
+
+  private tmpName(name: string) {
+    return join(this.dir, `.${name.replaceAll("/", "_")}.tmp-${this.tag}`);
+  }
+
+  /** Writes `data` under a temporary name that commit() renames to `name`. */
+  async stage(name: string, data: Uint8Array | string) {
+    const tmp = this.tmpName(name);
+    this.staged.push({ tmp, final: join(this.dir, name), folder: false });
+    try {
+      if (typeof data === "string") await Deno.writeTextFile(tmp, data);
+      else await Deno.writeFile(tmp, data);
+    } catch (err) {
+      throw new UserError(`cannot write ${tmp} in the output folder: ${reason(err)}`);
+    }
+  }
+
+  /** A staged folder (replacing `name` on commit); returns its temporary path. */
+  async stageFolder(name: string): Promise<string> {
+    const tmp = this.tmpName(name);
+    this.staged.push({ tmp, final: join(this.dir, name), folder: true });
+    try {
+      await Deno.mkdir(tmp);
+    } catch (err) {
+      throw new UserError(`cannot create ${tmp} in the output folder: ${reason(err)}`);
+    }
+    return tmp;
+  }
+
+  async writeIn(folder: string, name: string, data: Uint8Array) {
+    try {
+      await Deno.writeFile(join(folder, name), data);
+    } catch (err) {
+      throw new UserError(`cannot write ${join(folder, name)}: ${reason(err)}`);
+    }
+  }
+
+  /** Renames every staged output into place; returns the final paths. */
+  async commit(): Promise<string[]> {
+    const done: string[] = [];
+    for (const s of this.staged) {
+      try {
+        if (s.folder && (await exists(s.final))) await Deno.remove(s.final, { recursive: true });
+        await Deno.rename(s.tmp, s.final);
+      } catch (err) {
+        throw new UserError(`cannot move ${s.tmp} to ${s.final}: ${reason(err)}`);
+      }
+      done.push(s.final);
+    }
+    this.staged = [];
+    this.createdTop = null;
+    return done;
+  }
+
+  /** Removes staged files and a folder created by this run. Never throws. */
+  async abort() {
+    for (const s of this.staged) await Deno.remove(s.tmp, { recursive: true }).catch(() => {});
+    this.staged = [];
+    if (this.createdTop) await Deno.remove(this.createdTop, { recursive: true }).catch(() => {});
+    this.createdTop = null;
+  }
+}
+
+interface Loaded {
+  info: CheckpointInfo;
+  path: string;
+  tensors: Awaited<ReturnType<typeof readCheckpoint>>["tensors"];
+  tokenizer: PatchTokenizer;
+}
+
+async function loadModelAndTokenizer(values: OptionValues): Promise<Loaded> {
+  const given = stringOption(values, "model");
+  const modelDir = given ?? BUNDLED_MODEL;
+  if (given === undefined && !(await exists(join(modelDir, "model.safetensors")))) {
+    throw new UserError(`the bundled model ${modelDir} is missing; give --model CKPT`);
+  }
+  const ckpt = await readCheckpoint(modelDir);
+  const tokDir = stringOption(values, "tokenizer") ?? join(modelDir, "tokenizer");
+  if (!(await exists(join(tokDir, "tokenizer.json")))) {
+    throw new UserError(
+      values.tokenizer === undefined
+        ? `${modelDir} has no tokenizer/ folder (tokenizer.json); give --tokenizer DIR`
+        : `--tokenizer ${tokDir}: no tokenizer.json there (is it a tokenizer folder?)`,
+    );
+  }
+  const tokenizer = await PatchTokenizer.load(tokDir);
+  const info = ckpt.info;
+  if (tokenizer.config.hash !== info.tokenizerHash) {
+    throw new UserError(
+      `checkpoint from another tokenizer: ${ckpt.path} was trained with tokenizer hash ` +
+        `${info.tokenizerHash} but ${tokDir} has hash ${tokenizer.config.hash}`,
+    );
+  }
+  if (tokenizer.config.codes !== info.config.vocab || tokenizer.dim !== info.config.latentDim) {
+    throw new UserError(
+      `${tokDir} has ${tokenizer.config.codes} codes of ${tokenizer.dim} values but ${ckpt.path} ` +
+        `needs ${info.config.vocab} of ${info.config.latentDim}`,
+    );
+  }
+  return { info, path: ckpt.path, tensors: ckpt.tensors, tokenizer };
+}
+
+const pngFile = (r: { rgb: Uint8Array; width: number; height: number }) =>
+  encodePng(r.rgb, r.width, r.height);
+
+export const command: Command = {
+  name: "sample",
+  summary: "sample class-conditional images from a checkpoint",
+  usage: "sample [--model CKPT] [--classes LIST|all|random] [--per-class N|--count N] [options]",
+  options: {
+    model: {
+      type: "string",
+      valueName: "CKPT",
+      description: "checkpoint folder written by 'train' (default: the bundled models/mnist-tiny)",
+    },
+    tokenizer: {
+      type: "string",
+      valueName: "DIR",
+      description: "tokenizer folder; must be the one the model was trained with " +
+        "(default: CKPT/tokenizer)",
+    },
+    classes: {
+      type: "string",
+      valueName: "LIST|all|random",
+      default: "all",
+      description: "classes to sample: indices like 0,3,7, every class, or random per image",
+    },
+    "per-class": {
+      type: "string",
+      valueName: "N",
+      description: `images per class (default: ${DEFAULTS.perClass})`,
+    },
+    count: {
+      type: "string",
+      valueName: "N",
+      description: "total images instead: classes cycled (all, list) or drawn at random",
+    },
+    "steps-per-scale": {
+      type: "string",
+      valueName: "P|P1,P2,...",
+      default: DEFAULTS.steps,
+      description: "steps at every scale, or one per scale (clamped to s^2)",
+    },
+    cfg: {
+      type: "string",
+      valueName: "W",
+      default: DEFAULTS.cfg,
+      description: "classifier-free guidance weight, l = l_c + W (l_c - l_u); 0 is off",
+    },
+    "cfg-start": {
+      type: "string",
+      valueName: "STEP",
+      default: DEFAULTS.cfgStart,
+      description: "guidance is off for the first STEP steps",
+    },
+    temperature: {
+      type: "string",
+      valueName: "T",
+      default: DEFAULTS.temperature,
+      description: "sampling temperature; 0 is greedy",
+    },
+    "top-k": {
+      type: "string",
+      valueName: "K",
+      default: DEFAULTS.topK,
+      description: "keep the K most likely codes; 0 keeps all",
+    },
+    "top-p": {
+      type: "string",
+      valueName: "P",
+      default: DEFAULTS.topP,
+      description: "nucleus: keep the fewest codes reaching probability P; 1 keeps all",
+    },
+    seed: {
+      type: "string",
+      valueName: "S",
+      default: DEFAULTS.seed,
+      description: "seed of the codes, random orders and random classes",
+    },
+    batch: {
+      type: "string",
+      valueName: "N",
+      default: DEFAULTS.batch,
+      description: "images per native call (does not change the images)",
+    },
+    order: {
+      type: "string",
+      valueName: "NAME",
+      description: `within-scale order: ${ORDER_NAMES.join(", ")} (default: the checkpoint's)`,
+    },
+    device: deviceOption,
+    threads: {
+      type: "string",
+      valueName: "N",
+      description: "threads of the cpu backend, OpenBLAS's included (default: one per core)",
+    },
+    out: {
+      type: "string",
+      valueName: "DIR",
+      default: DEFAULTS.out,
+      description: "output folder (created)",
+    },
+    individual: { type: "boolean", description: "also write OUT/images/NNNNN-C.png per image" },
+    progressive: {
+      type: "boolean",
+      description: "also write progressive.png: the canvas after every step (Figure 1)",
+    },
+    entropy: {
+      type: "boolean",
+      description: "also write entropy.json, entropy.png and entropy-maps.png (Figures 6, 7)",
+    },
+  },
+  details: [
+    "Writes into OUT:",
+    "  grid.png           one row per class, that class's images across (final scale)",
+    "  samples.npz        arr_0 uint8 [n, H, W, 3] (as the ADM FID evaluator reads it),",
+    "                     labels int32 [n]",
+    "  images/            with --individual: NNNNN-C.png, image index and class index",
+    "                     (the folder is replaced)",
+    "  progressive.png    with --progressive: a row per image (the first of each class, at most",
+    `                     ${PROGRESSIVE_ROWS} rows), a panel per step: the step's scale decoded, its`,
+    "                     locations not sampled yet masked grey, resized to the final size",
+    "  entropy.json       with --entropy: per step (1-based) the mean, 25th and 75th percentile",
+    "                     over images of each image's mean entropy (bits) of the locations",
+    "                     sampled at that step; per scale the mean entropy map (raster order)",
+    "  entropy.png        the per-step mean with its 25-75% band; dashed lines between scales",
+    "  entropy-maps.png   per scale, the entropy of each location averaged over the images,",
+    `                     then of the first ${ENTROPY_MAP_IMAGES} images; one colour scale`,
+    "",
+    "Every file is written under a temporary name and renamed when all are done; an output",
+    "folder that cannot be created or written is an error before sampling starts. The default",
+    "guidance W = 2 suits the small MNIST models; guidance is off for the first 5 steps (the",
+    "1x1 and 2x2 scales at ratio 2 with P = 4, as in the paper). Image i draws its random",
+    "numbers from (seed, i, slot): the images do not depend on --batch or the device.",
+    "",
+    "Example: checkerboard sample --model out/run1 --classes 0,1,2 --per-class 4 --progressive",
+  ].join("\n"),
+  async run(values) {
+    // Options that need no checkpoint first (usage errors, exit 2).
+    const spec = parseClasses(stringOption(values, "classes") ?? "all");
+    const perClass = intOption(values, "per-class", { min: 1 });
+    const count = intOption(values, "count", { min: 1 });
+    if (perClass !== undefined && count !== undefined) {
+      throw new UsageError("give --per-class or --count, not both");
+    }
+    if (spec.kind === "random" && perClass !== undefined) {
+      throw new UsageError(
+        "--classes random draws each image's class: give --count, not --per-class",
+      );
+    }
+    const steps = parseSteps(stringOption(values, "steps-per-scale") ?? DEFAULTS.steps);
+    const guidance = floatOption(values, "cfg", { min: 0 })!;
+    const guidanceStart = intOption(values, "cfg-start", { min: 0 })!;
+    const temperature = floatOption(values, "temperature", { min: 0 })!;
+    const topK = intOption(values, "top-k", { min: 0 })!;
+    const topP = floatOption(values, "top-p", { min: 0, max: 1 })!;
+    if (!(topP > 0)) throw new UsageError("--top-p must be greater than 0");
+    const seed = intOption(values, "seed", { min: 0, max: 2 ** 53 - 1 })!;
+    const batch = intOption(values, "batch", { min: 1 })!;
+    const orderGiven = choiceOption(values, "order", ORDER_NAMES);
+    const outDir = stringOption(values, "out") || DEFAULTS.out;
+    const threads = intOption(values, "threads", { min: 1 });
+
+    // Checkpoint, tokenizer, classes, plan (user errors, exit 1).
+    const { info, path, tensors, tokenizer } = await loadModelAndTokenizer(values);
+    const scales = info.config.scales;
+    if (Array.isArray(steps) && steps.length !== scales.length) {
+      throw new UserError(
+        `--steps-per-scale lists ${steps.length} values but ${path} has ${scales.length} ` +
+          `scales (${scales.join(",")}); give one P or ${scales.length} values`,
+      );
+    }
+    const classes = classesFor(spec, info, path);
+    const labels = labelsFor(spec, classes, perClass, count, seed); // (n)
+    const n = labels.length;
+    const rowOrder = spec.kind === "random" ? [] : classes;
+    const effective = stepsPerScale(scales, steps);
+    const planSteps = effective.reduce((a, b) => a + b, 0);
+    const keepStepCodes = values.progressive === true && planSteps * n * info.config.scales
+              .reduce((a, s) => a + s * s, 0) <= STEP_CODES_LIMIT;
+    const o: SamplingOptions = {
+      steps,
+      order: orderGiven ?? info.order,
+      guidance,
+      guidanceStart,
+      temperature,
+      topK,
+      topP,
+      seed,
+      batch,
+      entropy: values.entropy === true,
+      stepCodes: keepStepCodes,
+    };
+
+    const out = new OutputFolder(outDir);
+    await out.prepare();
+    let model: NativeModel | undefined;
+    try {
+      const device = await deviceFrom(values);
+      if (threads !== undefined) (await import("../../src/engine.ts")).setThreads(threads);
+      const { NativeModel } = await import("../../src/model/native_model.ts");
+      model = NativeModel.create(info.config, device, 0);
+      model.setState("params", checkpointParams(tensors, model.params, path));
+      console.log(
+        `${path} (step ${info.step}): ${n} images of classes ${
+          spec.kind === "random" ? "random" : classes.join(",")
+        } on ${device}; scales ${scales.join(",")}, P ${
+          effective.join(",")
+        }: ${planSteps} steps, ` +
+          `order ${o.order}, cfg ${guidance} after the first ${guidanceStart} steps, ` +
+          `temperature ${temperature}, top-k ${topK || "off"}, top-p ${topP}, seed ${seed}`,
+      );
+      const progress = new Progress("sampling", n, "img");
+      const sampled = await sampleCodes(
+        model,
+        tokenizer.codebook,
+        labels,
+        o,
+        (done, step, total) => progress.update(done, `step ${step}/${total}`),
+      );
+      progress.finish("");
+      await writeOutputs(out, values, sampled, model, tokenizer, o, rowOrder);
+      const written = await out.commit();
+      const perImage = sampled.seconds / Math.max(1, n);
+      console.log(
+        `${sampled.totalSteps} steps per image (${sampled.forwardPasses} forward passes): ` +
+          `${(perImage * 1000).toFixed(1)} ms per image, ` +
+          `${(n / Math.max(1e-9, sampled.seconds)).toFixed(2)} images/s`,
+      );
+      for (const p of written) console.log(`wrote ${p}`);
+    } catch (err) {
+      await out.abort();
+      throw err;
+    } finally {
+      model?.dispose();
+    }
+  },
+};
+
+/** Renders every output and stages it in `out`. */
+async function writeOutputs(
+  out: OutputFolder,
+  values: OptionValues,
+  r: SampledCodes,
+  model: NativeModel,
+  tokenizer: PatchTokenizer,
+  o: SamplingOptions,
+  rowOrder: number[],
+) {
+  const n = r.labels.length, scales = r.scales;
+  const side = scales[scales.length - 1] * tokenizer.patch;
+  const images = decodeFinal(tokenizer, r.codes, n, scales); // n x (side, side, 3)
+
+  await out.stage("grid.png", pngFile(classGrid(images, side, r.labels, rowOrder)));
+  const arr0 = new Uint8Array(n * side * side * 3); // (n, H, W, 3)
+  images.forEach((img, i) => arr0.set(img, i * side * side * 3));
+  await out.stage(
+    "samples.npz",
+    encodeNpz({
+      arr_0: { shape: [n, side, side, 3], data: arr0 },
+      labels: { shape: [n], data: r.labels },
+    }),
+  );
+
+  if (values.individual === true) {
+    const folder = await out.stageFolder("images");
+    for (let i = 0; i < n; i++) {
+      const name = `${String(i).padStart(5, "0")}-${r.labels[i]}.png`;
+      await out.writeIn(folder, name, encodePng(images[i], side, side));
+    }
+  }
+
+  if (values.progressive === true) {
+    const chosen = progressiveSelection(r.labels, rowOrder, PROGRESSIVE_ROWS);
+    const rows = await progressiveRows(r, chosen, model, tokenizer, o, side);
+    await out.stage("progressive.png", pngFile(panelRows(rows, side, r.totalSteps)));
+  }
+
+  if (values.entropy === true && r.entropy) {
+    const stats = stepEntropyStats(r.entropy, r.stepOf, n, scales, r.totalSteps);
+    const maps = entropyMaps(r.entropy, n, scales);
+    const round = (v: number) => Math.round(v * 1e4) / 1e4;
+    const json = {
+      unit: "bits",
+      images: n,
+      scales,
+      totalSteps: r.totalSteps,
+      order: o.order,
+      steps: stats.map((s) => ({
+        step: s.step + 1,
+        scale: scales[s.scale],
+        locations: s.locations,
+        mean: round(s.mean),
+        p25: round(s.p25),
+        p75: round(s.p75),
+      })),
+      maps: scales.map((s, k) => ({ side: s, mean: Array.from(maps[k], round) })),
+    };
+    await out.stage("entropy.json", JSON.stringify(json, null, 1) + "\n");
+    const x = stats.map((s) => s.step + 1);
+    const boundaries = stats.slice(1).filter((s, i) => s.scale !== stats[i].scale).map((s) =>
+      s.step + 0.5
+    );
+    const plot = linePlot({
+      width: 720,
+      height: 400,
+      x,
+      series: [
+        { y: stats.map((s) => s.p25), color: [90, 120, 200], thickness: 1, dash: [4, 3] },
+        { y: stats.map((s) => s.p75), color: [90, 120, 200], thickness: 1, dash: [4, 3] },
+        { y: stats.map((s) => s.mean), color: [20, 60, 170], thickness: 2, label: "mean" },
+      ],
+      bands: [{
+        lo: stats.map((s) => s.p25),
+        hi: stats.map((s) => s.p75),
+        color: [90, 120, 200],
+        alpha: 0.25,
+        label: "25-75%",
+      }],
+      vlines: boundaries,
+      integerX: true,
+      xLabel: "step",
+      yLabel: "entropy (bits)",
+      title: `${n} images, P ${stepsPerScale(scales, o.steps).join(",")}`,
+    });
+    await out.stage("entropy.png", encodePng(plot.rgb, plot.width, plot.height));
+    const individual = Array.from({ length: Math.min(n, ENTROPY_MAP_IMAGES) }, (_, i) => ({
+      label: `img ${i}`,
+      maps: entropyMaps(r.entropy!, n, scales, [i]),
+    }));
+    const heat = heatMapFigure([{ label: "mean", maps }, ...individual], scales, { panel: 96 });
+    await out.stage("entropy-maps.png", encodePng(heat.rgb, heat.width, heat.height));
+  }
+}
+
+/**
+ * Progressive panels of images `chosen`: from the run's step codes when they were kept, else by
+ * sampling those images again one by one with the same keys (the same images).
+ */
+async function progressiveRows(
+  r: SampledCodes,
+  chosen: number[],
+  model: NativeModel,
+  tokenizer: PatchTokenizer,
+  o: SamplingOptions,
+  side: number,
+): Promise<Uint8Array[][]> {
+  const n = r.labels.length;
+  if (r.stepCodes) {
+    return chosen.map((i) =>
+      progressivePanels(tokenizer, r.stepCodes!, r.stepOf, n, r.scales, r.totalSteps, i, side)
+    );
+  }
+  const rows: Uint8Array[][] = [];
+  for (const i of chosen) {
+    const one = await sampleCodes(model, tokenizer.codebook, r.labels.subarray(i, i + 1), {
+      ...o,
+      imageIndex0: i,
+      entropy: false,
+      stepCodes: true,
+    });
+    rows.push(
+      progressivePanels(tokenizer, one.stepCodes!, one.stepOf, 1, r.scales, r.totalSteps, 0, side),
+    );
+  }
+  return rows;
+}

@@ -1,0 +1,240 @@
+/**
+ * Pictures of sampled codes: the final images decoded by the tokenizer, a grid with one row per
+ * class, the progressive view of paper Figure 1 (the canvas after every step, locations not yet
+ * sampled masked), and per-scale entropy heat maps (paper Figure 7).
+ *
+ * Codes are laid out like SampledCodes: (n, L) with L = sum s^2, scales concatenated, raster
+ * order inside a scale. Images are (side, side, 3) uint8 RGB.
+ */
+import { tileGrid } from "../data/png.ts";
+import { scaleOfSteps, scaleStarts } from "./entropy.ts";
+import { Canvas, GLYPH_H, type Rgb, textWidth } from "./plot.ts";
+
+/** What rendering needs of a tokenizer (PatchTokenizer fits). */
+export interface ScaleDecoder {
+  readonly patch: number;
+  /** (s*s) codes in raster order -> (s*p, s*p, 3) image. */
+  decodeScale(codes: ArrayLike<number>, s: number): Uint8Array;
+}
+
+/** Each image decoded at the final scale: n images of (sK*p, sK*p, 3). */
+export function decodeFinal(
+  decoder: ScaleDecoder,
+  codes: Int32Array, // (n, L)
+  n: number,
+  scales: readonly number[],
+): Uint8Array[] {
+  const L = scales.reduce((a, s) => a + s * s, 0);
+  const sK = scales[scales.length - 1], start = L - sK * sK;
+  return Array.from(
+    { length: n },
+    (_, i) => decoder.decodeScale(codes.subarray(i * L + start, (i + 1) * L), sK),
+  );
+}
+
+/**
+ * Grid rows by class: `rowClasses` lists each row's class (the classes of `order` that occur in
+ * `labels`, then any others ascending); `cells[r]` the image indices of that class, in order.
+ */
+export function classRows(
+  labels: ArrayLike<number>, // (n)
+  order: readonly number[] = [],
+): { rowClasses: number[]; cells: number[][] } {
+  const byClass = new Map<number, number[]>();
+  for (let i = 0; i < labels.length; i++) {
+    const list = byClass.get(labels[i]) ?? [];
+    list.push(i);
+    byClass.set(labels[i], list);
+  }
+  const rowClasses = [...new Set(order)].filter((c) => byClass.has(c));
+  const rest = [...byClass.keys()].filter((c) => !rowClasses.includes(c)).sort((a, b) => a - b);
+  rowClasses.push(...rest);
+  return { rowClasses, cells: rowClasses.map((c) => byClass.get(c)!) };
+}
+
+/**
+ * One row per class, that class's images across; short rows are padded with background.
+ * Returns the picture and its layout.
+ */
+export function classGrid(
+  images: readonly Uint8Array[], // n x (side, side, 3)
+  side: number,
+  labels: ArrayLike<number>, // (n)
+  order: readonly number[] = [],
+  { gap = 2, background = 255 } = {},
+): { rgb: Uint8Array; width: number; height: number; rowClasses: number[]; cols: number } {
+  const { rowClasses, cells } = classRows(labels, order);
+  const cols = Math.max(1, ...cells.map((c) => c.length));
+  const blank = new Uint8Array(side * side * 3).fill(background);
+  const tiles = cells.flatMap((row) =>
+    Array.from({ length: cols }, (_, j) => (j < row.length ? images[row[j]] : blank))
+  );
+  if (tiles.length === 0) tiles.push(blank);
+  return { ...tileGrid(tiles, side, side, cols, { gap, background }), rowClasses, cols };
+}
+
+/** Nearest-neighbour resize of a (srcH, srcW, 3) image to (dstH, dstW, 3). */
+export function resizeNearest(
+  rgb: Uint8Array,
+  srcW: number,
+  srcH: number,
+  dstW: number,
+  dstH: number,
+): Uint8Array {
+  const out = new Uint8Array(dstW * dstH * 3);
+  for (let y = 0; y < dstH; y++) {
+    const sy = Math.floor((y * srcH) / dstH);
+    for (let x = 0; x < dstW; x++) {
+      const sx = Math.floor((x * srcW) / dstW);
+      out.set(rgb.subarray((sy * srcW + sx) * 3, (sy * srcW + sx) * 3 + 3), (y * dstW + x) * 3);
+    }
+  }
+  return out;
+}
+
+/** Mask colour of pixel (x, y) of a location not sampled yet: mid grey with thin diagonals. */
+export function maskPixel(x: number, y: number): number {
+  return (x + y) % 6 === 0 ? 176 : 128;
+}
+
+/**
+ * One scale's canvas: the known codes decoded, the others (code < 0) masked, resized (nearest)
+ * to (outSide, outSide, 3). Masking is applied at the output resolution, so the pattern stays
+ * thin at every scale.
+ */
+export function maskedScaleCanvas(
+  decoder: ScaleDecoder,
+  codes: ArrayLike<number>, // (s*s) raster, -1 where not sampled
+  s: number,
+  outSide: number,
+): Uint8Array {
+  const safe = Int32Array.from(codes, (c) => Math.max(0, c));
+  const px = s * decoder.patch;
+  const image = resizeNearest(decoder.decodeScale(safe, s), px, px, outSide, outSide);
+  for (let y = 0; y < outSide; y++) {
+    const ty = Math.floor((y * s) / outSide);
+    for (let x = 0; x < outSide; x++) {
+      const tx = Math.floor((x * s) / outSide);
+      if (codes[ty * s + tx] >= 0) continue;
+      image.fill(maskPixel(x, y), (y * outSide + x) * 3, (y * outSide + x) * 3 + 3);
+    }
+  }
+  return image;
+}
+
+/**
+ * The progressive view of image `img`: after each step, that step's scale's codes sampled so far
+ * decoded and the rest masked, each panel (outSide, outSide, 3). Returns totalSteps panels.
+ */
+export function progressivePanels(
+  decoder: ScaleDecoder,
+  stepCodes: Int32Array, // (totalSteps, n, L), -1 where not sampled yet
+  stepOf: Int32Array, // (n, L)
+  n: number,
+  scales: readonly number[],
+  totalSteps: number,
+  img: number,
+  outSide: number,
+): Uint8Array[] {
+  const L = scales.reduce((a, s) => a + s * s, 0);
+  const starts = scaleStarts(scales);
+  const scaleOf = scaleOfSteps(stepOf.subarray(img * L, (img + 1) * L), scales, totalSteps);
+  return Array.from({ length: totalSteps }, (_, step) => {
+    const k = scaleOf[step], s = scales[k];
+    const at = (step * n + img) * L + starts[k];
+    return maskedScaleCanvas(decoder, stepCodes.subarray(at, at + s * s), s, outSide);
+  });
+}
+
+/** Rows of panels (each (side, side, 3)) into one picture, `cols` panels per row. */
+export function panelRows(
+  rows: Uint8Array[][],
+  side: number,
+  cols: number,
+): { rgb: Uint8Array; width: number; height: number } {
+  const blank = new Uint8Array(side * side * 3).fill(255);
+  const tiles = rows.flatMap((r) => Array.from({ length: cols }, (_, j) => r[j] ?? blank));
+  return tileGrid(tiles, side, side, cols, { gap: 2, background: 255 });
+}
+
+/** Images for the progressive view: the first image of each class in row order, at most `max`. */
+export function progressiveSelection(
+  labels: ArrayLike<number>,
+  order: readonly number[] = [],
+  max = 10,
+): number[] {
+  return classRows(labels, order).cells.map((c) => c[0]).slice(0, max);
+}
+
+const VIRIDIS: [number, Rgb][] = [
+  [0, [68, 1, 84]],
+  [0.25, [59, 82, 139]],
+  [0.5, [33, 145, 140]],
+  [0.75, [94, 201, 98]],
+  [1, [253, 231, 37]],
+];
+
+/** A viridis-like colour for t in [0, 1] (clamped). */
+export function heatColor(t: number): Rgb {
+  t = Number.isFinite(t) ? Math.min(1, Math.max(0, t)) : 0;
+  for (let i = 1; i < VIRIDIS.length; i++) {
+    const [t1, c1] = VIRIDIS[i], [t0, c0] = VIRIDIS[i - 1];
+    if (t <= t1) {
+      const f = (t - t0) / (t1 - t0);
+      return [0, 1, 2].map((c) => Math.round(c0[c] + (c1[c] - c0[c]) * f)) as unknown as Rgb;
+    }
+  }
+  return VIRIDIS[VIRIDIS.length - 1][1];
+}
+
+export interface HeatMapRow {
+  label: string;
+  /** One (s*s) raster map per scale. */
+  maps: Float32Array[];
+}
+
+/**
+ * Entropy heat maps: one row per entry of `rows`, scales side by side, each map resized
+ * (nearest) to `panel` pixels; one colour scale [0, vmax] for all, shown by a colour bar.
+ */
+export function heatMapFigure(
+  rows: HeatMapRow[],
+  scales: readonly number[],
+  { panel = 96, vmax, unit = "bits" }: { panel?: number; vmax?: number; unit?: string } = {},
+): Canvas {
+  const fs = 2, charH = GLYPH_H * fs, gap = 6;
+  const top = charH + 3 * fs + gap;
+  const labelW = Math.max(0, ...rows.map((r) => textWidth(r.label, fs))) + gap;
+  const barW = 12, barLabelW = Math.max(textWidth("00.00", fs), textWidth(unit, fs));
+  const width = labelW + scales.length * (panel + gap) + gap + barW + 2 * fs + barLabelW + gap;
+  const height = top + rows.length * (panel + gap) + gap;
+  const canvas = new Canvas(width, height);
+  const max = vmax ?? Math.max(1e-9, ...rows.flatMap((r) => r.maps.flatMap((m) => [...m])));
+  scales.forEach((s, k) => {
+    const x0 = labelW + gap + k * (panel + gap);
+    const title = `${s}X${s}`;
+    canvas.text(x0 + panel / 2 - textWidth(title, fs) / 2, gap, title, [0, 0, 0], fs);
+  });
+  rows.forEach((row, r) => {
+    const y0 = top + r * (panel + gap);
+    canvas.text(gap / 2, y0 + panel / 2 - charH / 2, row.label, [0, 0, 0], fs);
+    scales.forEach((s, k) => {
+      const x0 = labelW + gap + k * (panel + gap);
+      for (let y = 0; y < panel; y++) {
+        const ty = Math.floor((y * s) / panel);
+        for (let x = 0; x < panel; x++) {
+          const tx = Math.floor((x * s) / panel);
+          canvas.blend(x0 + x, y0 + y, heatColor(row.maps[k][ty * s + tx] / max));
+        }
+      }
+    });
+  });
+  // Colour bar: vmax at the top, 0 at the bottom, beside the first row (or all rows).
+  const bx = labelW + gap + scales.length * (panel + gap) + gap;
+  const by = top, bh = Math.max(panel, height - top - gap) - charH;
+  for (let y = 0; y < bh; y++) canvas.fillRect(bx, by + y, barW, 1, heatColor(1 - y / (bh - 1)));
+  canvas.text(bx + barW + 2 * fs, by, max.toFixed(2), [0, 0, 0], fs);
+  canvas.text(bx + barW + 2 * fs, by + bh - charH, "0", [0, 0, 0], fs);
+  canvas.text(bx, by + bh + fs, unit, [0, 0, 0], fs);
+  return canvas;
+}
