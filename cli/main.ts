@@ -50,6 +50,11 @@ const commands: { name: string; summary: string; load: () => Promise<{ command: 
     summary: "sample class-conditional images: grid PNG, .npz for FID, entropy plots",
     load: () => import("./commands/sample.ts"),
   },
+  {
+    name: "bench",
+    summary: "benchmark training throughput and sampling time per image",
+    load: () => import("./commands/bench.ts"),
+  },
 ];
 
 function topHelp(): string {

@@ -13,6 +13,7 @@ import { deviceFrom, deviceOption, scalesFrom } from "./common.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { type Manifest, readManifest } from "../../src/data/shards.ts";
 import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
+import { CHECKPOINT_TOKENIZER_DIR } from "../../src/model/load.ts";
 import { ORDER_NAMES, type OrderName } from "../../src/plan/orders.ts";
 import { exists } from "../../src/util/files.ts";
 import {
@@ -312,8 +313,9 @@ export const command: Command = {
     "--iters/--epochs may extend the run (the lr schedule then follows the new total).",
     "Ctrl-C stops at the next step boundary after writing a checkpoint (exit status 130).",
     "",
-    "Writes OUT/model.safetensors, OUT/optim.safetensors and OUT/metrics.jsonl (one JSON",
-    "object per log step: step, epoch, loss in nats, lr, tokensPerSec, valBitsPerToken).",
+    "Writes OUT/model.safetensors, OUT/optim.safetensors, OUT/tokenizer/ (a copy of the",
+    "tokenizer, for 'sample') and OUT/metrics.jsonl (one JSON object per log step: step,",
+    "epoch, loss in nats, lr, tokensPerSec, valBitsPerToken).",
     "",
     "Example: checkerboard train --data out/mnist-r2 --out out/run1 --model tiny --epochs 10",
   ].join("\n"),
@@ -444,6 +446,10 @@ export const command: Command = {
       const { step: _step, ...rest } = ckpt.info;
       info = { ...rest, training: { ...rest.training, totalSteps } };
     }
+
+    // The checkpoint carries the tokenizer its codes come from, so `sample` needs nothing else.
+    await Deno.mkdir(outDir, { recursive: true });
+    await tokenizer.save(join(outDir, CHECKPOINT_TOKENIZER_DIR));
 
     try {
       const perEpoch = Math.max(

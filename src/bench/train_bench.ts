@@ -1,44 +1,34 @@
 /**
- * Benchmarks. `deno task bench train [--json] [--device D] [--models tiny,S] [--repeats N]`:
- * training throughput (tokens/s: forward + backward + AdamW step) of the `tiny` and `S` models
- * at batch 8 with random weights and random codes, after a warm-up step, median of the repeats;
- * and the model's FLOP rate (src/model/config.ts modelFlopsPerToken) as a fraction of the
- * engine's sgemm rate on the model's main matmul shapes, measured in the same run.
+ * The training benchmark (`checkerboard bench train`): training throughput (tokens/s: forward
+ * + backward + AdamW step) at a batch with random weights and random codes, after a warm-up
+ * step, median of the repeats; and the model's FLOP rate (src/model/config.ts
+ * modelFlopsPerToken) as a fraction of the engine's sgemm rate on the model's main matmul
+ * shapes, measured in the same run.
  *
  * Shapes (DESIGN.md "Transformer"): tiny uses the MNIST-like data (scales 1,2,4,8, codebook
- * 512, latent 48 = 4x4x3 patches, 10 classes); S the paper's (scales 1,2,4,8,16 = ratio 2 on a
- * 16x16 grid, codebook 4096, latent 8, 1000 classes). P = 4 per scale, checkerboard order.
+ * 512, latent 48 = 4x4x3 patches, 10 classes); S and L the paper's (scales 1,2,4,8,16 = ratio 2
+ * on a 16x16 grid, codebook 4096, latent 8, 1000 classes). Checkerboard order.
  */
-import { parseArgs } from "node:util";
-import { gemm, resolveDevice } from "../src/engine.ts";
-import { NativeModel } from "../src/model/native_model.ts";
+import { gemm } from "../engine.ts";
+import { NativeModel } from "../model/native_model.ts";
 import {
   buildModelConfig,
   type ConfigRequest,
   matmulParamsPerSlot,
   meanVisibleSlots,
   modelFlopsPerToken,
-} from "../src/model/config.ts";
-import { buildModelBatch } from "../src/train/inputs.ts";
-import { ADAMW } from "../src/train/loop.ts";
-import { Rng } from "../src/util/rng.ts";
+} from "../model/config.ts";
+import { buildModelBatch } from "../train/inputs.ts";
+import { ADAMW } from "../train/loop.ts";
+import { Rng } from "../util/rng.ts";
+import { median, randomFloats } from "./sample_bench.ts";
 
-const SETUPS: Record<string, ConfigRequest> = {
+/** The benchmark shapes of each preset (random weights, no checkpoint). */
+export const BENCH_SETUPS: Record<string, ConfigRequest> = {
   tiny: { preset: "tiny", vocab: 512, latentDim: 48, classes: 10, scales: [1, 2, 4, 8] },
   S: { preset: "S", vocab: 4096, latentDim: 8, classes: 1000, scales: [1, 2, 4, 8, 16] },
+  L: { preset: "L", vocab: 4096, latentDim: 8, classes: 1000, scales: [1, 2, 4, 8, 16] },
 };
-
-function median(xs: number[]): number {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = s.length >> 1;
-  return s.length % 2 ? s[m] : (s[m - 1] + s[m]) / 2;
-}
-
-function randomFloats(n: number, rng: Rng): Float32Array {
-  const a = new Float32Array(n);
-  for (let i = 0; i < n; i++) a[i] = rng.next() - 0.5;
-  return a;
-}
 
 /** sgemm FLOP rate on the model's forward matmul shapes (FLOP-weighted over the shapes). */
 function gemmRate(
@@ -75,14 +65,14 @@ function gemmRate(
   return flops / seconds;
 }
 
-async function benchTrain(
+export async function benchTrain(
   name: string,
   device: "cpu" | "cuda",
   batch: number,
   repeats: number,
   steps: number,
 ) {
-  const config = buildModelConfig(SETUPS[name]);
+  const config = buildModelConfig(BENCH_SETUPS[name]);
   const L = config.scales.reduce((a, s) => a + s * s, 0);
   const rng = new Rng(7);
   const codes = new Uint16Array(batch * L).map(() => rng.int(config.vocab));
@@ -142,48 +132,3 @@ async function benchTrain(
   }
 }
 
-async function main(argv: string[]) {
-  const [what, ...rest] = argv;
-  const { values } = parseArgs({
-    args: rest,
-    options: {
-      json: { type: "boolean" },
-      device: { type: "string", default: "auto" },
-      models: { type: "string", default: "tiny,S" },
-      repeats: { type: "string", default: "3" },
-      batch: { type: "string", default: "8" },
-      "steps-per-scale": { type: "string", default: "4" },
-    },
-  });
-  if (what !== "train") {
-    console.error(
-      "usage: deno task bench train [--json] [--device auto|cpu|cuda] [--models tiny,S] " +
-        "[--repeats N] [--batch N] [--steps-per-scale P]",
-    );
-    return 2;
-  }
-  const device = resolveDevice(values.device as "auto" | "cpu" | "cuda");
-  const repeats = Math.max(1, Number(values.repeats));
-  const batch = Math.max(1, Number(values.batch));
-  const steps = Math.max(1, Number(values["steps-per-scale"]));
-  for (const name of values.models!.split(",")) {
-    if (!SETUPS[name]) {
-      console.error(`bench: unknown model '${name}' (one of: ${Object.keys(SETUPS).join(", ")})`);
-      return 2;
-    }
-    const r = await benchTrain(name, device, batch, repeats, steps);
-    if (values.json) {
-      console.log(JSON.stringify(r));
-    } else {
-      console.log(
-        `train ${name.padEnd(4)} on ${device}: batch ${batch} x ${r.slots} slots, ` +
-          `${(r.params / 1e6).toFixed(1)}M params: ${r.stepSeconds.toFixed(3)} s/step, ` +
-          `${r.tokensPerSec.toFixed(0)} tokens/s, ${r.modelGflops.toFixed(1)} GFLOP/s = ` +
-          `${(100 * r.fractionOfSgemm).toFixed(0)}% of sgemm (${r.sgemmGflops.toFixed(1)} GFLOP/s)`,
-      );
-    }
-  }
-  return 0;
-}
-
-if (import.meta.main) Deno.exit(await main(Deno.args));

@@ -1,0 +1,200 @@
+/**
+ * `checkerboard bench train|sample|all`: throughput of training and time per image of
+ * sampling, each beside the engine's sgemm rate on the same shapes measured in the same run.
+ */
+import type { Command, OptionValues } from "../command.ts";
+import { floatOption, intListOption, intOption, stringOption } from "../options.ts";
+import { deviceFrom, deviceOption, ratioOptions, scalesFrom } from "./common.ts";
+import { UsageError } from "../../src/errors.ts";
+import { BENCH_SETUPS } from "../../src/bench/train_bench.ts";
+import { totalSteps } from "../../src/plan/blocks.ts";
+
+const commonOptions: Command["options"] = {
+  device: deviceOption,
+  threads: {
+    type: "string",
+    valueName: "N",
+    description: "cpu threads, OpenBLAS's included (default: one per core)",
+  },
+  repeats: { type: "string", valueName: "N", default: "3", description: "timed repeats" },
+  json: { type: "boolean", description: "print one JSON line per measurement" },
+};
+
+async function setup(values: OptionValues) {
+  const device = await deviceFrom(values);
+  const threads = intOption(values, "threads", { min: 0, max: 1024 });
+  if (threads !== undefined) (await import("../../src/engine.ts")).setThreads(threads);
+  return { device, repeats: intOption(values, "repeats", { min: 1, max: 1000 }) ?? 3 };
+}
+
+function presetName(text: string): string {
+  if (!BENCH_SETUPS[text]) {
+    throw new UsageError(`unknown preset '${text}' (one of: ${Object.keys(BENCH_SETUPS).join(", ")})`);
+  }
+  return text;
+}
+
+const train: Command = {
+  name: "train",
+  summary: "training tokens/s and FLOP rate against sgemm, random weights",
+  usage: "bench train [--models tiny,S] [--batch N] [--steps-per-scale P] [options]",
+  options: {
+    models: { type: "string", valueName: "LIST", default: "tiny,S", description: "presets: tiny, S, L" },
+    batch: { type: "string", valueName: "N", default: "8", description: "images per step" },
+    "steps-per-scale": { type: "string", valueName: "P", default: "4", description: "P of every scale" },
+    ...commonOptions,
+  },
+  details: [
+    "tiny uses MNIST-like shapes (scales 1,2,4,8, codebook 512, latent 48, 10 classes); S and L",
+    "the paper's (scales 1,2,4,8,16, codebook 4096, latent 8, 1000 classes).",
+  ].join("\n"),
+  async run(values) {
+    const { device, repeats } = await setup(values);
+    const batch = intOption(values, "batch", { min: 1, max: 4096 }) ?? 8;
+    const steps = intOption(values, "steps-per-scale", { min: 1, max: 1 << 20 }) ?? 4;
+    const { benchTrain } = await import("../../src/bench/train_bench.ts");
+    for (const name of (stringOption(values, "models") ?? "tiny,S").split(",").map(presetName)) {
+      const r = await benchTrain(name, device, batch, repeats, steps);
+      if (values.json) {
+        console.log(JSON.stringify(r));
+        continue;
+      }
+      console.log(
+        `train ${name.padEnd(4)} on ${device}: batch ${batch} x ${r.slots} slots, ` +
+          `${(r.params / 1e6).toFixed(1)}M params: ${r.stepSeconds.toFixed(3)} s/step, ` +
+          `${r.tokensPerSec.toFixed(0)} tokens/s, ${r.modelGflops.toFixed(1)} GFLOP/s = ` +
+          `${(100 * r.fractionOfSgemm).toFixed(0)}% of sgemm (${r.sgemmGflops.toFixed(1)} GFLOP/s)`,
+      );
+    }
+  },
+};
+
+const sampleOptions: Command["options"] = {
+  model: {
+    type: "string",
+    valueName: "CKPT|tiny|S|L",
+    default: "S",
+    description: "a checkpoint folder, or a preset with random weights",
+  },
+  ...ratioOptions,
+  final: { type: "string", valueName: "N", default: "16", description: "final token grid side (presets)" },
+  "steps-per-scale": { type: "string", valueName: "P", default: "4", description: "P of every scale" },
+  cfg: { type: "string", valueName: "W", default: "2", description: "guidance weight; 0 turns CFG off" },
+  "cfg-start": { type: "string", valueName: "N", default: "5", description: "unguided first steps" },
+  batches: { type: "string", valueName: "LIST", default: "1,16", description: "batch sizes to time" },
+  ...commonOptions,
+};
+
+async function runSample(values: OptionValues) {
+  const { device, repeats } = await setup(values);
+  const { NativeModel } = await import("../../src/model/native_model.ts");
+  const { buildModelConfig } = await import("../../src/model/config.ts");
+  const { benchSamplePoint, randomFloats } = await import("../../src/bench/sample_bench.ts");
+  const { Rng } = await import("../../src/util/rng.ts");
+  const name = stringOption(values, "model") ?? "S";
+  let model, codebook: Float32Array, order: "checkerboard" | "raster" | "random" | "quadrant" = "checkerboard";
+  if (BENCH_SETUPS[name]) {
+    const final = intOption(values, "final", { min: 1, max: 4096 }) ?? 16;
+    const preset = BENCH_SETUPS[name];
+    const { scales } = name === "tiny" && values.ratio === "2" && values.scales === undefined && final === 16
+      ? { scales: [...preset.scales] } // tiny's MNIST shapes unless asked otherwise
+      : scalesFrom(values, final);
+    const config = buildModelConfig({ ...preset, scales });
+    model = NativeModel.create(config, device, 0);
+    codebook = randomFloats(config.vocab * config.latentDim, new Rng(3));
+  } else {
+    const { loadSamplingModel } = await import("../../src/model/load.ts");
+    const loaded = await loadSamplingModel(name, undefined, device);
+    model = loaded.model;
+    codebook = loaded.tokenizer.codebook;
+    order = loaded.info.order;
+  }
+  const steps = intOption(values, "steps-per-scale", { min: 1, max: 1 << 20 }) ?? 4;
+  const options = {
+    steps,
+    order,
+    guidance: floatOption(values, "cfg") ?? 2,
+    guidanceStart: intOption(values, "cfg-start", { min: 0, max: 1 << 20 }) ?? 5,
+    temperature: 1,
+    topK: 0,
+    topP: 1,
+    seed: 0,
+  };
+  const batches = intListOption(values, "batches", { min: 1 }) ?? [1, 16];
+  const c = model.config;
+  const stepsTotal = totalSteps(c.scales, steps);
+  try {
+    for (const batch of batches) {
+      const r = await benchSamplePoint(model, codebook, options, batch, repeats);
+      const record = {
+        bench: "sample",
+        model: name,
+        device,
+        params: model.paramCount,
+        scales: c.scales,
+        stepsPerScale: steps,
+        totalSteps: stepsTotal,
+        cfg: options.guidance,
+        repeats,
+        ...r,
+      };
+      if (values.json) {
+        console.log(JSON.stringify(record));
+        continue;
+      }
+      const ms = (s: number) => `${(1000 * s).toFixed(1)} ms`;
+      console.log(
+        `sample ${name} on ${device}: scales ${c.scales.join(",")}, ${stepsTotal} steps, ` +
+          `cfg ${options.guidance}, batch ${batch}: ${ms(r.secondsPerImage)}/image ` +
+          `(min ${ms(r.minSecondsPerImage)}, max ${ms(r.maxSecondsPerImage)}), ` +
+          `${r.imagesPerSec.toFixed(2)} images/s, ${r.slotsPerSec.toFixed(0)} slots/s, ` +
+          `${r.modelGflops.toFixed(1)} GFLOP/s = ${(100 * r.fractionOfSgemm).toFixed(0)}% of ` +
+          `sgemm on the same shapes (${r.sgemmGflops.toFixed(1)} GFLOP/s)`,
+      );
+    }
+  } finally {
+    model.dispose();
+  }
+}
+
+const sample: Command = {
+  name: "sample",
+  summary: "sampling time per image at several batch sizes, FLOP rate against sgemm",
+  usage: "bench sample [--model CKPT|tiny|S|L] [--batches 1,16] [options]",
+  options: sampleOptions,
+  details: [
+    "Presets run with random weights: S and L with codebook 4096, latent 8, 1000 classes on the",
+    "--ratio scales up to --final (default: ratio 2, 16x16, i.e. scales 1,2,4,8,16: 17 steps",
+    "at P = 4); tiny with MNIST shapes (scales 1,2,4,8, codebook 512). Each batch size gets one",
+    "warm-up call, then --repeats timed calls: the median, the fastest and the slowest.",
+  ].join("\n"),
+  run: runSample,
+};
+
+const all: Command = {
+  name: "all",
+  summary: "the standard set: train tiny and S, sample S at batches 1 and 16 (deno task bench)",
+  usage: "bench all [--device D] [--threads N] [--repeats N] [--json]",
+  options: commonOptions,
+  async run(values) {
+    await train.run!({ ...values, models: "tiny,S", batch: "8", "steps-per-scale": "4" }, []);
+    await runSample({
+      ...values,
+      model: "S",
+      ratio: "2",
+      final: "16",
+      "steps-per-scale": "4",
+      cfg: "2",
+      "cfg-start": "5",
+      batches: "1,16",
+    });
+  },
+};
+
+export const command: Command = {
+  name: "bench",
+  summary: "benchmark training throughput and sampling time per image",
+  usage: "bench COMMAND [options]",
+  options: {},
+  subcommands: [train, sample, all],
+};
