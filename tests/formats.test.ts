@@ -6,9 +6,12 @@ import { encodePng, tileGrid } from "../src/data/png.ts";
 import {
   decodeSafetensors,
   encodeSafetensors,
+  fromFloat16,
   readSafetensors,
+  toFloat16,
   writeSafetensors,
 } from "../src/util/safetensors.ts";
+import { Rng } from "../src/util/rng.ts";
 import { UserError } from "../src/errors.ts";
 import { tempDir } from "./helpers.ts";
 
@@ -112,4 +115,47 @@ Deno.test("safetensors round-trips tensors and metadata, and rejects truncation"
   const names = [...Deno.readDirSync(dir.path)].map((e) => e.name);
   assert.deepEqual(names, ["m.safetensors"]); // no temporary left behind
   assert.deepEqual((await readSafetensors(`${dir.path}/m.safetensors`)).tensors.w.data, w);
+});
+
+Deno.test("float16 conversion: exact values, rounding to nearest even, subnormals, inf", () => {
+  const cases: [number, number][] = [
+    [1, 0x3c00],
+    [-2, 0xc000],
+    [0.1, 0x2e66],
+    [65504, 0x7bff],
+    [65520, 0x7c00], // rounds up past the largest half: inf
+    [1 + 2 ** -11, 0x3c00], // halfway, rounds to the even neighbour
+    [1 + 3 * 2 ** -11, 0x3c02],
+    [2 ** -24, 0x0001], // the smallest subnormal
+    [2 ** -26, 0x0000],
+    [-0, 0x8000],
+  ];
+  const bits = toFloat16(Float32Array.from(cases.map(([v]) => v)));
+  cases.forEach(([v, h], i) => assert.equal(bits[i], h, `${v}`));
+  const back = fromFloat16(Uint16Array.from([0x3c00, 0xc000, 0x0001, 0x7c00, 0x7bff]));
+  assert.deepEqual(Array.from(back), [1, -2, 2 ** -24, Infinity, 65504]);
+});
+
+Deno.test({
+  name: "numpy agrees with our float16 conversion and reads F16 safetensors bytes",
+  ignore: !hasNumpy,
+}, async () => {
+  const rng = new Rng(3);
+  const values = Float32Array.from(
+    { length: 2000 },
+    () => (rng.next() - 0.5) * 2 ** Math.floor(rng.next() * 40 - 28),
+  );
+  const ours = toFloat16(values);
+  await using dir = await tempDir();
+  const path = `${dir.path}/v.f32`;
+  await Deno.writeFile(path, new Uint8Array(values.buffer));
+  const script = `import numpy as np, sys; ` +
+    `sys.stdout.buffer.write(np.fromfile("${path}", dtype=np.float32).astype(np.float16).tobytes())`;
+  const out = await new Deno.Command("python3", { args: ["-c", script] }).output();
+  assert.deepEqual(new Uint16Array(out.stdout.slice().buffer), ours);
+  // A checkpoint tensor written as F16 reads back widened to float32.
+  const file = encodeSafetensors({ w: { shape: [2000], data: ours, dtype: "F16" } });
+  const read = decodeSafetensors(file, "w.safetensors").tensors.w;
+  assert.ok(read.data instanceof Float32Array);
+  assert.deepEqual(read.data, fromFloat16(ours));
 });

@@ -1,7 +1,7 @@
 /**
  * Checkpoints (DESIGN.md "Files"): a folder with
- * - `model.safetensors`: every parameter as a named F32 tensor; `__metadata__` holds JSON
- *   strings: format, config, step, tokenizer hash, scales, patch, order, classes, training;
+ * - `model.safetensors`: every parameter as a named F32 tensor (F16 for a shipped model);
+ *   `__metadata__` holds JSON strings: format, config, step, tokenizer hash, scales, patch, order, classes, training;
  * - `optim.safetensors`: AdamW moments `m.<name>` and `v.<name>` per parameter; metadata: step
  *   and the data position (for an exact resume).
  * Both are written atomically (temporary name, then rename); the optimizer file first, so a
@@ -12,7 +12,7 @@
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import type { Manifest } from "../data/shards.ts";
-import { readSafetensors, type Tensor, writeSafetensors } from "../util/safetensors.ts";
+import { readSafetensors, type Tensor, toFloat16, writeSafetensors } from "../util/safetensors.ts";
 import { exists } from "../util/files.ts";
 import { type OrderName, parseOrderName } from "../plan/orders.ts";
 import type { ModelConfig, ParamInfo } from "./native_model.ts";
@@ -63,6 +63,7 @@ function tensorsFromFlat(
   table: readonly ParamInfo[],
   flat: Float32Array,
   prefix = "",
+  half = false,
 ): Record<string, Tensor> {
   const total = table.reduce((a, p) => Math.max(a, p.offset + p.size), 0);
   if (flat.length !== total) {
@@ -70,17 +71,18 @@ function tensorsFromFlat(
   }
   const out: Record<string, Tensor> = {};
   for (const p of table) {
-    out[prefix + p.name] = {
-      shape: [...p.shape],
-      data: flat.subarray(p.offset, p.offset + p.size),
-    };
+    const data = flat.subarray(p.offset, p.offset + p.size);
+    out[prefix + p.name] = half
+      ? { shape: [...p.shape], data: toFloat16(data), dtype: "F16" }
+      : { shape: [...p.shape], data };
   }
   return out;
 }
 
 /**
  * Writes a checkpoint into `dir`: optim.safetensors (when moments and `optim` are given), then
- * model.safetensors.
+ * model.safetensors. `half` stores the parameters as float16 (half the size, for shipping a
+ * model; they read back widened to float32).
  */
 export async function writeCheckpoint(
   dir: string,
@@ -88,6 +90,7 @@ export async function writeCheckpoint(
   state: ModelState,
   info: CheckpointInfo,
   optim?: OptimInfo,
+  { half = false } = {},
 ): Promise<void> {
   await Deno.mkdir(dir, { recursive: true });
   if (optim && state.adamM && state.adamV) {
@@ -104,7 +107,7 @@ export async function writeCheckpoint(
       },
     );
   }
-  await writeSafetensors(join(dir, MODEL_FILE), tensorsFromFlat(table, state.params), {
+  await writeSafetensors(join(dir, MODEL_FILE), tensorsFromFlat(table, state.params, "", half), {
     format: CHECKPOINT_FORMAT,
     config: JSON.stringify(info.config),
     step: String(info.step),

@@ -11,6 +11,8 @@ export type TensorData = Float32Array | Int32Array | Uint16Array | Uint8Array | 
 export interface Tensor {
   shape: number[];
   data: TensorData;
+  /** Write a Uint16Array as IEEE half floats (see toFloat16) rather than as U16. */
+  dtype?: "F16";
 }
 
 const DTYPE_OF = new Map<unknown, string>([
@@ -44,7 +46,7 @@ export function encodeSafetensors(
       throw new Error(`tensor ${name}: shape [${shape}] needs ${count} values, got ${data.length}`);
     }
     header[name] = {
-      dtype: DTYPE_OF.get(data.constructor)!,
+      dtype: tensors[name].dtype ?? DTYPE_OF.get(data.constructor)!,
       shape,
       data_offsets: [offset, offset + data.byteLength],
     };
@@ -86,7 +88,8 @@ export function decodeSafetensors(
   const tensors: Record<string, Tensor> = {};
   for (const [name, info] of Object.entries(header)) {
     if (name === "__metadata__") continue;
-    const ctor = ARRAY_OF[info?.dtype];
+    const half = info?.dtype === "F16";
+    const ctor = half ? Uint16Array : ARRAY_OF[info?.dtype];
     if (!ctor) fail(`tensor ${name} has unsupported dtype ${info?.dtype}`);
     const [begin, end] = info.data_offsets ?? [];
     const shape: number[] = info.shape;
@@ -97,7 +100,8 @@ export function decodeSafetensors(
     if (end - begin !== count * ctor.BYTES_PER_ELEMENT) fail(`tensor ${name} size mismatch`);
     // Copy so the view is aligned regardless of the header length.
     const buf = bytes.slice(dataStart + begin, dataStart + end).buffer;
-    tensors[name] = { shape, data: new ctor(buf) };
+    // Half floats are widened to float32 on reading.
+    tensors[name] = { shape, data: half ? fromFloat16(new Uint16Array(buf)) : new ctor(buf) };
   }
   return { tensors, metadata: header.__metadata__ ?? {} };
 }
@@ -112,4 +116,55 @@ export async function writeSafetensors(
 
 export async function readSafetensors(path: string) {
   return decodeSafetensors(await readFileOrFail(path), path);
+}
+
+/** float32 -> IEEE 754 half (binary16) bits, rounding to nearest even; overflow gives inf. */
+export function toFloat16(values: Float32Array): Uint16Array {
+  const out = new Uint16Array(values.length);
+  const f = new Float32Array(1), u = new Uint32Array(f.buffer);
+  for (let i = 0; i < values.length; i++) {
+    f[0] = values[i];
+    const x = u[0];
+    const sign = (x >>> 16) & 0x8000;
+    const exp = (x >>> 23) & 0xff, mant = x & 0x7fffff;
+    if (exp === 0xff) { // inf or NaN
+      out[i] = sign | 0x7c00 | (mant ? 0x200 : 0);
+      continue;
+    }
+    const e = exp - 127 + 15;
+    if (e >= 0x1f) {
+      out[i] = sign | 0x7c00;
+    } else if (e <= 0) { // subnormal half (or zero)
+      if (e < -10) {
+        out[i] = sign;
+        continue;
+      }
+      const m = mant | 0x800000, shift = 14 - e;
+      let h = m >>> shift;
+      const rest = m & ((1 << shift) - 1), halfway = 1 << (shift - 1);
+      if (rest > halfway || (rest === halfway && (h & 1))) h++;
+      out[i] = sign | h;
+    } else {
+      let h = (e << 10) | (mant >>> 13);
+      const rest = mant & 0x1fff;
+      if (rest > 0x1000 || (rest === 0x1000 && (h & 1))) h++; // may carry into the exponent
+      out[i] = sign | h;
+    }
+  }
+  return out;
+}
+
+/** IEEE 754 half bits -> float32. */
+export function fromFloat16(bits: Uint16Array): Float32Array {
+  const out = new Float32Array(bits.length);
+  for (let i = 0; i < bits.length; i++) {
+    const h = bits[i];
+    const sign = h & 0x8000 ? -1 : 1, exp = (h >>> 10) & 0x1f, mant = h & 0x3ff;
+    out[i] = exp === 0
+      ? sign * mant * 2 ** -24
+      : exp === 0x1f
+      ? (mant ? NaN : sign * Infinity)
+      : sign * (1 + mant / 1024) * 2 ** (exp - 15);
+  }
+  return out;
 }
