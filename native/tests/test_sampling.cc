@@ -1,0 +1,312 @@
+// The sampler's parts: the Philox generator against the published known-answer vectors, the
+// token draw (guidance, temperature, top-k, top-p, entropy) against exact probabilities, the
+// cached attention against full attention, and the whole sampling loop on cpu against cpu-ref.
+#include <cmath>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include "compare.h"
+#include "cpu/model_ops_cpu.h"
+#include "cpu/model_ops_ref.h"
+#include "harness.h"
+#include "model/backends.h"
+#include "model_fixture.h"
+#include "sample/philox.h"
+#include "sample/sampler.h"
+#include "sample/token_sampling.h"
+
+namespace {
+
+using cb::TokenSampling;
+
+// Frequencies of sample_row's draws over many keys, against the probabilities `want`: each
+// within 5 standard deviations of a binomial count.
+void expect_frequencies(const std::vector<float>& cond, const std::vector<float>* uncond,
+                        float w, const TokenSampling& s, const std::vector<double>& want,
+                        const std::string& what) {
+  const int K = (int)cond.size(), draws = 200000;
+  std::vector<int> count(K, 0);
+  cb::TokenSamplingScratch scratch;
+  for (int i = 0; i < draws; i++) {
+    const int32_t code =
+        cb::sample_row(K, cond.data(), uncond ? uncond->data() : nullptr, w, s,
+                       cb::sample_uniform(s.seed, 3, i), scratch, nullptr);
+    EXPECT(code >= 0 && code < K, what + ": code out of range");
+    count[code]++;
+  }
+  for (int c = 0; c < K; c++) {
+    const double expected = want[c] * draws;
+    const double sd = std::sqrt(std::max(draws * want[c] * (1 - want[c]), 1.0));
+    EXPECT(std::fabs(count[c] - expected) <= 5 * sd,
+           what + ": code " + std::to_string(c) + " drawn " + std::to_string(count[c]) +
+               " times, expected " + std::to_string(expected));
+  }
+}
+
+std::vector<double> softmax(const std::vector<double>& z) {
+  double mx = z[0], sum = 0;
+  for (double v : z) mx = std::max(mx, v);
+  std::vector<double> p(z.size());
+  for (size_t i = 0; i < z.size(); i++) sum += (p[i] = std::exp(z[i] - mx));
+  for (double& v : p) v /= sum;
+  return p;
+}
+
+double entropy_bits(const std::vector<double>& p) {
+  double h = 0;
+  for (double v : p) h -= v > 0 ? v * std::log2(v) : 0;
+  return h;
+}
+
+}  // namespace
+
+CB_TEST("sampling", philox_matches_the_random123_known_answers) {
+  struct Kat {
+    cb::Philox4x32 counter;
+    uint64_t key;
+    cb::Philox4x32 want;
+  };
+  const Kat kats[] = {
+      {{{0, 0, 0, 0}}, 0, {{0x6627e8d5u, 0xe169c58du, 0xbc57ac4cu, 0x9b00dbd8u}}},
+      {{{0xffffffffu, 0xffffffffu, 0xffffffffu, 0xffffffffu}},
+       0xffffffffffffffffull,
+       {{0x408f276du, 0x41c83b0eu, 0xa20bc7c6u, 0x6d5451fdu}}},
+      {{{0x243f6a88u, 0x85a308d3u, 0x13198a2eu, 0x03707344u}},
+       (uint64_t(0x299f31d0u) << 32) | 0xa4093822u,
+       {{0xd16cfe09u, 0x94fdccebu, 0x5001e420u, 0x24126ea1u}}},
+  };
+  for (const Kat& k : kats) {
+    const cb::Philox4x32 got = cb::philox4x32_10(k.counter, k.key);
+    for (int i = 0; i < 4; i++) {
+      EXPECT(got.v[i] == k.want.v[i], "philox word " + std::to_string(i) + " = " +
+                                          std::to_string(got.v[i]) + ", expected " +
+                                          std::to_string(k.want.v[i]));
+    }
+  }
+  // Uniforms are in [0, 1), differ between keys, and have mean 1/2.
+  double sum = 0;
+  for (int i = 0; i < 100000; i++) {
+    const double u = cb::sample_uniform(9, i % 7, i);
+    EXPECT(u >= 0 && u < 1, "uniform outside [0, 1)");
+    sum += u;
+  }
+  EXPECT(std::fabs(sum / 100000 - 0.5) < 0.005, "uniform mean " + std::to_string(sum / 100000));
+  EXPECT(cb::sample_uniform(1, 2, 3) != cb::sample_uniform(2, 2, 3) &&
+             cb::sample_uniform(1, 2, 3) != cb::sample_uniform(1, 3, 3) &&
+             cb::sample_uniform(1, 2, 3) != cb::sample_uniform(1, 2, 4),
+         "seed, image and slot must each change the uniform");
+}
+
+CB_TEST("sampling", draws_follow_softmax_temperature_top_k_and_top_p) {
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.0f, 1.5f};
+  std::vector<double> z(logits.begin(), logits.end());
+  TokenSampling s;
+  s.seed = 42;
+  expect_frequencies(logits, nullptr, 0, s, softmax(z), "plain");
+
+  s.temperature = 0.5f;
+  std::vector<double> sharp = z;
+  for (double& v : sharp) v /= 0.5;
+  expect_frequencies(logits, nullptr, 0, s, softmax(sharp), "temperature 0.5");
+
+  s.temperature = 1.0f;
+  s.top_k = 2;  // codes 1 and 4
+  std::vector<double> top2 = softmax({2.0, 1.5});
+  expect_frequencies(logits, nullptr, 0, s, {0, top2[0], 0, 0, top2[1]}, "top-k 2");
+
+  // top-p 0.6: the softmax is about (.11, .41, .02, .18, .28); 1 then 4 reach 0.6.
+  s.top_k = 0;
+  s.top_p = 0.6f;
+  expect_frequencies(logits, nullptr, 0, s, {0, top2[0], 0, 0, top2[1]}, "top-p 0.6");
+  s.top_p = 0.3f;  // code 1 alone already reaches it
+  expect_frequencies(logits, nullptr, 0, s, {0, 1, 0, 0, 0}, "top-p 0.3");
+}
+
+CB_TEST("sampling", guidance_extrapolates_from_the_unconditional_logits) {
+  const std::vector<float> cond = {0.0f, 1.0f, 0.5f}, uncond = {1.0f, 0.0f, 0.5f};
+  const float w = 1.5f;
+  std::vector<double> z(3);
+  for (int i = 0; i < 3; i++) z[i] = cond[i] + w * (cond[i] - uncond[i]);
+  TokenSampling s;
+  s.seed = 5;
+  expect_frequencies(cond, &uncond, w, s, softmax(z), "guided");
+  // w = 0 ignores the unconditional logits.
+  expect_frequencies(cond, &uncond, 0, s, softmax({0.0, 1.0, 0.5}), "w = 0");
+}
+
+CB_TEST("sampling", entropy_is_that_of_the_final_distribution_in_bits) {
+  cb::TokenSamplingScratch scratch;
+  float h = -1;
+  const std::vector<float> flat(8, 0.25f);
+  TokenSampling s;
+  cb::sample_row(8, flat.data(), (const float*)nullptr, 0, s, 0.5, scratch, &h);
+  EXPECT(std::fabs(h - 3.0f) < 1e-5f, "uniform over 8: " + std::to_string(h) + " bits");
+  s.top_k = 2;
+  cb::sample_row(8, flat.data(), (const float*)nullptr, 0, s, 0.5, scratch, &h);
+  EXPECT(std::fabs(h - 1.0f) < 1e-5f, "top-2 of uniform: " + std::to_string(h) + " bits");
+  const std::vector<float> logits = {0.5f, 2.0f, -1.0f, 1.0f, 1.5f};
+  s = TokenSampling{};
+  s.temperature = 0.7f;
+  cb::sample_row(5, logits.data(), (const float*)nullptr, 0, s, 0.5, scratch, &h);
+  std::vector<double> z(logits.begin(), logits.end());
+  for (double& v : z) v /= 0.7;
+  const double want = entropy_bits(softmax(z));
+  EXPECT(std::fabs(h - want) < 1e-5, "entropy " + std::to_string(h) + ", want " +
+                                         std::to_string(want));
+  s.temperature = 0;  // greedy: the first largest logit, no uncertainty left
+  const std::vector<float> tie = {1.0f, 3.0f, 3.0f};
+  EXPECT(cb::sample_row(3, tie.data(), (const float*)nullptr, 0, s, 0.99, scratch, &h) == 1 &&
+             h == 0.0f,
+         "temperature 0 must pick the first argmax with entropy 0");
+}
+
+CB_TEST("sampling", cpu_draws_equal_cpu_ref_draws) {
+  const int64_t n = 300;
+  const int K = 97;
+  const std::vector<float> cond = cbt::random_uniform(n * K, 11, -4, 4);
+  const std::vector<float> uncond = cbt::random_uniform(n * K, 12, -4, 4);
+  std::vector<int32_t> image(n), slot(n);
+  for (int64_t i = 0; i < n; i++) {
+    image[i] = int32_t(i % 5);
+    slot[i] = int32_t(i);
+  }
+  cb::RefModelOps<float> ref;
+  cb::CpuModelOps cpu;
+  TokenSampling s;
+  s.seed = 77;
+  s.top_k = 20;
+  s.top_p = 0.9f;
+  std::vector<int32_t> a(n), b(n);
+  std::vector<float> ha(n), hb(n);
+  ref.sample_tokens(n, K, cond.data(), uncond.data(), 2.0f, s, image.data(), slot.data(),
+                    a.data(), ha.data());
+  cpu.sample_tokens(n, K, cond.data(), uncond.data(), 2.0f, s, image.data(), slot.data(),
+                    b.data(), hb.data());
+  for (int64_t i = 0; i < n; i++) {
+    EXPECT(a[i] == b[i] && ha[i] == hb[i], "row " + std::to_string(i) + " differs");
+  }
+}
+
+CB_TEST("sampling", cached_attention_equals_full_attention) {
+  // Queries of the last block [t0, T) against a cache of all T slots, with the class slot's
+  // visibility in front: the same outputs as blockwise attention over the whole sequence.
+  const int B = 3, T = 23, H = 2, hd = 6, t0 = 15;
+  const int64_t C = H * hd;
+  const std::vector<float> q = cbt::random_uniform(B * T * C, 1);
+  const std::vector<float> k = cbt::random_uniform(B * T * C, 2);
+  const std::vector<float> v = cbt::random_uniform(B * T * C, 3);
+  std::vector<int32_t> visible(T, T);
+  for (int t = 0; t < t0; t++) visible[t] = t < 4 ? 4 : t0;
+  visible[0] = 1;
+  cb::RefModelOps<float> ref;
+  cb::CpuModelOps cpu;
+  std::vector<float> full(B * T * C), lse(B * H * T);
+  ref.attention(B, T, H, hd, q.data(), k.data(), v.data(), visible.data(), full.data(),
+                lse.data());
+  for (int first : {0, t0}) {
+    const int m = T - first;
+    std::vector<float> qb(B * m * C);
+    for (int b = 0; b < B; b++) {
+      std::copy(q.begin() + (int64_t(b) * T + first) * C, q.begin() + (int64_t(b) * T + T) * C,
+                qb.begin() + int64_t(b) * m * C);
+    }
+    for (cb::ModelOps<float>* ops : {(cb::ModelOps<float>*)&ref, (cb::ModelOps<float>*)&cpu}) {
+      std::vector<float> out(B * m * C);
+      ops->attention_cached(B, m, H, hd, qb.data(), k.data(), v.data(), int64_t(T) * C,
+                            visible.data() + first, out.data());
+      for (int b = 0; b < B; b++) {
+        for (int64_t e = 0; e < m * C; e++) {
+          const float want = full[(int64_t(b) * T + first) * C + e];
+          const float got = out[int64_t(b) * m * C + e];
+          EXPECT(std::fabs(got - want) <= 1e-5f * (1 + std::fabs(want)),
+                 std::string(ops->name()) + ": batch " + std::to_string(b) + " value " +
+                     std::to_string(e) + " from slot " + std::to_string(first));
+        }
+      }
+    }
+  }
+}
+
+CB_TEST("sampling", upsampling_matches_half_pixel_bilinear) {
+  // 2x2 -> 4x4 in one dimension of values: the taps of align_corners=False are 1/4 and 3/4.
+  const std::vector<float> src = {0, 1, 2, 3};  // (2x2, D=1)
+  std::vector<float> dst(16);
+  cb::CpuModelOps cpu;
+  cpu.upsample_bilinear(1, 2, 4, 1, src.data(), dst.data());
+  const float want_row0[4] = {0, 0.25f, 0.75f, 1};
+  for (int x = 0; x < 4; x++) EXPECT(std::fabs(dst[x] - want_row0[x]) < 1e-6f, "row 0");
+  const float want_col0[4] = {0, 0.5f, 1.5f, 2};
+  for (int y = 0; y < 4; y++) EXPECT(std::fabs(dst[y * 4] - want_col0[y]) < 1e-6f, "column 0");
+}
+
+namespace {
+
+// A request over a full plan of `c` with `steps` blocks per scale, checkerboard-free: slots of
+// a scale in raster order, block sizes as even as possible, prev positions paired by index.
+cb::SampleRequest plan_request(const cb::ModelConfig& c, int steps, int B, float guidance) {
+  cb::SampleRequest r;
+  for (int i = 0; i < B; i++) {
+    r.labels.push_back(i % c.classes);
+    r.image_index.push_back(i);
+  }
+  r.block_start = {0};
+  r.block_end = {1};
+  r.block_scale = {-1};
+  r.pos_of = {-1};
+  r.prev_pos_of = {-1};
+  int slot = 1;
+  for (size_t k = 0; k < c.scales.size(); k++) {
+    const int count = c.scales[k] * c.scales[k], blocks = std::min(steps, count);
+    int rank = 0, prev_first = -1, prev_size = 0;
+    for (int b = 0; b < blocks; b++) {
+      const int size = count / blocks + (b >= blocks - count % blocks ? 1 : 0);
+      r.block_start.push_back(slot);
+      r.block_end.push_back(slot + size);
+      r.block_scale.push_back(int(k));
+      for (int j = 0; j < size; j++, slot++) {
+        r.pos_of.push_back(rank + j);
+        r.prev_pos_of.push_back(prev_first < 0 ? -1 : prev_first + j % prev_size);
+      }
+      prev_first = rank;
+      prev_size = size;
+      rank += size;
+    }
+  }
+  r.codebook = cbt::random_uniform(size_t(c.vocab) * c.latent_dim, 31);
+  r.guidance = guidance;
+  r.guidance_start = 2;
+  r.sampling.seed = 1234;
+  r.want_logits = true;
+  r.want_entropy = true;
+  return r;
+}
+
+}  // namespace
+
+CB_TEST("sampling", sampler_on_cpu_matches_cpu_ref) {
+  const cb::ModelConfig c = cbt::tiny_config(1);
+  cb::Model<float> fast(c, cb::make_model_ops<float>("cpu"), 3);
+  cb::Model<double> ref(c, cb::make_model_ops<double>("cpu-ref"), 3);
+  cbt::randomize_params(ref, 17);
+  for (int64_t i = 0; i < ref.layout().total(); i++) fast.params()[i] = float(ref.params()[i]);
+  for (float guidance : {0.0f, 2.0f}) {
+    const cb::SampleRequest req = plan_request(c, 3, 4, guidance);
+    int callbacks = 0;
+    const cb::SampleResult a = cb::sample_images(fast, req, [&](int, int) { callbacks++; });
+    const cb::SampleResult b = cb::sample_images(ref, req, nullptr);
+    const int steps = (int)req.block_start.size() - 1;
+    EXPECT(a.forward_passes == steps && b.forward_passes == steps && callbacks == steps,
+           "one forward and one callback per step");
+    int same = 0;
+    for (size_t i = 0; i < a.codes.size(); i++) same += a.codes[i] == b.codes[i];
+    // Float and double logits differ by rounding, which flips a draw only at a boundary.
+    EXPECT(same >= (int)a.codes.size() - 1, std::to_string(a.codes.size() - same) +
+                                                 " of " + std::to_string(a.codes.size()) +
+                                                 " codes differ between cpu and cpu-ref");
+    if (same != (int)a.codes.size()) continue;  // the logits then follow different sequences
+    std::vector<double> want(b.logits.begin(), b.logits.end()), tol(want.size());
+    for (size_t i = 0; i < want.size(); i++) tol[i] = 1e-4 * (1 + std::fabs(want[i]));
+    cbt::expect_within("sampled logits", a.logits.data(), want.data(), tol.data(), want.size());
+  }
+}
