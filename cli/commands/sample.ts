@@ -392,7 +392,7 @@ export const command: Command = {
     "                     sampled at that step; per scale the mean entropy map (raster order)",
     "  entropy.png        the per-step mean with its 25-75% band; dashed lines between scales",
     "  entropy-maps.png   per scale, the entropy of each location averaged over the images,",
-    `                     then of the first ${ENTROPY_MAP_IMAGES} images; one colour scale`,
+    `                     then of the first image of ${ENTROPY_MAP_IMAGES} classes; one colour scale`,
     "",
     "Every file is written under a temporary name and renamed when all are done; an output",
     "folder that cannot be created or written is an error before sampling starts. The default",
@@ -443,8 +443,8 @@ export const command: Command = {
     const rowOrder = spec.kind === "random" ? [] : classes;
     const effective = stepsPerScale(scales, steps);
     const planSteps = effective.reduce((a, b) => a + b, 0);
-    const keepStepCodes = values.progressive === true && planSteps * n * info.config.scales
-              .reduce((a, s) => a + s * s, 0) <= STEP_CODES_LIMIT;
+    const L = scales.reduce((a, s) => a + s * s, 0);
+    const keepStepCodes = values.progressive === true && planSteps * n * L <= STEP_CODES_LIMIT;
     const o: SamplingOptions = {
       steps,
       order: orderGiven ?? info.order,
@@ -503,6 +503,13 @@ export const command: Command = {
     }
   },
 };
+
+/** JSON indented by 2, with arrays of numbers and flat objects kept on one line each. */
+function compactJson(value: unknown): string {
+  return JSON.stringify(value, null, 2)
+    .replace(/\[[^\[\]{}"]*\]/g, (m) => JSON.stringify(JSON.parse(m)))
+    .replace(/\{[^\[\]{}]*\}/g, (m) => JSON.stringify(JSON.parse(m)));
+}
 
 /** Renders every output and stages it in `out`. */
 async function writeOutputs(
@@ -563,7 +570,7 @@ async function writeOutputs(
       })),
       maps: scales.map((s, k) => ({ side: s, mean: Array.from(maps[k], round) })),
     };
-    await out.stage("entropy.json", JSON.stringify(json, null, 1) + "\n");
+    await out.stage("entropy.json", compactJson(json) + "\n");
     const x = stats.map((s) => s.step + 1);
     const boundaries = stats.slice(1).filter((s, i) => s.scale !== stats[i].scale).map((s) =>
       s.step + 0.5
@@ -591,7 +598,8 @@ async function writeOutputs(
       title: `${n} images, P ${stepsPerScale(scales, o.steps).join(",")}`,
     });
     await out.stage("entropy.png", encodePng(plot.rgb, plot.width, plot.height));
-    const individual = Array.from({ length: Math.min(n, ENTROPY_MAP_IMAGES) }, (_, i) => ({
+    // Individual maps of the first image of the first classes (as in progressive.png).
+    const individual = progressiveSelection(r.labels, rowOrder, ENTROPY_MAP_IMAGES).map((i) => ({
       label: `img ${i}`,
       maps: entropyMaps(r.entropy!, n, scales, [i]),
     }));
