@@ -86,12 +86,13 @@ Napi::TypedArrayOf<T> typed_copy(Napi::Env env, const std::vector<T>& values) {
 // on the JS thread (when given). Resolves with the SampleResult as typed arrays.
 class SampleWorker : public Napi::AsyncProgressQueueWorker<int> {
  public:
-  SampleWorker(Napi::Env env, bool* busy, ModelF* model, cb::SampleRequest request,
-               Napi::Value on_step)
+  SampleWorker(Napi::Env env, bool* busy, ModelF* model, cb::SampleWorkspace<float>* workspace,
+               cb::SampleRequest request, Napi::Value on_step)
       : Napi::AsyncProgressQueueWorker<int>(env, "checkerboard.sample"),
         deferred_(Napi::Promise::Deferred::New(env)),
         busy_(busy),
         model_(model),
+        workspace_(workspace),
         request_(std::move(request)) {
     if (on_step.IsFunction()) on_step_ = Napi::Persistent(on_step.As<Napi::Function>());
     steps_ = (int)request_.block_start.size() - 1;
@@ -102,7 +103,7 @@ class SampleWorker : public Napi::AsyncProgressQueueWorker<int> {
  protected:
   void Execute(const ExecutionProgress& progress) override {
     try {
-      result_ = cb::sample_images(*model_, request_,
+      result_ = cb::sample_images(*model_, request_, *workspace_,
                                   [&progress](int step, int) { progress.Send(&step, 1); });
     } catch (...) {
       failure_ = describe(std::current_exception(), __FILE__, __LINE__);
@@ -146,6 +147,7 @@ class SampleWorker : public Napi::AsyncProgressQueueWorker<int> {
   Napi::Promise::Deferred deferred_;
   bool* busy_;
   ModelF* model_;
+  cb::SampleWorkspace<float>* workspace_;
   cb::SampleRequest request_;
   Napi::FunctionReference on_step_;
   int steps_ = 0;
@@ -354,7 +356,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value sample(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
-      auto* worker = new SampleWorker(info.Env(), &busy_, &model,
+      auto* worker = new SampleWorker(info.Env(), &busy_, &model, &sample_workspace_,
                                       parse_sample_request(info[0]), info[1]);
       worker->Queue();
       return worker->promise();
@@ -370,6 +372,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   }
 
   std::unique_ptr<ModelF> model_;
+  // Kept between sample() calls (the KV cache and step buffers), freed with the model.
+  cb::SampleWorkspace<float> sample_workspace_;
   bool busy_ = false;
 };
 

@@ -293,8 +293,11 @@ CB_TEST("sampling", sampler_on_cpu_matches_cpu_ref) {
   for (float guidance : {0.0f, 2.0f}) {
     const cb::SampleRequest req = plan_request(c, 3, 4, guidance);
     int callbacks = 0;
-    const cb::SampleResult a = cb::sample_images(fast, req, [&](int, int) { callbacks++; });
-    const cb::SampleResult b = cb::sample_images(ref, req, nullptr);
+    cb::SampleWorkspace<float> wa;
+    cb::SampleWorkspace<double> wb;
+    const cb::SampleResult a =
+        cb::sample_images(fast, req, wa, [&](int, int) { callbacks++; });
+    const cb::SampleResult b = cb::sample_images(ref, req, wb, nullptr);
     const int steps = (int)req.block_start.size() - 1;
     EXPECT(a.forward_passes == steps && b.forward_passes == steps && callbacks == steps,
            "one forward and one callback per step");

@@ -1,7 +1,11 @@
 #include "sampler.h"
 
 #include <algorithm>
+#include <new>
+#include <stdexcept>
 #include <string>
+
+#include <unistd.h>
 
 #include "../error.h"
 
@@ -46,8 +50,27 @@ int check_request(const ModelConfig& c, const SampleRequest& r) {
 }  // namespace
 
 template <typename Real>
+Real* SampleWorkspace<Real>::reserve(int64_t count) {
+  if ((int64_t)arena_.size() >= count) return arena_.data();
+  const double bytes = double(count) * sizeof(Real);
+  const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  const bool too_large = pages > 0 && page > 0 && bytes > double(pages) * double(page);
+  std::vector<Real>().swap(arena_);  // release first: the old and new need not coexist
+  try {
+    if (too_large) throw std::bad_alloc();
+    arena_.resize(count);
+  } catch (const std::bad_alloc&) {
+    CB_FAIL("cannot allocate the sampler's memory: " + std::to_string(int64_t(bytes)) +
+            " bytes (KV cache and step buffers) for this batch; use a smaller --batch");
+  } catch (const std::length_error&) {
+    CB_FAIL("the sampler's memory for this batch is too large; use a smaller --batch");
+  }
+  return arena_.data();
+}
+
+template <typename Real>
 SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
-                           const StepCallback& on_step) {
+                           SampleWorkspace<Real>& workspace, const StepCallback& on_step) {
   const ModelConfig& c = model.config();
   const int T = check_request(c, req);
   ModelOps<Real>& op = model.ops();
@@ -75,36 +98,70 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   }
   const int64_t nb_max = int64_t(B) * m_max, n_max = int64_t(R) * m_max;
   const int s_max = *std::max_element(c.scales.begin(), c.scales.end());
+  const int64_t layer_cache = int64_t(R) * T * W;  // one layer's keys (or values) in the cache
+
+  // Every float buffer of the call, carved from the workspace's arena: counted first, then
+  // handed out. The arena only grows and is never cleared (each buffer is written before it is
+  // read), so repeated calls neither allocate nor touch new pages.
+  Real* base = nullptr;
+  int64_t used = 0;
+  auto take = [&](int64_t count) {
+    Real* p = base ? base + used : nullptr;
+    used += count;
+    return p;
+  };
+  Real *c_emb, *c_act, *ada, *head_ada, *k_cache, *v_cache, *codebook, *prev_lat, *up_lat;
+  Real *lat_in, *lat_h, *lat_g, *lat_out, *pe_p, *pe_q, *concat, *x, *xn, *mean, *rstd, *h;
+  Real *qkv, *qr, *kr, *att, *ao, *f1, *g, *f2, *logits;
+  for (int pass = 0; pass < 2; pass++) {
+    used = 0;
+    c_emb = take(int64_t(R) * W);                // (R, W) class embeddings
+    c_act = take(int64_t(R) * W);                // (R, W) SiLU of them
+    ada = take(int64_t(depth) * R * 6 * W);      // (depth, R, 6W) every layer's AdaLN rows
+    head_ada = take(int64_t(R) * 2 * W);         // (R, 2W)
+    k_cache = take(depth * layer_cache);         // (depth, R, T, W) keys after RoPE
+    v_cache = take(depth * layer_cache);         // (depth, R, T, W) values
+    codebook = take(int64_t(K) * Dl);            // (K, Dl)
+    prev_lat = take(int64_t(B) * s_max * s_max * Dl);  // (B, s_{k-1}^2, Dl)
+    up_lat = take(int64_t(B) * s_max * s_max * Dl);    // (B, s_k^2, Dl)
+    lat_in = take(2 * nb_max * Dl);              // (2nb, Dl): u rows, then v rows
+    lat_h = take(2 * nb_max * W);                // (2nb, W)
+    lat_g = take(2 * nb_max * W);                // (2nb, W)
+    lat_out = take(2 * nb_max * W);              // (2nb, W)
+    pe_p = take(nb_max * W);                     // (nb, W)
+    pe_q = take(nb_max * W);                     // (nb, W)
+    concat = take(nb_max * 4 * W);               // (nb, 4W)
+    x = take(n_max * W);                         // (n, W) residual stream
+    xn = take(n_max * W);                        // (n, W)
+    mean = take(n_max);                          // (n)
+    rstd = take(n_max);                          // (n)
+    h = take(n_max * W);                         // (n, W)
+    qkv = take(n_max * 3 * W);                   // (n, 3W)
+    qr = take(n_max * W);                        // (n, W)
+    kr = take(n_max * W);                        // (n, W)
+    att = take(n_max * W);                       // (n, W)
+    ao = take(n_max * W);                        // (n, W)
+    f1 = take(n_max * F);                        // (n, F)
+    g = take(n_max * F);                         // (n, F)
+    f2 = take(n_max * W);                        // (n, W)
+    logits = take(n_max * K);                    // (n, K)
+    if (pass == 0) base = workspace.reserve(used);
+  }
+  std::copy(req.codebook.begin(), req.codebook.end(), codebook);
 
   // Conditioning, once: class embeddings, every layer's AdaLN rows and the head's.
   std::vector<int32_t> labels_r(R);  // (R)
   for (int r = 0; r < R; r++) labels_r[r] = r < B ? req.labels[r] : c.classes;
-  std::vector<Real> c_emb(int64_t(R) * W), c_act(int64_t(R) * W);  // (R, W)
-  op.gather_rows(R, W, P("class_emb"), labels_r.data(), c_emb.data());
-  op.silu(int64_t(R) * W, c_emb.data(), c_act.data());
-  std::vector<Real> ada(int64_t(depth) * R * 6 * W);  // (depth, R, 6W)
+  op.gather_rows(R, W, P("class_emb"), labels_r.data(), c_emb);
+  op.silu(int64_t(R) * W, c_emb, c_act);
   for (int l = 0; l < depth; l++) {
-    op.linear(R, W, 6 * W, c_act.data(), P(layer_param(l, "ada.w")), P(layer_param(l, "ada.b")),
-              ada.data() + int64_t(l) * R * 6 * W);
+    op.linear(R, W, 6 * W, c_act, P(layer_param(l, "ada.w")), P(layer_param(l, "ada.b")),
+              ada + int64_t(l) * R * 6 * W);
   }
-  std::vector<Real> head_ada(int64_t(R) * 2 * W);  // (R, 2W)
-  op.linear(R, W, 2 * W, c_act.data(), P("head_ada.w"), P("head_ada.b"), head_ada.data());
+  op.linear(R, W, 2 * W, c_act, P("head_ada.w"), P("head_ada.b"), head_ada);
 
-  // The KV cache: (depth, R, T, W) keys and values after RoPE.
-  const int64_t layer_cache = int64_t(R) * T * W;
-  std::vector<Real> k_cache(depth * layer_cache), v_cache(depth * layer_cache);
 
   // Per-step buffers, sized for the largest step.
-  std::vector<Real> codebook(req.codebook.begin(), req.codebook.end());  // (K, Dl)
-  std::vector<Real> prev_lat(int64_t(B) * s_max * s_max * Dl);           // (B, s_{k-1}^2, Dl)
-  std::vector<Real> up_lat(int64_t(B) * s_max * s_max * Dl);             // (B, s_k^2, Dl)
-  std::vector<Real> lat_in(2 * nb_max * Dl);                 // (2nb, Dl): u rows, then v rows
-  std::vector<Real> lat_h(2 * nb_max * W), lat_g(2 * nb_max * W), lat_out(2 * nb_max * W);
-  std::vector<Real> pe_p(nb_max * W), pe_q(nb_max * W), concat(nb_max * 4 * W);
-  std::vector<Real> x(n_max * W), xn(n_max * W), mean(n_max), rstd(n_max), h(n_max * W);
-  std::vector<Real> qkv(n_max * 3 * W), qr(n_max * W), kr(n_max * W), att(n_max * W);
-  std::vector<Real> ao(n_max * W), f1(n_max * F), g(n_max * F), f2(n_max * W);
-  std::vector<Real> logits(n_max * K);
   std::vector<int32_t> pos_p(n_max), pos_q(n_max), u_index(nb_max), v_index(nb_max);
   std::vector<int32_t> draw_image(nb_max), draw_slot(nb_max), drawn(nb_max);
   std::vector<uint8_t> u_learned(nb_max), v_learned(nb_max);
@@ -131,9 +188,9 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
           prev_index[int64_t(i) * sp * sp + p] = grid[i * L + offset[k - 1] + p];
         }
       }
-      op.gather_rows(int64_t(B) * sp * sp, Dl, codebook.data(), prev_index.data(),
-                     prev_lat.data());
-      op.upsample_bilinear(B, sp, side, Dl, prev_lat.data(), up_lat.data());
+      op.gather_rows(int64_t(B) * sp * sp, Dl, codebook, prev_index.data(),
+                     prev_lat);
+      op.upsample_bilinear(B, sp, side, Dl, prev_lat, up_lat);
     }
 
     // Inputs of the block's slots (Eq. 1), for the B images; the null-class rows share them.
@@ -169,75 +226,75 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
         }
       }
     }
-    op.gather_rows(nb, Dl, k == 0 ? codebook.data() : up_lat.data(), u_index.data(),
-                   lat_in.data());
-    op.gather_rows(nb, Dl, codebook.data(), v_index.data(), lat_in.data() + nb * Dl);
-    op.linear(2 * nb, Dl, W, lat_in.data(), P("latent_mlp.fc1.w"), P("latent_mlp.fc1.b"),
-              lat_h.data());
-    op.gelu(2 * nb * W, lat_h.data(), lat_g.data());
-    op.linear(2 * nb, W, W, lat_g.data(), P("latent_mlp.fc2.w"), P("latent_mlp.fc2.b"),
-              lat_out.data());
-    op.fill_masked_rows(nb, W, u_learned.data(), P("u_start"), lat_out.data());
-    op.fill_masked_rows(nb, W, v_learned.data(), P("v_start"), lat_out.data() + nb * W);
-    op.gather_rows(nb, W, P("pos_emb"), pos_p.data(), pe_p.data());
-    op.gather_rows(nb, W, P("pos_emb"), pos_q.data(), pe_q.data());
-    op.copy_strided(nb, W, lat_out.data(), W, concat.data(), 4 * W, false);
-    op.copy_strided(nb, W, lat_out.data() + nb * W, W, concat.data() + W, 4 * W, false);
-    op.copy_strided(nb, W, pe_p.data(), W, concat.data() + 2 * W, 4 * W, false);
-    op.copy_strided(nb, W, pe_q.data(), W, concat.data() + 3 * W, 4 * W, false);
-    op.linear(nb, 4 * W, W, concat.data(), P("in_proj.w"), P("in_proj.b"), x.data());
+    op.gather_rows(nb, Dl, k == 0 ? codebook : up_lat, u_index.data(),
+                   lat_in);
+    op.gather_rows(nb, Dl, codebook, v_index.data(), lat_in + nb * Dl);
+    op.linear(2 * nb, Dl, W, lat_in, P("latent_mlp.fc1.w"), P("latent_mlp.fc1.b"),
+              lat_h);
+    op.gelu(2 * nb * W, lat_h, lat_g);
+    op.linear(2 * nb, W, W, lat_g, P("latent_mlp.fc2.w"), P("latent_mlp.fc2.b"),
+              lat_out);
+    op.fill_masked_rows(nb, W, u_learned.data(), P("u_start"), lat_out);
+    op.fill_masked_rows(nb, W, v_learned.data(), P("v_start"), lat_out + nb * W);
+    op.gather_rows(nb, W, P("pos_emb"), pos_p.data(), pe_p);
+    op.gather_rows(nb, W, P("pos_emb"), pos_q.data(), pe_q);
+    op.copy_strided(nb, W, lat_out, W, concat, 4 * W, false);
+    op.copy_strided(nb, W, lat_out + nb * W, W, concat + W, 4 * W, false);
+    op.copy_strided(nb, W, pe_p, W, concat + 2 * W, 4 * W, false);
+    op.copy_strided(nb, W, pe_q, W, concat + 3 * W, 4 * W, false);
+    op.linear(nb, 4 * W, W, concat, P("in_proj.w"), P("in_proj.b"), x);
     if (guided) {
-      op.copy_strided(nb, W, x.data(), W, x.data() + nb * W, W, false);
+      op.copy_strided(nb, W, x, W, x + nb * W, W, false);
       std::copy(pos_p.begin(), pos_p.begin() + nb, pos_p.begin() + nb);
       std::copy(pos_q.begin(), pos_q.begin() + nb, pos_q.begin() + nb);
     }
-    if (s == 0) op.copy_strided(R, W, c_emb.data(), W, x.data(), int64_t(m) * W, false);
+    if (s == 0) op.copy_strided(R, W, c_emb, W, x, int64_t(m) * W, false);
 
     // Slot t sees every slot before its block and its own block: [0, t1); the class token
     // sees only itself.
     for (int j = 0; j < m; j++) visible[j] = t0 + j == 0 ? 1 : t1;
 
     for (int l = 0; l < depth; l++) {
-      const Real* a = ada.data() + int64_t(l) * R * 6 * W;  // (R, 6W)
-      Real* kc = k_cache.data() + l * layer_cache;          // (R, T, W)
-      Real* vc = v_cache.data() + l * layer_cache;          // (R, T, W)
-      op.layernorm(n, W, x.data(), xn.data(), mean.data(), rstd.data());
-      op.modulate(R, m, W, xn.data(), a, a + W, 6 * W, h.data());
-      op.linear(n, W, 3 * W, h.data(), P(layer_param(l, "qkv.w")), P(layer_param(l, "qkv.b")),
-                qkv.data());
+      const Real* a = ada + int64_t(l) * R * 6 * W;  // (R, 6W)
+      Real* kc = k_cache + l * layer_cache;          // (R, T, W)
+      Real* vc = v_cache + l * layer_cache;          // (R, T, W)
+      op.layernorm(n, W, x, xn, mean, rstd);
+      op.modulate(R, m, W, xn, a, a + W, 6 * W, h);
+      op.linear(n, W, 3 * W, h, P(layer_param(l, "qkv.w")), P(layer_param(l, "qkv.b")),
+                qkv);
       const Real* mix = l < c.rope_mix_layers ? P(layer_param(l, "rope_mix")) : nullptr;
-      op.rope(n, H, hd, qkv.data(), 3 * W, P("rope_angles"), pos_p.data(), pos_p.data(), nullptr,
-              qr.data());
-      op.rope(n, H, hd, qkv.data() + W, 3 * W, P("rope_angles"), pos_p.data(), pos_q.data(), mix,
-              kr.data());
+      op.rope(n, H, hd, qkv, 3 * W, P("rope_angles"), pos_p.data(), pos_p.data(), nullptr,
+              qr);
+      op.rope(n, H, hd, qkv + W, 3 * W, P("rope_angles"), pos_p.data(), pos_q.data(), mix,
+              kr);
       for (int r = 0; r < R; r++) {
-        op.copy_strided(m, W, kr.data() + int64_t(r) * m * W, W, kc + (int64_t(r) * T + t0) * W,
+        op.copy_strided(m, W, kr + int64_t(r) * m * W, W, kc + (int64_t(r) * T + t0) * W,
                         W, false);
-        op.copy_strided(m, W, qkv.data() + int64_t(r) * m * 3 * W + 2 * W, 3 * W,
+        op.copy_strided(m, W, qkv + int64_t(r) * m * 3 * W + 2 * W, 3 * W,
                         vc + (int64_t(r) * T + t0) * W, W, false);
       }
-      op.attention_cached(R, m, H, hd, qr.data(), kc, vc, int64_t(T) * W, visible.data(),
-                          att.data());
-      op.linear(n, W, W, att.data(), P(layer_param(l, "attn_out.w")),
-                P(layer_param(l, "attn_out.b")), ao.data());
-      op.gated_residual(R, m, W, x.data(), a + 2 * W, 6 * W, ao.data());
-      op.layernorm(n, W, x.data(), xn.data(), mean.data(), rstd.data());
-      op.modulate(R, m, W, xn.data(), a + 3 * W, a + 4 * W, 6 * W, h.data());
-      op.linear(n, W, F, h.data(), P(layer_param(l, "fc1.w")), P(layer_param(l, "fc1.b")),
-                f1.data());
-      op.gelu(n * F, f1.data(), g.data());
-      op.linear(n, F, W, g.data(), P(layer_param(l, "fc2.w")), P(layer_param(l, "fc2.b")),
-                f2.data());
-      op.gated_residual(R, m, W, x.data(), a + 5 * W, 6 * W, f2.data());
+      op.attention_cached(R, m, H, hd, qr, kc, vc, int64_t(T) * W, visible.data(),
+                          att);
+      op.linear(n, W, W, att, P(layer_param(l, "attn_out.w")),
+                P(layer_param(l, "attn_out.b")), ao);
+      op.gated_residual(R, m, W, x, a + 2 * W, 6 * W, ao);
+      op.layernorm(n, W, x, xn, mean, rstd);
+      op.modulate(R, m, W, xn, a + 3 * W, a + 4 * W, 6 * W, h);
+      op.linear(n, W, F, h, P(layer_param(l, "fc1.w")), P(layer_param(l, "fc1.b")),
+                f1);
+      op.gelu(n * F, f1, g);
+      op.linear(n, F, W, g, P(layer_param(l, "fc2.w")), P(layer_param(l, "fc2.b")),
+                f2);
+      op.gated_residual(R, m, W, x, a + 5 * W, 6 * W, f2);
     }
-    op.layernorm(n, W, x.data(), xn.data(), mean.data(), rstd.data());
-    op.modulate(R, m, W, xn.data(), head_ada.data(), head_ada.data() + W, 2 * W, h.data());
-    op.linear(n, W, K, h.data(), P("head.w"), P("head.b"), logits.data());
+    op.layernorm(n, W, x, xn, mean, rstd);
+    op.modulate(R, m, W, xn, head_ada, head_ada + W, 2 * W, h);
+    op.linear(n, W, K, h, P("head.w"), P("head.b"), logits);
     out.forward_passes++;
 
     // Draw every slot of the block (the class token's row is drawn too and ignored).
     const float w = s < req.guidance_start ? 0.0f : req.guidance;
-    op.sample_tokens(nb, K, logits.data(), guided ? logits.data() + nb * K : nullptr, w,
+    op.sample_tokens(nb, K, logits, guided ? logits + nb * K : nullptr, w,
                      req.sampling, draw_image.data(), draw_slot.data(), drawn.data(),
                      req.want_entropy ? drawn_entropy.data() : nullptr);
     for (int i = 0; i < B; i++) {
@@ -249,7 +306,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
         out.codes[at] = drawn[row];
         if (req.want_entropy) out.entropy[at] = drawn_entropy[row];
         if (req.want_logits) {
-          std::transform(logits.begin() + row * K, logits.begin() + (row + 1) * K,
+          std::transform(logits + row * K, logits + (row + 1) * K,
                          out.logits.begin() + at * K, [](Real v) { return float(v); });
         }
       }
@@ -263,9 +320,11 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   return out;
 }
 
+template class SampleWorkspace<float>;
+template class SampleWorkspace<double>;
 template SampleResult sample_images<float>(Model<float>&, const SampleRequest&,
-                                           const StepCallback&);
+                                           SampleWorkspace<float>&, const StepCallback&);
 template SampleResult sample_images<double>(Model<double>&, const SampleRequest&,
-                                            const StepCallback&);
+                                            SampleWorkspace<double>&, const StepCallback&);
 
 }  // namespace cb

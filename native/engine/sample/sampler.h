@@ -39,6 +39,19 @@ struct SampleResult {
   int forward_passes = 0;
 };
 
+// The float buffers of a sampling call (KV cache, activations of a step), kept between calls by
+// the caller so that repeated calls reuse memory already touched. Values of the model's scalar.
+template <typename Real>
+class SampleWorkspace {
+ public:
+  // At least `count` values; grows (never shrinks or clears) the arena. Throws cb::Error
+  // naming the size when the memory is not there.
+  Real* reserve(int64_t count);
+
+ private:
+  std::vector<Real> arena_;
+};
+
 // Called after each step with (step, steps).
 using StepCallback = std::function<void(int, int)>;
 
@@ -46,6 +59,6 @@ using StepCallback = std::function<void(int, int)>;
 // for an inconsistent request.
 template <typename Real>
 SampleResult sample_images(Model<Real>& model, const SampleRequest& request,
-                           const StepCallback& on_step);
+                           SampleWorkspace<Real>& workspace, const StepCallback& on_step);
 
 }  // namespace cb
