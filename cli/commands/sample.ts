@@ -11,17 +11,14 @@ import { deviceFrom, deviceOption } from "./common.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { ORDER_NAMES } from "../../src/plan/orders.ts";
 import { stepsPerScale } from "../../src/plan/blocks.ts";
-import {
-  type CheckpointInfo,
-  checkpointParams,
-  readCheckpoint,
-} from "../../src/model/checkpoint.ts";
+import { type CheckpointInfo, checkpointParams } from "../../src/model/checkpoint.ts";
 import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
 import { encodePng } from "../../src/data/png.ts";
 import { encodeNpz } from "../../src/data/npy.ts";
 import { exists } from "../../src/util/files.ts";
 import { Progress } from "../../src/util/progress.ts";
 import { deriveSeed, Rng } from "../../src/util/rng.ts";
+import { readCheckpointWithTokenizer } from "../../src/model/load.ts";
 import type { NativeModel } from "../../src/model/native_model.ts";
 import { sampleCodes, type SampledCodes, type SamplingOptions } from "../../src/sample/sampler.ts";
 import {
@@ -228,43 +225,13 @@ class OutputFolder {
   }
 }
 
-interface Loaded {
-  info: CheckpointInfo;
-  path: string;
-  tensors: Awaited<ReturnType<typeof readCheckpoint>>["tensors"];
-  tokenizer: PatchTokenizer;
-}
-
-async function loadModelAndTokenizer(values: OptionValues): Promise<Loaded> {
+async function loadModelAndTokenizer(values: OptionValues) {
   const given = stringOption(values, "model");
   const modelDir = given ?? BUNDLED_MODEL;
   if (given === undefined && !(await exists(join(modelDir, "model.safetensors")))) {
     throw new UserError(`the bundled model ${modelDir} is missing; give --model CKPT`);
   }
-  const ckpt = await readCheckpoint(modelDir);
-  const tokDir = stringOption(values, "tokenizer") ?? join(modelDir, "tokenizer");
-  if (!(await exists(join(tokDir, "tokenizer.json")))) {
-    throw new UserError(
-      values.tokenizer === undefined
-        ? `${modelDir} has no tokenizer/ folder (tokenizer.json); give --tokenizer DIR`
-        : `--tokenizer ${tokDir}: no tokenizer.json there (is it a tokenizer folder?)`,
-    );
-  }
-  const tokenizer = await PatchTokenizer.load(tokDir);
-  const info = ckpt.info;
-  if (tokenizer.config.hash !== info.tokenizerHash) {
-    throw new UserError(
-      `checkpoint from another tokenizer: ${ckpt.path} was trained with tokenizer hash ` +
-        `${info.tokenizerHash} but ${tokDir} has hash ${tokenizer.config.hash}`,
-    );
-  }
-  if (tokenizer.config.codes !== info.config.vocab || tokenizer.dim !== info.config.latentDim) {
-    throw new UserError(
-      `${tokDir} has ${tokenizer.config.codes} codes of ${tokenizer.dim} values but ${ckpt.path} ` +
-        `needs ${info.config.vocab} of ${info.config.latentDim}`,
-    );
-  }
-  return { info, path: ckpt.path, tensors: ckpt.tensors, tokenizer };
+  return await readCheckpointWithTokenizer(modelDir, stringOption(values, "tokenizer"));
 }
 
 const pngFile = (r: { rgb: Uint8Array; width: number; height: number }) =>

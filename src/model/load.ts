@@ -36,7 +36,7 @@ export async function readCheckpointWithTokenizer(
     throw new UserError(
       tokenizerDir === undefined
         ? `${dir} has no ${CHECKPOINT_TOKENIZER_DIR}/ folder (tokenizer.json); give --tokenizer DIR`
-        : `${tokDir}: no tokenizer.json there (is it a tokenizer folder?)`,
+        : `--tokenizer ${tokDir}: no tokenizer.json there (is it a tokenizer folder?)`,
     );
   }
   const tokenizer = await PatchTokenizer.load(tokDir);
