@@ -7,6 +7,7 @@
 #include "../error.h"
 #include "model_ops_cpu.h"
 #include "parallel.h"
+#include "vector_math.h"
 #include "sgemm.h"
 
 namespace cb {
@@ -41,8 +42,6 @@ void column_sums(int64_t n, int out, const float* dy, float* db) {
   });
 }
 
-constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
-constexpr float kGeluA = 0.044715f;
 
 }  // namespace
 
@@ -74,26 +73,12 @@ void CpuModelOps::linear_backward(int64_t n, int in, int out, const float* x, co
 // 1 + tanh(u) = 2 sigmoid(2u) and 1 - tanh(u)^2 = 4 e / (1 + e)^2 with e = exp(-2|u|): no
 // cancellation anywhere, so these are accurate to a few ulps even where tanh(u) is near +-1.
 void CpuModelOps::gelu(int64_t count, const float* x, float* y) {
-  parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {
-      const float xi = x[i];
-      const float u = kGeluC * (xi + kGeluA * xi * xi * xi);
-      y[i] = xi / (1.0f + std::exp(-2.0f * u));  // 0.5 x (1 + tanh u)
-    }
-  });
+  parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) { gelu_span(x + i0, y + i0, i1 - i0); });
 }
 
 void CpuModelOps::gelu_backward(int64_t count, const float* x, const float* dy, float* dx) {
   parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {
-      const float xi = x[i];
-      const float u = kGeluC * (xi + kGeluA * xi * xi * xi);
-      const float du = kGeluC * (1.0f + 3.0f * kGeluA * xi * xi);
-      const float e = std::exp(-2.0f * std::fabs(u)), inv = 1.0f / (1.0f + e);
-      const float half_1p_tanh = u >= 0.0f ? inv : e * inv;  // 0.5 (1 + tanh u)
-      const float half_1m_tanh2 = 2.0f * e * inv * inv;      // 0.5 (1 - tanh^2 u)
-      dx[i] = dy[i] * (half_1p_tanh + xi * half_1m_tanh2 * du);
-    }
+    gelu_backward_span(x + i0, dy + i0, dx + i0, i1 - i0);
   });
 }
 

@@ -31,6 +31,7 @@
 #include "model_ops_cpu.h"
 #include "parallel.h"
 #include "sgemm.h"
+#include "vector_math.h"
 
 #ifdef CB_HAVE_OPENBLAS
 #include <cblas.h>
@@ -153,8 +154,7 @@ void CpuModelOps::attention(int B, int T, int H, int hd, const float* q, const f
         float* s = S + (int64_t)i * vis;  // (vis)
         float mx = s[0];
         for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
-        float sum = 0.0f;
-        for (int j = 0; j < vis; j++) sum += (s[j] = std::exp(s[j] - mx));
+        const float sum = exp_shifted(s, vis, mx);
         const float inv = 1.0f / sum;
         for (int j = 0; j < vis; j++) s[j] *= inv;
         lb[r.t0 + i] = mx + std::log(sum);
@@ -206,7 +206,7 @@ void CpuModelOps::attention_backward(int B, int T, int H, int hd, const float* q
       for (int i = 0; i < m; i++) {
         float* p = P + (int64_t)i * vis;  // (vis)
         const float l = lb[r.t0 + i];
-        for (int j = 0; j < vis; j++) p[j] = std::exp(p[j] - l);
+        exp_shifted(p, vis, l);
       }
       cpu_sgemm(true, false, vis, hd, m, 1.0f, P, vis, dor, (int)C, 1.0f, dvb, (int)C);
       cpu_sgemm(false, true, m, vis, hd, 1.0f, dor, (int)C, vb, (int)C, 0.0f, dP, vis);
@@ -252,8 +252,7 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
         float* s = S + (int64_t)i * vis;  // (vis)
         float mx = s[0];
         for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
-        float sum = 0.0f;
-        for (int j = 0; j < vis; j++) sum += (s[j] = std::exp(s[j] - mx));
+        const float sum = exp_shifted(s, vis, mx);
         const float inv = 1.0f / sum;
         for (int j = 0; j < vis; j++) s[j] *= inv;
       }

@@ -1,0 +1,47 @@
+#include "vector_math.h"
+
+#include <cmath>
+
+namespace cb {
+namespace {
+
+constexpr float kGeluC = 0.7978845608028654f;  // sqrt(2/pi)
+constexpr float kGeluA = 0.044715f;
+
+}  // namespace
+
+// One copy per instruction set; the exp loop vectorises, the sum stays in index order.
+#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
+#define CB_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#else
+#define CB_VECTOR_CLONES
+#endif
+
+CB_VECTOR_CLONES float exp_shifted(float* s, int64_t n, float shift) {
+  for (int64_t j = 0; j < n; j++) s[j] = exp_approx(s[j] - shift);
+  float sum = 0.0f;
+  for (int64_t j = 0; j < n; j++) sum += s[j];
+  return sum;
+}
+
+CB_VECTOR_CLONES void gelu_span(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float xi = x[i];
+    const float u = kGeluC * (xi + kGeluA * xi * xi * xi);
+    y[i] = xi / (1.0f + exp_approx(-2.0f * u));  // 0.5 x (1 + tanh u)
+  }
+}
+
+CB_VECTOR_CLONES void gelu_backward_span(const float* x, const float* dy, float* dx, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float xi = x[i];
+    const float u = kGeluC * (xi + kGeluA * xi * xi * xi);
+    const float du = kGeluC * (1.0f + 3.0f * kGeluA * xi * xi);
+    const float e = exp_approx(-2.0f * std::fabs(u)), inv = 1.0f / (1.0f + e);
+    const float half_1p_tanh = u >= 0.0f ? inv : e * inv;  // 0.5 (1 + tanh u)
+    const float half_1m_tanh2 = 2.0f * e * inv * inv;      // 0.5 (1 - tanh^2 u)
+    dx[i] = dy[i] * (half_1p_tanh + xi * half_1m_tanh2 * du);
+  }
+}
+
+}  // namespace cb
