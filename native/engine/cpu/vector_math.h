@@ -13,7 +13,8 @@ namespace cb {
 // 2^n exp(r) with n = round(x / ln 2), |r| <= ln2 / 2 and a degree-7 polynomial for exp(r)
 // (Cephes' expf coefficients). Relative error below 2e-7.
 inline float exp_approx(float x) {
-  x = x < -87.0f ? -87.0f : (x > 88.0f ? 88.0f : x);
+  x = x > -87.0f ? x : -87.0f;  // written as max/min so that it compiles to maxps/minps
+  x = x < 88.0f ? x : 88.0f;
   // Round to nearest by adding and subtracting 1.5 * 2^23 (exact in round-to-nearest mode).
   const float n = (x * 1.44269504088896341f + 12582912.0f) - 12582912.0f;
   float r = x - n * 0.693359375f;  // ln 2 split in two for an exact first product
