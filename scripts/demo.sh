@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
-# The main job on the bundled default: fit a patch-VQ tokenizer on MNIST, encode
-# the dataset into ratio-2 token shards, and write a reconstruction grid PNG.
+# The main job on the bundled default: sample a grid of MNIST digits of every class with the
+# bundled model (models/mnist-tiny, the `tiny` preset trained by this tool: see
+# scripts/train-bundled-model.sh), 13 steps per image (P = 4 on scales 1, 2, 4, 8).
+# Writes out/demo/grid.png (one row per class) and out/demo/samples.npz.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 out=${1:-out/demo}
 cb() { .tools/bin/deno run -A cli/main.ts "$@"; }
 cb info
-cb tokenizer fit --dataset mnist --patch 4 --codes 512 --out "$out/tokenizer"
-cb data --tokenizer "$out/tokenizer" --ratio 2 --out "$out/shards" --force
-cb tokenizer recon --tokenizer "$out/tokenizer" --count 16 --out "$out/recon.png"
-echo "demo: reconstruction grid in $out/recon.png, token shards in $out/shards"
+cb sample --classes all --per-class 10 --steps-per-scale 4 --out "$out"
+echo "demo: digits of every class in $out/grid.png, the images in $out/samples.npz"
