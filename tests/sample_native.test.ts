@@ -136,6 +136,7 @@ for (const ratio of RATIO_NAMES) {
         }
         worst = Math.max(worst, diff / size);
       }
+      console.log(`worst relative logit difference ${worst.toExponential(2)}`);
       assert.ok(worst <= 1e-4, `worst relative logit difference ${worst.toExponential(2)}`);
       model.dispose();
     });
