@@ -17,7 +17,7 @@ const commonOptions: Command["options"] = {
     description: "cpu threads, OpenBLAS's included (default: one per core)",
   },
   repeats: { type: "string", valueName: "N", default: "3", description: "timed repeats" },
-  json: { type: "boolean", description: "print one JSON line per measurement" },
+  json: { type: "boolean", description: "print the results as one JSON line" },
 };
 
 async function setup(values: OptionValues) {
@@ -53,12 +53,11 @@ const train: Command = {
     const batch = intOption(values, "batch", { min: 1, max: 4096 }) ?? 8;
     const steps = intOption(values, "steps-per-scale", { min: 1, max: 1 << 20 }) ?? 4;
     const { benchTrain } = await import("../../src/bench/train_bench.ts");
+    const results = [];
     for (const name of (stringOption(values, "models") ?? "tiny,S").split(",").map(presetName)) {
       const r = await benchTrain(name, device, batch, repeats, steps);
-      if (values.json) {
-        console.log(JSON.stringify(r));
-        continue;
-      }
+      results.push(r);
+      if (values.json) continue;
       console.log(
         `train ${name.padEnd(4)} on ${device}: batch ${batch} x ${r.slots} slots, ` +
           `${(r.params / 1e6).toFixed(1)}M params: ${r.stepSeconds.toFixed(3)} s/step, ` +
@@ -66,6 +65,7 @@ const train: Command = {
           `${(100 * r.fractionOfSgemm).toFixed(0)}% of sgemm (${r.sgemmGflops.toFixed(1)} GFLOP/s)`,
       );
     }
+    if (values.json) console.log(JSON.stringify({ bench: "train", device, results }));
   },
 };
 
@@ -123,25 +123,12 @@ async function runSample(values: OptionValues) {
   const batches = intListOption(values, "batches", { min: 1 }) ?? [1, 16];
   const c = model.config;
   const stepsTotal = totalSteps(c.scales, steps);
+  const points = [];
   try {
     for (const batch of batches) {
       const r = await benchSamplePoint(model, codebook, options, batch, repeats);
-      const record = {
-        bench: "sample",
-        model: name,
-        device,
-        params: model.paramCount,
-        scales: c.scales,
-        stepsPerScale: steps,
-        totalSteps: stepsTotal,
-        cfg: options.guidance,
-        repeats,
-        ...r,
-      };
-      if (values.json) {
-        console.log(JSON.stringify(record));
-        continue;
-      }
+      points.push(r);
+      if (values.json) continue;
       const ms = (s: number) => `${(1000 * s).toFixed(1)} ms`;
       console.log(
         `sample ${name} on ${device}: scales ${c.scales.join(",")}, ${stepsTotal} steps, ` +
@@ -151,6 +138,21 @@ async function runSample(values: OptionValues) {
           `${r.modelGflops.toFixed(1)} GFLOP/s = ${(100 * r.fractionOfSgemm).toFixed(0)}% of ` +
           `sgemm on the same shapes (${r.sgemmGflops.toFixed(1)} GFLOP/s)`,
       );
+    }
+    if (values.json) {
+      console.log(JSON.stringify({
+        bench: "sample",
+        model: name,
+        device,
+        params: model.paramCount,
+        scales: c.scales,
+        stepsPerScale: steps,
+        totalSteps: stepsTotal,
+        cfg: options.guidance,
+        cfgStart: options.guidanceStart,
+        repeats,
+        points,
+      }));
     }
   } finally {
     model.dispose();

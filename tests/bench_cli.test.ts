@@ -1,0 +1,35 @@
+/**
+ * `checkerboard bench`: the sampling benchmark's JSON line holds a measured point per batch
+ * size, with its FLOP rate beside sgemm's; bad options are usage errors.
+ */
+import assert from "node:assert/strict";
+import { expectOneLineError, runCli } from "./helpers.ts";
+
+Deno.test("bench sample --json prints one line with a point per batch size", async () => {
+  const r = await runCli([
+    "bench", "sample", "--model", "tiny", "--batches", "1,3", "--repeats", "1",
+    "--steps-per-scale", "2", "--device", "cpu", "--json",
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n");
+  assert.equal(lines.length, 1);
+  const j = JSON.parse(lines[0]);
+  assert.equal(j.bench, "sample");
+  assert.deepEqual(j.scales, [1, 2, 4, 8]);
+  assert.equal(j.totalSteps, 1 + 2 + 2 + 2); // P = 2 clamped to 1 on the 1x1 scale
+  assert.deepEqual(j.points.map((p: { batch: number }) => p.batch), [1, 3]);
+  for (const p of j.points) {
+    assert.ok(p.secondsPerImage > 0 && p.minSecondsPerImage <= p.maxSecondsPerImage);
+    assert.ok(p.modelGflops > 0 && p.sgemmGflops > 0);
+    assert.ok(Math.abs(p.fractionOfSgemm - p.modelGflops / p.sgemmGflops) < 1e-9);
+    assert.ok(Math.abs(p.slotsPerSec * p.secondsPerImage - 85) < 1e-6); // 1 + 4 + 16 + 64 tokens
+  }
+});
+
+Deno.test("bench: unknown presets and subcommands are usage errors", async () => {
+  await expectOneLineError(["bench", "train", "--models", "XL"], /unknown preset 'XL'/);
+  await expectOneLineError(["bench", "sample", "--batches", "0"], /--batches must be at least 1/);
+  const r = await runCli(["bench", "--help"]);
+  assert.equal(r.code, 0);
+  assert.match(r.stdout, /train .*\n.*sample .*\n.*all /);
+});
