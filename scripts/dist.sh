@@ -51,7 +51,7 @@ echo "dist: staging in $stage"
 cp "$deno_bin" "$stage/deno"
 chmod 755 "$stage/deno"
 cp -R cli src "$app/"
-if [[ -d models ]]; then cp -R models "$app/"; else echo "dist: note: no models/ folder to bundle"; fi
+if [[ -d models ]]; then cp -R models "$app/"; else echo "dist: warning: no models/ folder: 'sample' will need --model" >&2; fi
 cp deno.json package.json "$app/"
 cp "$addon" "$app/$addon"
 "$deno" run -A --no-config scripts/dist-packages.ts "$app/node_modules"
