@@ -129,6 +129,23 @@ export function addonPath(): string {
 
 let loaded: Addon | undefined;
 
+/**
+ * OpenBLAS's idle worker threads spin (sched_yield) for about 2^28 cycles after each call
+ * before they sleep; between matrix products the engine runs its own threads (attention,
+ * elementwise ops), which then share the cores with spinning workers. A timeout of 2^4 cycles
+ * puts them to sleep at once. Read once when OpenBLAS loads, so it is set before the addon
+ * loads, unless the user set it.
+ */
+function quietBlasThreads() {
+  try {
+    if (Deno.env.get("OPENBLAS_THREAD_TIMEOUT") === undefined) {
+      Deno.env.set("OPENBLAS_THREAD_TIMEOUT", "4");
+    }
+  } catch {
+    // no env permission: keep OpenBLAS's default
+  }
+}
+
 /** The raw addon, loaded on first use. Throws a UserError when it is not built. */
 export function nativeAddon(): Addon {
   if (loaded) return loaded;
@@ -141,6 +158,7 @@ export function nativeAddon(): Addon {
         `'scripts/build-addon.sh' (see the README's setup)`,
     );
   }
+  quietBlasThreads();
   try {
     loaded = createRequire(import.meta.url)(path) as Addon;
   } catch (err) {
