@@ -21,5 +21,7 @@ await writeCheckpoint(dst, model.params, { params }, loaded.info, undefined, { h
 await loaded.tokenizer.save(join(dst, CHECKPOINT_TOKENIZER_DIR));
 model.dispose();
 const size = (await Deno.stat(join(dst, "model.safetensors"))).size;
-console.log(`exported ${loaded.path} (step ${loaded.info.step}) to ${dst}: ` +
-  `model.safetensors ${(size / 1e6).toFixed(1)} MB (float16), tokenizer/`);
+console.log(
+  `exported ${loaded.path} (step ${loaded.info.step}) to ${dst}: ` +
+    `model.safetensors ${(size / 1e6).toFixed(1)} MB (float16), tokenizer/`,
+);

@@ -7,8 +7,19 @@ import { expectOneLineError, runCli } from "./helpers.ts";
 
 Deno.test("bench sample --json prints one line with a point per batch size", async () => {
   const r = await runCli([
-    "bench", "sample", "--model", "tiny", "--batches", "1,3", "--repeats", "1",
-    "--steps-per-scale", "2", "--device", "cpu", "--json",
+    "bench",
+    "sample",
+    "--model",
+    "tiny",
+    "--batches",
+    "1,3",
+    "--repeats",
+    "1",
+    "--steps-per-scale",
+    "2",
+    "--device",
+    "cpu",
+    "--json",
   ]);
   assert.equal(r.code, 0, r.stderr);
   const lines = r.stdout.trim().split("\n");

@@ -16,7 +16,17 @@ Deno.test("native engine tests pass under ctest", async () => {
   const stdout = dec.decode(out.stdout), stderr = dec.decode(out.stderr);
   assert.equal(out.code, 0, `scripts/native-test.sh failed:\n${stdout}\n${stderr}`);
   assert.match(stdout, /100% tests passed, 0 tests failed out of 8/);
-  for (const group of ["status", "cpu-ref", "cpu", "model-ops-ref", "model", "model-ops-cpu", "sampling"]) {
+  for (
+    const group of [
+      "status",
+      "cpu-ref",
+      "cpu",
+      "model-ops-ref",
+      "model",
+      "model-ops-cpu",
+      "sampling",
+    ]
+  ) {
     assert.match(stdout, new RegExp(`Test +#\\d+: ${group} \\.+ +Passed`), `ctest group ${group}`);
   }
   // The CUDA group either ran or said why it was skipped, on one line.

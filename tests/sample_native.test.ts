@@ -7,8 +7,15 @@
  */
 import assert from "node:assert/strict";
 import { NativeModel, type NativeSampleRequest } from "../src/model/native_model.ts";
-import { buildModelBatch } from "../src/train/inputs.ts";
-import { imageOrderSeed, sampleCodes, samplingLayout, type SamplingOptions } from "../src/sample/sampler.ts";
+import { buildModelBatch, scaleOffsets } from "../src/train/inputs.ts";
+import {
+  imageOrderSeed,
+  sampleCodes,
+  sampleRequest,
+  samplingLayout,
+  type SamplingOptions,
+} from "../src/sample/sampler.ts";
+import type { SlotLayout } from "../src/plan/layout.ts";
 import { ORDER_NAMES, type OrderName } from "../src/plan/orders.ts";
 import { RATIO_NAMES, scalesForRatio } from "../src/plan/scales.ts";
 import { setThreads } from "../src/engine.ts";
@@ -64,34 +71,30 @@ function requestFor(
   codebook: Float32Array,
   o: SamplingOptions,
 ): NativeSampleRequest {
-  const layouts = labels.length > 0 && o.order === "random"
+  const layouts = o.order === "random"
     ? Array.from(labels, (_, i) => samplingLayout(scales, o, i))
     : [samplingLayout(scales, o, 0)];
-  const T = layouts[0].length;
-  const posOf = new Int32Array(layouts.length * T), prevPosOf = new Int32Array(layouts.length * T);
-  layouts.forEach((l, i) => {
-    posOf.set(l.posOf, i * T);
-    prevPosOf.set(l.prevPosOf, i * T);
-  });
-  return {
-    labels,
-    imageIndex: Int32Array.from(labels, (_, i) => i),
-    blockStart: layouts[0].blockStart,
-    blockEnd: layouts[0].blockEnd,
-    blockScale: layouts[0].blockScale,
-    posOf,
-    prevPosOf,
-    codebook,
-    guidance: o.guidance,
-    guidanceStart: o.guidanceStart,
-    temperature: o.temperature,
-    topK: o.topK,
-    topP: o.topP,
-    seed: o.seed,
-    entropy: true,
-    stepCodes: false,
-    logits: true,
-  };
+  const imageIndex = Int32Array.from(labels, (_, i) => i);
+  return sampleRequest(layouts, labels, imageIndex, codebook, { ...o, entropy: true }, true);
+}
+
+/** Slot-ordered codes (B*T) of images laid out by `layoutOf(i)` back in raster order (B, L). */
+function rasterCodes(
+  slotCodes: Int32Array,
+  B: number,
+  scales: number[],
+  layoutOf: (i: number) => SlotLayout,
+): Int32Array {
+  const T = layoutOf(0).length, L = T - 1;
+  const offsets = scaleOffsets(scales);
+  const codes = new Int32Array(B * L);
+  for (let i = 0; i < B; i++) {
+    const layout = layoutOf(i);
+    for (let t = 1; t < T; t++) {
+      codes[i * L + offsets[layout.scaleOf[t]] + layout.posOf[t]] = slotCodes[i * T + t];
+    }
+  }
+  return codes;
 }
 
 for (const ratio of RATIO_NAMES) {
@@ -107,16 +110,12 @@ for (const ratio of RATIO_NAMES) {
       assert.equal(r.forwardPasses, layout0.blockCount - 1);
 
       // The sampled sequence back in raster order, then one teacher-forced forward.
-      const L = T - 1;
-      const offsets = [0];
-      for (const s of scales) offsets.push(offsets[offsets.length - 1] + s * s);
-      const codes = new Int32Array(B * L);
-      for (let i = 0; i < B; i++) {
-        const layout = order === "random" ? samplingLayout(scales, o, i) : layout0;
-        for (let t = 1; t < T; t++) {
-          codes[i * L + offsets[layout.scaleOf[t]] + layout.posOf[t]] = r.codes[i * T + t];
-        }
-      }
+      const codes = rasterCodes(
+        r.codes,
+        B,
+        scales,
+        (i) => order === "random" ? samplingLayout(scales, o, i) : layout0,
+      );
       const { batch } = buildModelBatch(codes, labels, {
         scales,
         codebook,
@@ -150,14 +149,8 @@ Deno.test("KV-cached logits also match on cpu-ref, with mixing in every layer", 
   const o = { ...BASE, steps: [1, 3, 5] };
   const r = await model.sample(requestFor(scales, labels, codebook, o));
   const layout = samplingLayout(scales, o, 0);
-  const T = layout.length, L = T - 1;
-  const codes = new Int32Array(2 * L);
-  const offsets = [0, 1, 5];
-  for (let i = 0; i < 2; i++) {
-    for (let t = 1; t < T; t++) {
-      codes[i * L + offsets[layout.scaleOf[t]] + layout.posOf[t]] = r.codes[i * T + t];
-    }
-  }
+  const T = layout.length;
+  const codes = rasterCodes(r.codes, 2, scales, () => layout);
   const { batch } = buildModelBatch(codes, labels, {
     scales,
     codebook,
@@ -247,7 +240,11 @@ Deno.test("w = 0 is plain conditional sampling; guidance changes the codes", asy
     guidance: 3,
     guidanceStart: plain.totalSteps,
   });
-  const guided = await sampleCodes(model, codebook, labels, { ...o, guidance: 3, guidanceStart: 0 });
+  const guided = await sampleCodes(model, codebook, labels, {
+    ...o,
+    guidance: 3,
+    guidanceStart: 0,
+  });
   assert.deepEqual(late.codes, plain.codes);
   assert.notDeepEqual(guided.codes, plain.codes);
   model.dispose();

@@ -29,7 +29,9 @@ async function setup(values: OptionValues) {
 
 function presetName(text: string): string {
   if (!BENCH_SETUPS[text]) {
-    throw new UsageError(`unknown preset '${text}' (one of: ${Object.keys(BENCH_SETUPS).join(", ")})`);
+    throw new UsageError(
+      `unknown preset '${text}' (one of: ${Object.keys(BENCH_SETUPS).join(", ")})`,
+    );
   }
   return text;
 }
@@ -39,9 +41,19 @@ const train: Command = {
   summary: "training tokens/s and FLOP rate against sgemm, random weights",
   usage: "bench train [--models tiny,S] [--batch N] [--steps-per-scale P] [options]",
   options: {
-    models: { type: "string", valueName: "LIST", default: "tiny,S", description: "presets: tiny, S, L" },
+    models: {
+      type: "string",
+      valueName: "LIST",
+      default: "tiny,S",
+      description: "presets: tiny, S, L",
+    },
     batch: { type: "string", valueName: "N", default: "8", description: "images per step" },
-    "steps-per-scale": { type: "string", valueName: "P", default: "4", description: "P of every scale" },
+    "steps-per-scale": {
+      type: "string",
+      valueName: "P",
+      default: "4",
+      description: "P of every scale",
+    },
     ...commonOptions,
   },
   details: [
@@ -77,11 +89,36 @@ const sampleOptions: Command["options"] = {
     description: "a checkpoint folder, or a preset with random weights",
   },
   ...ratioOptions,
-  final: { type: "string", valueName: "N", default: "16", description: "final token grid side (presets)" },
-  "steps-per-scale": { type: "string", valueName: "P", default: "4", description: "P of every scale" },
-  cfg: { type: "string", valueName: "W", default: "2", description: "guidance weight; 0 turns CFG off" },
-  "cfg-start": { type: "string", valueName: "N", default: "5", description: "unguided first steps" },
-  batches: { type: "string", valueName: "LIST", default: "1,16", description: "batch sizes to time" },
+  final: {
+    type: "string",
+    valueName: "N",
+    default: "16",
+    description: "final token grid side (presets)",
+  },
+  "steps-per-scale": {
+    type: "string",
+    valueName: "P",
+    default: "4",
+    description: "P of every scale",
+  },
+  cfg: {
+    type: "string",
+    valueName: "W",
+    default: "2",
+    description: "guidance weight; 0 turns CFG off",
+  },
+  "cfg-start": {
+    type: "string",
+    valueName: "N",
+    default: "5",
+    description: "unguided first steps",
+  },
+  batches: {
+    type: "string",
+    valueName: "LIST",
+    default: "1,16",
+    description: "batch sizes to time",
+  },
   ...commonOptions,
 };
 
@@ -92,13 +129,16 @@ async function runSample(values: OptionValues) {
   const { benchSamplePoint, randomFloats } = await import("../../src/bench/sample_bench.ts");
   const { Rng } = await import("../../src/util/rng.ts");
   const name = stringOption(values, "model") ?? "S";
-  let model, codebook: Float32Array, order: "checkerboard" | "raster" | "random" | "quadrant" = "checkerboard";
+  let model,
+    codebook: Float32Array,
+    order: "checkerboard" | "raster" | "random" | "quadrant" = "checkerboard";
   if (BENCH_SETUPS[name]) {
     const final = intOption(values, "final", { min: 1, max: 4096 }) ?? 16;
     const preset = BENCH_SETUPS[name];
-    const { scales } = name === "tiny" && values.ratio === "2" && values.scales === undefined && final === 16
-      ? { scales: [...preset.scales] } // tiny's MNIST shapes unless asked otherwise
-      : scalesFrom(values, final);
+    const { scales } =
+      name === "tiny" && values.ratio === "2" && values.scales === undefined && final === 16
+        ? { scales: [...preset.scales] } // tiny's MNIST shapes unless asked otherwise
+        : scalesFrom(values, final);
     const config = buildModelConfig({ ...preset, scales });
     model = NativeModel.create(config, device, 0);
     codebook = randomFloats(config.vocab * config.latentDim, new Rng(3));

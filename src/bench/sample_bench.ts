@@ -71,7 +71,14 @@ export function samplingSgemmRate(
   let flops = 0, seconds = 0;
   for (const [rows, count] of rowsOfStep) {
     for (const [k, n] of shapes) {
-      const args = { m: rows, n, k, a: a.subarray(0, rows * k), b: b.subarray(0, k * n), c: out.subarray(0, rows * n) };
+      const args = {
+        m: rows,
+        n,
+        k,
+        a: a.subarray(0, rows * k),
+        b: b.subarray(0, k * n),
+        c: out.subarray(0, rows * n),
+      };
       gemm(model.device === "cuda" ? "cuda" : "cpu", args); // warm-up
       const times: number[] = [];
       for (let r = 0; r < repeats; r++) {

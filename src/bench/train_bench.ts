@@ -131,4 +131,3 @@ export async function benchTrain(
     model.dispose();
   }
 }
-

@@ -83,7 +83,12 @@ export function samplingLayout(
   );
 }
 
-function checkOptions(model: NativeModel, codebook: Float32Array, labels: Int32Array, o: SamplingOptions) {
+function checkOptions(
+  model: NativeModel,
+  codebook: Float32Array,
+  labels: Int32Array,
+  o: SamplingOptions,
+) {
   const c = model.config;
   if (codebook.length !== c.vocab * c.latentDim) {
     throw new UserError(
@@ -110,6 +115,45 @@ function checkOptions(model: NativeModel, codebook: Float32Array, labels: Int32A
   if (!(Number.isInteger(o.batch) && o.batch >= 1)) {
     throw new UserError(`batch must be a positive integer, got ${o.batch}`);
   }
+}
+
+/**
+ * The native request for images `labels` with random keys `imageIndex`: `layouts` holds one
+ * layout shared by all of them, or one per image (the random order).
+ */
+export function sampleRequest(
+  layouts: readonly SlotLayout[],
+  labels: Int32Array, // (B)
+  imageIndex: Int32Array, // (B)
+  codebook: Float32Array, // (K, latentDim)
+  o: SamplingOptions,
+  wantLogits = false,
+): NativeSampleRequest {
+  const T = layouts[0].length;
+  const posOf = new Int32Array(layouts.length * T), prevPosOf = new Int32Array(layouts.length * T);
+  layouts.forEach((l, i) => {
+    posOf.set(l.posOf, i * T);
+    prevPosOf.set(l.prevPosOf, i * T);
+  });
+  return {
+    labels,
+    imageIndex,
+    blockStart: layouts[0].blockStart,
+    blockEnd: layouts[0].blockEnd,
+    blockScale: layouts[0].blockScale,
+    posOf,
+    prevPosOf,
+    codebook,
+    guidance: o.guidance,
+    guidanceStart: o.guidanceStart,
+    temperature: o.temperature,
+    topK: o.topK,
+    topP: o.topP,
+    seed: o.seed,
+    entropy: !!o.entropy,
+    stepCodes: !!o.stepCodes,
+    logits: wantLogits,
+  };
 }
 
 /**
@@ -148,30 +192,13 @@ export async function sampleCodes(
     const layouts = o.order === "random"
       ? Array.from({ length: B }, (_, i) => samplingLayout(scales, o, base + first + i))
       : [shared];
-    const posOf = new Int32Array(layouts.length * T), prevPosOf = new Int32Array(layouts.length * T);
-    layouts.forEach((l, i) => {
-      posOf.set(l.posOf, i * T);
-      prevPosOf.set(l.prevPosOf, i * T);
-    });
-    const request: NativeSampleRequest = {
-      labels: labels.subarray(first, first + B),
-      imageIndex: Int32Array.from({ length: B }, (_, i) => base + first + i),
-      blockStart: shared.blockStart,
-      blockEnd: shared.blockEnd,
-      blockScale: shared.blockScale,
-      posOf,
-      prevPosOf,
+    const request = sampleRequest(
+      layouts,
+      labels.subarray(first, first + B),
+      Int32Array.from({ length: B }, (_, i) => base + first + i),
       codebook,
-      guidance: o.guidance,
-      guidanceStart: o.guidanceStart,
-      temperature: o.temperature,
-      topK: o.topK,
-      topP: o.topP,
-      seed: o.seed,
-      entropy: !!o.entropy,
-      stepCodes: !!o.stepCodes,
-      logits: false,
-    };
+      o,
+    );
     const t0 = performance.now();
     const r = await model.sample(request, (step) => onProgress?.(first, step + 1, steps));
     out.seconds += (performance.now() - t0) / 1000;

@@ -120,6 +120,23 @@ double pair_work(const std::vector<Run>& runs, int hd) {
   return w;
 }
 
+// One run of m queries against their vis keys: S = scale Q K^T, P = softmax(S) (lse saved when
+// not null), O = P V. q, o: (m, hd) at stride C; k, v: (vis, hd) at stride C; S: (m, vis).
+void attend_run(int m, int vis, int hd, float scale, const float* q, const float* k,
+                const float* v, int64_t C, float* S, float* o, float* lse) {
+  cpu_sgemm(false, true, m, vis, hd, scale, q, (int)C, k, (int)C, 0.0f, S, vis);
+  for (int i = 0; i < m; i++) {
+    float* s = S + (int64_t)i * vis;  // (vis)
+    float mx = s[0];
+    for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
+    const float sum = exp_shifted(s, vis, mx);
+    const float inv = 1.0f / sum;
+    for (int j = 0; j < vis; j++) s[j] *= inv;
+    if (lse != nullptr) lse[i] = mx + std::log(sum);
+  }
+  cpu_sgemm(false, false, m, hd, vis, 1.0f, S, vis, v, (int)C, 0.0f, o, (int)C);
+}
+
 }  // namespace
 
 void CpuModelOps::attention(int B, int T, int H, int hd, const float* q, const float* k,
@@ -149,17 +166,7 @@ void CpuModelOps::attention(int B, int T, int H, int hd, const float* q, const f
         }
         continue;
       }
-      cpu_sgemm(false, true, m, vis, hd, scale, qb + r.t0 * C, (int)C, kb, (int)C, 0.0f, S, vis);
-      for (int i = 0; i < m; i++) {
-        float* s = S + (int64_t)i * vis;  // (vis)
-        float mx = s[0];
-        for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
-        const float sum = exp_shifted(s, vis, mx);
-        const float inv = 1.0f / sum;
-        for (int j = 0; j < vis; j++) s[j] *= inv;
-        lb[r.t0 + i] = mx + std::log(sum);
-      }
-      cpu_sgemm(false, false, m, hd, vis, 1.0f, S, vis, vb, (int)C, 0.0f, ob + r.t0 * C, (int)C);
+      attend_run(m, vis, hd, scale, qb + r.t0 * C, kb, vb, C, S, ob + r.t0 * C, lb + r.t0);
     }
   });
 }
@@ -247,16 +254,7 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
     for (const Run& r : runs) {
       const int m = r.t1 - r.t0, vis = r.vis;
       CB_CHECK(vis >= 1, "attention_cached: a query sees no key");
-      cpu_sgemm(false, true, m, vis, hd, scale, qb + r.t0 * C, (int)C, kb, (int)C, 0.0f, S, vis);
-      for (int i = 0; i < m; i++) {
-        float* s = S + (int64_t)i * vis;  // (vis)
-        float mx = s[0];
-        for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
-        const float sum = exp_shifted(s, vis, mx);
-        const float inv = 1.0f / sum;
-        for (int j = 0; j < vis; j++) s[j] *= inv;
-      }
-      cpu_sgemm(false, false, m, hd, vis, 1.0f, S, vis, vb, (int)C, 0.0f, ob + r.t0 * C, (int)C);
+      attend_run(m, vis, hd, scale, qb + r.t0 * C, kb, vb, C, S, ob + r.t0 * C, nullptr);
     }
   });
 }
