@@ -28,6 +28,7 @@ namespace cb {
 class CpuModelOps final : public ModelOps<float> {
  public:
   const char* name() const override { return "cpu"; }
+  DeviceMemory& memory() override { return host_memory(); }
 
   void linear(int64_t n, int in, int out, const float* x, const float* w, const float* b,
               float* y) override;

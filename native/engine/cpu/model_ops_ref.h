@@ -22,6 +22,7 @@ template <typename Real>
 class RefModelOps final : public ModelOps<Real> {
  public:
   const char* name() const override { return "cpu-ref"; }
+  DeviceMemory& memory() override { return host_memory(); }
 
   // ---- dense ----------------------------------------------------------------------------
 

@@ -8,12 +8,14 @@
 // - Backward ops OVERWRITE activation gradients (dx) and ACCUMULATE (+=) parameter gradients
 //   (dw, db, dtable, ...). zero_grad happens outside the ops.
 // - Batched rows are (B, T) = batch x slots flattened to n = B * T, slot fastest.
-// - Nothing here allocates; scratch comes from the caller.
+// - Nothing here allocates; scratch comes from the caller. Every pointer, integer arrays
+//   included, points into memory() (host memory for cpu-ref and cpu, the GPU's for cuda).
 #pragma once
 
 #include <cstdint>
 
 #include "../sample/token_sampling.h"
+#include "device_memory.h"
 
 namespace cb {
 
@@ -26,6 +28,8 @@ class ModelOps {
  public:
   virtual ~ModelOps() = default;
   virtual const char* name() const = 0;
+  // Where every pointer passed to these ops lives (parameters, activations, integer inputs).
+  virtual DeviceMemory& memory() = 0;
 
   // ---- dense ----------------------------------------------------------------------------
   // y (n, out) = x (n, in) . w^T (w: (out, in)) + b (out); b may be null.

@@ -1,0 +1,1 @@
+// memory.cu: see model_ops_cuda.h (being written).

@@ -1,0 +1,1 @@
+// model_embed.cu: see model_ops_cuda.h (being written).

@@ -1,0 +1,1 @@
+// model_loss.cu: see model_ops_cuda.h (being written).
