@@ -233,12 +233,12 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
             out.Set("loss", Napi::Number::New(env, result->loss));
             out.Set("tokens", Napi::Number::New(env, (double)result->tokens));
             Napi::Float32Array rows = Napi::Float32Array::New(env, n);
-            std::memcpy(rows.Data(), model.loss_rows(), n * sizeof(float));
+            model.read_loss_rows(rows.Data());
             out.Set("lossRows", rows);
             if (want_logits) {
               const int64_t count = n * model.config().vocab;
               Napi::Float32Array logits = Napi::Float32Array::New(env, count);
-              std::memcpy(logits.Data(), model.logits(), count * sizeof(float));
+              model.read_logits(logits.Data());
               out.Set("logits", logits);
             }
             return out;
@@ -288,7 +288,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       ModelF& model = ready();
       const cb::ParamEntry& e = model.layout().find(string_arg(info, 0, "name"));
       Napi::Float32Array out = Napi::Float32Array::New(info.Env(), e.size);
-      std::memcpy(out.Data(), model.params() + e.offset, e.size * sizeof(float));
+      model.read_state("params", out.Data(), e.offset, e.size);
       return out;
     });
   }
@@ -302,26 +302,17 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       CB_CHECK((int64_t)values.ElementLength() == e.size,
                "setParam('" + name + "'): expected " + std::to_string(e.size) + " values, got " +
                    std::to_string(values.ElementLength()));
-      std::memcpy(model.params() + e.offset, values.Data(), e.size * sizeof(float));
+      model.write_state("params", values.Data(), e.offset, e.size);
       return info.Env().Undefined();
     });
-  }
-
-  float* state_buffer(ModelF& model, const std::string& which, bool writable) {
-    if (which == "params") return model.params();
-    if (which == "adamM") return model.adam_m();
-    if (which == "adamV") return model.adam_v();
-    if (which == "grads" && !writable) return model.grads();
-    CB_FAIL("unknown state '" + which + "' (params, grads, adamM, adamV; grads is read-only)");
   }
 
   Napi::Value get_state(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
-      const float* src = state_buffer(model, string_arg(info, 0, "which"), false);
       const int64_t total = model.layout().total();
       Napi::Float32Array out = Napi::Float32Array::New(info.Env(), total);
-      std::memcpy(out.Data(), src, total * sizeof(float));
+      model.read_state(string_arg(info, 0, "which"), out.Data(), 0, total);
       return out;
     });
   }
@@ -329,13 +320,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value set_state(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
-      float* dst = state_buffer(model, string_arg(info, 0, "which"), true);
+      const std::string which = string_arg(info, 0, "which");
       Napi::Float32Array values = float32_arg(info, 1, "values");
       const int64_t total = model.layout().total();
       CB_CHECK((int64_t)values.ElementLength() == total,
                "setState: expected " + std::to_string(total) + " values, got " +
                    std::to_string(values.ElementLength()));
-      std::memcpy(dst, values.Data(), total * sizeof(float));
+      CB_CHECK(which != "grads", "unknown state '" + which +
+                                     "' (params, adamM, adamV; grads is read-only)");
+      model.write_state(which, values.Data(), 0, total);
       return info.Env().Undefined();
     });
   }

@@ -2,7 +2,11 @@
 
 #include "../cpu/model_ops_cpu.h"
 #include "../cpu/model_ops_ref.h"
+#include "../cuda/cuda.h"
 #include "../error.h"
+#if defined(CB_HAVE_CUDA) && defined(CB_CUDA_MODEL_OPS)
+#include "../cuda/model_ops_cuda.h"
+#endif
 
 namespace cb {
 
@@ -10,8 +14,18 @@ template <>
 std::unique_ptr<ModelOps<float>> make_model_ops<float>(const std::string& name) {
   if (name == "cpu-ref") return std::make_unique<RefModelOps<float>>();
   if (name == "cpu") return std::make_unique<CpuModelOps>();
-  if (name == "cuda") CB_FAIL("the CUDA backend does not run the transformer yet; use --device cpu");
-  CB_FAIL("unknown model backend '" + name + "' (cpu-ref, cpu)");
+  if (name == "cuda" || name == "cuda-fp32") {
+#if defined(CB_HAVE_CUDA) && defined(CB_CUDA_MODEL_OPS)
+    const CudaStatus status = cuda_status();
+    CB_CHECK(status.available, "the cuda backend is not available: " + status.reason);
+    return std::make_unique<CudaModelOps>(name == "cuda" ? MatmulPrecision::bf16
+                                                         : MatmulPrecision::fp32);
+#else
+    CB_FAIL("this build has no CUDA model backend (nvcc was not found when it was built, or "
+            "its kernels are not complete yet)");
+#endif
+  }
+  CB_FAIL("unknown model backend '" + name + "' (cpu-ref, cpu, cuda, cuda-fp32)");
 }
 
 template <>

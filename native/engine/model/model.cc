@@ -23,12 +23,60 @@ template <typename Real>
 Model<Real>::Model(const ModelConfig& config, std::unique_ptr<ModelOps<Real>> ops, uint64_t seed)
     : config_((config.validate(), config)), layout_(config_), ops_(std::move(ops)) {
   CB_CHECK(ops_ != nullptr, "model: no backend");
+  DeviceMemory& memory = ops_->memory();
   const int64_t total = layout_.total();
-  params_.assign(total, Real(0));
-  grads_.assign(total, Real(0));
-  adam_m_.assign(total, Real(0));
-  adam_v_.assign(total, Real(0));
-  init_params(config_, layout_, seed, params_.data());
+  for (DeviceArray<Real>* a : {&params_, &grads_, &adam_m_, &adam_v_}) {
+    a->bind(memory);
+    a->resize(total);
+  }
+  std::vector<Real> host(total, Real(0));
+  init_params(config_, layout_, seed, host.data());
+  params_.upload(host.data(), total);
+  grads_.zero();
+  adam_m_.zero();
+  adam_v_.zero();
+  arena_.bind(memory);
+  for (DeviceArray<int32_t>* a : {&labels_, &pos_p_, &pos_q_, &targets_, &visible_end_}) {
+    a->bind(memory);
+  }
+  u_learned_.bind(memory);
+  v_learned_.bind(memory);
+}
+
+template <typename Real>
+DeviceArray<Real>& Model<Real>::state(const std::string& which) {
+  if (which == "params") return params_;
+  if (which == "grads") return grads_;
+  if (which == "adamM") return adam_m_;
+  if (which == "adamV") return adam_v_;
+  CB_FAIL("unknown state '" + which + "' (params, grads, adamM, adamV)");
+}
+
+template <typename Real>
+void Model<Real>::read_state(const std::string& which, Real* host, int64_t offset,
+                             int64_t count) {
+  CB_CHECK(offset >= 0 && count >= 0 && offset + count <= layout_.total(),
+           "read_state: range outside the parameter buffer");
+  state(which).download(host, count, offset);
+}
+
+template <typename Real>
+void Model<Real>::write_state(const std::string& which, const Real* host, int64_t offset,
+                              int64_t count) {
+  CB_CHECK(which != "grads", "the gradients are read-only");
+  CB_CHECK(offset >= 0 && count >= 0 && offset + count <= layout_.total(),
+           "write_state: range outside the parameter buffer");
+  state(which).upload(host, count, offset);
+}
+
+template <typename Real>
+void Model<Real>::read_logits(Real* host) const {
+  ops_->memory().download(host, act_.logits, size_t(act_.n) * config_.vocab * sizeof(Real));
+}
+
+template <typename Real>
+void Model<Real>::read_loss_rows(Real* host) const {
+  ops_->memory().download(host, act_.loss_rows, size_t(act_.n) * sizeof(Real));
 }
 
 template <typename Real>
@@ -86,13 +134,13 @@ void Model<Real>::ensure_arena(int B, int T_) {
     // OOM killer instead of an error.
     if (bytes > physical_memory_bytes()) refuse("more than this machine's memory");
     planned_B_ = planned_T_ = 0;
-    std::vector<Real>().swap(arena_);
+    arena_.resize(0);
     try {
       arena_.resize(needed);
     } catch (const std::bad_alloc&) {
       refuse("out of memory");
-    } catch (const std::length_error&) {
-      refuse("too large");
+    } catch (const Error& e) {
+      refuse(e.what());
     }
   }
   act_.plan(config_, B, T_, arena_.data());
@@ -112,15 +160,20 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
   const int W = c.width, F = c.hidden(), K = c.vocab, Dl = c.latent_dim;
   const int64_t n = A.n;
 
-  labels_ = batch.labels;
-  pos_p_ = batch.pos_p;
-  pos_q_ = batch.pos_q;
-  targets_ = batch.targets;
-  visible_end_ = batch.visible_end;
-  u_learned_ = batch.u_learned;
-  v_learned_ = batch.v_learned;
-  std::copy(batch.u_latent.begin(), batch.u_latent.end(), A.u_latent);
-  std::copy(batch.v_latent.begin(), batch.v_latent.end(), A.v_latent);
+  // The batch into the backend's memory.
+  auto put = [](auto& array, const auto& values) {
+    array.resize((int64_t)values.size());
+    array.upload(values.data(), (int64_t)values.size());
+  };
+  put(labels_, batch.labels);
+  put(pos_p_, batch.pos_p);
+  put(pos_q_, batch.pos_q);
+  put(targets_, batch.targets);
+  put(visible_end_, batch.visible_end);
+  put(u_learned_, batch.u_learned);
+  put(v_learned_, batch.v_learned);
+  op.memory().upload(A.u_latent, batch.u_latent.data(), batch.u_latent.size() * sizeof(Real));
+  op.memory().upload(A.v_latent, batch.v_latent.data(), batch.v_latent.size() * sizeof(Real));
 
   // Conditioning: the class embedding feeds the class token and every AdaLN projection.
   op.gather_rows(B, W, param("class_emb"), labels_.data(), A.c_emb);
@@ -183,12 +236,15 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
   op.layernorm(n, W, A.x_final, A.xnf, A.meanf, A.rstdf);
   op.modulate(B, Tn, W, A.xnf, A.head_ada, A.head_ada + W, 2 * W, A.hf);
   op.linear(n, W, K, A.hf, param("head.w"), param("head.b"), A.logits);
-  counted_ = std::count_if(targets_.begin(), targets_.end(), [](int32_t t) { return t >= 0; });
+  counted_ = std::count_if(batch.targets.begin(), batch.targets.end(),
+                           [](int32_t t) { return t >= 0; });
   CB_CHECK(counted_ > 0, "batch: no slot has a target");
   op.softmax_cross_entropy(n, K, A.logits, targets_.data(), A.loss_rows,
                            for_backward ? A.dlogits : nullptr, Real(1) / Real(counted_));
+  loss_host_.resize(n);
+  read_loss_rows(loss_host_.data());
   double total = 0;
-  for (int64_t i = 0; i < n; i++) total += (double)A.loss_rows[i];
+  for (int64_t i = 0; i < n; i++) total += (double)loss_host_[i];
   backward_ready_ = for_backward;
   return ForwardResult{total / counted_, counted_};
 }
@@ -280,7 +336,7 @@ void Model<Real>::backward() {
 
 template <typename Real>
 void Model<Real>::zero_grad() {
-  std::fill(grads_.begin(), grads_.end(), Real(0));
+  grads_.zero();
 }
 
 template <typename Real>

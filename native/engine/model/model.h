@@ -35,11 +35,17 @@ class Model {
   const ParamLayout& layout() const { return layout_; }
   ModelOps<Real>& ops() { return *ops_; }
 
-  // Flat buffers of layout().total() values.
+  // Flat buffers of layout().total() values, in the backend's memory (ops().memory(): host
+  // memory for cpu-ref and cpu, GPU memory for cuda). Read and write them from the host with
+  // read_state / write_state.
   Real* params() { return params_.data(); }
   Real* grads() { return grads_.data(); }
   Real* adam_m() { return adam_m_.data(); }
   Real* adam_v() { return adam_v_.data(); }
+  // Copies `count` values at `offset` of a flat buffer ("params", "grads", "adamM", "adamV")
+  // to or from the host; write_state refuses "grads".
+  void read_state(const std::string& which, Real* host, int64_t offset, int64_t count);
+  void write_state(const std::string& which, const Real* host, int64_t offset, int64_t count);
   int64_t step_count() const { return step_; }
   void set_step_count(int64_t t) { step_ = t; }
 
@@ -52,9 +58,11 @@ class Model {
   // One AdamW step over every tensor (decay only where the layout says so); increments the step.
   void step(const AdamWSettings& s);
 
-  // The last forward's outputs.
+  // The last forward's outputs, in the backend's memory; read_* copy them to the host.
   const Real* logits() const { return act_.logits; }          // (B*T, K)
   const Real* loss_rows() const { return act_.loss_rows; }    // (B*T)
+  void read_logits(Real* host) const;                         // (B*T, K)
+  void read_loss_rows(Real* host) const;                      // (B*T)
   int last_batch() const { return act_.B; }
   int last_slots() const { return act_.T; }
   // Values the arena currently holds (0 before the first forward).
@@ -68,18 +76,21 @@ class Model {
   Real* param(const std::string& name) { return params_.data() + layout_.offset(name); }
   Real* grad(const std::string& name) { return grads_.data() + layout_.offset(name); }
 
+  DeviceArray<Real>& state(const std::string& which);
+
   ModelConfig config_;
   ParamLayout layout_;
   std::unique_ptr<ModelOps<Real>> ops_;
-  std::vector<Real> params_, grads_, adam_m_, adam_v_;
+  DeviceArray<Real> params_, grads_, adam_m_, adam_v_;
   int64_t step_ = 0;
 
-  std::vector<Real> arena_;
+  DeviceArray<Real> arena_;
   Activations<Real> act_;
   int planned_B_ = 0, planned_T_ = 0;
-  // Integer inputs of the last forward, kept for the backward.
-  std::vector<int32_t> labels_, pos_p_, pos_q_, targets_, visible_end_;
-  std::vector<uint8_t> u_learned_, v_learned_;
+  // Integer inputs of the last forward in the backend's memory, kept for the backward.
+  DeviceArray<int32_t> labels_, pos_p_, pos_q_, targets_, visible_end_;
+  DeviceArray<uint8_t> u_learned_, v_learned_;
+  std::vector<Real> loss_host_;  // (B*T) the last loss rows, summed on the host
   int64_t counted_ = 0;
   bool backward_ready_ = false;
 };

@@ -50,23 +50,76 @@ int check_request(const ModelConfig& c, const SampleRequest& r) {
 }  // namespace
 
 template <typename Real>
-Real* SampleWorkspace<Real>::reserve(int64_t count) {
-  if ((int64_t)arena_.size() >= count) return arena_.data();
+void SampleWorkspace<Real>::use(DeviceMemory& memory) {
+  if (memory_ == &memory) return;
+  // Another backend's memory: start over there.
+  arena_ = DeviceArray<Real>();
+  ints_ = DeviceArray<int32_t>();
+  flags_ = DeviceArray<uint8_t>();
+  floats_ = DeviceArray<float>();
+  arena_.bind(memory);
+  ints_.bind(memory);
+  flags_.bind(memory);
+  floats_.bind(memory);
+  memory_ = &memory;
+}
+
+template <typename Real>
+Real* SampleWorkspace<Real>::reserve(DeviceMemory& memory, int64_t count) {
+  use(memory);
+  if (arena_.size() >= count) return arena_.data();
   const double bytes = double(count) * sizeof(Real);
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   const bool too_large = pages > 0 && page > 0 && bytes > double(pages) * double(page);
-  std::vector<Real>().swap(arena_);  // release first: the old and new need not coexist
+  arena_.resize(0);  // release first: the old and new need not coexist
   try {
     if (too_large) throw std::bad_alloc();
     arena_.resize(count);
   } catch (const std::bad_alloc&) {
     CB_FAIL("cannot allocate the sampler's memory: " + std::to_string(int64_t(bytes)) +
             " bytes (KV cache and step buffers) for this batch; use a smaller --batch");
-  } catch (const std::length_error&) {
-    CB_FAIL("the sampler's memory for this batch is too large; use a smaller --batch");
+  } catch (const Error& e) {
+    CB_FAIL("cannot allocate the sampler's memory: " + std::to_string(int64_t(bytes)) +
+            " bytes for this batch (" + e.what() + "); use a smaller --batch");
   }
   return arena_.data();
 }
+
+template <typename Real>
+int32_t* SampleWorkspace<Real>::reserve_ints(DeviceMemory& memory, int64_t count) {
+  use(memory);
+  return ints_.reserve(count);
+}
+
+template <typename Real>
+uint8_t* SampleWorkspace<Real>::reserve_flags(DeviceMemory& memory, int64_t count) {
+  use(memory);
+  return flags_.reserve(count);
+}
+
+template <typename Real>
+float* SampleWorkspace<Real>::reserve_floats(DeviceMemory& memory, int64_t count) {
+  use(memory);
+  return floats_.reserve(count);
+}
+
+namespace {
+
+// A host array and its copy in the backend's memory: filled on the host, uploaded before an
+// op reads it (or downloaded after an op wrote it).
+template <typename T>
+struct Mirrored {
+  std::vector<T> host;
+  T* device = nullptr;
+  void upload(DeviceMemory& m, int64_t count) {
+    m.upload(device, host.data(), size_t(count) * sizeof(T));
+  }
+  void download(DeviceMemory& m, int64_t count) {
+    m.download(host.data(), device, size_t(count) * sizeof(T));
+  }
+};
+
+}  // namespace
 
 template <typename Real>
 SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
@@ -74,6 +127,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   const ModelConfig& c = model.config();
   const int T = check_request(c, req);
   ModelOps<Real>& op = model.ops();
+  DeviceMemory& mem = op.memory();
   const int B = (int)req.labels.size();
   const bool guided = req.guidance != 0.0f;
   const int R = guided ? 2 * B : B;  // rows: B conditional, then B with the null class
@@ -145,14 +199,52 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     g = take(n_max * F);                         // (n, F)
     f2 = take(n_max * W);                        // (n, W)
     logits = take(n_max * K);                    // (n, K)
-    if (pass == 0) base = workspace.reserve(used);
+    if (pass == 0) base = workspace.reserve(mem, used);
   }
-  std::copy(req.codebook.begin(), req.codebook.end(), codebook);
+  {
+    std::vector<Real> book(req.codebook.begin(), req.codebook.end());  // (K, Dl) as Real
+    mem.upload(codebook, book.data(), book.size() * sizeof(Real));
+  }
+
+  // The integer inputs of the ops, built on the host, used from the backend's memory.
+  Mirrored<int32_t> labels_r, pos_p, pos_q, u_index, v_index, draw_image, draw_slot, drawn;
+  Mirrored<int32_t> visible, prev_index;
+  Mirrored<uint8_t> u_learned, v_learned;
+  Mirrored<float> drawn_entropy;
+  {
+    int32_t* ints = nullptr;
+    for (int pass = 0; pass < 2; pass++) {
+      int64_t at = 0;
+      auto carve = [&](Mirrored<int32_t>& a, int64_t count) {
+        a.host.resize(count);
+        a.device = ints ? ints + at : nullptr;
+        at += count;
+      };
+      carve(labels_r, R);                                // (R)
+      carve(pos_p, n_max);                               // (n)
+      carve(pos_q, n_max);                               // (n)
+      carve(u_index, nb_max);                            // (nb)
+      carve(v_index, nb_max);                            // (nb)
+      carve(draw_image, nb_max);                         // (nb)
+      carve(draw_slot, nb_max);                          // (nb)
+      carve(drawn, nb_max);                              // (nb)
+      carve(visible, m_max);                             // (m)
+      carve(prev_index, int64_t(B) * s_max * s_max);     // (B, s_{k-1}^2)
+      if (pass == 0) ints = workspace.reserve_ints(mem, at);
+    }
+    uint8_t* flags = workspace.reserve_flags(mem, 2 * nb_max);
+    u_learned.host.resize(nb_max);
+    u_learned.device = flags;
+    v_learned.host.resize(nb_max);
+    v_learned.device = flags + nb_max;
+    drawn_entropy.host.resize(nb_max);
+    drawn_entropy.device = workspace.reserve_floats(mem, nb_max);
+  }
 
   // Conditioning, once: class embeddings, every layer's AdaLN rows and the head's.
-  std::vector<int32_t> labels_r(R);  // (R)
-  for (int r = 0; r < R; r++) labels_r[r] = r < B ? req.labels[r] : c.classes;
-  op.gather_rows(R, W, P("class_emb"), labels_r.data(), c_emb);
+  for (int r = 0; r < R; r++) labels_r.host[r] = r < B ? req.labels[r] : c.classes;
+  labels_r.upload(mem, R);
+  op.gather_rows(R, W, P("class_emb"), labels_r.device, c_emb);
   op.silu(int64_t(R) * W, c_emb, c_act);
   for (int l = 0; l < depth; l++) {
     op.linear(R, W, 6 * W, c_act, P(layer_param(l, "ada.w")), P(layer_param(l, "ada.b")),
@@ -161,12 +253,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   op.linear(R, W, 2 * W, c_act, P("head_ada.w"), P("head_ada.b"), head_ada);
 
 
-  // Per-step buffers, sized for the largest step.
-  std::vector<int32_t> pos_p(n_max), pos_q(n_max), u_index(nb_max), v_index(nb_max);
-  std::vector<int32_t> draw_image(nb_max), draw_slot(nb_max), drawn(nb_max);
-  std::vector<uint8_t> u_learned(nb_max), v_learned(nb_max);
-  std::vector<int32_t> visible(m_max), prev_index(int64_t(B) * s_max * s_max);
-  std::vector<float> drawn_entropy(nb_max);
   std::vector<int32_t> grid(int64_t(B) * L, -1);  // (B, L) codes so far, raster per scale
 
   SampleResult out;
@@ -185,11 +271,11 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
       const int sp = c.scales[k - 1];
       for (int i = 0; i < B; i++) {
         for (int p = 0; p < sp * sp; p++) {
-          prev_index[int64_t(i) * sp * sp + p] = grid[i * L + offset[k - 1] + p];
+          prev_index.host[int64_t(i) * sp * sp + p] = grid[i * L + offset[k - 1] + p];
         }
       }
-      op.gather_rows(int64_t(B) * sp * sp, Dl, codebook, prev_index.data(),
-                     prev_lat);
+      prev_index.upload(mem, int64_t(B) * sp * sp);
+      op.gather_rows(int64_t(B) * sp * sp, Dl, codebook, prev_index.device, prev_lat);
       op.upsample_bilinear(B, sp, side, Dl, prev_lat, up_lat);
     }
 
@@ -198,61 +284,63 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
       for (int j = 0; j < m; j++) {
         const int t = t0 + j;
         const int64_t row = int64_t(i) * m + j;
-        draw_image[row] = req.image_index[i];
-        draw_slot[row] = t;
+        draw_image.host[row] = req.image_index[i];
+        draw_slot.host[row] = t;
         if (t == 0) {  // the class token: its input row is replaced by the class embedding
-          pos_p[row] = pos_q[row] = 0;
-          u_learned[row] = v_learned[row] = 1;
-          u_index[row] = v_index[row] = 0;
+          pos_p.host[row] = pos_q.host[row] = 0;
+          u_learned.host[row] = v_learned.host[row] = 1;
+          u_index.host[row] = v_index.host[row] = 0;
           continue;
         }
         const int p = pos_of(i, t), q = prev_pos_of(i, t);
         CB_CHECK(p >= 0 && p < side * side && q < side * side,
                  "sample: posOf/prevPosOf of slot " + std::to_string(t) + " outside the scale");
-        pos_p[row] = int32_t(2 + offset[k] + p);
-        u_learned[row] = k == 0;
-        u_index[row] = k == 0 ? 0 : int32_t(int64_t(i) * side * side + p);
+        pos_p.host[row] = int32_t(2 + offset[k] + p);
+        u_learned.host[row] = k == 0;
+        u_index.host[row] = k == 0 ? 0 : int32_t(int64_t(i) * side * side + p);
         if (q < 0) {
-          v_learned[row] = 1;
-          v_index[row] = 0;
-          pos_q[row] = 1;
+          v_learned.host[row] = 1;
+          v_index.host[row] = 0;
+          pos_q.host[row] = 1;
         } else {
           const int32_t code = grid[i * L + offset[k] + q];
           CB_CHECK(code >= 0, "sample: slot " + std::to_string(t) +
                                   " is fed a position its previous block did not sample");
-          v_learned[row] = 0;
-          v_index[row] = code;
-          pos_q[row] = int32_t(2 + offset[k] + q);
+          v_learned.host[row] = 0;
+          v_index.host[row] = code;
+          pos_q.host[row] = int32_t(2 + offset[k] + q);
         }
       }
     }
-    op.gather_rows(nb, Dl, k == 0 ? codebook : up_lat, u_index.data(),
-                   lat_in);
-    op.gather_rows(nb, Dl, codebook, v_index.data(), lat_in + nb * Dl);
-    op.linear(2 * nb, Dl, W, lat_in, P("latent_mlp.fc1.w"), P("latent_mlp.fc1.b"),
-              lat_h);
+    if (guided) {  // the null-class rows have the same positions
+      std::copy(pos_p.host.begin(), pos_p.host.begin() + nb, pos_p.host.begin() + nb);
+      std::copy(pos_q.host.begin(), pos_q.host.begin() + nb, pos_q.host.begin() + nb);
+    }
+    // Slot t sees every slot before its block and its own block: [0, t1); the class token
+    // sees only itself.
+    for (int j = 0; j < m; j++) visible.host[j] = t0 + j == 0 ? 1 : t1;
+    for (auto* a : {&pos_p, &pos_q}) a->upload(mem, n);
+    for (auto* a : {&u_index, &v_index, &draw_image, &draw_slot}) a->upload(mem, nb);
+    u_learned.upload(mem, nb);
+    v_learned.upload(mem, nb);
+    visible.upload(mem, m);
+
+    op.gather_rows(nb, Dl, k == 0 ? codebook : up_lat, u_index.device, lat_in);
+    op.gather_rows(nb, Dl, codebook, v_index.device, lat_in + nb * Dl);
+    op.linear(2 * nb, Dl, W, lat_in, P("latent_mlp.fc1.w"), P("latent_mlp.fc1.b"), lat_h);
     op.gelu(2 * nb * W, lat_h, lat_g);
-    op.linear(2 * nb, W, W, lat_g, P("latent_mlp.fc2.w"), P("latent_mlp.fc2.b"),
-              lat_out);
-    op.fill_masked_rows(nb, W, u_learned.data(), P("u_start"), lat_out);
-    op.fill_masked_rows(nb, W, v_learned.data(), P("v_start"), lat_out + nb * W);
-    op.gather_rows(nb, W, P("pos_emb"), pos_p.data(), pe_p);
-    op.gather_rows(nb, W, P("pos_emb"), pos_q.data(), pe_q);
+    op.linear(2 * nb, W, W, lat_g, P("latent_mlp.fc2.w"), P("latent_mlp.fc2.b"), lat_out);
+    op.fill_masked_rows(nb, W, u_learned.device, P("u_start"), lat_out);
+    op.fill_masked_rows(nb, W, v_learned.device, P("v_start"), lat_out + nb * W);
+    op.gather_rows(nb, W, P("pos_emb"), pos_p.device, pe_p);
+    op.gather_rows(nb, W, P("pos_emb"), pos_q.device, pe_q);
     op.copy_strided(nb, W, lat_out, W, concat, 4 * W, false);
     op.copy_strided(nb, W, lat_out + nb * W, W, concat + W, 4 * W, false);
     op.copy_strided(nb, W, pe_p, W, concat + 2 * W, 4 * W, false);
     op.copy_strided(nb, W, pe_q, W, concat + 3 * W, 4 * W, false);
     op.linear(nb, 4 * W, W, concat, P("in_proj.w"), P("in_proj.b"), x);
-    if (guided) {
-      op.copy_strided(nb, W, x, W, x + nb * W, W, false);
-      std::copy(pos_p.begin(), pos_p.begin() + nb, pos_p.begin() + nb);
-      std::copy(pos_q.begin(), pos_q.begin() + nb, pos_q.begin() + nb);
-    }
+    if (guided) op.copy_strided(nb, W, x, W, x + nb * W, W, false);
     if (s == 0) op.copy_strided(R, W, c_emb, W, x, int64_t(m) * W, false);
-
-    // Slot t sees every slot before its block and its own block: [0, t1); the class token
-    // sees only itself.
-    for (int j = 0; j < m; j++) visible[j] = t0 + j == 0 ? 1 : t1;
 
     for (int l = 0; l < depth; l++) {
       const Real* a = ada + int64_t(l) * R * 6 * W;  // (R, 6W)
@@ -260,31 +348,25 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
       Real* vc = v_cache + l * layer_cache;          // (R, T, W)
       op.layernorm(n, W, x, xn, mean, rstd);
       op.modulate(R, m, W, xn, a, a + W, 6 * W, h);
-      op.linear(n, W, 3 * W, h, P(layer_param(l, "qkv.w")), P(layer_param(l, "qkv.b")),
-                qkv);
+      op.linear(n, W, 3 * W, h, P(layer_param(l, "qkv.w")), P(layer_param(l, "qkv.b")), qkv);
       const Real* mix = l < c.rope_mix_layers ? P(layer_param(l, "rope_mix")) : nullptr;
-      op.rope(n, H, hd, qkv, 3 * W, P("rope_angles"), pos_p.data(), pos_p.data(), nullptr,
-              qr);
-      op.rope(n, H, hd, qkv + W, 3 * W, P("rope_angles"), pos_p.data(), pos_q.data(), mix,
-              kr);
+      op.rope(n, H, hd, qkv, 3 * W, P("rope_angles"), pos_p.device, pos_p.device, nullptr, qr);
+      op.rope(n, H, hd, qkv + W, 3 * W, P("rope_angles"), pos_p.device, pos_q.device, mix, kr);
       for (int r = 0; r < R; r++) {
-        op.copy_strided(m, W, kr + int64_t(r) * m * W, W, kc + (int64_t(r) * T + t0) * W,
-                        W, false);
+        op.copy_strided(m, W, kr + int64_t(r) * m * W, W, kc + (int64_t(r) * T + t0) * W, W,
+                        false);
         op.copy_strided(m, W, qkv + int64_t(r) * m * 3 * W + 2 * W, 3 * W,
                         vc + (int64_t(r) * T + t0) * W, W, false);
       }
-      op.attention_cached(R, m, H, hd, qr, kc, vc, int64_t(T) * W, visible.data(),
-                          att);
-      op.linear(n, W, W, att, P(layer_param(l, "attn_out.w")),
-                P(layer_param(l, "attn_out.b")), ao);
+      op.attention_cached(R, m, H, hd, qr, kc, vc, int64_t(T) * W, visible.device, att);
+      op.linear(n, W, W, att, P(layer_param(l, "attn_out.w")), P(layer_param(l, "attn_out.b")),
+                ao);
       op.gated_residual(R, m, W, x, a + 2 * W, 6 * W, ao);
       op.layernorm(n, W, x, xn, mean, rstd);
       op.modulate(R, m, W, xn, a + 3 * W, a + 4 * W, 6 * W, h);
-      op.linear(n, W, F, h, P(layer_param(l, "fc1.w")), P(layer_param(l, "fc1.b")),
-                f1);
+      op.linear(n, W, F, h, P(layer_param(l, "fc1.w")), P(layer_param(l, "fc1.b")), f1);
       op.gelu(n * F, f1, g);
-      op.linear(n, F, W, g, P(layer_param(l, "fc2.w")), P(layer_param(l, "fc2.b")),
-                f2);
+      op.linear(n, F, W, g, P(layer_param(l, "fc2.w")), P(layer_param(l, "fc2.b")), f2);
       op.gated_residual(R, m, W, x, a + 5 * W, 6 * W, f2);
     }
     op.layernorm(n, W, x, xn, mean, rstd);
@@ -294,19 +376,26 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
 
     // Draw every slot of the block (the class token's row is drawn too and ignored).
     const float w = s < req.guidance_start ? 0.0f : req.guidance;
-    op.sample_tokens(nb, K, logits, guided ? logits + nb * K : nullptr, w,
-                     req.sampling, draw_image.data(), draw_slot.data(), drawn.data(),
-                     req.want_entropy ? drawn_entropy.data() : nullptr);
+    op.sample_tokens(nb, K, logits, guided ? logits + nb * K : nullptr, w, req.sampling,
+                     draw_image.device, draw_slot.device, drawn.device,
+                     req.want_entropy ? drawn_entropy.device : nullptr);
+    drawn.download(mem, nb);
+    if (req.want_entropy) drawn_entropy.download(mem, nb);
+    std::vector<Real> block_logits;  // (nb, K) the conditional logits, when asked for
+    if (req.want_logits) {
+      block_logits.resize(size_t(nb) * K);
+      mem.download(block_logits.data(), logits, block_logits.size() * sizeof(Real));
+    }
     for (int i = 0; i < B; i++) {
       for (int j = 0; j < m; j++) {
         const int t = t0 + j;
         if (t == 0) continue;
         const int64_t row = int64_t(i) * m + j, at = int64_t(i) * T + t;
-        grid[i * L + offset[k] + pos_of(i, t)] = drawn[row];
-        out.codes[at] = drawn[row];
-        if (req.want_entropy) out.entropy[at] = drawn_entropy[row];
+        grid[i * L + offset[k] + pos_of(i, t)] = drawn.host[row];
+        out.codes[at] = drawn.host[row];
+        if (req.want_entropy) out.entropy[at] = drawn_entropy.host[row];
         if (req.want_logits) {
-          std::transform(logits + row * K, logits + (row + 1) * K,
+          std::transform(block_logits.begin() + row * K, block_logits.begin() + (row + 1) * K,
                          out.logits.begin() + at * K, [](Real v) { return float(v); });
         }
       }

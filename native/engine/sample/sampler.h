@@ -44,12 +44,21 @@ struct SampleResult {
 template <typename Real>
 class SampleWorkspace {
  public:
-  // At least `count` values; grows (never shrinks or clears) the arena. Throws cb::Error
-  // naming the size when the memory is not there.
-  Real* reserve(int64_t count);
+  // At least `count` values in `memory` (the model backend's); grows (never shrinks or clears)
+  // the arena. Throws cb::Error naming the size when the memory is not there.
+  Real* reserve(DeviceMemory& memory, int64_t count);
+  // The same for the integer inputs of the ops, their flags and the drawn entropies.
+  int32_t* reserve_ints(DeviceMemory& memory, int64_t count);
+  uint8_t* reserve_flags(DeviceMemory& memory, int64_t count);
+  float* reserve_floats(DeviceMemory& memory, int64_t count);
 
  private:
-  std::vector<Real> arena_;
+  DeviceMemory* memory_ = nullptr;  // the memory the arrays below live in
+  void use(DeviceMemory& memory);
+  DeviceArray<Real> arena_;
+  DeviceArray<int32_t> ints_;
+  DeviceArray<uint8_t> flags_;
+  DeviceArray<float> floats_;
 };
 
 // Called after each step with (step, steps).
