@@ -1,0 +1,358 @@
+// cb_engine_bench: native benchmarks of the engine, with no Node or Deno (what runs on a GPU
+// machine; scripts/device-check.sh). Random weights, the paper's benchmark shapes (DESIGN.md
+// "Transformer": codebook 4096, latent 8, 1000 classes, ratio 2 on a 16x16 grid, i.e. scales
+// 1,2,4,8,16 = 342 slots; P = 4 steps per scale, 17 sampling steps).
+//
+//   cb_engine_bench train  --preset S|L [--batch N] [--device D] [--repeats R] [--peak F]
+//   cb_engine_bench sample --preset S|L [--batches 1,16,64] [--device D] [--repeats R] [--peak F]
+//   cb_engine_bench gemm   [--m 4096] [--n 4096] [--k 4096] [--device D] [--repeats R] [--peak F]
+//
+// --device: cuda (bf16 tensor-core matmuls), cuda-fp32, cpu or cpu-ref; default cuda when a GPU
+// is usable, else cpu. --peak: the FLOP/s that MFU is relative to, default 989.4e12 (the H200's
+// dense bf16 rate). Every measurement has a warm-up run, then the median of --repeats timed runs.
+// Each prints one compact line; the last line of the output is one JSON object with all of them.
+//
+// FLOPs (the TypeScript benchmarks' formulas, src/model/config.ts and src/bench/*.ts), with
+// M = matmul parameters per slot = 2 (Dl W + W^2) + 4 W^2 + depth (4 + 2 mlp) W^2 + W K:
+//   train, per slot:   6 M + depth * 12 * meanVisible * W      (forward + backward)
+//   sample, per image: rows * sum_t (2 M + depth * 4 * visible(t) * W), rows = 2 under CFG
+//   gemm:              2 m n k
+// The sampling plan is raster order in blocks of even sizes (the larger last): the same block
+// sizes, hence the same work, as the checkerboard order.
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "cuda/cuda.h"
+#include "error.h"
+#include "model/backends.h"
+#include "model/model.h"
+#include "model_fixture.h"
+#include "sample/sampler.h"
+
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+const char* kUsage =
+    "usage: cb_engine_bench train  --preset S|L [--batch N] [--steps-per-scale P] [options]\n"
+    "       cb_engine_bench sample --preset S|L [--batches 1,16,64] [options]\n"
+    "       cb_engine_bench gemm   [--m 4096] [--n 4096] [--k 4096] [options]\n"
+    "options: --device cuda|cuda-fp32|cpu|cpu-ref (default cuda when a GPU is usable, else cpu)\n"
+    "         --repeats R (timed runs after one warm-up; default 5, train 3)\n"
+    "         --peak FLOP/s for MFU (default 989.4e12, the H200's dense bf16 rate)\n";
+
+// --name value pairs.
+struct Args {
+  std::string command;
+  std::map<std::string, std::string> values;
+
+  std::string get(const std::string& name, const std::string& fallback) const {
+    auto it = values.find(name);
+    return it == values.end() ? fallback : it->second;
+  }
+  long long integer(const std::string& name, long long fallback) const {
+    const std::string v = get(name, "");
+    if (v.empty()) return fallback;
+    char* end = nullptr;
+    const long long x = std::strtoll(v.c_str(), &end, 10);
+    CB_CHECK(end && *end == 0 && x > 0,
+             "--" + name + " must be a positive integer, got '" + v + "'");
+    return x;
+  }
+  double real(const std::string& name, double fallback) const {
+    const std::string v = get(name, "");
+    if (v.empty()) return fallback;
+    char* end = nullptr;
+    const double x = std::strtod(v.c_str(), &end);
+    CB_CHECK(end && *end == 0 && x > 0,
+             "--" + name + " must be a positive number, got '" + v + "'");
+    return x;
+  }
+};
+
+Args parse(int argc, char** argv) {
+  Args a;
+  CB_CHECK(argc >= 2, "no command");
+  a.command = argv[1];
+  for (int i = 2; i < argc; i += 2) {
+    const std::string key = argv[i];
+    CB_CHECK(key.size() > 2 && key.compare(0, 2, "--") == 0 && i + 1 < argc,
+             "expected --name value, got '" + key + "'");
+    a.values[key.substr(2)] = argv[i + 1];
+  }
+  return a;
+}
+
+std::vector<int> int_list(const std::string& text) {
+  std::vector<int> out;
+  size_t at = 0;
+  while (at <= text.size()) {
+    const size_t comma = std::min(text.find(',', at), text.size());
+    const int v = std::atoi(text.substr(at, comma - at).c_str());
+    CB_CHECK(v > 0, "expected a list of positive integers, got '" + text + "'");
+    out.push_back(v);
+    at = comma + 1;
+  }
+  return out;
+}
+
+double median(std::vector<double> xs) {
+  std::sort(xs.begin(), xs.end());
+  const size_t m = xs.size() / 2;
+  return xs.size() % 2 ? xs[m] : 0.5 * (xs[m - 1] + xs[m]);
+}
+
+// Seconds of each of `repeats` runs of fn after one warm-up run.
+std::vector<double> time_runs(int repeats, const std::function<void()>& fn) {
+  fn();
+  std::vector<double> t;
+  for (int r = 0; r < repeats; r++) {
+    const auto t0 = Clock::now();
+    fn();
+    t.push_back(std::chrono::duration<double>(Clock::now() - t0).count());
+  }
+  return t;
+}
+
+std::string num(double v, const char* f = "%.4g") {
+  char buf[64];
+  std::snprintf(buf, sizeof buf, f, v);
+  return buf;
+}
+
+cb::ModelConfig preset(const std::string& name) {
+  cb::ModelConfig c;
+  c.vocab = 4096;
+  c.latent_dim = 8;
+  c.classes = 1000;
+  c.mlp_ratio = 4;
+  c.scales = {1, 2, 4, 8, 16};
+  c.heads = 16;
+  if (name == "S") {
+    c.depth = 12;
+    c.width = 512;
+  } else if (name == "L") {
+    c.depth = 20;
+    c.width = 1024;
+  } else {
+    CB_FAIL("--preset must be S or L, got '" + name + "'");
+  }
+  c.validate();
+  return c;
+}
+
+// src/model/config.ts matmulParamsPerSlot.
+double matmul_params_per_slot(const cb::ModelConfig& c) {
+  const double W = c.width;
+  return 2 * (c.latent_dim * W + W * W) + 4 * W * W + c.depth * (4 + 2.0 * c.mlp_ratio) * W * W +
+         W * c.vocab;
+}
+
+std::string default_device() { return cb::cuda_status().available ? "cuda" : "cpu"; }
+
+// ---- train ------------------------------------------------------------------------------------
+
+std::string bench_train(const Args& a, const std::string& device, int repeats, double peak) {
+  const std::string name = a.get("preset", "S");
+  const cb::ModelConfig c = preset(name);
+  const int B = (int)a.integer("batch", 8), P = (int)a.integer("steps-per-scale", 4);
+  const cbt::SlotPlan plan = cbt::plan_slots(c, std::vector<int>(c.scales.size(), P));
+  const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, B, 7);
+  cb::Model<float> model(c, cb::make_model_ops<float>(device), 0);
+  cb::AdamWSettings adamw;
+  const std::vector<double> t = time_runs(repeats, [&] {
+    model.zero_grad();
+    model.forward(batch, true);
+    model.backward();
+    model.step(adamw);
+    model.ops().memory().synchronize();
+  });
+  const double seconds = median(t);
+  double mean_visible = 0;
+  for (int32_t v : plan.visible_end) mean_visible += v;
+  mean_visible /= plan.T;
+  const double flops = (6 * matmul_params_per_slot(c) + c.depth * 12.0 * mean_visible * c.width) *
+                       double(B) * plan.T;
+  const double tokens = double(B) * (plan.T - 1), rate = flops / seconds;
+  std::printf("train %s on %s: batch %d x %d slots, %s s/step (min %s, max %s), %s tokens/s, "
+              "%s TFLOP/s, MFU %s%%\n",
+              name.c_str(), device.c_str(), B, plan.T, num(seconds).c_str(),
+              num(*std::min_element(t.begin(), t.end())).c_str(),
+              num(*std::max_element(t.begin(), t.end())).c_str(),
+              num(tokens / seconds, "%.0f").c_str(),
+              num(rate / 1e12, "%.2f").c_str(), num(100 * rate / peak, "%.2f").c_str());
+  return "{\"bench\":\"train\",\"preset\":\"" + name + "\",\"device\":\"" + device +
+         "\",\"batch\":" + std::to_string(B) + ",\"slots\":" + std::to_string(plan.T) +
+         ",\"stepsPerScale\":" + std::to_string(P) + ",\"params\":" +
+         std::to_string(model.layout().total()) + ",\"stepSeconds\":" + num(seconds, "%.6g") +
+         ",\"tokensPerSec\":" + num(tokens / seconds, "%.6g") + ",\"tflops\":" +
+         num(rate / 1e12, "%.6g") + ",\"mfu\":" + num(rate / peak, "%.6g") +
+         ",\"repeats\":" + std::to_string(repeats) + "}";
+}
+
+// ---- sample -----------------------------------------------------------------------------------
+
+// Raster order, `steps` blocks per scale of even sizes (the larger last), prev positions paired
+// by index, as the sampler's tests build it.
+cb::SampleRequest sample_request(const cb::ModelConfig& c, int steps, int B) {
+  cb::SampleRequest r;
+  for (int i = 0; i < B; i++) {
+    r.labels.push_back((i * 7919) % c.classes);
+    r.image_index.push_back(i);
+  }
+  r.block_start = {0};
+  r.block_end = {1};
+  r.block_scale = {-1};
+  r.pos_of = {-1};
+  r.prev_pos_of = {-1};
+  int slot = 1;
+  for (size_t k = 0; k < c.scales.size(); k++) {
+    const int count = c.scales[k] * c.scales[k], blocks = std::min(steps, count);
+    int rank = 0, prev_first = -1, prev_size = 0;
+    for (int b = 0; b < blocks; b++) {
+      const int size = count / blocks + (b >= blocks - count % blocks ? 1 : 0);
+      r.block_start.push_back(slot);
+      r.block_end.push_back(slot + size);
+      r.block_scale.push_back(int(k));
+      for (int j = 0; j < size; j++, slot++) {
+        r.pos_of.push_back(rank + j);
+        r.prev_pos_of.push_back(prev_first < 0 ? -1 : prev_first + j % prev_size);
+      }
+      prev_first = rank;
+      prev_size = size;
+      rank += size;
+    }
+  }
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> uni(-0.5f, 0.5f);
+  r.codebook.resize(size_t(c.vocab) * c.latent_dim);
+  for (float& v : r.codebook) v = uni(rng);
+  r.guidance = 2.0f;
+  r.guidance_start = 5;
+  r.sampling.seed = 0;
+  return r;
+}
+
+std::string bench_sample(const Args& a, const std::string& device, int repeats, double peak) {
+  const std::string name = a.get("preset", "S");
+  const cb::ModelConfig c = preset(name);
+  const int P = (int)a.integer("steps-per-scale", 4);
+  const std::vector<int> batches = int_list(a.get("batches", "1,16,64"));
+  cb::Model<float> model(c, cb::make_model_ops<float>(device), 0);
+  cb::SampleWorkspace<float> workspace;
+  std::string points;
+  for (int B : batches) {
+    const cb::SampleRequest req = sample_request(c, P, B);
+    const int steps = (int)req.block_start.size() - 1;
+    // visible(t) = the end of slot t's block (1 for the class token).
+    double per_image = 0;
+    for (size_t b = 0; b < req.block_start.size(); b++) {
+      const double slots = req.block_end[b] - req.block_start[b];
+      per_image += slots * (2 * matmul_params_per_slot(c) +
+                            c.depth * 4.0 * req.block_end[b] * c.width);
+    }
+    per_image *= req.guidance != 0 ? 2 : 1;
+    const std::vector<double> t = time_runs(repeats, [&] {
+      cb::sample_images(model, req, workspace, nullptr);
+      model.ops().memory().synchronize();
+    });
+    const double s = median(t) / B, rate = per_image / s;
+    std::printf("sample %s on %s: batch %d, %d steps, cfg %g from step %d: %s ms/image "
+                "(min %s, max %s), %s images/s, %s TFLOP/s, MFU %s%%\n",
+                name.c_str(), device.c_str(), B, steps, req.guidance, req.guidance_start,
+                num(1e3 * s, "%.3f").c_str(),
+                num(1e3 * *std::min_element(t.begin(), t.end()) / B, "%.3f").c_str(),
+                num(1e3 * *std::max_element(t.begin(), t.end()) / B, "%.3f").c_str(),
+                num(1 / s, "%.1f").c_str(), num(rate / 1e12, "%.2f").c_str(),
+                num(100 * rate / peak, "%.2f").c_str());
+    points += std::string(points.empty() ? "" : ",") + "{\"batch\":" + std::to_string(B) +
+              ",\"secondsPerImage\":" + num(s, "%.6g") + ",\"imagesPerSec\":" +
+              num(1 / s, "%.6g") + ",\"tflops\":" + num(rate / 1e12, "%.6g") + ",\"mfu\":" +
+              num(rate / peak, "%.6g") + "}";
+  }
+  return "{\"bench\":\"sample\",\"preset\":\"" + name + "\",\"device\":\"" + device +
+         "\",\"stepsPerScale\":" + std::to_string(P) + ",\"cfg\":2,\"cfgStart\":5,\"repeats\":" +
+         std::to_string(repeats) + ",\"points\":[" + points + "]}";
+}
+
+// ---- gemm -------------------------------------------------------------------------------------
+
+std::string bench_gemm(const Args& a, const std::string& device, int repeats, double peak) {
+  const int m = (int)a.integer("m", 4096), n = (int)a.integer("n", 4096);
+  const int k = (int)a.integer("k", 4096);
+  // The backend's linear: y (m, n) = x (m, k) . w^T (w: (n, k)).
+  std::vector<std::string> backends = {device};
+  if (device == "cuda" || device == "cuda-fp32") backends = {"cuda", "cuda-fp32"};
+  std::string points;
+  for (const std::string& backend : backends) {
+    std::unique_ptr<cb::ModelOps<float>> ops = cb::make_model_ops<float>(backend);
+    cb::DeviceMemory& mem = ops->memory();
+    cb::DeviceArray<float> x(mem, int64_t(m) * k), w(mem, int64_t(n) * k), y(mem, int64_t(m) * n);
+    std::mt19937 rng(1);
+    std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
+    std::vector<float> host(size_t(std::max(m, n)) * k);
+    for (float& v : host) v = uni(rng);
+    x.upload(host.data(), int64_t(m) * k);
+    w.upload(host.data(), int64_t(n) * k);
+    const std::vector<double> t = time_runs(repeats, [&] {
+      ops->linear(m, k, n, x.data(), w.data(), nullptr, y.data());
+      mem.synchronize();
+    });
+    const double s = median(t), rate = 2.0 * m * n * k / s;
+    const char* precision = backend == "cuda" ? "bf16" : "fp32";
+    std::printf("gemm on %s (%s): %d x %d x %d: %s ms, %s TFLOP/s, %s%% of peak\n",
+                backend.c_str(), precision, m, n, k, num(1e3 * s, "%.3f").c_str(),
+                num(rate / 1e12, "%.2f").c_str(), num(100 * rate / peak, "%.2f").c_str());
+    points += std::string(points.empty() ? "" : ",") + "{\"backend\":\"" + backend +
+              "\",\"precision\":\"" + precision + "\",\"seconds\":" + num(s, "%.6g") +
+              ",\"tflops\":" + num(rate / 1e12, "%.6g") + ",\"fractionOfPeak\":" +
+              num(rate / peak, "%.6g") + "}";
+  }
+  return "{\"bench\":\"gemm\",\"m\":" + std::to_string(m) + ",\"n\":" + std::to_string(n) +
+         ",\"k\":" + std::to_string(k) + ",\"repeats\":" + std::to_string(repeats) +
+         ",\"points\":[" + points + "]}";
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  bool arguments_read = false;  // errors before this are usage errors
+  try {
+    const Args a = parse(argc, argv);
+    const std::string device = a.get("device", default_device());
+    const double peak = a.real("peak", 989.4e12);
+    const int repeats = (int)a.integer("repeats", a.command == "train" ? 3 : 5);
+    if (a.command != "train" && a.command != "sample" && a.command != "gemm") {
+      std::fputs(kUsage, stderr);
+      return 2;
+    }
+    arguments_read = true;
+    const cb::CudaStatus cuda = cb::cuda_status();
+    if (device.compare(0, 4, "cuda") == 0 && cuda.available) {
+      const cb::CudaDevice& d = cuda.devices[0];
+      std::printf("device: %s (compute %d.%d, %.0f GiB); peak %s TFLOP/s\n", d.name.c_str(),
+                  d.major, d.minor, double(d.memory_bytes) / (1u << 30),
+                  num(peak / 1e12, "%.1f").c_str());
+    }
+    std::string json;
+    if (a.command == "train") json = bench_train(a, device, repeats, peak);
+    if (a.command == "sample") json = bench_sample(a, device, repeats, peak);
+    if (a.command == "gemm") json = bench_gemm(a, device, repeats, peak);
+    std::printf("%s\n", json.c_str());
+    return 0;
+  } catch (const cb::Error& e) {
+    std::fprintf(stderr, "cb_engine_bench: %s (%s:%d)\n%s", e.what(), e.file().c_str(), e.line(),
+                 arguments_read ? "" : kUsage);
+    return 1;
+  } catch (const std::exception& e) {
+    std::fprintf(stderr, "cb_engine_bench: %s\n", e.what());
+    return 1;
+  }
+}

@@ -1,0 +1,261 @@
+// The whole model on the GPU (group `cuda`; skipped with one `SKIP cuda:` line without a GPU):
+// the cuda backend with fp32 matmuls ("cuda-fp32") against cpu-ref in double, with identical
+// parameters and batches (the float values, widened exactly):
+// 1. one forward and backward: the loss, the logits and every gradient tensor;
+// 2. a 10-step AdamW run: the loss after every step;
+// 3. sample_images: the same codes, and the conditional logits within tolerance.
+// The gaps are the GPU's float arithmetic through the whole model. Against the same reference
+// the cpu backend (float) shows a loss within 1e-8 (relative), logits and gradient nmse around
+// 1e-13; the limits below leave the GPU's other summation orders and exp/tanh three orders of
+// magnitude more, and still fail an op that is wrong anywhere (nmse ~ 1e-2 or worse).
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <string>
+#include <vector>
+
+#include "compare.h"
+#include "harness.h"
+#include "model/backends.h"
+#include "model/model.h"
+#include "model_fixture.h"
+#include "sample/sampler.h"
+
+namespace {
+
+constexpr const char* kGpu = "cuda-fp32";
+
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+
+// nmse <= `nmse`, then |a - b| <= atol * rms(ref) + rtol |ref| elementwise; returns the nmse.
+double expect_close(const std::string& what, const std::vector<float>& got,
+                    const std::vector<double>& want, double nmse_limit, double atol,
+                    double rtol) {
+  EXPECT(got.size() == want.size(), what + ": size mismatch");
+  double err2 = 0, ref2 = 0;
+  for (size_t i = 0; i < got.size(); i++) {
+    EXPECT(std::isfinite(got[i]), what + ": NaN or Inf at " + std::to_string(i));
+    err2 += (got[i] - want[i]) * (got[i] - want[i]);
+    ref2 += want[i] * want[i];
+  }
+  const double nmse = ref2 > 0 ? err2 / ref2 : err2;
+  EXPECT(nmse <= nmse_limit, what + ": nmse " + fmt(nmse) + " > " + fmt(nmse_limit));
+  const double rms = got.empty() ? 0 : std::sqrt(ref2 / double(got.size()));
+  for (size_t i = 0; i < got.size(); i++) {
+    const double diff = std::fabs(got[i] - want[i]), bound = atol * rms + rtol * std::fabs(want[i]);
+    EXPECT(diff <= bound, what + ": at " + std::to_string(i) + " got " + fmt(got[i]) +
+                              ", reference " + fmt(want[i]) + " (|diff| " + fmt(diff) + " > " +
+                              fmt(bound) + "; nmse " + fmt(nmse) + ")");
+  }
+  return nmse;
+}
+
+// Limits of whole-model outputs (elementwise: atol times the tensor's RMS plus rtol |ref|);
+// gradients pass through every layer backwards, and a tensor's small entries cancel.
+constexpr double kLogitsNmse = 1e-10, kLogitsAtol = 1e-4, kLogitsRtol = 1e-3;
+constexpr double kGradNmse = 1e-9, kGradAtol = 1e-3, kGradRtol = 1e-2;
+constexpr double kLossRel = 1e-6;
+// The loss after n AdamW steps: rounding differences pass through the optimizer.
+constexpr double kTrajectoryRel = 1e-4;
+
+// The reference model and the GPU model with the same random parameters: drawn in double,
+// rounded to float, and those float values given to both.
+struct ModelPair {
+  cb::Model<double> ref;
+  cb::Model<float> gpu;
+  explicit ModelPair(const cb::ModelConfig& c)
+      : ref(c, cb::make_model_ops<double>("cpu-ref"), 1),
+        gpu(c, cb::make_model_ops<float>(kGpu), 1) {
+    cbt::randomize_params(ref, 21);
+    const int64_t n = ref.layout().total();
+    std::vector<double> p(n);
+    ref.read_state("params", p.data(), 0, n);
+    const std::vector<float> pf(p.begin(), p.end());
+    const std::vector<double> pd(pf.begin(), pf.end());
+    ref.write_state("params", pd.data(), 0, n);
+    gpu.write_state("params", pf.data(), 0, n);
+  }
+};
+
+// The float batch widened to double (exactly).
+cb::Batch<double> widen(const cb::Batch<float>& b) {
+  cb::Batch<double> d;
+  d.B = b.B;
+  d.T = b.T;
+  d.labels = b.labels;
+  d.pos_p = b.pos_p;
+  d.pos_q = b.pos_q;
+  d.u_latent.assign(b.u_latent.begin(), b.u_latent.end());
+  d.v_latent.assign(b.v_latent.begin(), b.v_latent.end());
+  d.u_learned = b.u_learned;
+  d.v_learned = b.v_learned;
+  d.targets = b.targets;
+  d.visible_end = b.visible_end;
+  return d;
+}
+
+template <typename Real>
+std::vector<Real> read(cb::Model<Real>& m, const char* which, int64_t offset, int64_t count) {
+  std::vector<Real> host(count);
+  m.read_state(which, host.data(), offset, count);
+  return host;
+}
+
+template <typename Real>
+std::vector<Real> read_logits(cb::Model<Real>& m) {
+  std::vector<Real> host(size_t(m.last_batch()) * m.last_slots() * m.config().vocab);
+  m.read_logits(host.data());
+  return host;
+}
+
+void forward_backward_parity(int rope_mix_layers, int B, const std::vector<int>& steps) {
+  const cb::ModelConfig c = cbt::tiny_config(rope_mix_layers);
+  ModelPair m(c);
+  const cbt::SlotPlan plan = cbt::plan_slots(c, steps);
+  const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, B, 9);
+  m.ref.zero_grad();
+  m.gpu.zero_grad();
+  const double loss_ref = m.ref.forward(widen(batch), true).loss;
+  const double loss_gpu = m.gpu.forward(batch, true).loss;
+  m.ref.backward();
+  m.gpu.backward();
+  EXPECT(std::isfinite(loss_gpu), "the GPU loss is not finite");
+  const double loss_rel = std::fabs(loss_gpu - loss_ref) / std::fabs(loss_ref);
+  EXPECT(loss_rel <= kLossRel, "loss: " + std::string(kGpu) + " " + fmt(loss_gpu) +
+                                   ", cpu-ref " + fmt(loss_ref) + " (relative " +
+                                   fmt(loss_rel) + ")");
+  const std::vector<double> logits_ref = read_logits(m.ref);
+  const double logits_nmse = expect_close("logits", read_logits(m.gpu), logits_ref,
+                                          kLogitsNmse, kLogitsAtol, kLogitsRtol);
+  double worst = 0;
+  std::string worst_name;
+  for (const cb::ParamEntry& e : m.ref.layout().entries()) {
+    const double err =
+        expect_close("gradient of " + e.name, read(m.gpu, "grads", e.offset, e.size),
+                     read(m.ref, "grads", e.offset, e.size), kGradNmse, kGradAtol, kGradRtol);
+    if (err >= worst) worst = err, worst_name = e.name;
+  }
+  std::printf("     loss relative error %s; nmse: logits %s, worst gradient %s (%s)\n",
+              fmt(loss_rel).c_str(), fmt(logits_nmse).c_str(), fmt(worst).c_str(),
+              worst_name.c_str());
+}
+
+// A request over a full plan of `c` with `steps` blocks per scale (as test_sampling.cc): slots
+// of a scale in raster order, block sizes as even as possible, prev positions paired by index.
+cb::SampleRequest plan_request(const cb::ModelConfig& c, int steps, int B, float guidance) {
+  cb::SampleRequest r;
+  for (int i = 0; i < B; i++) {
+    r.labels.push_back(i % c.classes);
+    r.image_index.push_back(i);
+  }
+  r.block_start = {0};
+  r.block_end = {1};
+  r.block_scale = {-1};
+  r.pos_of = {-1};
+  r.prev_pos_of = {-1};
+  int slot = 1;
+  for (size_t k = 0; k < c.scales.size(); k++) {
+    const int count = c.scales[k] * c.scales[k], blocks = std::min(steps, count);
+    int rank = 0, prev_first = -1, prev_size = 0;
+    for (int b = 0; b < blocks; b++) {
+      const int size = count / blocks + (b >= blocks - count % blocks ? 1 : 0);
+      r.block_start.push_back(slot);
+      r.block_end.push_back(slot + size);
+      r.block_scale.push_back(int(k));
+      for (int j = 0; j < size; j++, slot++) {
+        r.pos_of.push_back(rank + j);
+        r.prev_pos_of.push_back(prev_first < 0 ? -1 : prev_first + j % prev_size);
+      }
+      prev_first = rank;
+      prev_size = size;
+      rank += size;
+    }
+  }
+  r.codebook = cbt::random_uniform(size_t(c.vocab) * c.latent_dim, 31);
+  r.guidance = guidance;
+  r.guidance_start = 2;
+  r.sampling.seed = 1234;
+  r.want_logits = true;
+  r.want_entropy = true;
+  return r;
+}
+
+}  // namespace
+
+CB_TEST("cuda", model_matches_cpu_ref_on_loss_logits_and_gradients) {
+  forward_backward_parity(0, 3, {1, 2, 3});
+}
+
+CB_TEST("cuda", model_matches_cpu_ref_with_rope_mixing_and_single_token_blocks) {
+  forward_backward_parity(2, 2, {1, 4, 16});
+}
+
+CB_TEST("cuda", adamw_training_follows_the_cpu_ref_loss_trajectory) {
+  const cb::ModelConfig c = cbt::tiny_config(1);
+  ModelPair m(c);
+  const cbt::SlotPlan plan = cbt::plan_slots(c, {1, 2, 3});
+  cb::AdamWSettings s;
+  s.lr = 3e-3f;  // large enough that the parameters move visibly in 10 steps
+  std::string line;
+  double first = 0, last = 0, worst = 0;
+  for (int step = 0; step < 10; step++) {
+    const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, 2, 100 + step % 2);
+    m.ref.zero_grad();
+    m.gpu.zero_grad();
+    const double loss_ref = m.ref.forward(widen(batch), true).loss;
+    const double loss_gpu = m.gpu.forward(batch, true).loss;
+    const double rel = std::fabs(loss_gpu - loss_ref) / std::fabs(loss_ref);
+    EXPECT(std::isfinite(loss_gpu) && rel <= kTrajectoryRel,
+           "step " + std::to_string(step) + ": loss " + fmt(loss_gpu) + ", cpu-ref " +
+               fmt(loss_ref) + " (relative " + fmt(rel) + ")");
+    m.ref.backward();
+    m.gpu.backward();
+    m.ref.step(s);
+    m.gpu.step(s);
+    line += " " + fmt(loss_gpu);
+    worst = std::max(worst, rel);
+    if (step == 0) first = loss_ref;
+    last = loss_ref;
+  }
+  // Two batches alternate, so the loss must fall: the run is training, not standing still.
+  EXPECT(last < first, "the loss did not fall in 10 AdamW steps");
+  std::printf("     losses:%s; worst relative gap to cpu-ref %s\n", line.c_str(),
+              fmt(worst).c_str());
+}
+
+CB_TEST("cuda", sampler_draws_the_cpu_ref_codes) {
+  const cb::ModelConfig c = cbt::tiny_config(1);
+  ModelPair m(c);
+  // 3 blocks per scale, then single-token blocks (16 steps per scale: 1 + 4 + 16 steps).
+  for (int steps : {3, 16}) {
+    for (float guidance : {0.0f, 2.0f}) {
+      const std::string what =
+          "sampling, " + std::to_string(steps) + " steps per scale, guidance " + fmt(guidance);
+      const cb::SampleRequest req = plan_request(c, steps, 4, guidance);
+      cb::SampleWorkspace<float> wg;
+      cb::SampleWorkspace<double> wr;
+      const cb::SampleResult g = cb::sample_images(m.gpu, req, wg, nullptr);
+      const cb::SampleResult r = cb::sample_images(m.ref, req, wr, nullptr);
+      EXPECT(g.codes.size() == r.codes.size(), what + ": code counts differ");
+      for (size_t i = 0; i < g.codes.size(); i++) {
+        EXPECT(g.codes[i] == r.codes[i], what + ": code " + std::to_string(i) + " is " +
+                                             std::to_string(g.codes[i]) + ", cpu-ref drew " +
+                                             std::to_string(r.codes[i]));
+      }
+      const std::vector<double> want(r.logits.begin(), r.logits.end());
+      const double nmse =
+          expect_close(what + ": logits", g.logits, want, kLogitsNmse, kLogitsAtol, kLogitsRtol);
+      for (size_t i = 0; i < g.entropy.size(); i++) {
+        EXPECT(std::fabs(g.entropy[i] - r.entropy[i]) <= 1e-4,
+               what + ": entropy of slot " + std::to_string(i) + " " + fmt(g.entropy[i]) +
+                   ", cpu-ref " + fmt(r.entropy[i]));
+      }
+      std::printf("     %s: %zu codes equal, logits nmse %s\n", what.c_str(), g.codes.size(),
+                  fmt(nmse).c_str());
+    }
+  }
+}
