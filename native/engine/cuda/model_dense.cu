@@ -1,1 +1,413 @@
-// model_dense.cu: see model_ops_cuda.h (being written).
+// CudaModelOps dense layers: linear (y = x w^T + b) and its backward, all three products
+// through one GEMM launcher C (m, n) = alpha op(A) op(B) + beta C (+ bias per column),
+// row-major, in one of two precisions:
+// - fp32: a SIMT kernel, 64x64 block tiles stepping k by 16 through shared memory, each of the
+//   256 threads holding a 4x4 micro-tile (rows ty + 16a, columns tx + 16b);
+// - bf16: tensor cores via WMMA m16n16k16, 128x128 block tiles stepping k by 16, 8 warps of
+//   32x64 each; the float operands are rounded to bf16 while the tiles are staged in shared
+//   memory (the next tile is loaded into registers while the current one is multiplied), fp32
+//   accumulation and output.
+// Edges are zero-padded while loading and masked while storing, so any sizes work (odd ones,
+// n = 1, k = 0). When the output has few tiles and k is long (the weight gradient dw = dy^T x
+// over many rows), k is split into chunks whose partial products go to scratch and are then
+// summed in chunk order: no atomics, so every product is deterministic. The split depends only
+// on the shapes. db is a two-pass column sum (fixed row chunks, then chunk order).
+#include <cuda_bf16.h>
+#include <mma.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <string>
+
+#include "check.h"
+#include "model_ops_cuda.h"
+
+namespace cb {
+namespace {
+
+namespace wmma = nvcuda::wmma;
+
+// One GEMM (or one split-k pass of it): C = alpha op(A) op(B) + beta C + bias, where
+// op(A)(i, l) = trans_a ? a[l*lda + i] : a[i*lda + l] and op(B)(l, j) = trans_b ?
+// b[j*ldb + l] : b[l*ldb + j]. Block z of the grid covers k in [z k_split, (z+1) k_split) and
+// writes at c + z * c_split_stride.
+struct GemmParams {
+  int64_t m, n, k;
+  float alpha;
+  const float* a;  // op(A): (m, k)
+  int64_t lda;
+  const float* b;  // op(B): (k, n)
+  int64_t ldb;
+  float beta;
+  float* c;  // (m, n) at row stride ldc
+  int64_t ldc;
+  const float* bias;  // (n) or null
+  int64_t k_split, c_split_stride;
+};
+
+// The epilogue of one element: C = alpha acc + beta C + bias (C is not read when beta is 0,
+// so it may hold anything).
+__device__ inline void store_c(const GemmParams& p, float* c, int64_t row, int64_t col,
+                               float acc) {
+  float v = p.alpha * acc;
+  if (p.beta != 0.0f) v += p.beta * c[row * p.ldc + col];
+  if (p.bias != nullptr) v += p.bias[col];
+  c[row * p.ldc + col] = v;
+}
+
+// ---- fp32 SIMT --------------------------------------------------------------------------------
+
+constexpr int kBM = 64, kBN = 64, kBK = 16, kThreads = 256;
+
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(kThreads) gemm_fp32_kernel(GemmParams p) {
+  __shared__ float as[kBK][kBM + 1];  // as[l][i] = op(A)(m0 + i, k0 + l)
+  __shared__ float bs[kBK][kBN + 1];  // bs[l][j] = op(B)(k0 + l, n0 + j)
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t m0 = (int64_t)blockIdx.x * kBM, n0 = (int64_t)blockIdx.y * kBN;
+  const int64_t kb = (int64_t)blockIdx.z * p.k_split, ke = min(p.k, kb + p.k_split);
+  float* c = p.c + blockIdx.z * p.c_split_stride;
+  float acc[4][4] = {};
+  for (int64_t k0 = kb; k0 < ke; k0 += kBK) {
+    // 1024 values per tile, 4 per thread; consecutive threads read consecutive addresses
+    // (along k for a plain A, along m for a transposed one; likewise for B).
+#pragma unroll
+    for (int s = 0; s < 4; s++) {
+      const int idx = tid + kThreads * s;
+      const int i = TA ? idx % kBM : idx / kBK, l = TA ? idx / kBM : idx % kBK;
+      const int64_t gi = m0 + i, gl = k0 + l;
+      float v = 0.0f;
+      if (gi < p.m && gl < ke) v = TA ? p.a[gl * p.lda + gi] : p.a[gi * p.lda + gl];
+      as[l][i] = v;
+    }
+#pragma unroll
+    for (int s = 0; s < 4; s++) {
+      const int idx = tid + kThreads * s;
+      const int j = TB ? idx / kBK : idx % kBN, l = TB ? idx % kBK : idx / kBN;
+      const int64_t gj = n0 + j, gl = k0 + l;
+      float v = 0.0f;
+      if (gj < p.n && gl < ke) v = TB ? p.b[gj * p.ldb + gl] : p.b[gl * p.ldb + gj];
+      bs[l][j] = v;
+    }
+    __syncthreads();
+#pragma unroll
+    for (int l = 0; l < kBK; l++) {
+      float av[4], bv[4];
+#pragma unroll
+      for (int a = 0; a < 4; a++) av[a] = as[l][ty + 16 * a];
+#pragma unroll
+      for (int b = 0; b < 4; b++) bv[b] = bs[l][tx + 16 * b];
+#pragma unroll
+      for (int a = 0; a < 4; a++) {
+#pragma unroll
+        for (int b = 0; b < 4; b++) acc[a][b] += av[a] * bv[b];
+      }
+    }
+    __syncthreads();
+  }
+#pragma unroll
+  for (int a = 0; a < 4; a++) {
+    const int64_t row = m0 + ty + 16 * a;
+    if (row >= p.m) continue;
+#pragma unroll
+    for (int b = 0; b < 4; b++) {
+      const int64_t col = n0 + tx + 16 * b;
+      if (col < p.n) store_c(p, c, row, col, acc[a][b]);
+    }
+  }
+}
+
+// ---- bf16 tensor cores ------------------------------------------------------------------------
+
+constexpr int kTM = 128, kTN = 128, kTK = 16;
+// Padding: WMMA wants leading dimensions that are multiples of 8 and fragment starts (every
+// 16th row, every 16th column) 32-byte aligned; both hold for kTK + 8 and kTN + 8.
+constexpr int kPad = 8;
+constexpr int kALd = kTK + kPad, kBLd = kTN + kPad;
+constexpr int kLoads = kTM * kTK / kThreads;  // values per thread per tile (A and B alike)
+static_assert(kTM * kTK == kTK * kTN, "A and B tiles are loaded with the same pattern");
+
+template <bool TA, bool TB>
+__global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(GemmParams p) {
+  __shared__ __align__(32) __nv_bfloat16 as[kTM][kALd];  // as[i][l] = op(A)(m0 + i, k0 + l)
+  __shared__ __align__(32) __nv_bfloat16 bs[kTK][kBLd];  // bs[l][j] = op(B)(k0 + l, n0 + j)
+  __shared__ __align__(32) float stage[kThreads / 32][16 * 16];  // per warp, for the epilogue
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp / 2, wn = warp % 2;  // the warp's tile: rows 32 wm .. +32, cols 64 wn .. +64
+  const int64_t m0 = (int64_t)blockIdx.x * kTM, n0 = (int64_t)blockIdx.y * kTN;
+  const int64_t kb = (int64_t)blockIdx.z * p.k_split, ke = min(p.k, kb + p.k_split);
+  float* c = p.c + blockIdx.z * p.c_split_stride;
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[2][4];
+#pragma unroll
+  for (int a = 0; a < 2; a++) {
+#pragma unroll
+    for (int b = 0; b < 4; b++) wmma::fill_fragment(acc[a][b], 0.0f);
+  }
+
+  // Tile element s of this thread: for A (i, l), for B (l, j); consecutive threads read
+  // consecutive addresses. Out-of-range values (rows, columns, or k past this split) are 0.
+  float ra[kLoads], rb[kLoads];
+  auto load = [&](int64_t k0) {
+#pragma unroll
+    for (int s = 0; s < kLoads; s++) {
+      const int idx = tid + kThreads * s;
+      const int i = TA ? idx % kTM : idx / kTK, l = TA ? idx / kTM : idx % kTK;
+      const int64_t gi = m0 + i, gl = k0 + l;
+      ra[s] = 0.0f;
+      if (gi < p.m && gl < ke) ra[s] = TA ? p.a[gl * p.lda + gi] : p.a[gi * p.lda + gl];
+    }
+#pragma unroll
+    for (int s = 0; s < kLoads; s++) {
+      const int idx = tid + kThreads * s;
+      const int j = TB ? idx / kTK : idx % kTN, l = TB ? idx % kTK : idx / kTN;
+      const int64_t gj = n0 + j, gl = k0 + l;
+      rb[s] = 0.0f;
+      if (gj < p.n && gl < ke) rb[s] = TB ? p.b[gj * p.ldb + gl] : p.b[gl * p.ldb + gj];
+    }
+  };
+  auto stash = [&]() {  // registers -> shared, rounded to bf16
+#pragma unroll
+    for (int s = 0; s < kLoads; s++) {
+      const int idx = tid + kThreads * s;
+      const int i = TA ? idx % kTM : idx / kTK, l = TA ? idx / kTM : idx % kTK;
+      as[i][l] = __float2bfloat16(ra[s]);
+    }
+#pragma unroll
+    for (int s = 0; s < kLoads; s++) {
+      const int idx = tid + kThreads * s;
+      const int j = TB ? idx / kTK : idx % kTN, l = TB ? idx % kTK : idx / kTN;
+      bs[l][j] = __float2bfloat16(rb[s]);
+    }
+  };
+
+  load(kb);
+  stash();
+  __syncthreads();
+  for (int64_t k0 = kb; k0 < ke; k0 += kTK) {
+    const bool more = k0 + kTK < ke;
+    if (more) load(k0 + kTK);  // in flight while the tensor cores work on this tile
+#pragma unroll
+    for (int kk = 0; kk < kTK; kk += 16) {
+      wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, wmma::row_major> fa[2];
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, wmma::row_major> fb[4];
+#pragma unroll
+      for (int a = 0; a < 2; a++) wmma::load_matrix_sync(fa[a], &as[32 * wm + 16 * a][kk], kALd);
+#pragma unroll
+      for (int b = 0; b < 4; b++) wmma::load_matrix_sync(fb[b], &bs[kk][64 * wn + 16 * b], kBLd);
+#pragma unroll
+      for (int a = 0; a < 2; a++) {
+#pragma unroll
+        for (int b = 0; b < 4; b++) wmma::mma_sync(acc[a][b], fa[a], fb[b], acc[a][b]);
+      }
+    }
+    __syncthreads();  // everyone is done reading the tile
+    if (more) {
+      stash();
+      __syncthreads();
+    }
+  }
+
+  // Each 16x16 accumulator goes through the warp's staging tile, then 8 values per lane to C.
+  float* st = stage[warp];
+#pragma unroll
+  for (int a = 0; a < 2; a++) {
+#pragma unroll
+    for (int b = 0; b < 4; b++) {
+      wmma::store_matrix_sync(st, acc[a][b], 16, wmma::mem_row_major);
+      __syncwarp();
+#pragma unroll
+      for (int s = 0; s < 8; s++) {
+        const int e = lane + 32 * s;
+        const int64_t row = m0 + 32 * wm + 16 * a + e / 16;
+        const int64_t col = n0 + 64 * wn + 16 * b + e % 16;
+        if (row < p.m && col < p.n) store_c(p, c, row, col, st[e]);
+      }
+      __syncwarp();  // the staging tile is overwritten next
+    }
+  }
+}
+
+// ---- split-k and column sums ------------------------------------------------------------------
+
+// C = alpha * (sum of the split partials in split order) + beta C + bias.
+__global__ void splitk_reduce_kernel(GemmParams p, int splits,
+                                     const float* part) {  // (splits, m, n)
+  const int64_t count = p.m * p.n;
+  for (int64_t e = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; e < count;
+       e += (int64_t)gridDim.x * blockDim.x) {
+    float s = 0.0f;
+    for (int z = 0; z < splits; z++) s += part[z * count + e];
+    store_c(p, p.c, e / p.n, e % p.n, s);
+  }
+}
+
+constexpr int kColTile = 32, kRowLanes = 8;
+constexpr int64_t kMaxChunks = 64, kMinChunkRows = 256;
+
+// Pass 1 of the column sums of x (n, c): block (column tile blockIdx.x, row chunk blockIdx.y)
+// writes part[chunk, j]; thread row ty sums rows r0 + ty, r0 + ty + 8, ... in order, then a
+// fixed tree.
+__global__ void column_partials_kernel(int64_t n, int c,
+                                       const float* x,   // (n, c)
+                                       int64_t chunk,
+                                       float* part) {    // (chunks, c)
+  __shared__ float s[kRowLanes][kColTile + 1];
+  const int tx = threadIdx.x, ty = threadIdx.y;
+  const int64_t j = (int64_t)blockIdx.x * kColTile + tx;
+  const int64_t r0 = (int64_t)blockIdx.y * chunk, r1 = min(n, r0 + chunk);
+  float acc = 0.0f;
+  if (j < c) {
+    for (int64_t r = r0 + ty; r < r1; r += kRowLanes) acc += x[r * c + j];
+  }
+  s[ty][tx] = acc;
+  __syncthreads();
+  for (int h = kRowLanes / 2; h > 0; h /= 2) {
+    if (ty < h) s[ty][tx] += s[ty + h][tx];
+    __syncthreads();
+  }
+  if (ty == 0 && j < c) part[blockIdx.y * (int64_t)c + j] = s[0][tx];
+}
+
+// Pass 2: dst[j] += the partials of column j in chunk order.
+__global__ void column_finish_kernel(int c, int chunks,
+                                     const float* part,  // (chunks, c)
+                                     float* dst) {       // (c) +=
+  const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+  if (j >= c) return;
+  float acc = 0.0f;
+  for (int g = 0; g < chunks; g++) acc += part[(int64_t)g * c + j];
+  dst[j] += acc;
+}
+
+int64_t column_chunks(int64_t n) {
+  return std::max<int64_t>(1, std::min(kMaxChunks, (n + kMinChunkRows - 1) / kMinChunkRows));
+}
+
+// ---- the launcher -----------------------------------------------------------------------------
+
+constexpr int64_t kTargetBlocks = 264;       // about two waves of blocks on a large GPU
+constexpr int64_t kMinSplitK = 256;          // k per split, at least
+constexpr int64_t kMaxSplits = 32;
+constexpr int64_t kSplitAlign = 32;  // a multiple of kBK and kTK
+static_assert(kSplitAlign % kBK == 0 && kSplitAlign % kTK == 0, "split alignment");
+constexpr int64_t kMaxSplitScratch = int64_t(1) << 26;  // floats of partials, at most
+
+struct GemmPlan {
+  int64_t splits = 1, k_split = 0;
+  int64_t scratch = 0;  // floats of scratch the split partials need
+};
+
+int64_t ceil_div(int64_t a, int64_t b) { return (a + b - 1) / b; }
+
+// Depends only on the precision and the shapes, so a product is summed the same way each run.
+GemmPlan plan_gemm(MatmulPrecision precision, int64_t m, int64_t n, int64_t k) {
+  GemmPlan plan;
+  const bool tc = precision == MatmulPrecision::bf16;
+  const int64_t tiles = ceil_div(m, tc ? kTM : kBM) * ceil_div(n, tc ? kTN : kBN);
+  int64_t splits = 1;
+  if (tiles < kTargetBlocks && k >= 2 * kMinSplitK) {
+    splits = std::min({ceil_div(kTargetBlocks, tiles), k / kMinSplitK, kMaxSplits,
+                       kMaxSplitScratch / std::max<int64_t>(1, m * n)});
+    splits = std::max<int64_t>(1, splits);
+  }
+  // Splits start at multiples of the k tiles of both kernels; none is empty.
+  plan.k_split = splits > 1 ? ceil_div(ceil_div(k, splits), kSplitAlign) * kSplitAlign
+                            : std::max<int64_t>(k, 1);
+  plan.splits = ceil_div(std::max<int64_t>(k, 1), plan.k_split);
+  plan.scratch = plan.splits > 1 ? plan.splits * m * n : 0;
+  return plan;
+}
+
+void launch_tiles(MatmulPrecision precision, bool ta, bool tb, const GemmParams& p,
+                  int64_t splits) {
+  const bool tc = precision == MatmulPrecision::bf16;
+  const int64_t gx = ceil_div(p.m, tc ? kTM : kBM), gy = ceil_div(p.n, tc ? kTN : kBN);
+  CB_CHECK(gx < (int64_t(1) << 31) && gy <= 65535 && splits <= 65535,
+           "cuda gemm: too large (m " + std::to_string(p.m) + ", n " + std::to_string(p.n) + ")");
+  const dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)splits);
+  if (tc) {
+    if (!ta && !tb) gemm_bf16_kernel<false, false><<<grid, kThreads>>>(p);
+    if (!ta && tb) gemm_bf16_kernel<false, true><<<grid, kThreads>>>(p);
+    if (ta && !tb) gemm_bf16_kernel<true, false><<<grid, kThreads>>>(p);
+    if (ta && tb) gemm_bf16_kernel<true, true><<<grid, kThreads>>>(p);
+  } else {
+    if (!ta && !tb) gemm_fp32_kernel<false, false><<<grid, kThreads>>>(p);
+    if (!ta && tb) gemm_fp32_kernel<false, true><<<grid, kThreads>>>(p);
+    if (ta && !tb) gemm_fp32_kernel<true, false><<<grid, kThreads>>>(p);
+    if (ta && tb) gemm_fp32_kernel<true, true><<<grid, kThreads>>>(p);
+  }
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+// C (m, n) = alpha op(A) op(B) + beta C + bias (bias (n) or null), row-major; `scratch` holds
+// plan.scratch floats (plan from plan_gemm with the same precision and shapes).
+void gemm(MatmulPrecision precision, const GemmPlan& plan, bool ta, bool tb, int64_t m,
+          int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+          int64_t ldb, float beta, float* c, int64_t ldc, const float* bias, float* scratch) {
+  if (m <= 0 || n <= 0) return;
+  GemmParams p{m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, plan.k_split, 0};
+  if (plan.splits == 1) {
+    launch_tiles(precision, ta, tb, p, 1);
+    return;
+  }
+  // Each split writes its plain product (alpha 1, beta 0, no bias) densely into scratch.
+  GemmParams part = p;
+  part.alpha = 1.0f;
+  part.beta = 0.0f;
+  part.bias = nullptr;
+  part.c = scratch;
+  part.ldc = n;
+  part.c_split_stride = m * n;
+  launch_tiles(precision, ta, tb, part, plan.splits);
+  const int64_t blocks = std::min<int64_t>(ceil_div(m * n, kThreads), int64_t(1) << 16);
+  splitk_reduce_kernel<<<(unsigned)blocks, kThreads>>>(p, (int)plan.splits, scratch);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace
+
+void CudaModelOps::linear(int64_t n, int in, int out, const float* x, const float* w,
+                          const float* b, float* y) {
+  if (n <= 0 || out <= 0) return;
+  // y (n, out) = x (n, in) . w^T, w stored (out, in).
+  const GemmPlan plan = plan_gemm(precision_, n, out, in);
+  float* scratch = scratch_floats(plan.scratch);
+  gemm(precision_, plan, false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out, b, scratch);
+}
+
+void CudaModelOps::linear_backward(int64_t n, int in, int out, const float* x, const float* w,
+                                   const float* dy, float* dx, float* dw, float* db) {
+  if (n <= 0 || in < 0 || out < 0) return;
+  // dx (n, in) = dy (n, out) . w (out, in); dw (out, in) += dy^T . x (dy stored (n, out)).
+  const GemmPlan dx_plan = plan_gemm(precision_, n, in, out);
+  const GemmPlan dw_plan = plan_gemm(precision_, out, in, n);
+  const int64_t gemm_scratch =
+      std::max(dx != nullptr ? dx_plan.scratch : 0, dw != nullptr ? dw_plan.scratch : 0);
+  const int64_t chunks = column_chunks(n);
+  const int64_t db_scratch = db != nullptr ? chunks * out : 0;
+  // One request for everything (growing it later would wait for the queued kernels); the
+  // products run one after another on the stream, so they share the first part.
+  float* scratch = scratch_floats(gemm_scratch + db_scratch);
+  if (dx != nullptr) {
+    gemm(precision_, dx_plan, false, false, n, in, out, 1.0f, dy, out, w, in, 0.0f, dx, in,
+         nullptr, scratch);
+  }
+  if (dw != nullptr) {
+    gemm(precision_, dw_plan, true, false, out, in, n, 1.0f, dy, out, x, in, 1.0f, dw, in,
+         nullptr, scratch);
+  }
+  if (db != nullptr && out > 0) {
+    float* part = scratch + gemm_scratch;  // (chunks, out)
+    const int64_t chunk = ceil_div(n, chunks);
+    const dim3 grid((unsigned)ceil_div(out, kColTile), (unsigned)chunks);
+    const dim3 block(kColTile, kRowLanes);
+    column_partials_kernel<<<grid, block>>>(n, out, dy, chunk, part);
+    CB_CUDA_CHECK_LAUNCH();
+    column_finish_kernel<<<(unsigned)ceil_div(out, kThreads), kThreads>>>(out, (int)chunks,
+                                                                          part, db);
+    CB_CUDA_CHECK_LAUNCH();
+  }
+}
+
+}  // namespace cb

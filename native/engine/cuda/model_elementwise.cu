@@ -1,1 +1,130 @@
-// model_elementwise.cu: see model_ops_cuda.h (being written).
+// CudaModelOps elementwise ops: GELU (tanh approximation) and SiLU with their backwards,
+// y += x, and strided block copies and zeroing. Every kernel is a grid-stride loop over int64
+// element indices, so any count works with a bounded grid.
+#include <algorithm>
+#include <cstdint>
+
+#include "check.h"
+#include "model_ops_cuda.h"
+
+namespace cb {
+namespace {
+
+constexpr int kThreads = 256;
+constexpr int64_t kMaxBlocks = int64_t(1) << 16;  // the grid-stride loops cover the rest
+
+int blocks_for(int64_t count) {
+  return (int)std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks);
+}
+
+__device__ inline int64_t thread_index() {
+  return (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
+}
+__device__ inline int64_t thread_stride() { return (int64_t)gridDim.x * blockDim.x; }
+
+constexpr float kGeluC = 0.79788456080286535588f;  // sqrt(2/pi)
+
+__global__ void gelu_kernel(int64_t count, const float* x, float* y) {
+  for (int64_t i = thread_index(); i < count; i += thread_stride()) {
+    const float xi = x[i];
+    const float u = kGeluC * (xi + 0.044715f * xi * xi * xi);
+    y[i] = 0.5f * xi * (1.0f + tanhf(u));
+  }
+}
+
+__global__ void gelu_backward_kernel(int64_t count, const float* x, const float* dy, float* dx) {
+  for (int64_t i = thread_index(); i < count; i += thread_stride()) {
+    const float xi = x[i];
+    const float th = tanhf(kGeluC * (xi + 0.044715f * xi * xi * xi));
+    const float du = kGeluC * (1.0f + float(3 * 0.044715) * xi * xi);  // du/dx
+    const float grad = 0.5f * (1.0f + th) + 0.5f * xi * (1.0f - th * th) * du;
+    dx[i] = dy[i] * grad;
+  }
+}
+
+__device__ inline float sigmoid(float x) { return 1.0f / (1.0f + expf(-x)); }
+
+__global__ void silu_kernel(int64_t count, const float* x, float* y) {
+  for (int64_t i = thread_index(); i < count; i += thread_stride()) y[i] = x[i] * sigmoid(x[i]);
+}
+
+__global__ void silu_backward_kernel(int64_t count, const float* x, const float* dy, float* dx) {
+  for (int64_t i = thread_index(); i < count; i += thread_stride()) {
+    const float s = sigmoid(x[i]);
+    dx[i] = dy[i] * s * (1.0f + x[i] * (1.0f - s));
+  }
+}
+
+__global__ void add_inplace_kernel(int64_t count, float* y, const float* x) {
+  for (int64_t i = thread_index(); i < count; i += thread_stride()) y[i] += x[i];
+}
+
+// Element e of the rows x cols block is (e / cols, e % cols): consecutive threads walk a row.
+__global__ void copy_strided_kernel(int64_t rows, int cols, const float* src, int64_t src_ld,
+                                    float* dst, int64_t dst_ld, bool accumulate) {
+  const int64_t count = rows * cols;
+  for (int64_t e = thread_index(); e < count; e += thread_stride()) {
+    const int64_t r = e / cols, c = e % cols;
+    const float v = src[r * src_ld + c];
+    if (accumulate) {
+      dst[r * dst_ld + c] += v;
+    } else {
+      dst[r * dst_ld + c] = v;
+    }
+  }
+}
+
+__global__ void zero_strided_kernel(int64_t rows, int cols, float* dst, int64_t ld) {
+  const int64_t count = rows * cols;
+  for (int64_t e = thread_index(); e < count; e += thread_stride()) {
+    dst[(e / cols) * ld + e % cols] = 0.0f;
+  }
+}
+
+}  // namespace
+
+void CudaModelOps::gelu(int64_t count, const float* x, float* y) {
+  if (count <= 0) return;
+  gelu_kernel<<<blocks_for(count), kThreads>>>(count, x, y);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaModelOps::gelu_backward(int64_t count, const float* x, const float* dy, float* dx) {
+  if (count <= 0) return;
+  gelu_backward_kernel<<<blocks_for(count), kThreads>>>(count, x, dy, dx);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaModelOps::silu(int64_t count, const float* x, float* y) {
+  if (count <= 0) return;
+  silu_kernel<<<blocks_for(count), kThreads>>>(count, x, y);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaModelOps::silu_backward(int64_t count, const float* x, const float* dy, float* dx) {
+  if (count <= 0) return;
+  silu_backward_kernel<<<blocks_for(count), kThreads>>>(count, x, dy, dx);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaModelOps::add_inplace(int64_t count, float* y, const float* x) {
+  if (count <= 0) return;
+  add_inplace_kernel<<<blocks_for(count), kThreads>>>(count, y, x);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaModelOps::copy_strided(int64_t rows, int cols, const float* src, int64_t src_ld,
+                                float* dst, int64_t dst_ld, bool accumulate) {
+  if (rows <= 0 || cols <= 0) return;
+  copy_strided_kernel<<<blocks_for(rows * cols), kThreads>>>(rows, cols, src, src_ld, dst,
+                                                             dst_ld, accumulate);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaModelOps::zero_strided(int64_t rows, int cols, float* dst, int64_t ld) {
+  if (rows <= 0 || cols <= 0) return;
+  zero_strided_kernel<<<blocks_for(rows * cols), kThreads>>>(rows, cols, dst, ld);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+}  // namespace cb
