@@ -4,7 +4,7 @@
 #include "../cpu/model_ops_ref.h"
 #include "../cuda/cuda.h"
 #include "../error.h"
-#if defined(CB_HAVE_CUDA) && defined(CB_CUDA_MODEL_OPS)
+#ifdef CB_HAVE_CUDA
 #include "../cuda/model_ops_cuda.h"
 #endif
 
@@ -15,14 +15,13 @@ std::unique_ptr<ModelOps<float>> make_model_ops<float>(const std::string& name) 
   if (name == "cpu-ref") return std::make_unique<RefModelOps<float>>();
   if (name == "cpu") return std::make_unique<CpuModelOps>();
   if (name == "cuda" || name == "cuda-fp32") {
-#if defined(CB_HAVE_CUDA) && defined(CB_CUDA_MODEL_OPS)
+#ifdef CB_HAVE_CUDA
     const CudaStatus status = cuda_status();
     CB_CHECK(status.available, "the cuda backend is not available: " + status.reason);
     return std::make_unique<CudaModelOps>(name == "cuda" ? MatmulPrecision::bf16
                                                          : MatmulPrecision::fp32);
 #else
-    CB_FAIL("this build has no CUDA model backend (nvcc was not found when it was built, or "
-            "its kernels are not complete yet)");
+    CB_FAIL("this build has no CUDA backend (nvcc was not found when it was built)");
 #endif
   }
   CB_FAIL("unknown model backend '" + name + "' (cpu-ref, cpu, cuda, cuda-fp32)");
