@@ -34,6 +34,7 @@
 #include "model/backends.h"
 #include "model/model.h"
 #include "model_fixture.h"
+#include "sample/raster_plan.h"
 #include "sample/sampler.h"
 
 namespace {
@@ -207,29 +208,7 @@ cb::SampleRequest sample_request(const cb::ModelConfig& c, int steps, int B) {
     r.labels.push_back((i * 7919) % c.classes);
     r.image_index.push_back(i);
   }
-  r.block_start = {0};
-  r.block_end = {1};
-  r.block_scale = {-1};
-  r.pos_of = {-1};
-  r.prev_pos_of = {-1};
-  int slot = 1;
-  for (size_t k = 0; k < c.scales.size(); k++) {
-    const int count = c.scales[k] * c.scales[k], blocks = std::min(steps, count);
-    int rank = 0, prev_first = -1, prev_size = 0;
-    for (int b = 0; b < blocks; b++) {
-      const int size = count / blocks + (b >= blocks - count % blocks ? 1 : 0);
-      r.block_start.push_back(slot);
-      r.block_end.push_back(slot + size);
-      r.block_scale.push_back(int(k));
-      for (int j = 0; j < size; j++, slot++) {
-        r.pos_of.push_back(rank + j);
-        r.prev_pos_of.push_back(prev_first < 0 ? -1 : prev_first + j % prev_size);
-      }
-      prev_first = rank;
-      prev_size = size;
-      rank += size;
-    }
-  }
+  cb::set_raster_plan(c, steps, r);
   std::mt19937 rng(3);
   std::uniform_real_distribution<float> uni(-0.5f, 0.5f);
   r.codebook.resize(size_t(c.vocab) * c.latent_dim);

@@ -5,6 +5,9 @@
 #include <numeric>
 #include <random>
 
+#include "compare.h"
+#include "sample/raster_plan.h"
+
 namespace cbt {
 
 cb::ModelConfig tiny_config(int rope_mix_layers) {
@@ -128,5 +131,21 @@ template cb::Batch<float> random_batch<float>(const cb::ModelConfig&, const Slot
 template cb::Batch<double> random_batch<double>(const cb::ModelConfig&, const SlotPlan&, int, uint32_t);
 template void randomize_params<float>(cb::Model<float>&, uint32_t);
 template void randomize_params<double>(cb::Model<double>&, uint32_t);
+
+cb::SampleRequest plan_request(const cb::ModelConfig& c, int steps, int B, float guidance) {
+  cb::SampleRequest r;
+  for (int i = 0; i < B; i++) {
+    r.labels.push_back(i % c.classes);
+    r.image_index.push_back(i);
+  }
+  cb::set_raster_plan(c, steps, r);
+  r.codebook = cbt::random_uniform(size_t(c.vocab) * c.latent_dim, 31);
+  r.guidance = guidance;
+  r.guidance_start = 2;
+  r.sampling.seed = 1234;
+  r.want_logits = true;
+  r.want_entropy = true;
+  return r;
+}
 
 }  // namespace cbt

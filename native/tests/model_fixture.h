@@ -9,6 +9,7 @@
 #include "model/batch.h"
 #include "model/config.h"
 #include "model/model.h"
+#include "sample/sampler.h"
 
 namespace cbt {
 
@@ -36,5 +37,9 @@ cb::Batch<Real> random_batch(const cb::ModelConfig& c, const SlotPlan& plan, int
 // every path (AdaLN gates included) carry gradient.
 template <typename Real>
 void randomize_params(cb::Model<Real>& model, uint32_t seed);
+
+// A sampling request for B images over the raster plan of `c` (sample/raster_plan.h) with
+// `steps` blocks per scale: a random codebook, guidance from step 2, logits and entropies kept.
+cb::SampleRequest plan_request(const cb::ModelConfig& c, int steps, int B, float guidance);
 
 }  // namespace cbt

@@ -13,6 +13,7 @@
 #include "model/backends.h"
 #include "model_fixture.h"
 #include "sample/philox.h"
+#include "sample/raster_plan.h"
 #include "sample/sampler.h"
 #include "sample/token_sampling.h"
 
@@ -242,45 +243,6 @@ CB_TEST("sampling", upsampling_matches_half_pixel_bilinear) {
 
 namespace {
 
-// A request over a full plan of `c` with `steps` blocks per scale, checkerboard-free: slots of
-// a scale in raster order, block sizes as even as possible, prev positions paired by index.
-cb::SampleRequest plan_request(const cb::ModelConfig& c, int steps, int B, float guidance) {
-  cb::SampleRequest r;
-  for (int i = 0; i < B; i++) {
-    r.labels.push_back(i % c.classes);
-    r.image_index.push_back(i);
-  }
-  r.block_start = {0};
-  r.block_end = {1};
-  r.block_scale = {-1};
-  r.pos_of = {-1};
-  r.prev_pos_of = {-1};
-  int slot = 1;
-  for (size_t k = 0; k < c.scales.size(); k++) {
-    const int count = c.scales[k] * c.scales[k], blocks = std::min(steps, count);
-    int rank = 0, prev_first = -1, prev_size = 0;
-    for (int b = 0; b < blocks; b++) {
-      const int size = count / blocks + (b >= blocks - count % blocks ? 1 : 0);
-      r.block_start.push_back(slot);
-      r.block_end.push_back(slot + size);
-      r.block_scale.push_back(int(k));
-      for (int j = 0; j < size; j++, slot++) {
-        r.pos_of.push_back(rank + j);
-        r.prev_pos_of.push_back(prev_first < 0 ? -1 : prev_first + j % prev_size);
-      }
-      prev_first = rank;
-      prev_size = size;
-      rank += size;
-    }
-  }
-  r.codebook = cbt::random_uniform(size_t(c.vocab) * c.latent_dim, 31);
-  r.guidance = guidance;
-  r.guidance_start = 2;
-  r.sampling.seed = 1234;
-  r.want_logits = true;
-  r.want_entropy = true;
-  return r;
-}
 
 }  // namespace
 
@@ -291,7 +253,7 @@ CB_TEST("sampling", sampler_on_cpu_matches_cpu_ref) {
   cbt::randomize_params(ref, 17);
   for (int64_t i = 0; i < ref.layout().total(); i++) fast.params()[i] = float(ref.params()[i]);
   for (float guidance : {0.0f, 2.0f}) {
-    const cb::SampleRequest req = plan_request(c, 3, 4, guidance);
+    const cb::SampleRequest req = cbt::plan_request(c, 3, 4, guidance);
     int callbacks = 0;
     cb::SampleWorkspace<float> wa;
     cb::SampleWorkspace<double> wb;
