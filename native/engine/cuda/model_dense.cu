@@ -11,7 +11,7 @@
 // n = 1, k = 0). When the output has few tiles and k is long (the weight gradient dw = dy^T x
 // over many rows), k is split into chunks whose partial products go to scratch and are then
 // summed in chunk order: no atomics, so every product is deterministic. The split depends only
-// on the shapes. db is a two-pass column sum (fixed row chunks, then chunk order).
+// on the shapes. db is a two-pass column sum (column_sums.h).
 #include <cuda_bf16.h>
 #include <mma.h>
 
@@ -20,6 +20,7 @@
 #include <string>
 
 #include "check.h"
+#include "column_sums.h"
 #include "model_ops_cuda.h"
 
 namespace cb {
@@ -228,7 +229,7 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(GemmParams p) {
   }
 }
 
-// ---- split-k and column sums ------------------------------------------------------------------
+// ---- split-k --------------------------------------------------------------------------------
 
 // C = alpha * (sum of the split partials in split order) + beta C + bias.
 __global__ void splitk_reduce_kernel(GemmParams p, int splits,
@@ -240,48 +241,6 @@ __global__ void splitk_reduce_kernel(GemmParams p, int splits,
     for (int z = 0; z < splits; z++) s += part[z * count + e];
     store_c(p, p.c, e / p.n, e % p.n, s);
   }
-}
-
-constexpr int kColTile = 32, kRowLanes = 8;
-constexpr int64_t kMaxChunks = 64, kMinChunkRows = 256;
-
-// Pass 1 of the column sums of x (n, c): block (column tile blockIdx.x, row chunk blockIdx.y)
-// writes part[chunk, j]; thread row ty sums rows r0 + ty, r0 + ty + 8, ... in order, then a
-// fixed tree.
-__global__ void column_partials_kernel(int64_t n, int c,
-                                       const float* x,   // (n, c)
-                                       int64_t chunk,
-                                       float* part) {    // (chunks, c)
-  __shared__ float s[kRowLanes][kColTile + 1];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t j = (int64_t)blockIdx.x * kColTile + tx;
-  const int64_t r0 = (int64_t)blockIdx.y * chunk, r1 = min(n, r0 + chunk);
-  float acc = 0.0f;
-  if (j < c) {
-    for (int64_t r = r0 + ty; r < r1; r += kRowLanes) acc += x[r * c + j];
-  }
-  s[ty][tx] = acc;
-  __syncthreads();
-  for (int h = kRowLanes / 2; h > 0; h /= 2) {
-    if (ty < h) s[ty][tx] += s[ty + h][tx];
-    __syncthreads();
-  }
-  if (ty == 0 && j < c) part[blockIdx.y * (int64_t)c + j] = s[0][tx];
-}
-
-// Pass 2: dst[j] += the partials of column j in chunk order.
-__global__ void column_finish_kernel(int c, int chunks,
-                                     const float* part,  // (chunks, c)
-                                     float* dst) {       // (c) +=
-  const int64_t j = (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-  if (j >= c) return;
-  float acc = 0.0f;
-  for (int g = 0; g < chunks; g++) acc += part[(int64_t)g * c + j];
-  dst[j] += acc;
-}
-
-int64_t column_chunks(int64_t n) {
-  return std::max<int64_t>(1, std::min(kMaxChunks, (n + kMinChunkRows - 1) / kMinChunkRows));
 }
 
 // ---- the launcher -----------------------------------------------------------------------------
@@ -398,15 +357,7 @@ void CudaModelOps::linear_backward(int64_t n, int in, int out, const float* x, c
          nullptr, scratch);
   }
   if (db != nullptr && out > 0) {
-    float* part = scratch + gemm_scratch;  // (chunks, out)
-    const int64_t chunk = ceil_div(n, chunks);
-    const dim3 grid((unsigned)ceil_div(out, kColTile), (unsigned)chunks);
-    const dim3 block(kColTile, kRowLanes);
-    column_partials_kernel<<<grid, block>>>(n, out, dy, chunk, part);
-    CB_CUDA_CHECK_LAUNCH();
-    column_finish_kernel<<<(unsigned)ceil_div(out, kThreads), kThreads>>>(out, (int)chunks,
-                                                                          part, db);
-    CB_CUDA_CHECK_LAUNCH();
+    column_sums_add(n, out, dy, out, db, scratch + gemm_scratch);  // part: (chunks, out)
   }
 }
 

@@ -15,6 +15,7 @@
 #include <string>
 
 #include "check.h"
+#include "column_sums.h"
 #include "model_ops_cuda.h"
 
 namespace cb {
@@ -22,9 +23,6 @@ namespace {
 
 constexpr int kThreads = 256;
 constexpr int64_t kMaxBlocks = int64_t(1) << 16;  // grid-stride loops cover the rest
-constexpr int kColTile = 32, kRowLanes = 8;        // column partial sums: block of 32 x 8
-constexpr int64_t kMaxChunks = 64;                 // row chunks of the column sums
-constexpr int64_t kMinChunkRows = 256;
 
 int blocks_for(int64_t count) {
   return (int)std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks);
@@ -115,70 +113,6 @@ void scatter_add_chained(int64_t n, int c, const float* src, const int32_t* inde
   chain_kernel<<<blocks_for(n), kThreads>>>(n, index, next, has_prev);
   CB_CUDA_CHECK_LAUNCH();
   scatter_chain_kernel<<<blocks_for(n * c), kThreads>>>(n, c, src, index, next, has_prev, dst);
-  CB_CUDA_CHECK_LAUNCH();
-}
-
-// ---- column sums ------------------------------------------------------------------------------
-
-// Pass 1 of dst (c) += sum over rows of src: block (column tile blockIdx.x, row chunk
-// blockIdx.y) writes part[chunk, j]. Thread row ty sums rows r0 + ty, r0 + ty + 8, ... in
-// order; the 8 partials meet in a fixed tree. With a mask only rows with mask[r] != 0 count,
-// and with zero_rows those rows are zeroed after being read.
-__global__ void column_partials_kernel(int64_t n, int c,
-                                       float* src,           // n rows at stride ld
-                                       int64_t ld,
-                                       const uint8_t* mask,  // (n) or null
-                                       bool zero_rows, int64_t chunk,
-                                       float* part) {        // (chunks, c)
-  __shared__ float s[kRowLanes][kColTile + 1];
-  const int tx = threadIdx.x, ty = threadIdx.y;
-  const int64_t j = (int64_t)blockIdx.x * kColTile + tx;
-  const int64_t r0 = (int64_t)blockIdx.y * chunk, r1 = min(n, r0 + chunk);
-  float acc = 0.0f;
-  if (j < c) {
-    for (int64_t r = r0 + ty; r < r1; r += kRowLanes) {
-      if (mask != nullptr && mask[r] == 0) continue;
-      float* p = src + r * ld + j;
-      acc += *p;
-      if (zero_rows) *p = 0.0f;
-    }
-  }
-  s[ty][tx] = acc;
-  __syncthreads();
-  for (int h = kRowLanes / 2; h > 0; h /= 2) {
-    if (ty < h) s[ty][tx] += s[ty + h][tx];
-    __syncthreads();
-  }
-  if (ty == 0 && j < c) part[blockIdx.y * (int64_t)c + j] = s[0][tx];
-}
-
-// Pass 2: dst[j] += the partials of column j in chunk order.
-__global__ void column_finish_kernel(int c, int chunks,
-                                     const float* part,  // (chunks, c)
-                                     float* dst) {       // (c) +=
-  const int64_t j = thread_index();
-  if (j >= c) return;
-  float acc = 0.0f;
-  for (int g = 0; g < chunks; g++) acc += part[(int64_t)g * c + j];
-  dst[j] += acc;
-}
-
-// The number of row chunks for n rows: depends only on n, so the sums are reproducible.
-int64_t column_chunks(int64_t n) {
-  return std::max<int64_t>(1, std::min(kMaxChunks, (n + kMinChunkRows - 1) / kMinChunkRows));
-}
-
-// dst (c) += column sums of src (see column_partials_kernel); `part` is scratch of
-// column_chunks(n) * c floats.
-void column_sums_add(int64_t n, int c, float* src, int64_t ld, const uint8_t* mask,
-                     bool zero_rows, float* dst, float* part) {
-  if (n <= 0 || c <= 0) return;
-  const int64_t chunks = column_chunks(n), chunk = (n + chunks - 1) / chunks;
-  const dim3 grid((unsigned)((c + kColTile - 1) / kColTile), (unsigned)chunks);
-  const dim3 block(kColTile, kRowLanes);
-  column_partials_kernel<<<grid, block>>>(n, c, src, ld, mask, zero_rows, chunk, part);
-  CB_CUDA_CHECK_LAUNCH();
-  column_finish_kernel<<<(c + kThreads - 1) / kThreads, kThreads>>>(c, (int)chunks, part, dst);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -340,7 +274,7 @@ void CudaModelOps::fill_masked_rows_backward(int64_t n, int c, const uint8_t* ma
                                              float* dvec) {
   if (n <= 0 || c <= 0) return;
   float* part = scratch_floats(column_chunks(n) * c);
-  column_sums_add(n, c, dx, c, mask, true, dvec, part);
+  masked_column_sums_add_and_zero(n, c, dx, c, mask, dvec, part);
 }
 
 // ---- rope -------------------------------------------------------------------------------------
@@ -391,7 +325,7 @@ void CudaModelOps::rope_backward(int64_t n, int H, int hd, const float* x, int l
     scatter_add_chained(n, half, gp_rows, pos_p, dangles, ints);
     if (mixed) scatter_add_chained(n, half, gq_rows, pos_q, dangles, ints);
   }
-  if (want_mix) column_sums_add(n, H, dal_rows, H, nullptr, false, dmix_logit, part);
+  if (want_mix) column_sums_add(n, H, dal_rows, H, dmix_logit, part);
 }
 
 }  // namespace cb
