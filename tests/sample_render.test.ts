@@ -104,17 +104,10 @@ Deno.test("progressivePanels: a panel per step, showing that step's scale", () =
   // Scales [1, 2]: step 0 samples the 1x1 scale, step 1 locations 0 and 3, step 2 locations 1, 2.
   const scales = [1, 2], L = 5, steps = 3, n = 2;
   const stepOf = Int32Array.from([0, 1, 2, 2, 1, 0, 1, 2, 2, 1]); // (n, L)
-  const final = [[4, 1, 2, 3, 5], [6, 7, 8, 9, 1]];
-  const stepCodes = new Int32Array(steps * n * L).fill(-1); // (steps, n, L)
-  for (let s = 0; s < steps; s++) {
-    for (let i = 0; i < n; i++) {
-      for (let j = 0; j < L; j++) {
-        if (stepOf[i * L + j] <= s) stepCodes[(s * n + i) * L + j] = final[i][j];
-      }
-    }
-  }
+  const final = Int32Array.from([4, 1, 2, 3, 5, 6, 7, 8, 9, 1]); // (n, L)
+  assert.equal(final.length, n * L);
   assert.deepEqual(Array.from(scaleOfSteps(stepOf.subarray(0, L), scales, steps)), [0, 1, 1]);
-  const panels = progressivePanels(fakeDecoder(1), stepCodes, stepOf, n, scales, steps, 1, 4);
+  const panels = progressivePanels(fakeDecoder(1), final, stepOf, scales, steps, 1, 4);
   assert.equal(panels.length, 3);
   // Step 0: the 1x1 scale of image 1 (code 6) over the whole panel.
   assert.ok(panels[0].every((v) => v === 65));

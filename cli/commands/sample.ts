@@ -11,7 +11,7 @@ import { deviceFrom, deviceOption } from "./common.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { ORDER_NAMES } from "../../src/plan/orders.ts";
 import { stepsPerScale } from "../../src/plan/blocks.ts";
-import { type CheckpointInfo, checkpointParams } from "../../src/model/checkpoint.ts";
+import type { CheckpointInfo } from "../../src/model/checkpoint.ts";
 import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
 import { encodePng } from "../../src/data/png.ts";
 import { encodeNpz } from "../../src/data/npy.ts";
@@ -19,7 +19,7 @@ import { exists } from "../../src/util/files.ts";
 import { Progress } from "../../src/util/progress.ts";
 import { deriveSeed, Rng } from "../../src/util/rng.ts";
 import { OutputFolder } from "../../src/util/output_folder.ts";
-import { readCheckpointWithTokenizer } from "../../src/model/load.ts";
+import { modelFromCheckpoint, readCheckpointWithTokenizer } from "../../src/model/load.ts";
 import type { NativeModel } from "../../src/model/native_model.ts";
 import { sampleCodes, type SampledCodes, type SamplingOptions } from "../../src/sample/sampler.ts";
 import {
@@ -53,8 +53,6 @@ const DEFAULTS = {
 const PROGRESSIVE_ROWS = 10;
 /** Individual images shown under the mean in entropy-maps.png. */
 const ENTROPY_MAP_IMAGES = 3;
-/** Step codes of the whole run are kept when they fit in this many values (else re-sampled). */
-const STEP_CODES_LIMIT = 1 << 24;
 
 type ClassSpec = { kind: "all" } | { kind: "random" } | { kind: "list"; classes: number[] };
 
@@ -284,7 +282,8 @@ export const command: Command = {
     const threads = intOption(values, "threads", { min: 1 });
 
     // Checkpoint, tokenizer, classes, plan (user errors, exit 1).
-    const { info, path, tensors, tokenizer } = await loadModelAndTokenizer(values);
+    const loaded = await loadModelAndTokenizer(values);
+    const { info, path, tokenizer } = loaded;
     const scales = info.config.scales;
     if (Array.isArray(steps) && steps.length !== scales.length) {
       throw new UserError(
@@ -298,8 +297,6 @@ export const command: Command = {
     const rowOrder = spec.kind === "random" ? [] : classes;
     const effective = stepsPerScale(scales, steps);
     const planSteps = effective.reduce((a, b) => a + b, 0);
-    const L = scales.reduce((a, s) => a + s * s, 0);
-    const keepStepCodes = values.progressive === true && planSteps * n * L <= STEP_CODES_LIMIT;
     const o: SamplingOptions = {
       steps,
       order: orderGiven ?? info.order,
@@ -311,7 +308,6 @@ export const command: Command = {
       seed,
       batch,
       entropy: values.entropy === true,
-      stepCodes: keepStepCodes,
     };
 
     const out = new OutputFolder(outDir);
@@ -320,9 +316,7 @@ export const command: Command = {
     try {
       const device = await deviceFrom(values);
       if (threads !== undefined) (await import("../../src/engine.ts")).setThreads(threads);
-      const { NativeModel } = await import("../../src/model/native_model.ts");
-      model = NativeModel.create(info.config, device, 0);
-      model.setState("params", checkpointParams(tensors, model.params, path));
+      model = modelFromCheckpoint(loaded, device);
       console.log(
         `${path} (step ${info.step}): ${n} images of classes ${
           spec.kind === "random" ? "random" : classes.join(",")
@@ -341,7 +335,7 @@ export const command: Command = {
         (done, step, total) => progress.update(done, `step ${step}/${total}`),
       );
       progress.finish("");
-      await writeOutputs(out, values, sampled, model, tokenizer, o, rowOrder);
+      await writeOutputs(out, values, sampled, tokenizer, o, rowOrder);
       const written = await out.commit();
       const perImage = sampled.seconds / Math.max(1, n);
       console.log(
@@ -371,7 +365,6 @@ async function writeOutputs(
   out: OutputFolder,
   values: OptionValues,
   r: SampledCodes,
-  model: NativeModel,
   tokenizer: PatchTokenizer,
   o: SamplingOptions,
   rowOrder: number[],
@@ -400,8 +393,9 @@ async function writeOutputs(
   }
 
   if (values.progressive === true) {
-    const chosen = progressiveSelection(r.labels, rowOrder, PROGRESSIVE_ROWS);
-    const rows = await progressiveRows(r, chosen, model, tokenizer, o, side);
+    const rows = progressiveSelection(r.labels, rowOrder, PROGRESSIVE_ROWS).map((i) =>
+      progressivePanels(tokenizer, r.codes, r.stepOf, r.scales, r.totalSteps, i, side)
+    );
     await out.stage("progressive.png", pngFile(panelRows(rows, side, r.totalSteps)));
   }
 
@@ -461,37 +455,4 @@ async function writeOutputs(
     const heat = heatMapFigure([{ label: "mean", maps }, ...individual], scales, { panel: 96 });
     await out.stage("entropy-maps.png", encodePng(heat.rgb, heat.width, heat.height));
   }
-}
-
-/**
- * Progressive panels of images `chosen`: from the run's step codes when they were kept, else by
- * sampling those images again one by one with the same keys (the same images).
- */
-async function progressiveRows(
-  r: SampledCodes,
-  chosen: number[],
-  model: NativeModel,
-  tokenizer: PatchTokenizer,
-  o: SamplingOptions,
-  side: number,
-): Promise<Uint8Array[][]> {
-  const n = r.labels.length;
-  if (r.stepCodes) {
-    return chosen.map((i) =>
-      progressivePanels(tokenizer, r.stepCodes!, r.stepOf, n, r.scales, r.totalSteps, i, side)
-    );
-  }
-  const rows: Uint8Array[][] = [];
-  for (const i of chosen) {
-    const one = await sampleCodes(model, tokenizer.codebook, r.labels.subarray(i, i + 1), {
-      ...o,
-      imageIndex0: i,
-      entropy: false,
-      stepCodes: true,
-    });
-    rows.push(
-      progressivePanels(tokenizer, one.stepCodes!, one.stepOf, 1, r.scales, r.totalSteps, 0, side),
-    );
-  }
-  return rows;
 }

@@ -68,6 +68,7 @@ export function samplingSgemmRate(
   const maxRows = Math.max(...rowsOfStep.keys());
   const a = randomFloats(maxRows * F, rng), b = randomFloats(F * K, rng);
   const out = new Float32Array(maxRows * Math.max(3 * W, F, K));
+  const device = model.device === "cuda" ? "cuda" : "cpu";
   let flops = 0, seconds = 0;
   for (const [rows, count] of rowsOfStep) {
     for (const [k, n] of shapes) {
@@ -79,11 +80,11 @@ export function samplingSgemmRate(
         b: b.subarray(0, k * n),
         c: out.subarray(0, rows * n),
       };
-      gemm(model.device === "cuda" ? "cuda" : "cpu", args); // warm-up
+      gemm(device, args); // warm-up
       const times: number[] = [];
       for (let r = 0; r < repeats; r++) {
         const t0 = performance.now();
-        gemm(model.device === "cuda" ? "cuda" : "cpu", args);
+        gemm(device, args);
         times.push((performance.now() - t0) / 1000);
       }
       flops += count * 2 * rows * n * k;

@@ -26,10 +26,14 @@ export interface LoadedCheckpoint {
  * Reads `dir`'s checkpoint and its tokenizer (`tokenizerDir`, default DIR/tokenizer) and checks
  * that they belong together: same tokenizer hash, codebook size and latent length.
  */
+export type CheckpointWithTensors = LoadedCheckpoint & {
+  tensors: Awaited<ReturnType<typeof readCheckpoint>>["tensors"];
+};
+
 export async function readCheckpointWithTokenizer(
   dir: string,
   tokenizerDir?: string,
-): Promise<LoadedCheckpoint & { tensors: Awaited<ReturnType<typeof readCheckpoint>>["tensors"] }> {
+): Promise<CheckpointWithTensors> {
   const ckpt = await readCheckpoint(dir);
   const tokDir = tokenizerDir ?? join(dir, CHECKPOINT_TOKENIZER_DIR);
   if (!(await exists(join(tokDir, "tokenizer.json")))) {
@@ -56,19 +60,28 @@ export async function readCheckpointWithTokenizer(
   return { info, path: ckpt.path, tensors: ckpt.tensors, tokenizer, tokenizerDir: tokDir };
 }
 
+/** A model on `device` with the parameters of a checkpoint read by readCheckpointWithTokenizer. */
+export function modelFromCheckpoint(
+  loaded: Pick<CheckpointWithTensors, "info" | "tensors" | "path">,
+  device: Backend,
+): NativeModel {
+  const model = NativeModel.create(loaded.info.config, device, 0);
+  try {
+    model.setState("params", checkpointParams(loaded.tensors, model.params, loaded.path));
+  } catch (err) {
+    model.dispose();
+    throw err;
+  }
+  return model;
+}
+
 /** The checkpoint of `dir` as a ready model on `device`, with its tokenizer. */
 export async function loadSamplingModel(
   dir: string,
   tokenizerDir: string | undefined,
   device: Backend,
 ): Promise<LoadedCheckpoint & { model: NativeModel }> {
-  const { tensors, ...loaded } = await readCheckpointWithTokenizer(dir, tokenizerDir);
-  const model = NativeModel.create(loaded.info.config, device, 0);
-  try {
-    model.setState("params", checkpointParams(tensors, model.params, loaded.path));
-  } catch (err) {
-    model.dispose();
-    throw err;
-  }
-  return { ...loaded, model };
+  const loaded = await readCheckpointWithTokenizer(dir, tokenizerDir);
+  const { tensors: _tensors, ...rest } = loaded;
+  return { ...rest, model: modelFromCheckpoint(loaded, device) };
 }

@@ -124,13 +124,13 @@ export function maskedScaleCanvas(
 
 /**
  * The progressive view of image `img`: after each step, that step's scale's codes sampled so far
- * decoded and the rest masked, each panel (outSide, outSide, 3). Returns totalSteps panels.
+ * (those with stepOf <= step) decoded and the rest masked, each panel (outSide, outSide, 3).
+ * Returns totalSteps panels.
  */
 export function progressivePanels(
   decoder: ScaleDecoder,
-  stepCodes: Int32Array, // (totalSteps, n, L), -1 where not sampled yet
+  codes: Int32Array, // (n, L) final codes
   stepOf: Int32Array, // (n, L)
-  n: number,
   scales: readonly number[],
   totalSteps: number,
   img: number,
@@ -141,8 +141,12 @@ export function progressivePanels(
   const scaleOf = scaleOfSteps(stepOf.subarray(img * L, (img + 1) * L), scales, totalSteps);
   return Array.from({ length: totalSteps }, (_, step) => {
     const k = scaleOf[step], s = scales[k];
-    const at = (step * n + img) * L + starts[k];
-    return maskedScaleCanvas(decoder, stepCodes.subarray(at, at + s * s), s, outSide);
+    const at = img * L + starts[k];
+    const known = Int32Array.from(
+      { length: s * s },
+      (_, p) => stepOf[at + p] <= step ? codes[at + p] : -1,
+    );
+    return maskedScaleCanvas(decoder, known, s, outSide);
   });
 }
 
