@@ -1,5 +1,6 @@
 /** Shared test helpers: run the CLI as a user would, and make scratch folders. */
 import { equal, match, notEqual } from "node:assert/strict";
+import type { Rng } from "../src/util/rng.ts";
 export const repoRoot = new URL("..", import.meta.url).pathname;
 
 export interface CliResult {
@@ -43,4 +44,12 @@ export async function expectOneLineError(args: string[], pattern: RegExp): Promi
   const lines = r.stderr.trim().split("\n").filter((l) => !l.startsWith("checkerboard: notice:"));
   equal(lines.length, 1, `one line for ${args.join(" ")}: ${r.stderr}`);
   return r;
+}
+
+/** n normal values of standard deviation `scale` (Box-Muller on `rng`). */
+export function randomNormals(n: number, rng: Rng, scale: number): Float32Array {
+  return Float32Array.from({ length: n }, () => {
+    const u = Math.max(rng.next(), 1e-12), v = rng.next();
+    return scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
+  });
 }

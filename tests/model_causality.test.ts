@@ -7,16 +7,10 @@ import assert from "node:assert/strict";
 import { buildModelBatch, layoutFor, scaleOffsets } from "../src/train/inputs.ts";
 import { NativeModel } from "../src/model/native_model.ts";
 import { Rng } from "../src/util/rng.ts";
+import { randomNormals } from "./helpers.ts";
 
 const scales = [1, 2, 4];
 const K = 11, D = 3;
-
-function randomNormals(n: number, rng: Rng, scale: number): Float32Array {
-  return Float32Array.from({ length: n }, () => {
-    const u = Math.max(rng.next(), 1e-12), v = rng.next();
-    return scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  });
-}
 
 for (const device of ["cpu", "cpu-ref"] as const) {
   Deno.test(`changing a block's codes only changes later blocks' logits (${device})`, async () => {

@@ -20,15 +20,9 @@ import { ORDER_NAMES, type OrderName } from "../src/plan/orders.ts";
 import { RATIO_NAMES, scalesForRatio } from "../src/plan/scales.ts";
 import { setThreads } from "../src/engine.ts";
 import { Rng } from "../src/util/rng.ts";
+import { randomNormals } from "./helpers.ts";
 
 const K = 13, D = 3, CLASSES = 3;
-
-function randomNormals(n: number, rng: Rng, scale: number): Float32Array {
-  return Float32Array.from({ length: n }, () => {
-    const u = Math.max(rng.next(), 1e-12), v = rng.next();
-    return scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
-  });
-}
 
 /** A small model with random parameters everywhere (AdaLN gates open), and a codebook. */
 function randomModel(scales: number[], device: "cpu" | "cpu-ref" = "cpu", ropeMix = 1) {

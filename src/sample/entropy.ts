@@ -6,6 +6,7 @@
  * Inputs are laid out like SampledCodes: (n, L) with scales concatenated and raster order
  * inside a scale; entropy in bits.
  */
+import { scaleOffsets } from "../train/inputs.ts";
 
 /** Percentile q in [0, 1] of ascending `sorted` values, with linear interpolation (numpy's default). */
 export function percentile(sorted: ArrayLike<number>, q: number): number {
@@ -29,22 +30,11 @@ export interface StepEntropy {
   p75: number;
 }
 
-/** Start of each scale's codes in a row of length L = sum s^2. */
-export function scaleStarts(scales: readonly number[]): number[] {
-  const starts: number[] = [];
-  let at = 0;
-  for (const s of scales) {
-    starts.push(at);
-    at += s * s;
-  }
-  return starts;
-}
-
 /** Scale index of each location of a row: (L). */
 export function scaleOfLocation(scales: readonly number[]): Int32Array {
   const L = scales.reduce((a, s) => a + s * s, 0);
   const out = new Int32Array(L);
-  scaleStarts(scales).forEach((start, k) => out.fill(k, start, start + scales[k] * scales[k]));
+  scaleOffsets(scales).forEach((start, k) => out.fill(k, start, start + scales[k] * scales[k]));
   return out;
 }
 
@@ -123,7 +113,7 @@ export function entropyMaps(
   const which = images ?? Array.from({ length: n }, (_, i) => i);
   const sum = new Float64Array(L);
   for (const i of which) for (let j = 0; j < L; j++) sum[j] += entropy[i * L + j];
-  const starts = scaleStarts(scales);
+  const starts = scaleOffsets(scales);
   return scales.map((s, k) =>
     Float32Array.from(
       sum.subarray(starts[k], starts[k] + s * s),

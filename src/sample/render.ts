@@ -7,7 +7,8 @@
  * order inside a scale. Images are (side, side, 3) uint8 RGB.
  */
 import { tileGrid } from "../data/png.ts";
-import { scaleOfSteps, scaleStarts } from "./entropy.ts";
+import { scaleOfSteps } from "./entropy.ts";
+import { scaleOffsets } from "../train/inputs.ts";
 import { Canvas, GLYPH_H, type Rgb, textWidth } from "./plot.ts";
 
 /** What rendering needs of a tokenizer (PatchTokenizer fits). */
@@ -137,7 +138,7 @@ export function progressivePanels(
   outSide: number,
 ): Uint8Array[] {
   const L = scales.reduce((a, s) => a + s * s, 0);
-  const starts = scaleStarts(scales);
+  const starts = scaleOffsets(scales);
   const scaleOf = scaleOfSteps(stepOf.subarray(img * L, (img + 1) * L), scales, totalSteps);
   return Array.from({ length: totalSteps }, (_, step) => {
     const k = scaleOf[step], s = scales[k];
