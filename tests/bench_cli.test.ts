@@ -40,6 +40,11 @@ Deno.test("bench sample --json prints one line with a point per batch size", asy
 Deno.test("bench: unknown presets and subcommands are usage errors", async () => {
   await expectOneLineError(["bench", "train", "--models", "XL"], /unknown preset 'XL'/);
   await expectOneLineError(["bench", "sample", "--batches", "0"], /--batches must be at least 1/);
+  const missing = await expectOneLineError(
+    ["bench", "sample", "--model", "/nonexistent/ckpt", "--device", "cpu"],
+    /\/nonexistent\/ckpt\/model\.safetensors: not found/,
+  );
+  assert.equal(missing.code, 1);
   const r = await runCli(["bench", "--help"]);
   assert.equal(r.code, 0);
   assert.match(r.stdout, /train .*\n.*sample .*\n.*all /);

@@ -144,8 +144,14 @@ Deno.test("sample: bad checkpoints, tokenizers, classes and plans are one-line e
   const other = join(tmp.path, "other-tok");
   await writeTokenizer(other, "tok-b", [1, 2, 4], 2);
   const out = join(tmp.path, "out");
+  // A checkpoint folder whose model file was cut short.
+  const cut = join(tmp.path, "cut");
+  await Deno.mkdir(cut);
+  const bytes = await Deno.readFile(join(ckpt, "model.safetensors"));
+  await Deno.writeFile(join(cut, "model.safetensors"), bytes.subarray(0, bytes.length >> 1));
   const cases: [string[], RegExp][] = [
     [["--model", join(tmp.path, "nope")], /nope.model\.safetensors: not found/],
+    [["--model", cut], /cut.model\.safetensors: not a valid safetensors file/],
     [
       ["--model", ckpt, "--classes", "0,12"],
       /class 12 is out of range; .* has 3 classes, 0\.\.2: zero, one, two/,
@@ -167,6 +173,8 @@ Deno.test("sample: bad checkpoints, tokenizers, classes and plans are one-line e
     const r = await expectOneLineError(["sample", ...args, "--out", out], pattern);
     assert.equal(r.code, 1, args.join(" "));
   }
+  // Each was refused before the output folder was made.
+  await assert.rejects(() => Deno.stat(out), Deno.errors.NotFound);
   const noTok = join(tmp.path, "no-tok");
   await makeCheckpoint(noTok);
   await Deno.remove(join(noTok, "tokenizer"), { recursive: true });
