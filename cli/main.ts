@@ -55,6 +55,11 @@ const commands: { name: string; summary: string; load: () => Promise<{ command: 
     summary: "benchmark training throughput and sampling time per image",
     load: () => import("./commands/bench.ts"),
   },
+  {
+    name: "study",
+    summary: "reproduce the paper's findings (Figures 4c, 5, 6, Table 2) on your data",
+    load: () => import("./commands/study.ts"),
+  },
 ];
 
 function topHelp(): string {

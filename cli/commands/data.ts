@@ -3,18 +3,10 @@ import { join } from "node:path";
 import type { Command } from "../command.ts";
 import { intOption, requiredString, stringOption } from "../options.ts";
 import { deviceFrom, deviceOption, ratioOptions, scalesFrom } from "./common.ts";
-import { DATASET_HELP, loadDataset, type Split, splitIndices } from "../../src/data/dataset.ts";
+import { DATASET_HELP, loadDataset } from "../../src/data/dataset.ts";
 import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
-import {
-  CODES_LAYOUT,
-  type Manifest,
-  type ShardEntry,
-  SHARDS_FORMAT,
-  writeManifest,
-  writeSplitShards,
-} from "../../src/data/shards.ts";
+import { makeShards } from "../../src/data/make_shards.ts";
 import { exists } from "../../src/util/files.ts";
-import { Progress } from "../../src/util/progress.ts";
 import { UserError } from "../../src/errors.ts";
 
 export const command: Command = {
@@ -63,55 +55,20 @@ export const command: Command = {
     const set = await loadDataset(stringOption(values, "dataset") ?? tokenizer.config.dataset, {
       side: tokenizer.config.imageSide,
     });
-    tokenizer.checkImages(set);
     const device = await deviceFrom(values);
-    const L = scales.reduce((a, s) => a + s * s, 0);
-    const partial = `${out.replace(/\/+$/, "")}.partial-${Deno.pid}`;
-    await Deno.mkdir(partial, { recursive: true });
-    try {
-      const shards: ShardEntry[] = [];
-      const counts = { train: 0, val: 0 } as Record<Split, number>;
-      for (const split of ["train", "val"] as const) {
-        const indices = splitIndices(set.count, split);
-        const progress = new Progress(`encode ${split}`, indices.length, "img");
-        const codes = await tokenizer.encode(set, indices, scales, device, progress);
-        progress.finish();
-        const labels = Int32Array.from(indices, (i) => set.labels[i]);
-        shards.push(...await writeSplitShards(partial, split, codes, labels, L, shardSize));
-        counts[split] = indices.length;
-      }
-      const manifest: Manifest = {
-        format: SHARDS_FORMAT,
-        version: 1,
-        dataset: set.name,
-        imageSide: set.side,
-        tokenizer: {
-          hash: tokenizer.config.hash,
-          patch: tokenizer.patch,
-          codes: tokenizer.config.codes,
-          path: tokenizerDir,
-        },
-        ratio,
-        scales,
-        patch: tokenizer.patch,
-        codes: tokenizer.config.codes,
-        sequenceLength: L,
-        classes: set.classes,
-        counts,
-        shards,
-        layout: CODES_LAYOUT,
-      };
-      await writeManifest(partial, manifest);
-      if (await exists(out)) await Deno.remove(out, { recursive: true });
-      await Deno.rename(partial, out);
-      console.log(
-        `wrote ${shards.length} shards to ${out}: ${counts.train} train + ${counts.val} val images, ` +
-          `scales ${scales.join(",")}, L = ${L} codes per image`,
-      );
-      console.log(`manifest: ${join(out, "manifest.json")}`);
-    } catch (err) {
-      await Deno.remove(partial, { recursive: true }).catch(() => {});
-      throw err;
-    }
+    const manifest = await makeShards(set, out, {
+      tokenizer,
+      tokenizerPath: tokenizerDir,
+      ratio,
+      scales,
+      shardSize,
+      device,
+    });
+    console.log(
+      `wrote ${manifest.shards.length} shards to ${out}: ${manifest.counts.train} train + ` +
+        `${manifest.counts.val} val images, scales ${scales.join(",")}, ` +
+        `L = ${manifest.sequenceLength} codes per image`,
+    );
+    console.log(`manifest: ${join(out, "manifest.json")}`);
   },
 };

@@ -14,7 +14,6 @@ import { stepsPerScale } from "../../src/plan/blocks.ts";
 import type { CheckpointInfo } from "../../src/model/checkpoint.ts";
 import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
 import { encodePng } from "../../src/data/png.ts";
-import { encodeNpz } from "../../src/data/npy.ts";
 import { exists } from "../../src/util/files.ts";
 import { Progress } from "../../src/util/progress.ts";
 import { deriveSeed, Rng } from "../../src/util/rng.ts";
@@ -29,6 +28,7 @@ import {
   panelRows,
   progressivePanels,
   progressiveSelection,
+  samplesNpz,
 } from "../../src/sample/render.ts";
 import { entropyMaps, stepEntropyStats } from "../../src/sample/entropy.ts";
 import { linePlot } from "../../src/sample/plot.ts";
@@ -374,15 +374,7 @@ async function writeOutputs(
   const images = decodeFinal(tokenizer, r.codes, n, scales); // n x (side, side, 3)
 
   await out.stage("grid.png", pngFile(classGrid(images, side, r.labels, rowOrder)));
-  const arr0 = new Uint8Array(n * side * side * 3); // (n, H, W, 3)
-  images.forEach((img, i) => arr0.set(img, i * side * side * 3));
-  await out.stage(
-    "samples.npz",
-    encodeNpz({
-      arr_0: { shape: [n, side, side, 3], data: arr0 },
-      labels: { shape: [n], data: r.labels },
-    }),
-  );
+  await out.stage("samples.npz", samplesNpz(images, side, r.labels));
 
   if (values.individual === true) {
     const folder = await out.stageFolder("images");

@@ -176,6 +176,10 @@ export function formatTick(value: number, step: number): string {
 export interface LineSeries {
   /** (x.length) values; NaN leaves a gap. */
   y: readonly number[];
+  /** This series' own x values (ascending, y.length of them) instead of the plot's x. */
+  x?: readonly number[];
+  /** A dot at every point. */
+  markers?: boolean;
   color: Rgb;
   thickness?: number;
   dash?: [number, number];
@@ -186,6 +190,8 @@ export interface Band {
   /** (x.length) lower and upper edges. */
   lo: readonly number[];
   hi: readonly number[];
+  /** This band's own x values instead of the plot's x. */
+  x?: readonly number[];
   color: Rgb;
   /** Opacity of the fill. */
   alpha?: number;
@@ -206,6 +212,8 @@ export interface LinePlotOptions {
   vlines?: readonly number[];
   /** Integer ticks on the x axis. */
   integerX?: boolean;
+  /** A log2 x axis with ticks at powers of 2 (x values must be positive). */
+  logX?: boolean;
   /** The y range starts at 0 (default true). */
   yFromZero?: boolean;
   /** Font scale (default 2: 6x10-pixel characters). */
@@ -225,14 +233,19 @@ export function linePlot(o: LinePlotOptions): Canvas {
   let yHi = finite.length ? Math.max(...finite) : 1;
   if (o.yFromZero ?? true) yLo = Math.min(0, yLo);
   if (!(yHi > yLo)) yHi = yLo + 1;
-  const xLo = o.x.length ? o.x[0] : 0;
-  const xHi = o.x.length > 1 ? o.x[o.x.length - 1] : xLo + 1;
+  // x positions are log2(x) on a log axis; ticks are placed and labelled in those units.
+  const tx = (x: number) => (o.logX ? Math.log2(x) : x);
+  const allX = [o.x, ...o.series.map((s) => s.x ?? []), ...(o.bands ?? []).map((b) => b.x ?? [])]
+    .flat().filter(Number.isFinite).map(tx);
+  const xLo = allX.length ? Math.min(...allX) : 0;
+  const xHi = allX.length && Math.max(...allX) > xLo ? Math.max(...allX) : xLo + 1;
   const yTicks = niceTicks(yLo, yHi, 5, { extend: true });
   yLo = yTicks[0];
   yHi = yTicks[yTicks.length - 1];
   const yStep = yTicks.length > 1 ? yTicks[1] - yTicks[0] : 1;
-  const xTicks = niceTicks(xLo, xHi, 8, { integer: o.integerX });
+  const xTicks = niceTicks(xLo, xHi, 8, { integer: o.integerX || o.logX });
   const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : 1;
+  const xTickLabel = (t: number) => (o.logX ? String(2 ** t) : formatTick(t, xStep));
 
   // Margins: y tick labels on the left, x tick labels and the x label below, title/y label above.
   const yLabelW = Math.max(...yTicks.map((t) => textWidth(formatTick(t, yStep), fs)));
@@ -244,7 +257,7 @@ export function linePlot(o: LinePlotOptions): Canvas {
   if (pw < 8 || ph < 8) {
     throw new RangeError(`plot size ${o.width}x${o.height} leaves no room for the plot area`);
   }
-  const px = (x: number) => left + ((x - xLo) / (xHi - xLo)) * (pw - 1);
+  const px = (x: number) => left + ((tx(x) - xLo) / (xHi - xLo)) * (pw - 1);
   const py = (y: number) => top + (1 - (y - yLo) / (yHi - yLo)) * (ph - 1);
   const black: Rgb = [0, 0, 0], grid: Rgb = [225, 225, 225];
 
@@ -255,27 +268,31 @@ export function linePlot(o: LinePlotOptions): Canvas {
   }
   for (const band of o.bands ?? []) {
     const alpha = band.alpha ?? 0.25;
+    const bx = (band.x ?? o.x).map(tx);
     for (let col = 0; col < pw; col++) {
       const xv = xLo + (col / Math.max(1, pw - 1)) * (xHi - xLo);
-      const lo = interpolate(o.x, band.lo, xv), hi = interpolate(o.x, band.hi, xv);
+      const lo = interpolate(bx, band.lo, xv), hi = interpolate(bx, band.hi, xv);
       if (!Number.isFinite(lo) || !Number.isFinite(hi)) continue;
       const y0 = Math.round(py(Math.max(lo, hi))), y1 = Math.round(py(Math.min(lo, hi)));
       for (let y = y0; y <= y1; y++) canvas.blend(left + col, y, band.color, alpha);
     }
   }
   for (const s of o.series) {
+    const xs = s.x ?? o.x;
     let phase = 0;
-    for (let i = 1; i < o.x.length; i++) {
+    for (let i = 1; i < xs.length; i++) {
       if (!Number.isFinite(s.y[i - 1]) || !Number.isFinite(s.y[i])) continue;
-      phase = canvas.line(px(o.x[i - 1]), py(s.y[i - 1]), px(o.x[i]), py(s.y[i]), s.color, {
+      phase = canvas.line(px(xs[i - 1]), py(s.y[i - 1]), px(xs[i]), py(s.y[i]), s.color, {
         thickness: s.thickness ?? 2,
         dash: s.dash,
         phase,
       });
     }
-    if (o.x.length === 1 && Number.isFinite(s.y[0])) {
-      canvas.fillRect(px(o.x[0]) - 2, py(s.y[0]) - 2, 5, 5, s.color);
-    }
+    xs.forEach((x, i) => {
+      if ((s.markers || xs.length === 1) && Number.isFinite(s.y[i])) {
+        canvas.fillRect(px(x) - 2, py(s.y[i]) - 2, 5, 5, s.color);
+      }
+    });
   }
   canvas.line(left, top, left, top + ph - 1, black);
   canvas.line(left, top + ph - 1, left + pw - 1, top + ph - 1, black);
@@ -286,9 +303,9 @@ export function linePlot(o: LinePlotOptions): Canvas {
     canvas.text(left - 3 * fs - textWidth(label, fs), y - charH / 2, label, black, fs);
   }
   for (const t of xTicks) {
-    const x = px(t);
+    const x = left + ((t - xLo) / (xHi - xLo)) * (pw - 1);
     canvas.line(x, top + ph - 1, x, top + ph - 1 + 2 * fs, black);
-    const label = formatTick(t, xStep);
+    const label = xTickLabel(t);
     canvas.text(x - textWidth(label, fs) / 2, top + ph + 3 * fs, label, black, fs);
   }
   if (o.xLabel) {

@@ -7,6 +7,7 @@
  * order inside a scale. Images are (side, side, 3) uint8 RGB.
  */
 import { tileGrid } from "../data/png.ts";
+import { encodeNpz } from "../data/npy.ts";
 import { scaleOfSteps } from "./entropy.ts";
 import { scaleOffsets } from "../train/inputs.ts";
 import { Canvas, GLYPH_H, type Rgb, textWidth } from "./plot.ts";
@@ -242,4 +243,19 @@ export function heatMapFigure(
   canvas.text(bx + barW + 2 * fs, by + bh - charH, "0", [0, 0, 0], fs);
   canvas.text(bx, by + bh + fs, unit, [0, 0, 0], fs);
   return canvas;
+}
+
+/** The FID-tool file of sampled images: arr_0 uint8 (n, side, side, 3) and labels int32 (n). */
+export function samplesNpz(
+  images: readonly Uint8Array[], // n x (side, side, 3)
+  side: number,
+  labels: Int32Array, // (n)
+): Uint8Array {
+  const n = images.length;
+  const arr0 = new Uint8Array(n * side * side * 3); // (n, H, W, 3)
+  images.forEach((img, i) => arr0.set(img, i * side * side * 3));
+  return encodeNpz({
+    arr_0: { shape: [n, side, side, 3], data: arr0 },
+    labels: { shape: [n], data: labels },
+  });
 }

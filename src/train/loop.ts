@@ -58,6 +58,8 @@ export interface LoopOptions {
   logEvery: number;
   /** Stop after this many steps of this invocation, with a checkpoint (0: no limit). */
   stopAfter: number;
+  /** Validate once more after the last step (default true). */
+  validateAtEnd?: boolean;
   quiet?: boolean;
 }
 
@@ -452,13 +454,15 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     }
     progress.finish();
     if (lastCheckpoint !== step) await checkpoint(step);
-    lastVal = await validate(loop.quiet ?? false);
-    await metrics.write({
-      step,
-      valBitsPerToken: lastVal.bitsPerToken,
-      valPerScaleBits: lastVal.perScaleBits,
-      evalStepsPerScale: loop.evalSteps,
-    });
+    if (loop.validateAtEnd ?? true) {
+      lastVal = await validate(loop.quiet ?? false);
+      await metrics.write({
+        step,
+        valBitsPerToken: lastVal.bitsPerToken,
+        valPerScaleBits: lastVal.perScaleBits,
+        evalStepsPerScale: loop.evalSteps,
+      });
+    }
     return { step, interrupted: false, lastLoss, lastVal };
   } finally {
     if (listening) Deno.removeSignalListener("SIGINT", onSigint);

@@ -1,0 +1,234 @@
+/**
+ * The study's numbers over seeds: mean and spread per model and step count, and the four
+ * findings of the issue judged from them by rules stated in the report. Pure: no I/O.
+ */
+import type { NllPoint, RunRecords } from "./run.ts";
+import { BASE, EVAL_STEPS, type RunSpec } from "./design.ts";
+
+/** Mean and sample standard deviation (n - 1; 0 for one value). */
+export interface Stat {
+  mean: number;
+  sd: number;
+  values: number[];
+}
+
+export function stat(values: number[]): Stat {
+  const n = values.length;
+  const mean = values.reduce((a, b) => a + b, 0) / n;
+  const sd = n > 1 ? Math.sqrt(values.reduce((a, v) => a + (v - mean) ** 2, 0) / (n - 1)) : 0;
+  return { mean, sd, values };
+}
+
+export type Measure = "bitsPerToken" | "bitsPerImage" | "finalScaleBits";
+
+/** One model (a configuration) over its seeds. */
+export interface ModelSummary {
+  config: Omit<RunSpec, "seed">;
+  scales: number[];
+  seeds: number[];
+  /** Per step count of EVAL_STEPS, in order. */
+  points: {
+    stepsPerScale: number;
+    totalSteps: number;
+    bitsPerToken: Stat;
+    bitsPerImage: Stat;
+    finalScaleBits: Stat;
+  }[];
+  secondsPerStep: Stat;
+  finalLoss: Stat;
+  paramCount: number;
+  runs: RunRecords[];
+}
+
+const sameConfig = (a: Omit<RunSpec, "seed">, b: Omit<RunSpec, "seed">) =>
+  a.ratio === b.ratio && a.order === b.order && a.ropeMix === b.ropeMix;
+
+/** The summary of configuration `config` over the given runs of it (all seeds). */
+export function summarize(
+  config: Omit<RunSpec, "seed">,
+  all: readonly RunRecords[],
+  scalesOf: (ratio: string) => number[],
+): ModelSummary {
+  const runs = all.filter((r) => sameConfig(r.spec, config)).sort((a, b) =>
+    a.spec.seed - b.spec.seed
+  );
+  if (runs.length === 0) throw new Error(`no runs of ${JSON.stringify(config)}`);
+  const at = (P: number) => runs.map((r) => r.nll.points.find((p) => p.stepsPerScale === P)!);
+  const over = (ps: NllPoint[], m: Measure) => stat(ps.map((p) => p[m]));
+  return {
+    config,
+    scales: scalesOf(config.ratio),
+    seeds: runs.map((r) => r.spec.seed),
+    points: EVAL_STEPS.map((P) => {
+      const ps = at(P);
+      return {
+        stepsPerScale: P,
+        totalSteps: ps[0].totalSteps,
+        bitsPerToken: over(ps, "bitsPerToken"),
+        bitsPerImage: over(ps, "bitsPerImage"),
+        finalScaleBits: over(ps, "finalScaleBits"),
+      };
+    }),
+    secondsPerStep: stat(runs.map((r) => r.train.secondsPerStep)),
+    finalLoss: stat(runs.map((r) => r.train.finalLoss)),
+    paramCount: runs[0].train.paramCount,
+    runs,
+  };
+}
+
+/**
+ * Value of a curve (total steps -> measure) at `x` by linear interpolation in log2(total
+ * steps); undefined outside the curve's range.
+ */
+export function valueAtTotalSteps(
+  m: ModelSummary,
+  measure: Measure,
+  x: number,
+): number | undefined {
+  const xs = m.points.map((p) => Math.log2(p.totalSteps));
+  const ys = m.points.map((p) => p[measure].mean);
+  const lx = Math.log2(x);
+  for (let i = 0; i < xs.length; i++) {
+    if (xs[i] === lx) return ys[i];
+    if (i > 0 && xs[i - 1] < lx && lx < xs[i]) {
+      return ys[i - 1] + ((ys[i] - ys[i - 1]) * (lx - xs[i - 1])) / (xs[i] - xs[i - 1]);
+    }
+  }
+  return undefined;
+}
+
+export interface Finding {
+  title: string;
+  /** True: reproduced; false: not; undefined: the parts it needs were not run. */
+  reproduced?: boolean;
+  /** The rule and the numbers it was judged on. */
+  evidence: string[];
+}
+
+const f3 = (v: number) => v.toFixed(3);
+
+/**
+ * Multiscale beats single-scale at equal total steps: at every total-step count of a multiscale
+ * curve that the single-scale curve spans, the multiscale model's bits per image are lower.
+ */
+export function multiscaleVsSingle(ratios: ModelSummary[]): Finding {
+  const title = "multiscale beats single-scale at equal total steps";
+  const single = ratios.find((m) => m.config.ratio === "single");
+  const multi = ratios.filter((m) => m.config.ratio !== "single");
+  if (!single || multi.length === 0) return { title, evidence: ["(the ratios part was not run)"] };
+  const evidence = [
+    "Rule: at every total-step count of a multiscale model inside the single-scale model's " +
+    "range, its bits per image (the code length of the pyramid, an upper bound for the final " +
+    "tokens) is below the single-scale model's, interpolated in log total steps.",
+  ];
+  let wins = 0, comparisons = 0;
+  for (const m of multi) {
+    const parts: string[] = [];
+    for (const p of m.points) {
+      const s = valueAtTotalSteps(single, "bitsPerImage", p.totalSteps);
+      if (s === undefined) continue;
+      comparisons++;
+      if (p.bitsPerImage.mean < s) wins++;
+      parts.push(`${p.totalSteps} steps: ${f3(p.bitsPerImage.mean)} vs ${f3(s)}`);
+    }
+    if (parts.length) evidence.push(`ratio ${m.config.ratio}: ${parts.join("; ")}`);
+  }
+  evidence.push(`multiscale lower in ${wins} of ${comparisons} comparisons`);
+  return { title, reproduced: comparisons > 0 && wins === comparisons, evidence };
+}
+
+/**
+ * Ratios 2, 3 and 4 are close at equal total steps: at every total-step count all three span,
+ * their range of bits per image is smaller than the gap from the best of them to the
+ * single-scale model (or, without one in range, to sqrt2).
+ */
+export function ratiosClose(ratios: ModelSummary[]): Finding {
+  const title = "ratios 2, 3 and 4 are close at equal total steps";
+  const three = ["2", "3", "4"].map((r) => ratios.find((m) => m.config.ratio === r));
+  if (three.some((m) => !m)) return { title, evidence: ["(the ratios part was not run)"] };
+  const others = ["single", "sqrt2"].map((r) => ratios.find((m) => m.config.ratio === r))
+    .filter((m): m is ModelSummary => !!m);
+  const evidence = [
+    "Rule: at each total-step count that ratios 2, 3 and 4 all span, the range of their bits " +
+    "per image is smaller than the gap from the best of them to the single-scale model (or to " +
+    "sqrt2 where single-scale does not reach).",
+  ];
+  const totals = [...new Set(three.flatMap((m) => m!.points.map((p) => p.totalSteps)))].sort((
+    a,
+    b,
+  ) => a - b);
+  let held = 0, checked = 0;
+  for (const x of totals) {
+    const vs = three.map((m) => valueAtTotalSteps(m!, "bitsPerImage", x));
+    if (vs.some((v) => v === undefined)) continue;
+    const values = vs as number[];
+    const range = Math.max(...values) - Math.min(...values);
+    const other = others.map((m) => [m, valueAtTotalSteps(m, "bitsPerImage", x)] as const)
+      .find(([, v]) => v !== undefined);
+    if (!other) {
+      evidence.push(
+        `${x} steps: ratios 2/3/4 ${values.map(f3).join("/")}, range ${
+          f3(range)
+        } (nothing to compare with)`,
+      );
+      continue;
+    }
+    const gap = other[1]! - Math.min(...values);
+    checked++;
+    if (range < gap) held++;
+    evidence.push(
+      `${x} steps: ratios 2/3/4 ${values.map(f3).join("/")}, range ${f3(range)}; ` +
+        `gap to ${other[0].config.ratio} ${f3(gap)}`,
+    );
+  }
+  evidence.push(`the range is smaller than the gap at ${held} of ${checked} step counts`);
+  return { title, reproduced: checked > 0 && held === checked, evidence };
+}
+
+/** The checkerboard beats random order: lower bits per token at every step count, every seed pair. */
+export function checkerboardVsRandom(checker?: ModelSummary, random?: ModelSummary): Finding {
+  const title = "the checkerboard beats random order";
+  if (!checker || !random) return { title, evidence: ["(the order part was not run)"] };
+  const evidence = [
+    "Rule: the checkerboard model's mean bits per token is below the random-order model's at " +
+    "every step count (same ratio, same token set, so bits per token compare directly).",
+  ];
+  let wins = 0;
+  checker.points.forEach((p, i) => {
+    const r = random.points[i];
+    if (p.bitsPerToken.mean < r.bitsPerToken.mean) wins++;
+    evidence.push(
+      `P=${p.stepsPerScale} (${p.totalSteps} steps): checkerboard ${f3(p.bitsPerToken.mean)} ` +
+        `± ${f3(p.bitsPerToken.sd)}, random ${f3(r.bitsPerToken.mean)} ± ${
+          f3(r.bitsPerToken.sd)
+        }, ` +
+        `difference ${f3(r.bitsPerToken.mean - p.bitsPerToken.mean)}`,
+    );
+  });
+  evidence.push(`checkerboard lower at ${wins} of ${checker.points.length} step counts`);
+  return { title, reproduced: wins === checker.points.length, evidence };
+}
+
+/**
+ * Gains level off as steps increase: for the base model, the last doubling of steps per scale
+ * gains under a quarter of what the first gains.
+ */
+export function gainsLevelOff(base?: ModelSummary): Finding {
+  const title = "gains level off as steps increase";
+  if (!base) return { title, evidence: ["(no ratio-2 checkerboard model was trained)"] };
+  const ys = base.points.map((p) => p.bitsPerToken.mean);
+  const gains = ys.slice(1).map((y, i) => ys[i] - y);
+  const shrinking = gains.every((g, i) => i === 0 || g < gains[i - 1]);
+  const last = gains[gains.length - 1], first = gains[0];
+  const evidence = [
+    "Rule: for the ratio-2 checkerboard model, the last doubling of steps per scale gains under " +
+    "a quarter of the bits per token that the first doubling gains.",
+    `bits per token at P = ${EVAL_STEPS.join(", ")}: ${ys.map(f3).join(", ")}`,
+    `gains per doubling: ${gains.map(f3).join(", ")} (${
+      shrinking ? "each smaller than the one before" : "not shrinking at every doubling"
+    })`,
+  ];
+  return { title, reproduced: first > 0 && last < first / 4, evidence };
+}
+
+export const isBase = (c: Omit<RunSpec, "seed">) => sameConfig(c, BASE);
