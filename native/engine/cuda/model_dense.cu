@@ -12,13 +12,19 @@
 // over many rows), k is split into chunks whose partial products go to scratch and are then
 // summed in chunk order: no atomics, so every product is deterministic. The split depends only
 // on the shapes. db is a two-pass column sum (column_sums.h).
+//
+// Mixed precision (mixed_ops.h): the bf16 kernel also reads bf16 operands directly (the bf16
+// weight copy, the bf16 activations), at half the bytes; an fp32 operand is rounded as above,
+// so a product is the same whichever way its operands arrive.
 #include <cuda_bf16.h>
 #include <mma.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <string>
+#include <type_traits>
 
+#include "bf16.cuh"
 #include "check.h"
 #include "column_sums.h"
 #include "model_ops_cuda.h"
@@ -32,12 +38,13 @@ namespace wmma = nvcuda::wmma;
 // op(A)(i, l) = trans_a ? a[l*lda + i] : a[i*lda + l] and op(B)(l, j) = trans_b ?
 // b[j*ldb + l] : b[l*ldb + j]. Block z of the grid covers k in [z k_split, (z+1) k_split) and
 // writes at c + z * c_split_stride.
+// AT and BT (the kernels' template arguments) are the element types of a and b.
 struct GemmParams {
   int64_t m, n, k;
   float alpha;
-  const float* a;  // op(A): (m, k)
+  const void* a;  // op(A): (m, k) of AT
   int64_t lda;
-  const float* b;  // op(B): (k, n)
+  const void* b;  // op(B): (k, n) of BT
   int64_t ldb;
   float beta;
   float* c;  // (m, n) at row stride ldc
@@ -62,6 +69,8 @@ constexpr int kBM = 64, kBN = 64, kBK = 16, kThreads = 256;
 
 template <bool TA, bool TB>
 __global__ void __launch_bounds__(kThreads) gemm_fp32_kernel(GemmParams p) {
+  const float* pa = static_cast<const float*>(p.a);
+  const float* pb = static_cast<const float*>(p.b);
   __shared__ float as[kBK][kBM + 1];  // as[l][i] = op(A)(m0 + i, k0 + l)
   __shared__ float bs[kBK][kBN + 1];  // bs[l][j] = op(B)(k0 + l, n0 + j)
   const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
@@ -78,7 +87,7 @@ __global__ void __launch_bounds__(kThreads) gemm_fp32_kernel(GemmParams p) {
       const int i = TA ? idx % kBM : idx / kBK, l = TA ? idx / kBM : idx % kBK;
       const int64_t gi = m0 + i, gl = k0 + l;
       float v = 0.0f;
-      if (gi < p.m && gl < ke) v = TA ? p.a[gl * p.lda + gi] : p.a[gi * p.lda + gl];
+      if (gi < p.m && gl < ke) v = TA ? pa[gl * p.lda + gi] : pa[gi * p.lda + gl];
       as[l][i] = v;
     }
 #pragma unroll
@@ -87,7 +96,7 @@ __global__ void __launch_bounds__(kThreads) gemm_fp32_kernel(GemmParams p) {
       const int j = TB ? idx / kBK : idx % kBN, l = TB ? idx % kBK : idx / kBN;
       const int64_t gj = n0 + j, gl = k0 + l;
       float v = 0.0f;
-      if (gj < p.n && gl < ke) v = TB ? p.b[gj * p.ldb + gl] : p.b[gl * p.ldb + gj];
+      if (gj < p.n && gl < ke) v = TB ? pb[gj * p.ldb + gl] : pb[gl * p.ldb + gj];
       bs[l][j] = v;
     }
     __syncthreads();
@@ -128,8 +137,13 @@ constexpr int kALd = kTK + kPad, kBLd = kTN + kPad;
 constexpr int kLoads = kTM * kTK / kThreads;  // values per thread per tile (A and B alike)
 static_assert(kTM * kTK == kTK * kTN, "A and B tiles are loaded with the same pattern");
 
-template <bool TA, bool TB>
+__device__ inline float as_float(float v) { return v; }
+__device__ inline float as_float(__nv_bfloat16 v) { return __bfloat162float(v); }
+
+template <bool TA, bool TB, typename AT, typename BT>
 __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(GemmParams p) {
+  const AT* pa = static_cast<const AT*>(p.a);
+  const BT* pb = static_cast<const BT*>(p.b);
   __shared__ __align__(32) __nv_bfloat16 as[kTM][kALd];  // as[i][l] = op(A)(m0 + i, k0 + l)
   __shared__ __align__(32) __nv_bfloat16 bs[kTK][kBLd];  // bs[l][j] = op(B)(k0 + l, n0 + j)
   __shared__ __align__(32) float stage[kThreads / 32][16 * 16];  // per warp, for the epilogue
@@ -156,7 +170,7 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(GemmParams p) {
       const int i = TA ? idx % kTM : idx / kTK, l = TA ? idx / kTM : idx % kTK;
       const int64_t gi = m0 + i, gl = k0 + l;
       ra[s] = 0.0f;
-      if (gi < p.m && gl < ke) ra[s] = TA ? p.a[gl * p.lda + gi] : p.a[gi * p.lda + gl];
+      if (gi < p.m && gl < ke) ra[s] = as_float(TA ? pa[gl * p.lda + gi] : pa[gi * p.lda + gl]);
     }
 #pragma unroll
     for (int s = 0; s < kLoads; s++) {
@@ -164,10 +178,10 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(GemmParams p) {
       const int j = TB ? idx / kTK : idx % kTN, l = TB ? idx % kTK : idx / kTN;
       const int64_t gj = n0 + j, gl = k0 + l;
       rb[s] = 0.0f;
-      if (gj < p.n && gl < ke) rb[s] = TB ? p.b[gj * p.ldb + gl] : p.b[gl * p.ldb + gj];
+      if (gj < p.n && gl < ke) rb[s] = as_float(TB ? pb[gj * p.ldb + gl] : pb[gl * p.ldb + gj]);
     }
   };
-  auto stash = [&]() {  // registers -> shared, rounded to bf16
+  auto stash = [&]() {  // registers -> shared, rounded to bf16 (exact for bf16 operands)
 #pragma unroll
     for (int s = 0; s < kLoads; s++) {
       const int idx = tid + kThreads * s;
@@ -278,6 +292,8 @@ GemmPlan plan_gemm(MatmulPrecision precision, int64_t m, int64_t n, int64_t k) {
   return plan;
 }
 
+// AT and BT: float for both precisions, __nv_bfloat16 (mixed precision) only with bf16.
+template <typename AT, typename BT>
 void launch_tiles(MatmulPrecision precision, bool ta, bool tb, const GemmParams& p,
                   int64_t splits) {
   const bool tc = precision == MatmulPrecision::bf16;
@@ -286,28 +302,31 @@ void launch_tiles(MatmulPrecision precision, bool ta, bool tb, const GemmParams&
            "cuda gemm: too large (m " + std::to_string(p.m) + ", n " + std::to_string(p.n) + ")");
   const dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)splits);
   if (tc) {
-    if (!ta && !tb) gemm_bf16_kernel<false, false><<<grid, kThreads>>>(p);
-    if (!ta && tb) gemm_bf16_kernel<false, true><<<grid, kThreads>>>(p);
-    if (ta && !tb) gemm_bf16_kernel<true, false><<<grid, kThreads>>>(p);
-    if (ta && tb) gemm_bf16_kernel<true, true><<<grid, kThreads>>>(p);
-  } else {
+    if (!ta && !tb) gemm_bf16_kernel<false, false, AT, BT><<<grid, kThreads>>>(p);
+    if (!ta && tb) gemm_bf16_kernel<false, true, AT, BT><<<grid, kThreads>>>(p);
+    if (ta && !tb) gemm_bf16_kernel<true, false, AT, BT><<<grid, kThreads>>>(p);
+    if (ta && tb) gemm_bf16_kernel<true, true, AT, BT><<<grid, kThreads>>>(p);
+  } else if constexpr (std::is_same<AT, float>::value && std::is_same<BT, float>::value) {
     if (!ta && !tb) gemm_fp32_kernel<false, false><<<grid, kThreads>>>(p);
     if (!ta && tb) gemm_fp32_kernel<false, true><<<grid, kThreads>>>(p);
     if (ta && !tb) gemm_fp32_kernel<true, false><<<grid, kThreads>>>(p);
     if (ta && tb) gemm_fp32_kernel<true, true><<<grid, kThreads>>>(p);
+  } else {
+    CB_FAIL("cuda gemm: bf16 operands need the bf16 matmul precision");
   }
   CB_CUDA_CHECK_LAUNCH();
 }
 
 // C (m, n) = alpha op(A) op(B) + beta C + bias (bias (n) or null), row-major; `scratch` holds
 // plan.scratch floats (plan from plan_gemm with the same precision and shapes).
+template <typename AT, typename BT>
 void gemm(MatmulPrecision precision, const GemmPlan& plan, bool ta, bool tb, int64_t m,
-          int64_t n, int64_t k, float alpha, const float* a, int64_t lda, const float* b,
+          int64_t n, int64_t k, float alpha, const AT* a, int64_t lda, const BT* b,
           int64_t ldb, float beta, float* c, int64_t ldc, const float* bias, float* scratch) {
   if (m <= 0 || n <= 0) return;
   GemmParams p{m, n, k, alpha, a, lda, b, ldb, beta, c, ldc, bias, plan.k_split, 0};
   if (plan.splits == 1) {
-    launch_tiles(precision, ta, tb, p, 1);
+    launch_tiles<AT, BT>(precision, ta, tb, p, 1);
     return;
   }
   // Each split writes its plain product (alpha 1, beta 0, no bias) densely into scratch.
@@ -318,7 +337,7 @@ void gemm(MatmulPrecision precision, const GemmPlan& plan, bool ta, bool tb, int
   part.c = scratch;
   part.ldc = n;
   part.c_split_stride = m * n;
-  launch_tiles(precision, ta, tb, part, plan.splits);
+  launch_tiles<AT, BT>(precision, ta, tb, part, plan.splits);
   const int64_t blocks = std::min<int64_t>(ceil_div(m * n, kThreads), int64_t(1) << 16);
   splitk_reduce_kernel<<<(unsigned)blocks, kThreads>>>(p, (int)plan.splits, scratch);
   CB_CUDA_CHECK_LAUNCH();
@@ -326,8 +345,9 @@ void gemm(MatmulPrecision precision, const GemmPlan& plan, bool ta, bool tb, int
 
 }  // namespace
 
-void CudaModelOps::linear(int64_t n, int in, int out, const float* x, const float* w,
-                          const float* b, float* y) {
+template <typename XT, typename WT>
+void CudaModelOps::linear_typed(int64_t n, int in, int out, const XT* x, const WT* w,
+                                const float* b, float* y) {
   if (n <= 0 || out <= 0) return;
   // y (n, out) = x (n, in) . w^T, w stored (out, in).
   const GemmPlan plan = plan_gemm(precision_, n, out, in);
@@ -335,8 +355,9 @@ void CudaModelOps::linear(int64_t n, int in, int out, const float* x, const floa
   gemm(precision_, plan, false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out, b, scratch);
 }
 
-void CudaModelOps::linear_backward(int64_t n, int in, int out, const float* x, const float* w,
-                                   const float* dy, float* dx, float* dw, float* db) {
+template <typename XT, typename WT>
+void CudaModelOps::linear_backward_typed(int64_t n, int in, int out, const XT* x, const WT* w,
+                                         const float* dy, float* dx, float* dw, float* db) {
   if (n <= 0 || in < 0 || out < 0) return;
   // dx (n, in) = dy (n, out) . w (out, in); dw (out, in) += dy^T . x (dy stored (n, out)).
   const GemmPlan dx_plan = plan_gemm(precision_, n, in, out);
@@ -359,6 +380,38 @@ void CudaModelOps::linear_backward(int64_t n, int in, int out, const float* x, c
   if (db != nullptr && out > 0) {
     column_sums_add(n, out, dy, out, db, scratch + gemm_scratch);  // part: (chunks, out)
   }
+}
+
+void CudaModelOps::linear(int64_t n, int in, int out, const float* x, const float* w,
+                          const float* b, float* y) {
+  linear_typed(n, in, out, x, w, b, y);
+}
+
+void CudaModelOps::linear_backward(int64_t n, int in, int out, const float* x, const float* w,
+                                   const float* dy, float* dx, float* dw, float* db) {
+  linear_backward_typed(n, in, out, x, w, dy, dx, dw, db);
+}
+
+void CudaModelOps::linear_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
+                                const float* b, float* y) {
+  linear_typed(n, in, out, x, device_bf16(w), b, y);
+}
+
+void CudaModelOps::linear_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
+                                const float* b, float* y) {
+  linear_typed(n, in, out, device_bf16(x), device_bf16(w), b, y);
+}
+
+void CudaModelOps::linear_backward_mixed(int64_t n, int in, int out, const float* x,
+                                         const bf16_t* w, const float* dy, float* dx,
+                                         float* dw, float* db) {
+  linear_backward_typed(n, in, out, x, device_bf16(w), dy, dx, dw, db);
+}
+
+void CudaModelOps::linear_backward_mixed(int64_t n, int in, int out, const bf16_t* x,
+                                         const bf16_t* w, const float* dy, float* dx,
+                                         float* dw, float* db) {
+  linear_backward_typed(n, in, out, device_bf16(x), device_bf16(w), dy, dx, dw, db);
 }
 
 }  // namespace cb

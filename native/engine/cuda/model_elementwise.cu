@@ -1,9 +1,11 @@
 // CudaModelOps elementwise ops: GELU (tanh approximation) and SiLU with their backwards,
-// y += x, and strided block copies and zeroing. Every kernel is a grid-stride loop over int64
+// y += x, strided block copies and zeroing, and (mixed precision) GELU into bf16 and the
+// strided rounding copy to bf16. Every kernel is a grid-stride loop over int64
 // element indices, so any count works with a bounded grid.
 #include <algorithm>
 #include <cstdint>
 
+#include "bf16.cuh"
 #include "check.h"
 #include "model_ops_cuda.h"
 
@@ -24,11 +26,13 @@ __device__ inline int64_t thread_stride() { return (int64_t)gridDim.x * blockDim
 
 constexpr float kGeluC = 0.79788456080286535588f;  // sqrt(2/pi)
 
-__global__ void gelu_kernel(int64_t count, const float* x, float* y) {
+// Y: float, or __nv_bfloat16 for a matmul input under mixed precision (the math is fp32).
+template <typename Y>
+__global__ void gelu_kernel(int64_t count, const float* x, Y* y) {
   for (int64_t i = thread_index(); i < count; i += thread_stride()) {
     const float xi = x[i];
     const float u = kGeluC * (xi + 0.044715f * xi * xi * xi);
-    y[i] = 0.5f * xi * (1.0f + tanhf(u));
+    out(y + i, 0.5f * xi * (1.0f + tanhf(u)));
   }
 }
 
@@ -74,6 +78,17 @@ __global__ void copy_strided_kernel(int64_t rows, int cols, const float* src, in
   }
 }
 
+// dst (rows, cols at dst_ld) = bf16(src (rows, cols at src_ld)); int64 columns, so a whole
+// flat parameter buffer is one row.
+__global__ void to_bf16_kernel(int64_t rows, int64_t cols, const float* src, int64_t src_ld,
+                               __nv_bfloat16* dst, int64_t dst_ld) {
+  const int64_t count = rows * cols;
+  for (int64_t e = thread_index(); e < count; e += thread_stride()) {
+    const int64_t r = e / cols, c = e % cols;
+    out(dst + r * dst_ld + c, src[r * src_ld + c]);
+  }
+}
+
 __global__ void zero_strided_kernel(int64_t rows, int cols, float* dst, int64_t ld) {
   const int64_t count = rows * cols;
   for (int64_t e = thread_index(); e < count; e += thread_stride()) {
@@ -86,6 +101,20 @@ __global__ void zero_strided_kernel(int64_t rows, int cols, float* dst, int64_t 
 void CudaModelOps::gelu(int64_t count, const float* x, float* y) {
   if (count <= 0) return;
   gelu_kernel<<<blocks_for(count), kThreads>>>(count, x, y);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaModelOps::gelu_bf16(int64_t count, const float* x, bf16_t* y) {
+  if (count <= 0) return;
+  gelu_kernel<<<blocks_for(count), kThreads>>>(count, x, device_bf16(y));
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaModelOps::to_bf16(int64_t rows, int64_t cols, const float* src, int64_t src_ld,
+                           bf16_t* dst, int64_t dst_ld) {
+  if (rows <= 0 || cols <= 0) return;
+  to_bf16_kernel<<<blocks_for(rows * cols), kThreads>>>(rows, cols, src, src_ld,
+                                                        device_bf16(dst), dst_ld);
   CB_CUDA_CHECK_LAUNCH();
 }
 

@@ -1,10 +1,12 @@
 // CudaModelOps loss and optimizer: fused softmax + cross-entropy with one block per row (fixed
-// reduction trees, so the loss is the same on every run) and the bias-corrected AdamW update.
+// reduction trees, so the loss is the same on every run) and the bias-corrected AdamW update,
+// which under mixed precision also writes the bf16 copy of each new master weight.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
 
+#include "bf16.cuh"
 #include "check.h"
 #include "model_ops_cuda.h"
 
@@ -65,9 +67,10 @@ __global__ void softmax_xent_kernel(int64_t n, int K,
   }
 }
 
-__global__ void adamw_kernel(int64_t count, float* param, const float* grad, float* m, float* v,
-                             float lr, float b1, float b2, float eps, float wd, float bc1,
-                             float bc2) {
+// param16 (mixed precision) gets the bf16 rounding of each new master value, or is null.
+__global__ void adamw_kernel(int64_t count, float* param, __nv_bfloat16* param16,
+                             const float* grad, float* m, float* v, float lr, float b1, float b2,
+                             float eps, float wd, float bc1, float bc2) {
   for (int64_t i = (int64_t)blockIdx.x * blockDim.x + threadIdx.x; i < count;
        i += (int64_t)gridDim.x * blockDim.x) {
     const float g = grad[i];
@@ -77,7 +80,9 @@ __global__ void adamw_kernel(int64_t count, float* param, const float* grad, flo
     v[i] = vi;
     const float m_hat = mi / bc1, v_hat = vi / bc2;
     const float p = param[i];
-    param[i] = p - lr * (m_hat / (sqrtf(v_hat) + eps) + wd * p);
+    const float next = p - lr * (m_hat / (sqrtf(v_hat) + eps) + wd * p);
+    param[i] = next;
+    if (param16 != nullptr) out(param16 + i, next);
   }
 }
 
@@ -97,14 +102,20 @@ void CudaModelOps::softmax_cross_entropy(int64_t n, int K, const float* logits,
 void CudaModelOps::adamw(int64_t count, float* param, const float* grad, float* m, float* v,
                          float lr, float beta1, float beta2, float eps, float weight_decay,
                          int64_t t) {
+  adamw_mixed(count, param, nullptr, grad, m, v, lr, beta1, beta2, eps, weight_decay, t);
+}
+
+void CudaModelOps::adamw_mixed(int64_t count, float* param, bf16_t* param16, const float* grad,
+                               float* m, float* v, float lr, float beta1, float beta2,
+                               float eps, float weight_decay, int64_t t) {
   CB_CHECK(t >= 1, "adamw: step " + std::to_string(t) + " is not 1-based");
   if (count <= 0) return;
   // The bias corrections in float, as the reference computes them.
   const float bc1 = 1.0f - std::pow(beta1, float(t));
   const float bc2 = 1.0f - std::pow(beta2, float(t));
   const int blocks = (int)std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks);
-  adamw_kernel<<<blocks, kThreads>>>(count, param, grad, m, v, lr, beta1, beta2, eps,
-                                     weight_decay, bc1, bc2);
+  adamw_kernel<<<blocks, kThreads>>>(count, param, device_bf16(param16), grad, m, v, lr, beta1,
+                                     beta2, eps, weight_decay, bc1, bc2);
   CB_CUDA_CHECK_LAUNCH();
 }
 

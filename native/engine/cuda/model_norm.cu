@@ -1,5 +1,6 @@
 // CudaModelOps normalisation and AdaLN: LayerNorm (no affine, eps 1e-6) forward and backward
-// with one warp per row, the AdaLN modulation and the gated residual.
+// with one warp per row, the AdaLN modulation (also into bf16, mixed precision) and the gated
+// residual.
 //
 // The backwards of modulate and gated_residual reduce over the T slots of each batch row into
 // (B, ld) gradient rows. There are no float atomics: a block owns 32 columns of one batch row,
@@ -9,6 +10,7 @@
 #include <cstdint>
 #include <string>
 
+#include "bf16.cuh"
 #include "check.h"
 #include "model_ops_cuda.h"
 
@@ -95,16 +97,18 @@ __global__ void layernorm_backward_kernel(int64_t n, int c,
 
 // y = xn (1 + scale[b]) + shift[b] elementwise; element e is (row e / c, column e % c) and
 // row belongs to batch row / T.
+// Y: float, or __nv_bfloat16 for a matmul input under mixed precision (the math is fp32).
+template <typename Y>
 __global__ void modulate_kernel(int T, int c,
                                 const float* xn,     // (B, T, c)
                                 const float* shift,  // rows at stride ld
                                 const float* scale,  // rows at stride ld
                                 int ld, int64_t count,
-                                float* y) {          // (B, T, c)
+                                Y* y) {              // (B, T, c)
   for (int64_t e = thread_index(); e < count; e += thread_stride()) {
     const int64_t row = e / c, j = e % c;
     const int64_t p = (row / T) * ld + j;
-    y[e] = xn[e] * (1.0f + scale[p]) + shift[p];
+    out(y + e, xn[e] * (1.0f + scale[p]) + shift[p]);
   }
 }
 
@@ -198,6 +202,15 @@ void CudaModelOps::modulate(int B, int T, int c, const float* xn, const float* s
   const int64_t count = (int64_t)B * T * c;
   if (count <= 0) return;
   modulate_kernel<<<blocks_for(count), kThreads>>>(T, c, xn, shift, scale, ld, count, y);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaModelOps::modulate_bf16(int B, int T, int c, const float* xn, const float* shift,
+                                 const float* scale, int ld, bf16_t* y) {
+  const int64_t count = (int64_t)B * T * c;
+  if (count <= 0) return;
+  modulate_kernel<<<blocks_for(count), kThreads>>>(T, c, xn, shift, scale, ld, count,
+                                                   device_bf16(y));
   CB_CUDA_CHECK_LAUNCH();
 }
 

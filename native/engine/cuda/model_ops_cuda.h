@@ -5,7 +5,9 @@
 // Matmuls (linear, linear_backward) run in one of two precisions:
 // - MatmulPrecision::fp32: a tiled fp32 SIMT kernel, the reference path of the parity tests;
 // - MatmulPrecision::bf16: tensor cores (mma.sync / wmma) on bf16 inputs rounded from the
-//   float operands, fp32 accumulation, fp32 output.
+//   float operands, fp32 accumulation, fp32 output. This backend ("cuda") also offers the
+//   mixed-precision ops (mixed(), mixed_ops.h), so a model trains with bf16 weight copies and
+//   bf16 matmul-input activations; "cuda-fp32" has none and runs fp32 throughout.
 //
 // Files: memory.cu (CudaMemory: cudaMalloc, copies), model_dense.cu (linear),
 // model_elementwise.cu (gelu, silu, add, copies), model_norm.cu (layernorm, AdaLN),
@@ -26,7 +28,7 @@ enum class MatmulPrecision { fp32, bf16 };
 // GPU memory of the current device: cudaMalloc/cudaFree, synchronous copies (memory.cu).
 DeviceMemory& cuda_memory();
 
-class CudaModelOps final : public ModelOps<float> {
+class CudaModelOps final : public ModelOps<float>, public MixedPrecisionOps {
  public:
   explicit CudaModelOps(MatmulPrecision precision) : precision_(precision) {
     scratch_f_.bind(cuda_memory());
@@ -37,6 +39,9 @@ class CudaModelOps final : public ModelOps<float> {
   }
   DeviceMemory& memory() override { return cuda_memory(); }
   MatmulPrecision precision() const { return precision_; }
+  MixedPrecisionOps* mixed() override {
+    return precision_ == MatmulPrecision::bf16 ? this : nullptr;
+  }
 
   void linear(int64_t n, int in, int out, const float* x, const float* w, const float* b,
               float* y) override;
@@ -102,7 +107,33 @@ class CudaModelOps final : public ModelOps<float> {
   void adamw(int64_t count, float* param, const float* grad, float* m, float* v, float lr,
              float beta1, float beta2, float eps, float weight_decay, int64_t t) override;
 
+  // ---- mixed precision (mixed_ops.h) ------------------------------------------------------
+  void to_bf16(int64_t rows, int64_t cols, const float* src, int64_t src_ld, bf16_t* dst,
+               int64_t dst_ld) override;                                    // model_elementwise.cu
+  void modulate_bf16(int B, int T, int c, const float* xn, const float* shift,
+                     const float* scale, int ld, bf16_t* y) override;       // model_norm.cu
+  void gelu_bf16(int64_t count, const float* x, bf16_t* y) override;     // model_elementwise.cu
+  void linear_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w, const float* b,
+                    float* y) override;                                     // model_dense.cu
+  void linear_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
+                    const float* b, float* y) override;
+  void linear_backward_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
+                             const float* dy, float* dx, float* dw, float* db) override;
+  void linear_backward_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
+                             const float* dy, float* dx, float* dw, float* db) override;
+  void adamw_mixed(int64_t count, float* param, bf16_t* param16, const float* grad, float* m,
+                   float* v, float lr, float beta1, float beta2, float eps, float weight_decay,
+                   int64_t t) override;                                     // model_loss.cu
+
  private:
+  // linear and linear_backward for fp32 or bf16 operands (model_dense.cu).
+  template <typename XT, typename WT>
+  void linear_typed(int64_t n, int in, int out, const XT* x, const WT* w, const float* b,
+                    float* y);
+  template <typename XT, typename WT>
+  void linear_backward_typed(int64_t n, int in, int out, const XT* x, const WT* w,
+                             const float* dy, float* dx, float* dw, float* db);
+
   // Scratch in GPU memory for the ops that need it (grown on demand, never shrunk; one op uses
   // it at a time). Defined in memory.cu.
   float* scratch_floats(int64_t count);

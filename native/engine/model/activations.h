@@ -1,12 +1,17 @@
 // Every activation the forward saves for the backward, and the backward's scratch, carved out of
 // one arena sized from (B, T) and the config. Planning runs twice over the same code: once to
 // count (base == nullptr), once to hand out pointers, so sizes and pointers cannot disagree.
+//
+// With mixed precision (mixed_ops.h) the activations that are only matmul inputs (h1, h2, g,
+// hf, concat, lat_g) live in a second arena of bf16 values (their *16 pointers; the Real
+// pointers are null), and the rest stays Real. Without it the *16 pointers are null.
 #pragma once
 
 #include <cstdint>
 #include <vector>
 
 #include "config.h"
+#include "mixed_ops.h"
 
 namespace cb {
 
@@ -17,6 +22,7 @@ struct LayerActivations {
   Real* mean1;     // (n)
   Real* rstd1;     // (n)
   Real* h1;        // (n, W) modulated
+  bf16_t* h1_16;   // (n, W) the same in bf16 (mixed precision)
   Real* qkv;       // (n, 3W) before RoPE
   Real* qr;        // (n, W) queries after RoPE
   Real* kr;        // (n, W) keys after RoPE (and mixing)
@@ -29,8 +35,10 @@ struct LayerActivations {
   Real* mean2;     // (n)
   Real* rstd2;     // (n)
   Real* h2;        // (n, W)
+  bf16_t* h2_16;   // (n, W)
   Real* f1;        // (n, F) fc1 output, before GELU
   Real* g;         // (n, F) GELU(f1)
+  bf16_t* g_16;    // (n, F)
   Real* f2;        // (n, W) fc2 output
   Real* ada;       // (B, 6W) shift1, scale1, gate1, shift2, scale2, gate2
 };
@@ -48,16 +56,19 @@ struct Activations {
   // Eq. 1 inputs
   Real* lat_h1;    // (2n, W) latent MLP hidden, before GELU
   Real* lat_g;     // (2n, W)
+  bf16_t* lat_g_16;  // (2n, W)
   Real* lat_out;   // (2n, W) mlp(u) rows then mlp(v) rows, start vectors filled in
   Real* pe_p;      // (n, W)
   Real* pe_q;      // (n, W)
   Real* concat;    // (n, 4W) [mlp(u) | mlp(v) | pos p | pos q]
+  bf16_t* concat_16;  // (n, 4W)
   std::vector<LayerActivations<Real>> layers;
   Real* x_final;   // (n, W) output of the last layer
   Real* xnf;       // (n, W)
   Real* meanf;     // (n)
   Real* rstdf;     // (n)
   Real* hf;        // (n, W)
+  bf16_t* hf_16;   // (n, W)
   Real* head_ada;  // (B, 2W) shift, scale
   Real* logits;    // (n, K)
   Real* dlogits;   // (n, K) filled by the fused loss when a backward follows
@@ -82,12 +93,15 @@ struct Activations {
   Real* dlat_g;    // (2n, W)
   Real* dpe;       // (n, W)
 
-  // Carves every buffer from `base` (nullptr: only counts); returns the values needed.
-  int64_t plan(const ModelConfig& c, int B, int T, Real* base);
+  // Carves every buffer from `base` and, with `mixed`, the bf16 ones from `base16` (nullptr:
+  // only counts); returns the Real values needed and sets *halves to the bf16 values needed.
+  int64_t plan(const ModelConfig& c, int B, int T, Real* base, bool mixed, bf16_t* base16,
+               int64_t* halves);
 };
 
 template <typename Real>
-int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base) {
+int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base, bool mixed,
+                                bf16_t* base16, int64_t* halves) {
   B = B_;
   T = T_;
   n = int64_t(B) * T;
@@ -98,23 +112,32 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
     used += count;
     return p;
   };
+  int64_t used16 = 0;
+  // A matmul input: bf16 with mixed precision, else Real.
+  auto take_input = [&](int64_t count, Real** full, bf16_t** half) {
+    *full = mixed ? nullptr : take(count);
+    *half = nullptr;
+    if (!mixed) return;
+    *half = base16 ? base16 + used16 : nullptr;
+    used16 += count;
+  };
   u_latent = take(n * Dl);
   v_latent = take(n * Dl);
   c_emb = take(B * W);
   c_act = take(B * W);
   lat_h1 = take(2 * n * W);
-  lat_g = take(2 * n * W);
+  take_input(2 * n * W, &lat_g, &lat_g_16);
   lat_out = take(2 * n * W);
   pe_p = take(n * W);
   pe_q = take(n * W);
-  concat = take(n * 4 * W);
+  take_input(n * 4 * W, &concat, &concat_16);
   layers.assign(c.depth, LayerActivations<Real>{});
   for (auto& L : layers) {
     L.x_in = take(n * W);
     L.xn1 = take(n * W);
     L.mean1 = take(n);
     L.rstd1 = take(n);
-    L.h1 = take(n * W);
+    take_input(n * W, &L.h1, &L.h1_16);
     L.qkv = take(n * 3 * W);
     L.qr = take(n * W);
     L.kr = take(n * W);
@@ -126,9 +149,9 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
     L.xn2 = take(n * W);
     L.mean2 = take(n);
     L.rstd2 = take(n);
-    L.h2 = take(n * W);
+    take_input(n * W, &L.h2, &L.h2_16);
     L.f1 = take(n * F);
-    L.g = take(n * F);
+    take_input(n * F, &L.g, &L.g_16);
     L.f2 = take(n * W);
     L.ada = take(B * 6 * W);
   }
@@ -136,7 +159,7 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
   xnf = take(n * W);
   meanf = take(n);
   rstdf = take(n);
-  hf = take(n * W);
+  take_input(n * W, &hf, &hf_16);
   head_ada = take(B * 2 * W);
   logits = take(n * K);
   dlogits = take(n * K);
@@ -159,6 +182,7 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
   dlat = take(2 * n * W);
   dlat_g = take(2 * n * W);
   dpe = take(n * W);
+  *halves = used16;
   return used;
 }
 

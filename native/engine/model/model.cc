@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <new>
 #include <stdexcept>
+#include <type_traits>
 
 #include <unistd.h>
 
@@ -41,6 +42,84 @@ Model<Real>::Model(const ModelConfig& config, std::unique_ptr<ModelOps<Real>> op
   }
   u_learned_.bind(memory);
   v_learned_.bind(memory);
+  if constexpr (std::is_same<Real, float>::value) mixed_ = ops_->mixed();
+  params16_.bind(memory);
+  arena16_.bind(memory);
+  if (mixed_ != nullptr) params16_.resize(total);
+}
+
+template <typename Real>
+const bf16_t* Model<Real>::params16() {
+  if (mixed_ == nullptr) return nullptr;
+  if constexpr (std::is_same<Real, float>::value) {
+    if (params16_stale_) {
+      const int64_t total = layout_.total();
+      mixed_->to_bf16(1, total, params_.data(), total, params16_.data(), total);
+      params16_stale_ = false;
+    }
+  }
+  return params16_.data();
+}
+
+template <typename Real>
+void Model<Real>::linear(int64_t n, int in, int out, MatmulInput x, const std::string& w,
+                         const std::string& b, Real* y) {
+  if constexpr (std::is_same<Real, float>::value) {
+    if (mixed_ != nullptr) {
+      const bf16_t* w16 = params16() + layout_.offset(w);
+      if (x.half != nullptr) {
+        mixed_->linear_mixed(n, in, out, x.half, w16, param(b), y);
+      } else {
+        mixed_->linear_mixed(n, in, out, x.full, w16, param(b), y);
+      }
+      return;
+    }
+  }
+  ops_->linear(n, in, out, x.full, param(w), param(b), y);
+}
+
+template <typename Real>
+void Model<Real>::linear_backward(int64_t n, int in, int out, MatmulInput x,
+                                  const std::string& w, const std::string& b, const Real* dy,
+                                  Real* dx) {
+  if constexpr (std::is_same<Real, float>::value) {
+    if (mixed_ != nullptr) {
+      const bf16_t* w16 = params16() + layout_.offset(w);
+      if (x.half != nullptr) {
+        mixed_->linear_backward_mixed(n, in, out, x.half, w16, dy, dx, grad(w), grad(b));
+      } else {
+        mixed_->linear_backward_mixed(n, in, out, x.full, w16, dy, dx, grad(w), grad(b));
+      }
+      return;
+    }
+  }
+  ops_->linear_backward(n, in, out, x.full, param(w), dy, dx, grad(w), grad(b));
+}
+
+template <typename Real>
+void Model<Real>::modulate_input(int B, int T, int c, const Real* xn, const Real* shift,
+                                 const Real* scale, int ld, Real* y, bf16_t* y16) {
+  if constexpr (std::is_same<Real, float>::value) {
+    if (y16 != nullptr) return mixed_->modulate_bf16(B, T, c, xn, shift, scale, ld, y16);
+  }
+  ops_->modulate(B, T, c, xn, shift, scale, ld, y);
+}
+
+template <typename Real>
+void Model<Real>::gelu_input(int64_t count, const Real* x, Real* y, bf16_t* y16) {
+  if constexpr (std::is_same<Real, float>::value) {
+    if (y16 != nullptr) return mixed_->gelu_bf16(count, x, y16);
+  }
+  ops_->gelu(count, x, y);
+}
+
+template <typename Real>
+void Model<Real>::copy_input(int64_t rows, int cols, const Real* src, Real* dst, bf16_t* dst16,
+                             int64_t dst_ld) {
+  if constexpr (std::is_same<Real, float>::value) {
+    if (dst16 != nullptr) return mixed_->to_bf16(rows, cols, src, cols, dst16, dst_ld);
+  }
+  ops_->copy_strided(rows, cols, src, cols, dst, dst_ld, false);
 }
 
 template <typename Real>
@@ -67,6 +146,7 @@ void Model<Real>::write_state(const std::string& which, const Real* host, int64_
   CB_CHECK(offset >= 0 && count >= 0 && offset + count <= layout_.total(),
            "write_state: range outside the parameter buffer");
   state(which).upload(host, count, offset);
+  if (which == "params") params16_stale_ = true;
 }
 
 template <typename Real>
@@ -121,9 +201,11 @@ void Model<Real>::ensure_arena(int B, int T_) {
   if (B == planned_B_ && T_ == planned_T_) return;
   // A new (B, T) re-plans the arena; it only grows, so alternating shapes do not reallocate.
   Activations<Real> counting;
-  const int64_t needed = counting.plan(config_, B, T_, nullptr);
-  if (needed > (int64_t)arena_.size()) {
-    const double bytes = double(needed) * sizeof(Real);
+  const bool mixed = mixed_ != nullptr;
+  int64_t halves = 0;  // bf16 values
+  const int64_t needed = counting.plan(config_, B, T_, nullptr, mixed, nullptr, &halves);
+  if (needed > (int64_t)arena_.size() || halves > (int64_t)arena16_.size()) {
+    const double bytes = double(needed) * sizeof(Real) + double(halves) * sizeof(bf16_t);
     auto refuse = [&](const std::string& why) {
       CB_FAIL("cannot allocate the activation arena: " + std::to_string((int64_t)bytes) +
               " bytes (" + std::to_string(bytes / double(1 << 30)) + " GiB) for batch " +
@@ -134,16 +216,20 @@ void Model<Real>::ensure_arena(int B, int T_) {
     // OOM killer instead of an error.
     if (bytes > physical_memory_bytes()) refuse("more than this machine's memory");
     planned_B_ = planned_T_ = 0;
+    const int64_t values = std::max(needed, arena_.size());
+    const int64_t values16 = std::max(halves, arena16_.size());
     arena_.resize(0);
+    arena16_.resize(0);
     try {
-      arena_.resize(needed);
+      arena_.resize(values);
+      arena16_.resize(values16);
     } catch (const std::bad_alloc&) {
       refuse("out of memory");
     } catch (const Error& e) {
       refuse(e.what());
     }
   }
-  act_.plan(config_, B, T_, arena_.data());
+  act_.plan(config_, B, T_, arena_.data(), mixed, arena16_.data(), &halves);
   planned_B_ = B;
   planned_T_ = T_;
 }
@@ -181,21 +267,22 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
 
   // Eq. 1: x = W_proj concat(mlp(u), mlp(v), pos(p), pos(q)). The shared latent MLP runs once
   // over the u rows and the v rows, which sit back to back in the arena.
-  op.linear(2 * n, Dl, W, A.u_latent, param("latent_mlp.fc1.w"), param("latent_mlp.fc1.b"),
-            A.lat_h1);
-  op.gelu(2 * n * W, A.lat_h1, A.lat_g);
-  op.linear(2 * n, W, W, A.lat_g, param("latent_mlp.fc2.w"), param("latent_mlp.fc2.b"),
-            A.lat_out);
+  linear(2 * n, Dl, W, {A.u_latent, nullptr}, "latent_mlp.fc1.w", "latent_mlp.fc1.b", A.lat_h1);
+  gelu_input(2 * n * W, A.lat_h1, A.lat_g, A.lat_g_16);
+  linear(2 * n, W, W, {A.lat_g, A.lat_g_16}, "latent_mlp.fc2.w", "latent_mlp.fc2.b", A.lat_out);
   op.fill_masked_rows(n, W, u_learned_.data(), param("u_start"), A.lat_out);
   op.fill_masked_rows(n, W, v_learned_.data(), param("v_start"), A.lat_out + n * W);
   op.gather_rows(n, W, param("pos_emb"), pos_p_.data(), A.pe_p);
   op.gather_rows(n, W, param("pos_emb"), pos_q_.data(), A.pe_q);
-  op.copy_strided(n, W, A.lat_out, W, A.concat, 4 * W, false);
-  op.copy_strided(n, W, A.lat_out + n * W, W, A.concat + W, 4 * W, false);
-  op.copy_strided(n, W, A.pe_p, W, A.concat + 2 * W, 4 * W, false);
-  op.copy_strided(n, W, A.pe_q, W, A.concat + 3 * W, 4 * W, false);
+  // Column block j of concat (n, 4W) at A.concat + j W (or A.concat_16 + j W).
+  auto concat_at = [&](int j) { return A.concat ? A.concat + j * W : nullptr; };
+  auto concat16_at = [&](int j) { return A.concat_16 ? A.concat_16 + j * W : nullptr; };
+  copy_input(n, W, A.lat_out, concat_at(0), concat16_at(0), 4 * W);
+  copy_input(n, W, A.lat_out + n * W, concat_at(1), concat16_at(1), 4 * W);
+  copy_input(n, W, A.pe_p, concat_at(2), concat16_at(2), 4 * W);
+  copy_input(n, W, A.pe_q, concat_at(3), concat16_at(3), 4 * W);
   Real* x0 = A.layers[0].x_in;  // (n, W)
-  op.linear(n, 4 * W, W, A.concat, param("in_proj.w"), param("in_proj.b"), x0);
+  linear(n, 4 * W, W, {A.concat, A.concat_16}, "in_proj.w", "in_proj.b", x0);
   // Slot 0 of every sequence is the class token: its input is the class embedding.
   op.copy_strided(B, W, A.c_emb, W, x0, int64_t(Tn) * W, false);
 
@@ -203,13 +290,12 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
     LayerActivations<Real>& L = A.layers[l];
     Real* x_out = l + 1 < c.depth ? A.layers[l + 1].x_in : A.x_final;  // (n, W)
     const int ld = 6 * W;  // AdaLN chunks: shift1, scale1, gate1, shift2, scale2, gate2
-    op.linear(B, W, 6 * W, A.c_act, param(layer_param(l, "ada.w")),
-              param(layer_param(l, "ada.b")), L.ada);
+    linear(B, W, 6 * W, {A.c_act, nullptr}, layer_param(l, "ada.w"), layer_param(l, "ada.b"),
+           L.ada);
     // attention
     op.layernorm(n, W, L.x_in, L.xn1, L.mean1, L.rstd1);
-    op.modulate(B, Tn, W, L.xn1, L.ada, L.ada + W, ld, L.h1);
-    op.linear(n, W, 3 * W, L.h1, param(layer_param(l, "qkv.w")), param(layer_param(l, "qkv.b")),
-              L.qkv);
+    modulate_input(B, Tn, W, L.xn1, L.ada, L.ada + W, ld, L.h1, L.h1_16);
+    linear(n, W, 3 * W, {L.h1, L.h1_16}, layer_param(l, "qkv.w"), layer_param(l, "qkv.b"), L.qkv);
     const Real* mix = l < c.rope_mix_layers ? param(layer_param(l, "rope_mix")) : nullptr;
     op.rope(n, H, hd, L.qkv, 3 * W, param("rope_angles"), pos_p_.data(), pos_p_.data(), nullptr,
             L.qr);
@@ -217,25 +303,25 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
             L.kr);
     op.copy_strided(n, W, L.qkv + 2 * W, 3 * W, L.v, W, false);
     op.attention(B, Tn, H, hd, L.qr, L.kr, L.v, visible_end_.data(), L.att, L.lse);
-    op.linear(n, W, W, L.att, param(layer_param(l, "attn_out.w")),
-              param(layer_param(l, "attn_out.b")), L.ao);
+    linear(n, W, W, {L.att, nullptr}, layer_param(l, "attn_out.w"), layer_param(l, "attn_out.b"),
+           L.ao);
     op.copy_strided(n, W, L.x_in, W, L.x_mid, W, false);
     op.gated_residual(B, Tn, W, L.x_mid, L.ada + 2 * W, ld, L.ao);
     // MLP
     op.layernorm(n, W, L.x_mid, L.xn2, L.mean2, L.rstd2);
-    op.modulate(B, Tn, W, L.xn2, L.ada + 3 * W, L.ada + 4 * W, ld, L.h2);
-    op.linear(n, W, F, L.h2, param(layer_param(l, "fc1.w")), param(layer_param(l, "fc1.b")), L.f1);
-    op.gelu(n * F, L.f1, L.g);
-    op.linear(n, F, W, L.g, param(layer_param(l, "fc2.w")), param(layer_param(l, "fc2.b")), L.f2);
+    modulate_input(B, Tn, W, L.xn2, L.ada + 3 * W, L.ada + 4 * W, ld, L.h2, L.h2_16);
+    linear(n, W, F, {L.h2, L.h2_16}, layer_param(l, "fc1.w"), layer_param(l, "fc1.b"), L.f1);
+    gelu_input(n * F, L.f1, L.g, L.g_16);
+    linear(n, F, W, {L.g, L.g_16}, layer_param(l, "fc2.w"), layer_param(l, "fc2.b"), L.f2);
     op.copy_strided(n, W, L.x_mid, W, x_out, W, false);
     op.gated_residual(B, Tn, W, x_out, L.ada + 5 * W, ld, L.f2);
   }
 
   // Head: AdaLN (shift, scale) then codebook logits, and the fused loss.
-  op.linear(B, W, 2 * W, A.c_act, param("head_ada.w"), param("head_ada.b"), A.head_ada);
+  linear(B, W, 2 * W, {A.c_act, nullptr}, "head_ada.w", "head_ada.b", A.head_ada);
   op.layernorm(n, W, A.x_final, A.xnf, A.meanf, A.rstdf);
-  op.modulate(B, Tn, W, A.xnf, A.head_ada, A.head_ada + W, 2 * W, A.hf);
-  op.linear(n, W, K, A.hf, param("head.w"), param("head.b"), A.logits);
+  modulate_input(B, Tn, W, A.xnf, A.head_ada, A.head_ada + W, 2 * W, A.hf, A.hf_16);
+  linear(n, W, K, {A.hf, A.hf_16}, "head.w", "head.b", A.logits);
   counted_ = std::count_if(batch.targets.begin(), batch.targets.end(),
                            [](int32_t t) { return t >= 0; });
   CB_CHECK(counted_ > 0, "batch: no slot has a target");
@@ -261,14 +347,12 @@ void Model<Real>::backward() {
   const int64_t n = A.n;
 
   // Head. dada holds the head's (B, 2W) shift/scale gradient here.
-  op.linear_backward(n, W, K, A.hf, param("head.w"), A.dlogits, A.dh, grad("head.w"),
-                     grad("head.b"));
+  linear_backward(n, W, K, {A.hf, A.hf_16}, "head.w", "head.b", A.dlogits, A.dh);
   op.zero_strided(B, 2 * W, A.dada, 2 * W);
   op.modulate_backward(B, Tn, W, A.xnf, A.head_ada + W, 2 * W, A.dh, A.dtmp, A.dada,
                        A.dada + W);
   op.layernorm_backward(n, W, A.x_final, A.meanf, A.rstdf, A.dtmp, A.dx);
-  op.linear_backward(B, W, 2 * W, A.c_act, param("head_ada.w"), A.dada, A.dc_act,
-                     grad("head_ada.w"), grad("head_ada.b"));
+  linear_backward(B, W, 2 * W, {A.c_act, nullptr}, "head_ada.w", "head_ada.b", A.dada, A.dc_act);
 
   for (int l = c.depth - 1; l >= 0; l--) {
     LayerActivations<Real>& L = A.layers[l];
@@ -276,19 +360,19 @@ void Model<Real>::backward() {
     op.zero_strided(B, 6 * W, A.dada, 6 * W);
     // MLP branch: x_out = x_mid + gate2 * f2; A.dx holds d x_out and becomes d x_mid.
     op.gated_residual_backward(B, Tn, W, A.dx, L.ada + 5 * W, ld, L.f2, A.dh, A.dada + 5 * W);
-    op.linear_backward(n, F, W, L.g, param(layer_param(l, "fc2.w")), A.dh, A.dF1,
-                       grad(layer_param(l, "fc2.w")), grad(layer_param(l, "fc2.b")));
+    linear_backward(n, F, W, {L.g, L.g_16}, layer_param(l, "fc2.w"), layer_param(l, "fc2.b"), A.dh,
+                    A.dF1);
     op.gelu_backward(n * F, L.f1, A.dF1, A.dF2);
-    op.linear_backward(n, W, F, L.h2, param(layer_param(l, "fc1.w")), A.dF2, A.dh,
-                       grad(layer_param(l, "fc1.w")), grad(layer_param(l, "fc1.b")));
+    linear_backward(n, W, F, {L.h2, L.h2_16}, layer_param(l, "fc1.w"), layer_param(l, "fc1.b"),
+                    A.dF2, A.dh);
     op.modulate_backward(B, Tn, W, L.xn2, L.ada + 4 * W, ld, A.dh, A.dtmp, A.dada + 3 * W,
                          A.dada + 4 * W);
     op.layernorm_backward(n, W, L.x_mid, L.mean2, L.rstd2, A.dtmp, A.dh);
     op.add_inplace(n * W, A.dx, A.dh);
     // Attention branch: x_mid = x_in + gate1 * ao; A.dx becomes d x_in.
     op.gated_residual_backward(B, Tn, W, A.dx, L.ada + 2 * W, ld, L.ao, A.dh, A.dada + 2 * W);
-    op.linear_backward(n, W, W, L.att, param(layer_param(l, "attn_out.w")), A.dh, A.datt,
-                       grad(layer_param(l, "attn_out.w")), grad(layer_param(l, "attn_out.b")));
+    linear_backward(n, W, W, {L.att, nullptr}, layer_param(l, "attn_out.w"),
+                    layer_param(l, "attn_out.b"), A.dh, A.datt);
     op.attention_backward(B, Tn, H, hd, L.qr, L.kr, L.v, visible_end_.data(), L.att, L.lse,
                           A.datt, A.dq, A.dk, A.dv);
     const bool mixed = l < c.rope_mix_layers;
@@ -299,14 +383,14 @@ void Model<Real>::backward() {
     op.rope_backward(n, H, hd, L.qkv + W, 3 * W, param("rope_angles"), pos_p_.data(),
                      pos_q_.data(), mix, A.dk, A.dqkv + W, grad("rope_angles"), dmix);
     op.copy_strided(n, W, A.dv, W, A.dqkv + 2 * W, 3 * W, false);
-    op.linear_backward(n, W, 3 * W, L.h1, param(layer_param(l, "qkv.w")), A.dqkv, A.dh,
-                       grad(layer_param(l, "qkv.w")), grad(layer_param(l, "qkv.b")));
+    linear_backward(n, W, 3 * W, {L.h1, L.h1_16}, layer_param(l, "qkv.w"), layer_param(l, "qkv.b"),
+                    A.dqkv, A.dh);
     op.modulate_backward(B, Tn, W, L.xn1, L.ada + W, ld, A.dh, A.dtmp, A.dada, A.dada + W);
     op.layernorm_backward(n, W, L.x_in, L.mean1, L.rstd1, A.dtmp, A.dh);
     op.add_inplace(n * W, A.dx, A.dh);
     // This layer's AdaLN projection adds to the gradient of SiLU(class embedding).
-    op.linear_backward(B, W, 6 * W, A.c_act, param(layer_param(l, "ada.w")), A.dada, A.dc_tmp,
-                       grad(layer_param(l, "ada.w")), grad(layer_param(l, "ada.b")));
+    linear_backward(B, W, 6 * W, {A.c_act, nullptr}, layer_param(l, "ada.w"),
+                    layer_param(l, "ada.b"), A.dada, A.dc_tmp);
     op.add_inplace(int64_t(B) * W, A.dc_act, A.dc_tmp);
   }
 
@@ -317,8 +401,8 @@ void Model<Real>::backward() {
   op.scatter_add_rows(B, W, A.dc_emb, labels_.data(), grad("class_emb"));
 
   // Eq. 1 inputs.
-  op.linear_backward(n, 4 * W, W, A.concat, param("in_proj.w"), A.dx, A.dconcat,
-                     grad("in_proj.w"), grad("in_proj.b"));
+  linear_backward(n, 4 * W, W, {A.concat, A.concat_16}, "in_proj.w", "in_proj.b", A.dx,
+                  A.dconcat);
   op.copy_strided(n, W, A.dconcat, 4 * W, A.dlat, W, false);
   op.copy_strided(n, W, A.dconcat + W, 4 * W, A.dlat + n * W, W, false);
   op.copy_strided(n, W, A.dconcat + 2 * W, 4 * W, A.dpe, W, false);
@@ -327,11 +411,11 @@ void Model<Real>::backward() {
   op.scatter_add_rows(n, W, A.dpe, pos_q_.data(), grad("pos_emb"));
   op.fill_masked_rows_backward(n, W, u_learned_.data(), A.dlat, grad("u_start"));
   op.fill_masked_rows_backward(n, W, v_learned_.data(), A.dlat + n * W, grad("v_start"));
-  op.linear_backward(2 * n, W, W, A.lat_g, param("latent_mlp.fc2.w"), A.dlat, A.dlat_g,
-                     grad("latent_mlp.fc2.w"), grad("latent_mlp.fc2.b"));
+  linear_backward(2 * n, W, W, {A.lat_g, A.lat_g_16}, "latent_mlp.fc2.w", "latent_mlp.fc2.b",
+                  A.dlat, A.dlat_g);
   op.gelu_backward(2 * n * W, A.lat_h1, A.dlat_g, A.dlat);
-  op.linear_backward(2 * n, Dl, W, A.u_latent, param("latent_mlp.fc1.w"), A.dlat, nullptr,
-                     grad("latent_mlp.fc1.w"), grad("latent_mlp.fc1.b"));
+  linear_backward(2 * n, Dl, W, {A.u_latent, nullptr}, "latent_mlp.fc1.w", "latent_mlp.fc1.b",
+                  A.dlat, nullptr);
 }
 
 template <typename Real>
@@ -342,7 +426,17 @@ void Model<Real>::zero_grad() {
 template <typename Real>
 void Model<Real>::step(const AdamWSettings& s) {
   step_++;
+  if (mixed_ != nullptr) params16();  // fresh before the step, so in step with params_ after it
   for (const ParamEntry& e : layout_.entries()) {
+    if constexpr (std::is_same<Real, float>::value) {
+      if (mixed_ != nullptr) {
+        mixed_->adamw_mixed(e.size, params_.data() + e.offset, params16_.data() + e.offset,
+                            grads_.data() + e.offset, adam_m_.data() + e.offset,
+                            adam_v_.data() + e.offset, s.lr, s.beta1, s.beta2, s.eps,
+                            e.decay ? s.weight_decay : 0.0f, step_);
+        continue;
+      }
+    }
     ops_->adamw(e.size, params_.data() + e.offset, grads_.data() + e.offset,
                 adam_m_.data() + e.offset, adam_v_.data() + e.offset, s.lr, s.beta1, s.beta2,
                 s.eps, e.decay ? s.weight_decay : 0.0f, step_);

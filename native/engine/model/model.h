@@ -42,6 +42,10 @@ class Model {
   Real* grads() { return grads_.data(); }
   Real* adam_m() { return adam_m_.data(); }
   Real* adam_v() { return adam_v_.data(); }
+  // Mixed precision (ops().mixed() of a float model, mixed_ops.h): the bf16 copy of params(),
+  // refreshed here when params were written since; null without mixed precision.
+  bool mixed_precision() const { return mixed_ != nullptr; }
+  const bf16_t* params16();
   // Copies `count` values at `offset` of a flat buffer ("params", "grads", "adamM", "adamV")
   // to or from the host; write_state refuses "grads".
   void read_state(const std::string& which, Real* host, int64_t offset, int64_t count);
@@ -71,6 +75,25 @@ class Model {
   void ensure_arena_for_test(int B, int T) { ensure_arena(B, T); }
 
  private:
+  // A matmul input: the Real activation, or under mixed precision its bf16 copy (the other
+  // is null).
+  struct MatmulInput {
+    const Real* full;
+    const bf16_t* half;
+  };
+  // ModelOps::linear / linear_backward on the parameters named w and b (their gradients for the
+  // backward), through the mixed-precision ops and the bf16 weights when the model has them.
+  void linear(int64_t n, int in, int out, MatmulInput x, const std::string& w,
+              const std::string& b, Real* y);
+  void linear_backward(int64_t n, int in, int out, MatmulInput x, const std::string& w,
+                       const std::string& b, const Real* dy, Real* dx);
+  // Producers of matmul inputs: y or, under mixed precision, y16.
+  void modulate_input(int B, int T, int c, const Real* xn, const Real* shift, const Real* scale,
+                      int ld, Real* y, bf16_t* y16);
+  void gelu_input(int64_t count, const Real* x, Real* y, bf16_t* y16);
+  void copy_input(int64_t rows, int cols, const Real* src, Real* dst, bf16_t* dst16,
+                  int64_t dst_ld);
+
   void check_batch(const Batch<Real>& batch) const;
   void ensure_arena(int B, int T);
   Real* param(const std::string& name) { return params_.data() + layout_.offset(name); }
@@ -83,8 +106,12 @@ class Model {
   std::unique_ptr<ModelOps<Real>> ops_;
   DeviceArray<Real> params_, grads_, adam_m_, adam_v_;
   int64_t step_ = 0;
+  MixedPrecisionOps* mixed_ = nullptr;  // ops_->mixed() for a float model
+  DeviceArray<bf16_t> params16_;        // (total) bf16 copy of params_ under mixed precision
+  bool params16_stale_ = true;          // params_ were written since params16_ was
 
   DeviceArray<Real> arena_;
+  DeviceArray<bf16_t> arena16_;  // the bf16 activations under mixed precision
   Activations<Real> act_;
   int planned_B_ = 0, planned_T_ = 0;
   // Integer inputs of the last forward in the backend's memory, kept for the backward.

@@ -16,6 +16,7 @@
 
 #include "../sample/token_sampling.h"
 #include "device_memory.h"
+#include "mixed_ops.h"
 
 namespace cb {
 
@@ -30,6 +31,9 @@ class ModelOps {
   virtual const char* name() const = 0;
   // Where every pointer passed to these ops lives (parameters, activations, integer inputs).
   virtual DeviceMemory& memory() = 0;
+  // The mixed-precision ops (mixed_ops.h) of a backend that trains with bf16 activations, or
+  // null: then the model runs in Real throughout.
+  virtual MixedPrecisionOps* mixed() { return nullptr; }
 
   // ---- dense ----------------------------------------------------------------------------
   // y (n, out) = x (n, in) . w^T (w: (out, in)) + b (out); b may be null.
