@@ -37,14 +37,14 @@ import {
 import { writeReport } from "../../src/study/report.ts";
 
 const DEFAULTS = {
-  budgetMinutes: 150,
+  budgetMinutes: 120,
   preset: "tiny",
   seeds: 2,
   batch: 32,
   lr: 1e-3,
-  evalImages: 2000,
+  evalImages: 500,
   perClass: 8,
-  entropyImages: 400,
+  entropyImages: 256,
   cfg: 2,
 };
 /** Fewer steps than this per model would make the comparisons noise. */
@@ -411,6 +411,7 @@ async function planIters(
       runWork(run, parts),
       asked,
       d.manifest.classes.length,
+      d.manifest.counts.val,
     );
   }));
   const elapsed = (performance.now() - started) / 1000;

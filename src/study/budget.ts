@@ -25,7 +25,8 @@ export interface ShapeTiming {
 }
 
 const TIMED_STEPS = 3;
-const SAMPLED_IMAGES = 8;
+/** As many as the study's sampling batches hold, so the time per image is theirs. */
+const SAMPLED_IMAGES = 32;
 
 const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)];
 
@@ -115,8 +116,9 @@ export function estimateRun(
   work: RunWork,
   s: Pick<StudySettings, "batch" | "evalImages" | "perClass" | "entropyImages">,
   classes: number,
+  valImages: number,
 ): RunEstimate {
-  const evalBatches = Math.ceil(s.evalImages / s.batch);
+  const evalBatches = Math.ceil(Math.min(s.evalImages, valImages) / s.batch);
   let measure = EVAL_STEPS.length * evalBatches * t.evalBatch;
   // Sampling time grows with the steps of the plan (each step streams the weights once).
   const sampling = (P: number, images: number) =>

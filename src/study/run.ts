@@ -339,7 +339,7 @@ function samplingOptions(ctx: RunContext, P: number, entropy: boolean): Sampling
     topK: 0,
     topP: 1,
     seed: ctx.run.seed,
-    batch: 50,
+    batch: 32,
     entropy,
   };
 }

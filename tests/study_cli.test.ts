@@ -1,0 +1,177 @@
+/**
+ * `checkerboard study` end to end on a small folder dataset: the report and its files, a study
+ * killed part-way and started again (finished runs reused, the same numbers), and its errors.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { expectOneLineError, repoRoot, runCli, tempDir } from "./helpers.ts";
+import { writeShapesFolder } from "./fixtures.ts";
+
+/** A folder dataset, its tokenizer and ratio-2 shards; returns the shard folder. */
+async function makeShards(dir: string): Promise<string> {
+  const images = await writeShapesFolder(`${dir}/images`, 24, 16);
+  const steps = [
+    ["tokenizer", "fit", "--dataset", `folder:${images}`, "--side", "16", "--patch", "4"],
+    ["--codes", "16", "--iterations", "4", "--out", `${dir}/tok`],
+  ].flat();
+  for (
+    const args of [steps, [
+      "data",
+      "--tokenizer",
+      `${dir}/tok`,
+      "--ratio",
+      "2",
+      "--out",
+      `${dir}/shards`,
+    ]]
+  ) {
+    const r = await runCli(args);
+    assert.equal(r.code, 0, r.stderr);
+  }
+  return `${dir}/shards`;
+}
+
+/** A very small study of the order part: 2 models x 2 seeds. */
+const studyArgs = (data: string, out: string) => [
+  "study",
+  "--data",
+  data,
+  "--out",
+  out,
+  "--parts",
+  "order,samples",
+  "--iters",
+  "6",
+  "--depth",
+  "2",
+  "--width",
+  "32",
+  "--heads",
+  "2",
+  "--batch",
+  "8",
+  "--eval-images",
+  "8",
+  "--per-class",
+  "2",
+  "--device",
+  "cpu",
+];
+
+/** report.md without the lines that carry timings (they name seconds or minutes). */
+async function reportNumbers(out: string): Promise<string> {
+  const text = await Deno.readTextFile(join(out, "report", "report.md"));
+  return text.split("\n").filter((l) => !/seconds|minutes/.test(l)).join("\n");
+}
+
+const RUNS = [
+  "r2-checkerboard-mix-none-s0",
+  "r2-checkerboard-mix-none-s1",
+  "r2-random-mix-none-s0",
+  "r2-random-mix-none-s1",
+];
+
+Deno.test("study: a killed study started again reuses finished runs and reports the same numbers", async () => {
+  await using dir = await tempDir();
+  const data = await makeShards(dir.path);
+
+  const straight = await runCli(studyArgs(data, `${dir.path}/a`));
+  assert.equal(straight.code, 0, straight.stderr);
+  const a = `${dir.path}/a`;
+  const report = await Deno.readTextFile(join(a, "report", "report.md"));
+  assert.match(report, /## Figure 4\(c\)/);
+  assert.match(report, /\| checkerboard \| \d\.\d{3} ± \d\.\d{3} \(\d+\)/);
+  assert.match(report, /the checkerboard beats random order: (reproduced|NOT reproduced)/);
+  for (const run of RUNS) {
+    for (
+      const f of [
+        "train.json",
+        "nll.json",
+        "samples.json",
+        "model.safetensors",
+        "samples/P4/grid.png",
+        "samples/P16/samples.npz",
+      ]
+    ) {
+      await Deno.stat(join(a, "runs", run, f)); // throws when missing
+    }
+  }
+  await Deno.stat(join(a, "report", "figures", "fig4c-order.png"));
+  await Deno.stat(join(a, "report", "grids", "r2-random-mix-none-s0-P1.png"));
+
+  // Kill the second study once its second run is trained, before the end.
+  const b = `${dir.path}/b`;
+  const child = new Deno.Command(Deno.execPath(), {
+    args: ["run", "-A", `${repoRoot}cli/main.ts`, ...studyArgs(data, b)],
+    cwd: repoRoot,
+    stdout: "null",
+    stderr: "null",
+  }).spawn();
+  const marker = join(b, "runs", RUNS[1], "train.json");
+  const deadline = Date.now() + 120_000;
+  for (;;) {
+    const there = await Deno.stat(marker).then(() => true, () => false);
+    if (there || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 5));
+  }
+  child.kill("SIGKILL");
+  await child.status;
+  const finished = await Deno.stat(join(b, "report", "report.md")).then(() => true, () => false);
+  assert.equal(
+    finished,
+    false,
+    "the study ended before it was killed; the test needs a slower study",
+  );
+  const firstRun = join(b, "runs", RUNS[0], "model.safetensors");
+  const before = (await Deno.stat(firstRun)).mtime!.getTime();
+
+  const again = await runCli(studyArgs(data, b));
+  assert.equal(again.code, 0, again.stderr);
+  assert.match(again.stderr, /continuing/);
+  assert.equal(
+    (await Deno.stat(firstRun)).mtime!.getTime(),
+    before,
+    "the finished run was trained again",
+  );
+  assert.equal(await reportNumbers(b), await reportNumbers(a));
+  const results = (out: string) => Deno.readTextFile(join(out, "report", "results.json"));
+  assert.equal(await results(b), await results(a));
+
+  // A different setting on the same folder is refused.
+  await expectOneLineError(
+    [...studyArgs(data, b), "--lr", "0.01"],
+    /study\.json was started with other settings: lr 0\.01 \(study: 0\.001\)/,
+  );
+});
+
+Deno.test("study: impossible options and budgets are refused with one line", async () => {
+  await using dir = await tempDir();
+  const data = await makeShards(dir.path);
+  const out = `${dir.path}/s`;
+  await expectOneLineError(
+    ["study", "--data", data, "--out", out, "--parts", "ratio"],
+    /unknown part 'ratio'/,
+  );
+  await expectOneLineError(
+    ["study", "--data", data, "--out", out, "--seeds", "1"],
+    /--seeds must be at least 2/,
+  );
+  await expectOneLineError(
+    ["study", "--data", data, "--out", out, "--iters", "5", "--budget-minutes", "3"],
+    /--budget-minutes or --iters, not both/,
+  );
+  await expectOneLineError(["study", "--data", `${dir.path}/none`, "--out", out], /none/);
+  // The budget check comes after timing the models (a progress line), so not one line alone.
+  const small = await runCli([
+    ...studyArgs(data, out).filter((a) => a !== "--iters" && a !== "6"),
+    "--budget-minutes",
+    "0.01",
+  ]);
+  assert.equal(small.code, 1);
+  assert.match(
+    small.stderr,
+    /a budget of 0\.01 minutes leaves 0 steps per model for 4 models .*give --budget-minutes \d+ or more/,
+  );
+  const planned = await Deno.stat(join(out, "study.json")).then(() => true, () => false);
+  assert.equal(planned, false, "study.json written for a refused budget");
+});
