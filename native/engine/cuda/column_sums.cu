@@ -1,6 +1,7 @@
 // Two-pass deterministic column sums (column_sums.h).
 #include "check.h"
 #include "column_sums.h"
+#include "stream.h"
 
 #include <algorithm>
 
@@ -69,9 +70,10 @@ void launch(int64_t n, int c, float* src, int64_t ld, const uint8_t* mask, bool 
   const int64_t chunks = column_chunks(n), chunk = (n + chunks - 1) / chunks;
   const dim3 grid((unsigned)((c + kColTile - 1) / kColTile), (unsigned)chunks);
   const dim3 block(kColTile, kRowLanes);
-  column_partials_kernel<<<grid, block>>>(n, c, src, ld, mask, zero_rows, chunk, part);
+  column_partials_kernel<<<grid, block, 0, launch_stream()>>>(
+      n, c, src, ld, mask, zero_rows, chunk, part);
   CB_CUDA_CHECK_LAUNCH();
-  column_finish_kernel<<<(unsigned)((c + kThreads - 1) / kThreads), kThreads>>>(
+  column_finish_kernel<<<(unsigned)((c + kThreads - 1) / kThreads), kThreads, 0, launch_stream()>>>(
       c, (int)chunks, part, dst);
   CB_CUDA_CHECK_LAUNCH();
 }

@@ -61,9 +61,28 @@ DeviceMemory& cuda_memory() {
 }
 
 // Growing frees the old array with cudaFree, which waits for queued kernels that may still read
-// it; callers take all the scratch an op needs with one call, then split it.
-float* CudaModelOps::scratch_floats(int64_t count) { return scratch_f_.reserve(count); }
+// it; callers take all the scratch an op needs with one call, then split it. The scratch only
+// grows, so after the first calls of each shape no op allocates: with the model's and the
+// sampler's arenas, the backend's memory is a few long-lived cudaMalloc blocks.
+namespace {
 
-int32_t* CudaModelOps::scratch_ints(int64_t count) { return scratch_i_.reserve(count); }
+template <typename T>
+T* grow(DeviceArray<T>& scratch, int64_t count, bool capturing, uint64_t& generation) {
+  if (count <= scratch.size()) return scratch.data();
+  CB_CHECK(!capturing, "cuda: an op asked for more scratch while a graph was being recorded "
+                       "(the recorder runs each step once before recording it)");
+  generation++;
+  return scratch.reserve(count);
+}
+
+}  // namespace
+
+float* CudaModelOps::scratch_floats(int64_t count) {
+  return grow(scratch_f_, count, capturing_, scratch_generation_);
+}
+
+int32_t* CudaModelOps::scratch_ints(int64_t count) {
+  return grow(scratch_i_, count, capturing_, scratch_generation_);
+}
 
 }  // namespace cb

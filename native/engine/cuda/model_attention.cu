@@ -23,6 +23,7 @@
 #include "../error.h"
 #include "check.h"
 #include "model_ops_cuda.h"
+#include "stream.h"
 
 namespace cb {
 namespace {
@@ -217,7 +218,7 @@ void launch_fwd(int B, const FwdArgs& a) {
   CB_CUDA_CHECK(
       cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
   const dim3 grid((unsigned)(B * a.H), (unsigned)((a.Tq + BQ - 1) / BQ));
-  kernel<<<grid, kThreads, smem>>>(a);
+  kernel<<<grid, kThreads, smem, launch_stream()>>>(a);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -520,7 +521,7 @@ void launch_bwd(int B, const BwdArgs& a) {
     CB_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const dim3 grid((unsigned)(B * a.H), (unsigned)((a.T + BK - 1) / BK));
-    kernel<<<grid, block, smem>>>(a);
+    kernel<<<grid, block, smem, launch_stream()>>>(a);
     CB_CUDA_CHECK_LAUNCH();
   }
   {
@@ -529,7 +530,7 @@ void launch_bwd(int B, const BwdArgs& a) {
     CB_CUDA_CHECK(
         cudaFuncSetAttribute(kernel, cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     const dim3 grid((unsigned)(B * a.H), (unsigned)((a.T + BQ - 1) / BQ));
-    kernel<<<grid, block, smem>>>(a);
+    kernel<<<grid, block, smem, launch_stream()>>>(a);
     CB_CUDA_CHECK_LAUNCH();
   }
 }
@@ -592,7 +593,8 @@ void CudaModelOps::attention_backward(int B, int T, int H, int hd, const float* 
   {
     const int threads = 256, per_block = threads / 32;
     const int64_t blocks = (rows + per_block - 1) / per_block;
-    attention_delta<<<(unsigned)blocks, threads>>>(rows, T, H, hd, out, dout, delta);
+    attention_delta<<<(unsigned)blocks, threads, 0, launch_stream()>>>(
+        rows, T, H, hd, out, dout, delta);
     CB_CUDA_CHECK_LAUNCH();
   }
   BwdArgs a{q, k, v, dout, lse, delta, visible_end, dq, dk, dv, T, H, hd,

@@ -28,6 +28,7 @@
 #include "check.h"
 #include "column_sums.h"
 #include "model_ops_cuda.h"
+#include "stream.h"
 
 namespace cb {
 namespace {
@@ -302,15 +303,16 @@ void launch_tiles(MatmulPrecision precision, bool ta, bool tb, const GemmParams&
            "cuda gemm: too large (m " + std::to_string(p.m) + ", n " + std::to_string(p.n) + ")");
   const dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)splits);
   if (tc) {
-    if (!ta && !tb) gemm_bf16_kernel<false, false, AT, BT><<<grid, kThreads>>>(p);
-    if (!ta && tb) gemm_bf16_kernel<false, true, AT, BT><<<grid, kThreads>>>(p);
-    if (ta && !tb) gemm_bf16_kernel<true, false, AT, BT><<<grid, kThreads>>>(p);
-    if (ta && tb) gemm_bf16_kernel<true, true, AT, BT><<<grid, kThreads>>>(p);
+    if (!ta && !tb) gemm_bf16_kernel<false, false, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(
+        p);
+    if (!ta && tb) gemm_bf16_kernel<false, true, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(p);
+    if (ta && !tb) gemm_bf16_kernel<true, false, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(p);
+    if (ta && tb) gemm_bf16_kernel<true, true, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(p);
   } else if constexpr (std::is_same<AT, float>::value && std::is_same<BT, float>::value) {
-    if (!ta && !tb) gemm_fp32_kernel<false, false><<<grid, kThreads>>>(p);
-    if (!ta && tb) gemm_fp32_kernel<false, true><<<grid, kThreads>>>(p);
-    if (ta && !tb) gemm_fp32_kernel<true, false><<<grid, kThreads>>>(p);
-    if (ta && tb) gemm_fp32_kernel<true, true><<<grid, kThreads>>>(p);
+    if (!ta && !tb) gemm_fp32_kernel<false, false><<<grid, kThreads, 0, launch_stream()>>>(p);
+    if (!ta && tb) gemm_fp32_kernel<false, true><<<grid, kThreads, 0, launch_stream()>>>(p);
+    if (ta && !tb) gemm_fp32_kernel<true, false><<<grid, kThreads, 0, launch_stream()>>>(p);
+    if (ta && tb) gemm_fp32_kernel<true, true><<<grid, kThreads, 0, launch_stream()>>>(p);
   } else {
     CB_FAIL("cuda gemm: bf16 operands need the bf16 matmul precision");
   }
@@ -339,7 +341,8 @@ void gemm(MatmulPrecision precision, const GemmPlan& plan, bool ta, bool tb, int
   part.c_split_stride = m * n;
   launch_tiles<AT, BT>(precision, ta, tb, part, plan.splits);
   const int64_t blocks = std::min<int64_t>(ceil_div(m * n, kThreads), int64_t(1) << 16);
-  splitk_reduce_kernel<<<(unsigned)blocks, kThreads>>>(p, (int)plan.splits, scratch);
+  splitk_reduce_kernel<<<(unsigned)blocks, kThreads, 0, launch_stream()>>>(
+      p, (int)plan.splits, scratch);
   CB_CUDA_CHECK_LAUNCH();
 }
 

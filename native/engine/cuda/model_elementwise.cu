@@ -8,6 +8,7 @@
 #include "bf16.cuh"
 #include "check.h"
 #include "model_ops_cuda.h"
+#include "stream.h"
 
 namespace cb {
 namespace {
@@ -100,59 +101,60 @@ __global__ void zero_strided_kernel(int64_t rows, int cols, float* dst, int64_t 
 
 void CudaModelOps::gelu(int64_t count, const float* x, float* y) {
   if (count <= 0) return;
-  gelu_kernel<<<blocks_for(count), kThreads>>>(count, x, y);
+  gelu_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(count, x, y);
   CB_CUDA_CHECK_LAUNCH();
 }
 
 void CudaModelOps::gelu_bf16(int64_t count, const float* x, bf16_t* y) {
   if (count <= 0) return;
-  gelu_kernel<<<blocks_for(count), kThreads>>>(count, x, device_bf16(y));
+  gelu_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(count, x, device_bf16(y));
   CB_CUDA_CHECK_LAUNCH();
 }
 
 void CudaModelOps::to_bf16(int64_t rows, int64_t cols, const float* src, int64_t src_ld,
                            bf16_t* dst, int64_t dst_ld) {
   if (rows <= 0 || cols <= 0) return;
-  to_bf16_kernel<<<blocks_for(rows * cols), kThreads>>>(rows, cols, src, src_ld,
+  to_bf16_kernel<<<blocks_for(rows * cols), kThreads, 0, launch_stream()>>>(rows, cols, src, src_ld,
                                                         device_bf16(dst), dst_ld);
   CB_CUDA_CHECK_LAUNCH();
 }
 
 void CudaModelOps::gelu_backward(int64_t count, const float* x, const float* dy, float* dx) {
   if (count <= 0) return;
-  gelu_backward_kernel<<<blocks_for(count), kThreads>>>(count, x, dy, dx);
+  gelu_backward_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(count, x, dy, dx);
   CB_CUDA_CHECK_LAUNCH();
 }
 
 void CudaModelOps::silu(int64_t count, const float* x, float* y) {
   if (count <= 0) return;
-  silu_kernel<<<blocks_for(count), kThreads>>>(count, x, y);
+  silu_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(count, x, y);
   CB_CUDA_CHECK_LAUNCH();
 }
 
 void CudaModelOps::silu_backward(int64_t count, const float* x, const float* dy, float* dx) {
   if (count <= 0) return;
-  silu_backward_kernel<<<blocks_for(count), kThreads>>>(count, x, dy, dx);
+  silu_backward_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(count, x, dy, dx);
   CB_CUDA_CHECK_LAUNCH();
 }
 
 void CudaModelOps::add_inplace(int64_t count, float* y, const float* x) {
   if (count <= 0) return;
-  add_inplace_kernel<<<blocks_for(count), kThreads>>>(count, y, x);
+  add_inplace_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(count, y, x);
   CB_CUDA_CHECK_LAUNCH();
 }
 
 void CudaModelOps::copy_strided(int64_t rows, int cols, const float* src, int64_t src_ld,
                                 float* dst, int64_t dst_ld, bool accumulate) {
   if (rows <= 0 || cols <= 0) return;
-  copy_strided_kernel<<<blocks_for(rows * cols), kThreads>>>(rows, cols, src, src_ld, dst,
-                                                             dst_ld, accumulate);
+  copy_strided_kernel<<<blocks_for(rows * cols), kThreads, 0, launch_stream()>>>(
+      rows, cols, src, src_ld, dst, dst_ld, accumulate);
   CB_CUDA_CHECK_LAUNCH();
 }
 
 void CudaModelOps::zero_strided(int64_t rows, int cols, float* dst, int64_t ld) {
   if (rows <= 0 || cols <= 0) return;
-  zero_strided_kernel<<<blocks_for(rows * cols), kThreads>>>(rows, cols, dst, ld);
+  zero_strided_kernel<<<blocks_for(rows * cols), kThreads, 0, launch_stream()>>>(
+      rows, cols, dst, ld);
   CB_CUDA_CHECK_LAUNCH();
 }
 

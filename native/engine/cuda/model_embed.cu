@@ -17,6 +17,7 @@
 #include "check.h"
 #include "column_sums.h"
 #include "model_ops_cuda.h"
+#include "stream.h"
 
 namespace cb {
 namespace {
@@ -109,10 +110,11 @@ void scatter_add_chained(int64_t n, int c, const float* src, const int32_t* inde
   CB_CHECK(n < (int64_t(1) << 31), "scatter_add_rows: too many rows (" + std::to_string(n) + ")");
   int32_t* next = ints;          // (n)
   int32_t* has_prev = ints + n;  // (n)
-  CB_CUDA_CHECK(cudaMemsetAsync(has_prev, 0, size_t(n) * sizeof(int32_t)));
-  chain_kernel<<<blocks_for(n), kThreads>>>(n, index, next, has_prev);
+  CB_CUDA_CHECK(cudaMemsetAsync(has_prev, 0, size_t(n) * sizeof(int32_t), launch_stream()));
+  chain_kernel<<<blocks_for(n), kThreads, 0, launch_stream()>>>(n, index, next, has_prev);
   CB_CUDA_CHECK_LAUNCH();
-  scatter_chain_kernel<<<blocks_for(n * c), kThreads>>>(n, c, src, index, next, has_prev, dst);
+  scatter_chain_kernel<<<blocks_for(n * c), kThreads, 0, launch_stream()>>>(
+      n, c, src, index, next, has_prev, dst);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -253,7 +255,7 @@ __global__ void rope_backward_kernel(int64_t n, int H, int hd,
 void CudaModelOps::gather_rows(int64_t n, int c, const float* table, const int32_t* index,
                                float* out) {
   if (n <= 0 || c <= 0) return;
-  gather_rows_kernel<<<blocks_for(n * c), kThreads>>>(n, c, table, index, out);
+  gather_rows_kernel<<<blocks_for(n * c), kThreads, 0, launch_stream()>>>(n, c, table, index, out);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -266,7 +268,7 @@ void CudaModelOps::scatter_add_rows(int64_t n, int c, const float* dout, const i
 void CudaModelOps::fill_masked_rows(int64_t n, int c, const uint8_t* mask, const float* vec,
                                     float* x) {
   if (n <= 0 || c <= 0) return;
-  fill_masked_rows_kernel<<<blocks_for(n * c), kThreads>>>(n, c, mask, vec, x);
+  fill_masked_rows_kernel<<<blocks_for(n * c), kThreads, 0, launch_stream()>>>(n, c, mask, vec, x);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -285,8 +287,8 @@ void CudaModelOps::rope(int64_t n, int H, int hd, const float* x, int ld, const 
   CB_CHECK(hd % 2 == 0, "rope: head size " + std::to_string(hd) + " is odd");
   CB_CHECK(mix_logit == nullptr || pos_q != nullptr, "rope: mixing needs pos_q");
   if (n <= 0 || H <= 0 || hd <= 0) return;
-  rope_kernel<<<blocks_for(n * (hd / 2)), kThreads>>>(n, H, hd, x, ld, angles, pos_p, pos_q,
-                                                      mix_logit, y);
+  rope_kernel<<<blocks_for(n * (hd / 2)), kThreads, 0, launch_stream()>>>(
+      n, H, hd, x, ld, angles, pos_p, pos_q, mix_logit, y);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -316,8 +318,8 @@ void CudaModelOps::rope_backward(int64_t n, int H, int hd, const float* x, int l
   const size_t shared = want_mix ? size_t(H) * P * sizeof(float) : 0;
   CB_CHECK(shared <= 48 * 1024, "rope_backward: too many heads (" + std::to_string(H) + ")");
   const int blocks = (int)std::min<int64_t>(n, kMaxBlocks);
-  rope_backward_kernel<<<blocks, P, shared>>>(n, H, hd, x, ld, angles, pos_p, pos_q, mix_logit,
-                                              dy, dx, gp_rows, gq_rows, dal_rows);
+  rope_backward_kernel<<<blocks, P, shared, launch_stream()>>>(
+      n, H, hd, x, ld, angles, pos_p, pos_q, mix_logit, dy, dx, gp_rows, gq_rows, dal_rows);
   CB_CUDA_CHECK_LAUNCH();
 
   if (want_angles) {

@@ -9,6 +9,7 @@
 #include "bf16.cuh"
 #include "check.h"
 #include "model_ops_cuda.h"
+#include "stream.h"
 
 namespace cb {
 namespace {
@@ -94,8 +95,8 @@ void CudaModelOps::softmax_cross_entropy(int64_t n, int K, const float* logits,
   if (n <= 0) return;
   CB_CHECK(K > 0, "softmax_cross_entropy: K = " + std::to_string(K));
   const int blocks = (int)std::min<int64_t>(n, kMaxBlocks);
-  softmax_xent_kernel<<<blocks, kThreads>>>(n, K, logits, target, loss_rows, dlogits,
-                                            grad_scale);
+  softmax_xent_kernel<<<blocks, kThreads, 0, launch_stream()>>>(
+      n, K, logits, target, loss_rows, dlogits, grad_scale);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -114,8 +115,9 @@ void CudaModelOps::adamw_mixed(int64_t count, float* param, bf16_t* param16, con
   const float bc1 = 1.0f - std::pow(beta1, float(t));
   const float bc2 = 1.0f - std::pow(beta2, float(t));
   const int blocks = (int)std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks);
-  adamw_kernel<<<blocks, kThreads>>>(count, param, device_bf16(param16), grad, m, v, lr, beta1,
-                                     beta2, eps, weight_decay, bc1, bc2);
+  adamw_kernel<<<blocks, kThreads, 0, launch_stream()>>>(
+      count, param, device_bf16(param16), grad, m, v, lr, beta1, beta2, eps, weight_decay, bc1,
+      bc2);
   CB_CUDA_CHECK_LAUNCH();
 }
 

@@ -13,6 +13,7 @@
 #include "bf16.cuh"
 #include "check.h"
 #include "model_ops_cuda.h"
+#include "stream.h"
 
 namespace cb {
 namespace {
@@ -175,7 +176,8 @@ void launch_adaln_backward(int B, int T, int c, const float* g, const float* mul
   const int tiles = (c + kColTile - 1) / kColTile;
   CB_CHECK(tiles <= 65535, "adaln backward: too many columns (" + std::to_string(c) + ")");
   const dim3 grid((unsigned)B, (unsigned)tiles), block(kColTile, kSlotLanes);
-  adaln_backward_kernel<<<grid, block>>>(T, c, g, mult, one, other, ld, out, acc1, acc2);
+  adaln_backward_kernel<<<grid, block, 0, launch_stream()>>>(
+      T, c, g, mult, one, other, ld, out, acc1, acc2);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -185,7 +187,7 @@ void CudaModelOps::layernorm(int64_t n, int c, const float* x, float* y, float* 
                              float* rstd) {
   if (n <= 0 || c <= 0) return;
   const int blocks = (int)std::min<int64_t>((n + kRowWarps - 1) / kRowWarps, kMaxBlocks);
-  layernorm_kernel<<<blocks, kThreads>>>(n, c, x, y, mean, rstd);
+  layernorm_kernel<<<blocks, kThreads, 0, launch_stream()>>>(n, c, x, y, mean, rstd);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -193,7 +195,7 @@ void CudaModelOps::layernorm_backward(int64_t n, int c, const float* x, const fl
                                       const float* rstd, const float* dy, float* dx) {
   if (n <= 0 || c <= 0) return;
   const int blocks = (int)std::min<int64_t>((n + kRowWarps - 1) / kRowWarps, kMaxBlocks);
-  layernorm_backward_kernel<<<blocks, kThreads>>>(n, c, x, mean, rstd, dy, dx);
+  layernorm_backward_kernel<<<blocks, kThreads, 0, launch_stream()>>>(n, c, x, mean, rstd, dy, dx);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -201,7 +203,8 @@ void CudaModelOps::modulate(int B, int T, int c, const float* xn, const float* s
                             const float* scale, int ld, float* y) {
   const int64_t count = (int64_t)B * T * c;
   if (count <= 0) return;
-  modulate_kernel<<<blocks_for(count), kThreads>>>(T, c, xn, shift, scale, ld, count, y);
+  modulate_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(
+      T, c, xn, shift, scale, ld, count, y);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -209,8 +212,8 @@ void CudaModelOps::modulate_bf16(int B, int T, int c, const float* xn, const flo
                                  const float* scale, int ld, bf16_t* y) {
   const int64_t count = (int64_t)B * T * c;
   if (count <= 0) return;
-  modulate_kernel<<<blocks_for(count), kThreads>>>(T, c, xn, shift, scale, ld, count,
-                                                   device_bf16(y));
+  modulate_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(
+      T, c, xn, shift, scale, ld, count, device_bf16(y));
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -224,7 +227,8 @@ void CudaModelOps::gated_residual(int B, int T, int c, float* x, const float* ga
                                   const float* h) {
   const int64_t count = (int64_t)B * T * c;
   if (count <= 0) return;
-  gated_residual_kernel<<<blocks_for(count), kThreads>>>(T, c, x, gate, ld, count, h);
+  gated_residual_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(
+      T, c, x, gate, ld, count, h);
   CB_CUDA_CHECK_LAUNCH();
 }
 

@@ -13,7 +13,8 @@
 // model_elementwise.cu (gelu, silu, add, copies), model_norm.cu (layernorm, AdaLN),
 // model_embed.cu (gathers, scatters, rope), model_attention.cu (blockwise flash attention
 // forward/backward, cached attention), model_loss.cu (softmax cross-entropy, AdamW),
-// model_sample.cu (upsampling, token draws with the same Philox keys as the CPU).
+// model_sample.cu (upsampling, token draws with the same Philox keys as the CPU),
+// graph_recorder.cu (make_recorder: CUDA graphs of op sequences, for the sampler's steps).
 #pragma once
 
 #include <cstdint>
@@ -42,6 +43,11 @@ class CudaModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   MixedPrecisionOps* mixed() override {
     return precision_ == MatmulPrecision::bf16 ? this : nullptr;
   }
+  std::unique_ptr<OpRecorder> make_recorder() override;  // graph_recorder.cu
+  // Counts reallocations of the scratch arrays: a recording that used the old ones is stale.
+  uint64_t scratch_generation() const { return scratch_generation_; }
+  // While set (during a graph capture), a scratch request that would reallocate throws.
+  void set_capturing(bool on) { capturing_ = on; }
 
   void linear(int64_t n, int in, int out, const float* x, const float* w, const float* b,
               float* y) override;
@@ -142,6 +148,8 @@ class CudaModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   MatmulPrecision precision_;
   DeviceArray<float> scratch_f_;
   DeviceArray<int32_t> scratch_i_;
+  uint64_t scratch_generation_ = 0;
+  bool capturing_ = false;
 };
 
 }  // namespace cb

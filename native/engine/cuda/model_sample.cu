@@ -25,6 +25,7 @@
 #include "../sample/philox.h"
 #include "check.h"
 #include "model_ops_cuda.h"
+#include "stream.h"
 
 namespace cb {
 namespace {
@@ -362,7 +363,7 @@ void CudaModelOps::upsample_bilinear(int B, int s_in, int s_out, int D, const fl
   CB_CHECK(s_in >= 1, "upsample_bilinear: source size " + std::to_string(s_in));
   const int threads = 256;
   const int64_t blocks = std::min<int64_t>((count + threads - 1) / threads, int64_t(1) << 20);
-  upsample_kernel<<<(unsigned)blocks, threads>>>(count, s_in, s_out, D,
+  upsample_kernel<<<(unsigned)blocks, threads, 0, launch_stream()>>>(count, s_in, s_out, D,
                                                   double(s_in) / double(s_out), src, dst);
   CB_CUDA_CHECK_LAUNCH();
 }
@@ -421,7 +422,7 @@ void CudaModelOps::sample_tokens(int64_t n, int K, const float* cond, const floa
   for (int64_t r0 = 0; r0 < n; r0 += rows_per_launch) {
     a.row0 = r0;
     const int64_t rows = std::min(rows_per_launch, n - r0);
-    sample_kernel<<<(unsigned)rows, kSampleThreads, smem>>>(a);
+    sample_kernel<<<(unsigned)rows, kSampleThreads, smem, launch_stream()>>>(a);
     CB_CUDA_CHECK_LAUNCH();
   }
 }

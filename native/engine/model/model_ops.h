@@ -13,10 +13,12 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "../sample/token_sampling.h"
 #include "device_memory.h"
 #include "mixed_ops.h"
+#include "op_recorder.h"
 
 namespace cb {
 
@@ -34,6 +36,8 @@ class ModelOps {
   // The mixed-precision ops (mixed_ops.h) of a backend that trains with bf16 activations, or
   // null: then the model runs in Real throughout.
   virtual MixedPrecisionOps* mixed() { return nullptr; }
+  // A recorder of this backend's op sequences (op_recorder.h), or null when it has none.
+  virtual std::unique_ptr<OpRecorder> make_recorder() { return nullptr; }
 
   // ---- dense ----------------------------------------------------------------------------
   // y (n, out) = x (n, in) . w^T (w: (out, in)) + b (out); b may be null.

@@ -4,6 +4,7 @@
 #include <new>
 #include <stdexcept>
 #include <string>
+#include <type_traits>
 
 #include <unistd.h>
 
@@ -50,9 +51,32 @@ int check_request(const ModelConfig& c, const SampleRequest& r) {
 }  // namespace
 
 template <typename Real>
+void SampleWorkspace<Real>::set_recording(bool on) {
+  recording_ = on;
+  if (!on) recorder_.reset();
+}
+
+template <typename Real>
+OpRecorder* SampleWorkspace<Real>::recorder(ModelOps<Real>& ops) {
+  if (!recording_) return nullptr;
+  if (recorder_ops_ != &ops) {
+    recorder_ = ops.make_recorder();
+    recorder_ops_ = &ops;
+  }
+  return recorder_.get();
+}
+
+// Recordings name the workspace's arrays; one that moves makes them useless.
+template <typename Real>
+void SampleWorkspace<Real>::forget_recordings() {
+  if (recorder_) recorder_->clear();
+}
+
+template <typename Real>
 void SampleWorkspace<Real>::use(DeviceMemory& memory) {
   if (memory_ == &memory) return;
   // Another backend's memory: start over there.
+  forget_recordings();
   arena_ = DeviceArray<Real>();
   ints_ = DeviceArray<int32_t>();
   flags_ = DeviceArray<uint8_t>();
@@ -71,6 +95,7 @@ Real* SampleWorkspace<Real>::reserve(DeviceMemory& memory, int64_t count) {
   const double bytes = double(count) * sizeof(Real);
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   const bool too_large = pages > 0 && page > 0 && bytes > double(pages) * double(page);
+  forget_recordings();
   arena_.resize(0);  // release first: the old and new need not coexist
   try {
     if (too_large) throw std::bad_alloc();
@@ -88,18 +113,21 @@ Real* SampleWorkspace<Real>::reserve(DeviceMemory& memory, int64_t count) {
 template <typename Real>
 int32_t* SampleWorkspace<Real>::reserve_ints(DeviceMemory& memory, int64_t count) {
   use(memory);
+  if (count > ints_.size()) forget_recordings();
   return ints_.reserve(count);
 }
 
 template <typename Real>
 uint8_t* SampleWorkspace<Real>::reserve_flags(DeviceMemory& memory, int64_t count) {
   use(memory);
+  if (count > flags_.size()) forget_recordings();
   return flags_.reserve(count);
 }
 
 template <typename Real>
 float* SampleWorkspace<Real>::reserve_floats(DeviceMemory& memory, int64_t count) {
   use(memory);
+  if (count > floats_.size()) forget_recordings();
   return floats_.reserve(count);
 }
 
@@ -241,19 +269,56 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     drawn_entropy.device = workspace.reserve_floats(mem, nb_max);
   }
 
+  // Matmuls on the weights named w and b. Under mixed precision they read the bf16 weight copy:
+  // half the bytes, and the same products (the bf16 matmuls round fp32 weights to bf16 anyway).
+  const bf16_t* params16 = model.params16();  // null without mixed precision
+  MixedPrecisionOps* mixed = params16 != nullptr ? op.mixed() : nullptr;
+  auto linear = [&](int64_t rows, int in, int out, const Real* x, const std::string& w,
+                    const std::string& b, Real* y) {
+    if constexpr (std::is_same<Real, float>::value) {
+      if (mixed != nullptr) {
+        return mixed->linear_mixed(rows, in, out, x, params16 + model.layout().offset(w), P(b),
+                                   y);
+      }
+    }
+    op.linear(rows, in, out, x, P(w), P(b), y);
+  };
+
   // Conditioning, once: class embeddings, every layer's AdaLN rows and the head's.
   for (int r = 0; r < R; r++) labels_r.host[r] = r < B ? req.labels[r] : c.classes;
   labels_r.upload(mem, R);
   op.gather_rows(R, W, P("class_emb"), labels_r.device, c_emb);
   op.silu(int64_t(R) * W, c_emb, c_act);
   for (int l = 0; l < depth; l++) {
-    op.linear(R, W, 6 * W, c_act, P(layer_param(l, "ada.w")), P(layer_param(l, "ada.b")),
+    linear(R, W, 6 * W, c_act, layer_param(l, "ada.w"), layer_param(l, "ada.b"),
               ada + int64_t(l) * R * 6 * W);
   }
-  op.linear(R, W, 2 * W, c_act, P("head_ada.w"), P("head_ada.b"), head_ada);
+  linear(R, W, 2 * W, c_act, "head_ada.w", "head_ada.b", head_ada);
 
 
   std::vector<int32_t> grid(int64_t(B) * L, -1);  // (B, L) codes so far, raster per scale
+
+  // A step's ops run through the workspace's recorder where the backend has one (cuda: one
+  // CUDA graph per distinct step, replayed on later calls), else as they are. Its key names
+  // every pointer and value the step's launches depend on; the per-step index arrays are
+  // uploaded before it runs, at the same addresses each time.
+  OpRecorder* recorder = workspace.recorder(op);
+  auto step_key = [&](int s, int t0, int t1, int k, int sp, float w) {
+    std::string key;
+    auto put = [&](const void* v, size_t bytes) {
+      key.append(static_cast<const char*>(v), bytes);
+    };
+    const int64_t values[] = {B,  R, T, W, depth, K, Dl, t0, t1, k, sp, s == 0,
+                              req.sampling.top_k, req.want_entropy};
+    const void* pointers[] = {base, model.params(), labels_r.device, u_learned.device,
+                              drawn_entropy.device};
+    const float reals[] = {w, req.sampling.temperature, req.sampling.top_p};
+    put(values, sizeof values);
+    put(pointers, sizeof pointers);
+    put(reals, sizeof reals);
+    put(&req.sampling.seed, sizeof req.sampling.seed);
+    return key;
+  };
 
   SampleResult out;
   out.codes.assign(int64_t(B) * T, -1);
@@ -266,17 +331,15 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     const int t0 = s == 0 ? 0 : req.block_start[blk], t1 = req.block_end[blk], m = t1 - t0;
     const int64_t nb = int64_t(B) * m, n = int64_t(R) * m;
 
-    // A scale's first block: upsample the previous scale's latents (u of every slot).
-    if (k > 0 && req.block_scale[blk - 1] != k) {
-      const int sp = c.scales[k - 1];
+    // A scale's first block upsamples the previous scale's latents (u of every slot).
+    const int sp = k > 0 && req.block_scale[blk - 1] != k ? c.scales[k - 1] : 0;
+    if (sp > 0) {
       for (int i = 0; i < B; i++) {
         for (int p = 0; p < sp * sp; p++) {
           prev_index.host[int64_t(i) * sp * sp + p] = grid[i * L + offset[k - 1] + p];
         }
       }
       prev_index.upload(mem, int64_t(B) * sp * sp);
-      op.gather_rows(int64_t(B) * sp * sp, Dl, codebook, prev_index.device, prev_lat);
-      op.upsample_bilinear(B, sp, side, Dl, prev_lat, up_lat);
     }
 
     // Inputs of the block's slots (Eq. 1), for the B images; the null-class rows share them.
@@ -324,61 +387,73 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     u_learned.upload(mem, nb);
     v_learned.upload(mem, nb);
     visible.upload(mem, m);
-
-    op.gather_rows(nb, Dl, k == 0 ? codebook : up_lat, u_index.device, lat_in);
-    op.gather_rows(nb, Dl, codebook, v_index.device, lat_in + nb * Dl);
-    op.linear(2 * nb, Dl, W, lat_in, P("latent_mlp.fc1.w"), P("latent_mlp.fc1.b"), lat_h);
-    op.gelu(2 * nb * W, lat_h, lat_g);
-    op.linear(2 * nb, W, W, lat_g, P("latent_mlp.fc2.w"), P("latent_mlp.fc2.b"), lat_out);
-    op.fill_masked_rows(nb, W, u_learned.device, P("u_start"), lat_out);
-    op.fill_masked_rows(nb, W, v_learned.device, P("v_start"), lat_out + nb * W);
-    op.gather_rows(nb, W, P("pos_emb"), pos_p.device, pe_p);
-    op.gather_rows(nb, W, P("pos_emb"), pos_q.device, pe_q);
-    op.copy_strided(nb, W, lat_out, W, concat, 4 * W, false);
-    op.copy_strided(nb, W, lat_out + nb * W, W, concat + W, 4 * W, false);
-    op.copy_strided(nb, W, pe_p, W, concat + 2 * W, 4 * W, false);
-    op.copy_strided(nb, W, pe_q, W, concat + 3 * W, 4 * W, false);
-    op.linear(nb, 4 * W, W, concat, P("in_proj.w"), P("in_proj.b"), x);
-    if (guided) op.copy_strided(nb, W, x, W, x + nb * W, W, false);
-    if (s == 0) op.copy_strided(R, W, c_emb, W, x, int64_t(m) * W, false);
-
-    for (int l = 0; l < depth; l++) {
-      const Real* a = ada + int64_t(l) * R * 6 * W;  // (R, 6W)
-      Real* kc = k_cache + l * layer_cache;          // (R, T, W)
-      Real* vc = v_cache + l * layer_cache;          // (R, T, W)
-      op.layernorm(n, W, x, xn, mean, rstd);
-      op.modulate(R, m, W, xn, a, a + W, 6 * W, h);
-      op.linear(n, W, 3 * W, h, P(layer_param(l, "qkv.w")), P(layer_param(l, "qkv.b")), qkv);
-      const Real* mix = l < c.rope_mix_layers ? P(layer_param(l, "rope_mix")) : nullptr;
-      op.rope(n, H, hd, qkv, 3 * W, P("rope_angles"), pos_p.device, pos_p.device, nullptr, qr);
-      op.rope(n, H, hd, qkv + W, 3 * W, P("rope_angles"), pos_p.device, pos_q.device, mix, kr);
-      for (int r = 0; r < R; r++) {
-        op.copy_strided(m, W, kr + int64_t(r) * m * W, W, kc + (int64_t(r) * T + t0) * W, W,
-                        false);
-        op.copy_strided(m, W, qkv + int64_t(r) * m * 3 * W + 2 * W, 3 * W,
-                        vc + (int64_t(r) * T + t0) * W, W, false);
-      }
-      op.attention_cached(R, m, H, hd, qr, kc, vc, int64_t(T) * W, visible.device, att);
-      op.linear(n, W, W, att, P(layer_param(l, "attn_out.w")), P(layer_param(l, "attn_out.b")),
-                ao);
-      op.gated_residual(R, m, W, x, a + 2 * W, 6 * W, ao);
-      op.layernorm(n, W, x, xn, mean, rstd);
-      op.modulate(R, m, W, xn, a + 3 * W, a + 4 * W, 6 * W, h);
-      op.linear(n, W, F, h, P(layer_param(l, "fc1.w")), P(layer_param(l, "fc1.b")), f1);
-      op.gelu(n * F, f1, g);
-      op.linear(n, F, W, g, P(layer_param(l, "fc2.w")), P(layer_param(l, "fc2.b")), f2);
-      op.gated_residual(R, m, W, x, a + 5 * W, 6 * W, f2);
-    }
-    op.layernorm(n, W, x, xn, mean, rstd);
-    op.modulate(R, m, W, xn, head_ada, head_ada + W, 2 * W, h);
-    op.linear(n, W, K, h, P("head.w"), P("head.b"), logits);
-    out.forward_passes++;
-
-    // Draw every slot of the block (the class token's row is drawn too and ignored).
     const float w = s < req.guidance_start ? 0.0f : req.guidance;
-    op.sample_tokens(nb, K, logits, guided ? logits + nb * K : nullptr, w, req.sampling,
-                     draw_image.device, draw_slot.device, drawn.device,
-                     req.want_entropy ? drawn_entropy.device : nullptr);
+
+    // The step's ops: nothing but op calls (op_recorder.h).
+    auto step_ops = [&] {
+      if (sp > 0) {
+        op.gather_rows(int64_t(B) * sp * sp, Dl, codebook, prev_index.device, prev_lat);
+        op.upsample_bilinear(B, sp, side, Dl, prev_lat, up_lat);
+      }
+      op.gather_rows(nb, Dl, k == 0 ? codebook : up_lat, u_index.device, lat_in);
+      op.gather_rows(nb, Dl, codebook, v_index.device, lat_in + nb * Dl);
+      linear(2 * nb, Dl, W, lat_in, "latent_mlp.fc1.w", "latent_mlp.fc1.b", lat_h);
+      op.gelu(2 * nb * W, lat_h, lat_g);
+      linear(2 * nb, W, W, lat_g, "latent_mlp.fc2.w", "latent_mlp.fc2.b", lat_out);
+      op.fill_masked_rows(nb, W, u_learned.device, P("u_start"), lat_out);
+      op.fill_masked_rows(nb, W, v_learned.device, P("v_start"), lat_out + nb * W);
+      op.gather_rows(nb, W, P("pos_emb"), pos_p.device, pe_p);
+      op.gather_rows(nb, W, P("pos_emb"), pos_q.device, pe_q);
+      op.copy_strided(nb, W, lat_out, W, concat, 4 * W, false);
+      op.copy_strided(nb, W, lat_out + nb * W, W, concat + W, 4 * W, false);
+      op.copy_strided(nb, W, pe_p, W, concat + 2 * W, 4 * W, false);
+      op.copy_strided(nb, W, pe_q, W, concat + 3 * W, 4 * W, false);
+      linear(nb, 4 * W, W, concat, "in_proj.w", "in_proj.b", x);
+      if (guided) op.copy_strided(nb, W, x, W, x + nb * W, W, false);
+      if (s == 0) op.copy_strided(R, W, c_emb, W, x, int64_t(m) * W, false);
+
+      for (int l = 0; l < depth; l++) {
+        const Real* a = ada + int64_t(l) * R * 6 * W;  // (R, 6W)
+        Real* kc = k_cache + l * layer_cache;          // (R, T, W)
+        Real* vc = v_cache + l * layer_cache;          // (R, T, W)
+        op.layernorm(n, W, x, xn, mean, rstd);
+        op.modulate(R, m, W, xn, a, a + W, 6 * W, h);
+        linear(n, W, 3 * W, h, layer_param(l, "qkv.w"), layer_param(l, "qkv.b"), qkv);
+        const Real* mix = l < c.rope_mix_layers ? P(layer_param(l, "rope_mix")) : nullptr;
+        op.rope(n, H, hd, qkv, 3 * W, P("rope_angles"), pos_p.device, pos_p.device, nullptr, qr);
+        op.rope(n, H, hd, qkv + W, 3 * W, P("rope_angles"), pos_p.device, pos_q.device, mix, kr);
+        for (int r = 0; r < R; r++) {
+          op.copy_strided(m, W, kr + int64_t(r) * m * W, W, kc + (int64_t(r) * T + t0) * W, W,
+                          false);
+          op.copy_strided(m, W, qkv + int64_t(r) * m * 3 * W + 2 * W, 3 * W,
+                          vc + (int64_t(r) * T + t0) * W, W, false);
+        }
+        op.attention_cached(R, m, H, hd, qr, kc, vc, int64_t(T) * W, visible.device, att);
+        linear(n, W, W, att, layer_param(l, "attn_out.w"), layer_param(l, "attn_out.b"),
+                  ao);
+        op.gated_residual(R, m, W, x, a + 2 * W, 6 * W, ao);
+        op.layernorm(n, W, x, xn, mean, rstd);
+        op.modulate(R, m, W, xn, a + 3 * W, a + 4 * W, 6 * W, h);
+        linear(n, W, F, h, layer_param(l, "fc1.w"), layer_param(l, "fc1.b"), f1);
+        op.gelu(n * F, f1, g);
+        linear(n, F, W, g, layer_param(l, "fc2.w"), layer_param(l, "fc2.b"), f2);
+        op.gated_residual(R, m, W, x, a + 5 * W, 6 * W, f2);
+      }
+      op.layernorm(n, W, x, xn, mean, rstd);
+      op.modulate(R, m, W, xn, head_ada, head_ada + W, 2 * W, h);
+      linear(n, W, K, h, "head.w", "head.b", logits);
+
+      // Draw every slot of the block (the class token's row is drawn too and ignored).
+      op.sample_tokens(nb, K, logits, guided ? logits + nb * K : nullptr, w, req.sampling,
+                       draw_image.device, draw_slot.device, drawn.device,
+                       req.want_entropy ? drawn_entropy.device : nullptr);
+    };
+    if (recorder != nullptr) {
+      recorder->run(step_key(s, t0, t1, k, sp, w), step_ops);
+    } else {
+      step_ops();
+    }
+    out.forward_passes++;
     drawn.download(mem, nb);
     if (req.want_entropy) drawn_entropy.download(mem, nb);
     std::vector<Real> block_logits;  // (nb, K) the conditional logits, when asked for

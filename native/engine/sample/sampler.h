@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <vector>
 
 #include "../model/model.h"
@@ -41,9 +42,16 @@ struct SampleResult {
 
 // The float buffers of a sampling call (KV cache, activations of a step), kept between calls by
 // the caller so that repeated calls reuse memory already touched. Values of the model's scalar.
+// On a backend that records op sequences (cuda: CUDA graphs, model/op_recorder.h) it also keeps
+// the recording of each distinct step, so a repeated call replays every step with one launch.
 template <typename Real>
 class SampleWorkspace {
  public:
+  // Recording on (the default) or off (every op launched as it is; for the tests).
+  void set_recording(bool on);
+  // The recorder for `ops`, or null when recording is off or the backend has none.
+  OpRecorder* recorder(ModelOps<Real>& ops);
+
   // At least `count` values in `memory` (the model backend's); grows (never shrinks or clears)
   // the arena. Throws cb::Error naming the size when the memory is not there.
   Real* reserve(DeviceMemory& memory, int64_t count);
@@ -55,10 +63,14 @@ class SampleWorkspace {
  private:
   DeviceMemory* memory_ = nullptr;  // the memory the arrays below live in
   void use(DeviceMemory& memory);
+  void forget_recordings();
   DeviceArray<Real> arena_;
   DeviceArray<int32_t> ints_;
   DeviceArray<uint8_t> flags_;
   DeviceArray<float> floats_;
+  bool recording_ = true;
+  const ModelOps<Real>* recorder_ops_ = nullptr;  // the backend recorder_ belongs to
+  std::unique_ptr<OpRecorder> recorder_;          // its recordings name the arrays above
 };
 
 // Called after each step with (step, steps).
