@@ -5,8 +5,11 @@
 #   2. `cb_engine_tests cuda`: every GPU parity test (each model op against cpu-ref in double,
 #      guard bytes around every buffer; the whole model; the sampler). A skip counts as a failure
 #      here: on this machine the GPU must be usable;
-#   3. `cb_engine_bench`: gemm 4096^3 (bf16 vs fp32), train S and L, sample S and L at batches
-#      1, 16 and 64 (small repeat counts);
+#   3. `cb_engine_bench`: gemm 4096^3 (bf16 vs fp32); train S and L on `cuda` (bf16
+#      activations, fp32 master weights): tokens/s and MFU against the H200's dense bf16 rate;
+#      sample S and L (ratio 2, final 16x16 tokens, 17 steps, CFG on) at batches 1 and 64 with
+#      each step replayed as a CUDA graph: time per image; and L at batch 1 without graphs, for
+#      comparison (small repeat counts);
 #   4. a compact summary at the end.
 #
 # With the device tool (run from the repository root; it needs no carry: it builds from the
@@ -115,9 +118,10 @@ bench() {  # bench SECONDS_LIMIT ARGS...: one benchmark run, its lines into the 
 device_line=""
 bench 40 gemm --m 4096 --n 4096 --k 4096 --device cuda --repeats 5
 bench 60 train --preset S --batch 64 --device cuda --repeats 2
-bench 60 sample --preset S --batches 1,16,64 --device cuda --repeats 3
+bench 60 sample --preset S --batches 1,64 --device cuda --repeats 3
 bench 80 train --preset L --batch 32 --device cuda --repeats 2
-bench 80 sample --preset L --batches 1,16,64 --device cuda --repeats 3
+bench 80 sample --preset L --batches 1,64 --device cuda --repeats 3
+bench 40 sample --preset L --batches 1 --graphs off --device cuda --repeats 3
 
 # ---- 4. summary -----------------------------------------------------------------------------
 summary+=("total $SECONDS s; log $log; JSON lines $jsonl")

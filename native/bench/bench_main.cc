@@ -4,13 +4,17 @@
 // 1,2,4,8,16 = 342 slots; P = 4 steps per scale, 17 sampling steps).
 //
 //   cb_engine_bench train  --preset S|L [--batch N] [--device D] [--repeats R] [--peak F]
-//   cb_engine_bench sample --preset S|L [--batches 1,16,64] [--device D] [--repeats R] [--peak F]
+//   cb_engine_bench sample --preset S|L [--batches 1,16,64] [--graphs on|off] [--device D]
+//                          [--repeats R] [--peak F]
 //   cb_engine_bench gemm   [--m 4096] [--n 4096] [--k 4096] [--device D] [--repeats R] [--peak F]
 //
-// --device: cuda (bf16 tensor-core matmuls), cuda-fp32, cpu or cpu-ref; default cuda when a GPU
-// is usable, else cpu. --peak: the FLOP/s that MFU is relative to, default 989.4e12 (the H200's
-// dense bf16 rate). Every measurement has a warm-up run, then the median of --repeats timed runs.
-// Each prints one compact line; the last line of the output is one JSON object with all of them.
+// --device: cuda (bf16 tensor-core matmuls; training with bf16 activations and fp32 master
+// weights), cuda-fp32, cpu or cpu-ref; default cuda when a GPU is usable, else cpu. --graphs:
+// whether the sampler replays each step as a recorded CUDA graph (default on; only the cuda
+// backends record). --peak: the FLOP/s that MFU is relative to, default kH200Bf16Dense below.
+// Every measurement has a warm-up run (for sampling it also records the step graphs), then the
+// median of --repeats timed runs. Each prints one compact line; the last line of the output is
+// one JSON object with all of them.
 //
 // FLOPs (the TypeScript benchmarks' formulas, src/model/config.ts and src/bench/*.ts), with
 // M = matmul parameters per slot = 2 (Dl W + W^2) + 4 W^2 + depth (4 + 2 mlp) W^2 + W K:
@@ -41,13 +45,25 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
+// The H200's dense bf16 tensor-core rate, the MFU reference: NVIDIA's H200 datasheet gives
+// "BFLOAT16 Tensor Core 1,979 TFLOPS" for the SXM part with structured sparsity, i.e.
+// 989.4 TFLOP/s dense (the same tensor cores and clocks as the H100 SXM, whose datasheet lists
+// 989.4 dense).
+constexpr double kH200Bf16Dense = 989.4e12;
+
 const char* kUsage =
     "usage: cb_engine_bench train  --preset S|L [--batch N] [--steps-per-scale P] [options]\n"
-    "       cb_engine_bench sample --preset S|L [--batches 1,16,64] [options]\n"
+    "       cb_engine_bench sample --preset S|L [--batches 1,16,64] [--graphs on|off] [options]\n"
     "       cb_engine_bench gemm   [--m 4096] [--n 4096] [--k 4096] [options]\n"
     "options: --device cuda|cuda-fp32|cpu|cpu-ref (default cuda when a GPU is usable, else cpu)\n"
     "         --repeats R (timed runs after one warm-up; default 5, train 3)\n"
     "         --peak FLOP/s for MFU (default 989.4e12, the H200's dense bf16 rate)\n";
+
+bool on_off(const std::string& v, const char* name) {
+  CB_CHECK(v == "on" || v == "off",
+           std::string("--") + name + " must be on or off, got '" + v + "'");
+  return v == "on";
+}
 
 // --name value pairs.
 struct Args {
@@ -182,15 +198,17 @@ std::string bench_train(const Args& a, const std::string& device, int repeats, d
   const double flops = (6 * matmul_params_per_slot(c) + c.depth * 12.0 * mean_visible * c.width) *
                        double(B) * plan.T;
   const double tokens = double(B) * (plan.T - 1), rate = flops / seconds;
-  std::printf("train %s on %s: batch %d x %d slots, %s s/step (min %s, max %s), %s tokens/s, "
-              "%s TFLOP/s, MFU %s%%\n",
-              name.c_str(), device.c_str(), B, plan.T, num(seconds).c_str(),
+  const char* precision = model.mixed_precision() ? "bf16 activations" : "fp32 activations";
+  std::printf("train %s on %s (%s): batch %d x %d slots, %s s/step (min %s, max %s), "
+              "%s tokens/s, %s TFLOP/s, MFU %s%%\n",
+              name.c_str(), device.c_str(), precision, B, plan.T, num(seconds).c_str(),
               num(*std::min_element(t.begin(), t.end())).c_str(),
               num(*std::max_element(t.begin(), t.end())).c_str(),
               num(tokens / seconds, "%.0f").c_str(),
               num(rate / 1e12, "%.2f").c_str(), num(100 * rate / peak, "%.2f").c_str());
   return "{\"bench\":\"train\",\"preset\":\"" + name + "\",\"device\":\"" + device +
-         "\",\"batch\":" + std::to_string(B) + ",\"slots\":" + std::to_string(plan.T) +
+         "\",\"mixedPrecision\":" + (model.mixed_precision() ? "true" : "false") +
+         ",\"batch\":" + std::to_string(B) + ",\"slots\":" + std::to_string(plan.T) +
          ",\"stepsPerScale\":" + std::to_string(P) + ",\"params\":" +
          std::to_string(model.layout().total()) + ",\"stepSeconds\":" + num(seconds, "%.6g") +
          ",\"tokensPerSec\":" + num(tokens / seconds, "%.6g") + ",\"tflops\":" +
@@ -224,8 +242,11 @@ std::string bench_sample(const Args& a, const std::string& device, int repeats, 
   const cb::ModelConfig c = preset(name);
   const int P = (int)a.integer("steps-per-scale", 4);
   const std::vector<int> batches = int_list(a.get("batches", "1,16,64"));
+  const bool graphs = on_off(a.get("graphs", "on"), "graphs");
   cb::Model<float> model(c, cb::make_model_ops<float>(device), 0);
   cb::SampleWorkspace<float> workspace;
+  workspace.set_recording(graphs);
+  const bool recorded = workspace.recorder(model.ops()) != nullptr;
   std::string points;
   for (int B : batches) {
     const cb::SampleRequest req = sample_request(c, P, B);
@@ -243,9 +264,10 @@ std::string bench_sample(const Args& a, const std::string& device, int repeats, 
       model.ops().memory().synchronize();
     });
     const double s = median(t) / B, rate = per_image / s;
-    std::printf("sample %s on %s: batch %d, %d steps, cfg %g from step %d: %s ms/image "
+    std::printf("sample %s on %s (%s): batch %d, %d steps, cfg %g from step %d: %s ms/image "
                 "(min %s, max %s), %s images/s, %s TFLOP/s, MFU %s%%\n",
-                name.c_str(), device.c_str(), B, steps, req.guidance, req.guidance_start,
+                name.c_str(), device.c_str(), recorded ? "graphs" : "no graphs", B, steps,
+                req.guidance, req.guidance_start,
                 num(1e3 * s, "%.3f").c_str(),
                 num(1e3 * *std::min_element(t.begin(), t.end()) / B, "%.3f").c_str(),
                 num(1e3 * *std::max_element(t.begin(), t.end()) / B, "%.3f").c_str(),
@@ -257,7 +279,8 @@ std::string bench_sample(const Args& a, const std::string& device, int repeats, 
               num(rate / peak, "%.6g") + "}";
   }
   return "{\"bench\":\"sample\",\"preset\":\"" + name + "\",\"device\":\"" + device +
-         "\",\"stepsPerScale\":" + std::to_string(P) + ",\"cfg\":2,\"cfgStart\":5,\"repeats\":" +
+         "\",\"graphs\":" + (recorded ? "true" : "false") + ",\"stepsPerScale\":" +
+         std::to_string(P) + ",\"cfg\":2,\"cfgStart\":5,\"repeats\":" +
          std::to_string(repeats) + ",\"points\":[" + points + "]}";
 }
 
@@ -306,7 +329,7 @@ int main(int argc, char** argv) {
   try {
     const Args a = parse(argc, argv);
     const std::string device = a.get("device", default_device());
-    const double peak = a.real("peak", 989.4e12);
+    const double peak = a.real("peak", kH200Bf16Dense);
     const int repeats = (int)a.integer("repeats", a.command == "train" ? 3 : 5);
     if (a.command != "train" && a.command != "sample" && a.command != "gemm") {
       std::fputs(kUsage, stderr);
