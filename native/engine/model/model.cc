@@ -246,9 +246,10 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
   const int W = c.width, F = c.hidden(), K = c.vocab, Dl = c.latent_dim;
   const int64_t n = A.n;
 
-  // The batch into the backend's memory.
+  // The batch into the backend's memory; the arrays only grow, so batches of alternating
+  // shapes do not allocate on every call.
   auto put = [](auto& array, const auto& values) {
-    array.resize((int64_t)values.size());
+    array.reserve((int64_t)values.size());
     array.upload(values.data(), (int64_t)values.size());
   };
   put(labels_, batch.labels);
