@@ -342,10 +342,19 @@ export const command: Command = {
     }
 
     const records: RunRecords[] = [];
+    // The ETA counts only runs this invocation worked on (reused ones take no time).
+    const loopStart = performance.now();
+    let worked = 0;
     for (const [i, run] of runs.entries()) {
       const d = await data.get(run.ratio);
       const log = (line: string) => console.error(line);
-      log(`study: [${i + 1}/${runs.length}] ${runId(run)}`);
+      const eta = worked > 0
+        ? `, about ${
+          minutes(((performance.now() - loopStart) / 1000 / worked) * (runs.length - i))
+        } left`
+        : "";
+      log(`study: [${i + 1}/${runs.length}] ${runId(run)}${eta}`);
+      const t0 = performance.now();
       records.push(
         await runStages({
           run,
@@ -359,6 +368,7 @@ export const command: Command = {
           log,
         }),
       );
+      if (performance.now() - t0 > 1000) worked++;
     }
     const reportDir = join(outDir, "report");
     const path = await writeReport(reportDir, runsDir, parts, records, {
