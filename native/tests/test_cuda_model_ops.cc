@@ -1,6 +1,7 @@
 // GPU parity of the model ops (group `cuda`; it prints one `SKIP cuda: <reason>` line and runs
 // nothing where no GPU is usable): every op of model/model_ops.h on the cuda backend with fp32
-// matmuls ("cuda-fp32"), and linear also with bf16 tensor-core matmuls ("cuda"), against
+// matmuls ("cuda-fp32"), and linear and the mixed-precision ops (model/mixed_ops.h) also with
+// bf16 tensor-core matmuls ("cuda"), against
 // RefModelOps<double> on the same float inputs, at odd sizes, single rows, single-slot blocks
 // and model-sized shapes.
 //
@@ -18,6 +19,7 @@
 // runs on pointers one float past an aligned address (the model's parameter offsets have no
 // alignment), reported as "(misaligned)".
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -851,6 +853,90 @@ CB_TEST("cuda", adamw_matches_ref) {
   print_report();
 }
 
+// ---- mixed precision (model/mixed_ops.h) -------------------------------------------------------
+
+// bf16 bits of v, rounded to nearest with ties to even (what the GPU's __float2bfloat16_rn does
+// to a finite float), and the float a bf16 value stands for.
+uint16_t bf16_bits(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  u += 0x7fffu + ((u >> 16) & 1u);
+  return uint16_t(u >> 16);
+}
+float bf16_value(uint16_t bits) {
+  const uint32_t u = uint32_t(bits) << 16;
+  float v;
+  std::memcpy(&v, &u, sizeof v);
+  return v;
+}
+std::vector<uint16_t> to_bits(const Vec& v) {
+  std::vector<uint16_t> out(v.size());
+  for (size_t i = 0; i < v.size(); i++) out[i] = bf16_bits(v[i]);
+  return out;
+}
+Vec from_bits(const std::vector<uint16_t>& bits) {
+  Vec out(bits.size());
+  for (size_t i = 0; i < bits.size(); i++) out[i] = bf16_value(bits[i]);
+  return out;
+}
+Vec rounded(const Vec& v) { return from_bits(to_bits(v)); }
+const cb::bf16_t* as_bf16(const uint16_t* p) { return reinterpret_cast<const cb::bf16_t*>(p); }
+cb::bf16_t* as_bf16(uint16_t* p) { return reinterpret_cast<cb::bf16_t*>(p); }
+
+// One bf16 rounding of an fp32 result: at most half a bf16 ulp, 2^-8 |ref| (nmse ~ 1e-6),
+// plus the fp32 result's own few ulps (atol, for results near zero after cancellation).
+constexpr Tol kBf16Rounded{1e-6, 4e-3, 1e-5, 1e-7};
+// Products of bf16 operands are exact in fp32; what is left is the tensor cores' fp32
+// accumulation in another order (for k up to 2048 at most ~1e-4 of the RMS even with a biased
+// rounding of every add). An operand rounded differently from round-to-nearest-even is off by
+// ~1e-3 per product: nmse ~ 1e-6.
+constexpr Tol kBf16Operands{3e-4, 1e-3, 1e-7, 1e-6};
+
+// The mixed-precision matmuls against the reference on the bf16-rounded operands the tensor cores
+// see (x, w and, in the backward, dy; db sums the fp32 dy): what is left is fp32 accumulation.
+void check_linear_mixed(Ops& gpu, const LinearShape& s, bool x_bf16, uint32_t seed) {
+  cb::MixedPrecisionOps* mixed = gpu.mixed();
+  EXPECT(mixed != nullptr, std::string(gpu.name()) + " has no mixed-precision ops");
+  const std::string what = std::string("linear_mixed ") + shape({s.n, s.in, s.out}) +
+                           (x_bf16 ? " x bf16" : " x fp32");
+  const Vec x = rand_vec(s.n * s.in, seed), w = rand_vec((size_t)s.out * s.in, seed + 1);
+  const Vec b = rand_vec(s.out, seed + 2), dy = rand_vec(s.n * s.out, seed + 3);
+  const Vec dw0 = rand_vec((size_t)s.out * s.in, seed + 4), db0 = rand_vec(s.out, seed + 5);
+  const Vec xr = rounded(x), wr = rounded(w), dyr = rounded(dy);
+  Ref ref;
+  DVec y_ref(s.n * s.out), dx_ref(s.n * s.in), dw_ref = D(dw0), db_ref = D(db0);
+  ref.linear(s.n, s.in, s.out, D(xr).data(), D(wr).data(), D(b).data(), y_ref.data());
+  ref.linear_backward(s.n, s.in, s.out, D(xr).data(), D(wr).data(), D(dyr).data(),
+                      dx_ref.data(), dw_ref.data(), nullptr);
+  ref.linear_backward(s.n, s.in, s.out, D(x).data(), D(w).data(), D(dy).data(), nullptr,
+                      nullptr, db_ref.data());
+  for (size_t misalign : kAlignments) {
+    const std::string a = what + aligned_label(misalign);
+    cbt::DeviceBuffers d(gpu.memory(), misalign);
+    const float* gx = d.upload("x", x);
+    const cb::bf16_t* gx16 = as_bf16(d.upload("x16", to_bits(x)));
+    const cb::bf16_t* gw16 = as_bf16(d.upload("w16", to_bits(w)));
+    const float* gb = d.upload("b", b);
+    const float* gdy = d.upload("dy", dy);
+    float* gy = d.output<float>("y", y_ref.size());
+    float* gdx = d.output<float>("dx", dx_ref.size());
+    float* gdw = d.upload("dw", dw0);
+    float* gdb = d.upload("db", db0);
+    if (x_bf16) {
+      mixed->linear_mixed(s.n, s.in, s.out, gx16, gw16, gb, gy);
+      mixed->linear_backward_mixed(s.n, s.in, s.out, gx16, gw16, gdy, gdx, gdw, gdb);
+    } else {
+      mixed->linear_mixed(s.n, s.in, s.out, gx, gw16, gb, gy);
+      mixed->linear_backward_mixed(s.n, s.in, s.out, gx, gw16, gdy, gdx, gdw, gdb);
+    }
+    d.check_guards();
+    expect_close(a + ": y", d.download(gy), y_ref, kBf16Operands);
+    expect_close(a + ": dx", d.download(gdx), dx_ref, kBf16Operands);
+    expect_close(a + ": dw", d.download(gdw), dw_ref, kBf16Operands);
+    expect_close(a + ": db", d.download(gdb), db_ref, kSum);
+  }
+}
+
 // Reductions into parameter gradients are deterministic (DESIGN.md, "Decisions: device memory
 // and the cuda backend": no float atomics): the same inputs twice give bit-equal outputs.
 CB_TEST("cuda", reductions_and_attention_are_deterministic) {
@@ -948,4 +1034,107 @@ CB_TEST("cuda", reductions_and_attention_are_deterministic) {
                                     p[7], p[8]);
           });
   }
+}
+
+CB_TEST("cuda", mixed_precision_linear_matches_ref_on_bf16_operands) {
+  begin_report();
+  std::unique_ptr<Ops> gpu = gpu_ops(kBf16);
+  EXPECT(gpu_ops(kFp32)->mixed() == nullptr, "cuda-fp32 must run fp32 throughout");
+  uint32_t seed = 1300;
+  for (const LinearShape& s : kLinearShapes) {
+    for (bool x_bf16 : {false, true}) check_linear_mixed(*gpu, s, x_bf16, seed += 10);
+  }
+  print_report();
+}
+
+// to_bf16 rounds exactly as round-to-nearest-even; modulate_bf16 and gelu_bf16 are the fp32 ops
+// rounded once; adamw_mixed is adamw, and its bf16 copy is the rounding of the new master value.
+CB_TEST("cuda", mixed_precision_conversions_match_ref) {
+  begin_report();
+  std::unique_ptr<Ops> gpu = gpu_ops(kBf16);
+  cb::MixedPrecisionOps* mixed = gpu->mixed();
+  Ref ref;
+  uint32_t seed = 1400;
+  for (size_t misalign : kAlignments) {
+    const std::string al = aligned_label(misalign);
+    // A strided block into a strided destination (the Eq. 1 concat), and a long flat row.
+    const std::vector<std::array<int64_t, 4>> copies = {{7, 5, 9, 20},
+                                                         {1, 200003, 200003, 200003}};
+    for (const auto& sz : copies) {
+      const int64_t rows = sz[0], cols = sz[1], src_ld = sz[2], dst_ld = sz[3];
+      const std::string what = "to_bf16 " + shape({rows, cols}) + al;
+      Vec src = rand_vec(size_t((rows - 1) * src_ld + cols), seed++, -3.0f, 3.0f);
+      src[0] = 1.0f + 1.0f / 256.0f;  // a tie: rounds to even (1.0)
+      const std::vector<uint16_t> before(size_t((rows - 1) * dst_ld + cols), 0x5a5au);
+      cbt::DeviceBuffers d(gpu->memory(), misalign);
+      const float* gs = d.upload("src", src);
+      uint16_t* gd = d.upload("dst", before);
+      mixed->to_bf16(rows, cols, gs, src_ld, as_bf16(gd), dst_ld);
+      d.check_guards();
+      const std::vector<uint16_t> got = d.download(gd);
+      for (int64_t r = 0; r < rows; r++) {
+        for (int64_t c = 0; c < dst_ld && r * dst_ld + c < (int64_t)got.size(); c++) {
+          const uint16_t want = c < cols ? bf16_bits(src[r * src_ld + c]) : before[0];
+          EXPECT(got[r * dst_ld + c] == want,
+                 what + ": at (" + std::to_string(r) + ", " + std::to_string(c) + ") bits " +
+                     std::to_string(got[r * dst_ld + c]) + ", expected " + std::to_string(want));
+        }
+      }
+    }
+    for (int64_t count : {int64_t(1), int64_t(1000), int64_t(200003)}) {
+      const std::string what = "gelu_bf16 count " + std::to_string(count) + al;
+      const Vec x = rand_vec(count, seed++, -6.0f, 6.0f);
+      DVec want(count);
+      ref.gelu(count, D(x).data(), want.data());
+      cbt::DeviceBuffers d(gpu->memory(), misalign);
+      const float* gx = d.upload("x", x);
+      uint16_t* gy = d.output<uint16_t>("y", count);
+      mixed->gelu_bf16(count, gx, as_bf16(gy));
+      d.check_guards();
+      expect_close(what, from_bits(d.download(gy)), want, kBf16Rounded);
+    }
+    for (const auto& bt : std::vector<std::array<int, 3>>{{1, 1, 5}, {3, 7, 33}, {2, 342, 512}}) {
+      const int B = bt[0], T = bt[1], c = bt[2], ld = 6 * c;
+      const std::string what = "modulate_bf16 " + shape({B, T, c}) + al;
+      const Vec xn = rand_vec(size_t(B) * T * c, seed++, -3.0f, 3.0f);
+      const Vec ada = rand_vec(size_t(B) * ld, seed++);
+      DVec want(size_t(B) * T * c);
+      ref.modulate(B, T, c, D(xn).data(), D(ada).data(), D(ada).data() + c, ld, want.data());
+      cbt::DeviceBuffers d(gpu->memory(), misalign);
+      const float* gxn = d.upload("xn", xn);
+      const float* gada = d.upload("ada", ada);
+      uint16_t* gy = d.output<uint16_t>("y", want.size());
+      mixed->modulate_bf16(B, T, c, gxn, gada, gada + c, ld, as_bf16(gy));
+      d.check_guards();
+      expect_close(what, from_bits(d.download(gy)), want, kBf16Rounded);
+    }
+    for (int64_t count : {int64_t(1), int64_t(200003)}) {
+      const std::string what = "adamw_mixed count " + std::to_string(count) + al;
+      const Vec p0 = rand_vec(count, seed++), g = rand_vec(count, seed++, -0.1f, 0.1f);
+      const Vec m0 = rand_vec(count, seed++, -0.01f, 0.01f);
+      const Vec v0 = rand_vec(count, seed++, 0.0f, 1e-3f);
+      DVec p = D(p0), m = D(m0), v = D(v0);
+      ref.adamw(count, p.data(), D(g).data(), m.data(), v.data(), 1e-3f, 0.9f, 0.95f, 1e-8f,
+                0.1f, 3);
+      cbt::DeviceBuffers d(gpu->memory(), misalign);
+      float* gp = d.upload("param", p0);
+      uint16_t* gp16 = d.output<uint16_t>("param16", count);
+      const float* gg = d.upload("grad", g);
+      float* gm = d.upload("m", m0);
+      float* gv = d.upload("v", v0);
+      mixed->adamw_mixed(count, gp, as_bf16(gp16), gg, gm, gv, 1e-3f, 0.9f, 0.95f, 1e-8f, 0.1f,
+                         3);
+      d.check_guards();
+      const Vec got_p = d.download(gp);
+      expect_close(what + ": m", d.download(gm), m, kTight);
+      expect_close(what + ": v", d.download(gv), v, kTight);
+      expect_close(what + ": param", got_p, p, kTight);
+      const std::vector<uint16_t> got16 = d.download(gp16);
+      for (int64_t i = 0; i < count; i++) {
+        EXPECT(got16[i] == bf16_bits(got_p[i]),
+               what + ": param16 at " + std::to_string(i) + " is not the rounding of param");
+      }
+    }
+  }
+  print_report();
 }

@@ -308,7 +308,8 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     auto put = [&](const void* v, size_t bytes) {
       key.append(static_cast<const char*>(v), bytes);
     };
-    const int64_t values[] = {B,  R, T, W, depth, K, Dl, t0, t1, k, sp, s == 0,
+    // m_max sizes the buffers carved from the workspace, hence every address after the first.
+    const int64_t values[] = {B, R, T, W, depth, K, Dl, m_max, t0, t1, k, sp, s == 0,
                               req.sampling.top_k, req.want_entropy};
     const void* pointers[] = {base, model.params(), labels_r.device, u_learned.device,
                               drawn_entropy.device};
