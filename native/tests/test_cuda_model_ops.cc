@@ -1,9 +1,8 @@
 // GPU parity of the model ops (group `cuda`; it prints one `SKIP cuda: <reason>` line and runs
 // nothing where no GPU is usable): every op of model/model_ops.h on the cuda backend with fp32
 // matmuls ("cuda-fp32"), and linear and the mixed-precision ops (model/mixed_ops.h) also with
-// bf16 tensor-core matmuls ("cuda"), against
-// RefModelOps<double> on the same float inputs, at odd sizes, single rows, single-slot blocks
-// and model-sized shapes.
+// bf16 tensor-core matmuls ("cuda"), against RefModelOps<double> on the same float inputs, at
+// odd sizes, single rows, single-slot blocks and model-sized shapes.
 //
 // Each output is checked in three steps: no NaN or Inf, the normalised MSE
 // sum (a - b)^2 / sum b^2 <= nmse, then elementwise |a - b| <= atol * rms(ref) + rtol |ref|.
@@ -883,9 +882,10 @@ Vec rounded(const Vec& v) { return from_bits(to_bits(v)); }
 const cb::bf16_t* as_bf16(const uint16_t* p) { return reinterpret_cast<const cb::bf16_t*>(p); }
 cb::bf16_t* as_bf16(uint16_t* p) { return reinterpret_cast<cb::bf16_t*>(p); }
 
-// One bf16 rounding of an fp32 result: at most half a bf16 ulp, 2^-8 |ref| (nmse ~ 1e-6),
-// plus the fp32 result's own few ulps (atol, for results near zero after cancellation).
-constexpr Tol kBf16Rounded{1e-6, 4e-3, 1e-5, 1e-7};
+// One bf16 rounding of an fp32 result: at most half a bf16 ulp, 2^-8 |ref| = 3.9e-3 |ref|
+// (nmse ~ 1e-6 on many values, at most 1.5e-5 on a few), plus the fp32 result's own few ulps
+// (rtol's margin; atol for results near zero after cancellation).
+constexpr Tol kBf16Rounded{1e-6, 4.2e-3, 2e-5, 1e-7};
 // Products of bf16 operands are exact in fp32; what is left is the tensor cores' fp32
 // accumulation in another order (for k up to 2048 at most ~1e-4 of the RMS even with a biased
 // rounding of every add). An operand rounded differently from round-to-nearest-even is off by
