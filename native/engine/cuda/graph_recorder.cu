@@ -21,9 +21,11 @@ class CudaGraphRecorder final : public OpRecorder {
  public:
   explicit CudaGraphRecorder(CudaModelOps& ops)
       : ops_(ops), generation_(ops.scratch_generation()) {
-    // A blocking stream: a launch that forgot launch_stream() would go to the legacy stream
-    // during the capture, which CUDA refuses, instead of running outside the graph unnoticed.
-    CB_CUDA_CHECK(cudaStreamCreate(&stream_));
+    // Only captured, never run: non-blocking, so that another thread's work on the legacy
+    // stream during a capture does not count as an implicit dependency of the capture (an
+    // error). A launch that missed launch_stream() would run at capture time and be absent
+    // from the replays, which the GPU test of replayed against unrecorded sampling catches.
+    CB_CUDA_CHECK(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking));
   }
   ~CudaGraphRecorder() override {
     clear();
