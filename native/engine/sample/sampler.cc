@@ -134,16 +134,17 @@ float* SampleWorkspace<Real>::reserve_floats(DeviceMemory& memory, int64_t count
 namespace {
 
 // A host array and its copy in the backend's memory: filled on the host, uploaded before an
-// op reads it (or downloaded after an op wrote it).
+// op reads it (or downloaded after an op wrote it). Both are views into buffers that hold
+// several arrays back to back, so that one copy can move a step's inputs.
 template <typename T>
 struct Mirrored {
-  std::vector<T> host;
+  T* host = nullptr;
   T* device = nullptr;
   void upload(DeviceMemory& m, int64_t count) {
-    m.upload(device, host.data(), size_t(count) * sizeof(T));
+    m.upload(device, host, size_t(count) * sizeof(T));
   }
   void download(DeviceMemory& m, int64_t count) {
-    m.download(host.data(), device, size_t(count) * sizeof(T));
+    m.download(host, device, size_t(count) * sizeof(T));
   }
 };
 
@@ -239,34 +240,42 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   Mirrored<int32_t> visible, prev_index;
   Mirrored<uint8_t> u_learned, v_learned;
   Mirrored<float> drawn_entropy;
+  std::vector<int32_t> ints_host;  // the host side of every int array below
+  std::vector<uint8_t> flags_host;
+  std::vector<float> entropy_host;
+  int64_t step_ints = 0;  // ints of the per-step inputs, carved back to back from pos_p on
   {
     int32_t* ints = nullptr;
     for (int pass = 0; pass < 2; pass++) {
       int64_t at = 0;
       auto carve = [&](Mirrored<int32_t>& a, int64_t count) {
-        a.host.resize(count);
+        a.host = ints ? ints_host.data() + at : nullptr;
         a.device = ints ? ints + at : nullptr;
         at += count;
       };
       carve(labels_r, R);                                // (R)
+      carve(drawn, nb_max);                              // (nb)
+      const int64_t step_begin = at;
       carve(pos_p, n_max);                               // (n)
       carve(pos_q, n_max);                               // (n)
       carve(u_index, nb_max);                            // (nb)
       carve(v_index, nb_max);                            // (nb)
       carve(draw_image, nb_max);                         // (nb)
       carve(draw_slot, nb_max);                          // (nb)
-      carve(drawn, nb_max);                              // (nb)
       carve(visible, m_max);                             // (m)
       carve(prev_index, int64_t(B) * s_max * s_max);     // (B, s_{k-1}^2)
-      if (pass == 0) ints = workspace.reserve_ints(mem, at);
+      step_ints = at - step_begin;
+      if (pass == 0) {
+        ints = workspace.reserve_ints(mem, at);
+        ints_host.resize(at);
+      }
     }
+    flags_host.resize(2 * nb_max);
     uint8_t* flags = workspace.reserve_flags(mem, 2 * nb_max);
-    u_learned.host.resize(nb_max);
-    u_learned.device = flags;
-    v_learned.host.resize(nb_max);
-    v_learned.device = flags + nb_max;
-    drawn_entropy.host.resize(nb_max);
-    drawn_entropy.device = workspace.reserve_floats(mem, nb_max);
+    u_learned = {flags_host.data(), flags};                    // (nb)
+    v_learned = {flags_host.data() + nb_max, flags + nb_max};  // (nb)
+    entropy_host.resize(nb_max);
+    drawn_entropy = {entropy_host.data(), workspace.reserve_floats(mem, nb_max)};  // (nb)
   }
 
   // Matmuls on the weights named w and b. Under mixed precision they read the bf16 weight copy:
@@ -291,7 +300,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   op.silu(int64_t(R) * W, c_emb, c_act);
   for (int l = 0; l < depth; l++) {
     linear(R, W, 6 * W, c_act, layer_param(l, "ada.w"), layer_param(l, "ada.b"),
-              ada + int64_t(l) * R * 6 * W);
+           ada + int64_t(l) * R * 6 * W);
   }
   linear(R, W, 2 * W, c_act, "head_ada.w", "head_ada.b", head_ada);
 
@@ -340,7 +349,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
           prev_index.host[int64_t(i) * sp * sp + p] = grid[i * L + offset[k - 1] + p];
         }
       }
-      prev_index.upload(mem, int64_t(B) * sp * sp);
     }
 
     // Inputs of the block's slots (Eq. 1), for the B images; the null-class rows share them.
@@ -377,17 +385,17 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
       }
     }
     if (guided) {  // the null-class rows have the same positions
-      std::copy(pos_p.host.begin(), pos_p.host.begin() + nb, pos_p.host.begin() + nb);
-      std::copy(pos_q.host.begin(), pos_q.host.begin() + nb, pos_q.host.begin() + nb);
+      std::copy(pos_p.host, pos_p.host + nb, pos_p.host + nb);
+      std::copy(pos_q.host, pos_q.host + nb, pos_q.host + nb);
     }
     // Slot t sees every slot before its block and its own block: [0, t1); the class token
     // sees only itself.
     for (int j = 0; j < m; j++) visible.host[j] = t0 + j == 0 ? 1 : t1;
-    for (auto* a : {&pos_p, &pos_q}) a->upload(mem, n);
-    for (auto* a : {&u_index, &v_index, &draw_image, &draw_slot}) a->upload(mem, nb);
-    u_learned.upload(mem, nb);
-    v_learned.upload(mem, nb);
-    visible.upload(mem, m);
+    // The step's inputs in two copies (each call costs more than its bytes at small batch):
+    // the int arrays pos_p through prev_index, and both flag arrays; parts past this step's
+    // counts carry values no op reads.
+    pos_p.upload(mem, step_ints);
+    u_learned.upload(mem, nb_max + nb);
     const float w = s < req.guidance_start ? 0.0f : req.guidance;
 
     // The step's ops: nothing but op calls (op_recorder.h).
@@ -430,8 +438,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
                           vc + (int64_t(r) * T + t0) * W, W, false);
         }
         op.attention_cached(R, m, H, hd, qr, kc, vc, int64_t(T) * W, visible.device, att);
-        linear(n, W, W, att, layer_param(l, "attn_out.w"), layer_param(l, "attn_out.b"),
-                  ao);
+        linear(n, W, W, att, layer_param(l, "attn_out.w"), layer_param(l, "attn_out.b"), ao);
         op.gated_residual(R, m, W, x, a + 2 * W, 6 * W, ao);
         op.layernorm(n, W, x, xn, mean, rstd);
         op.modulate(R, m, W, xn, a + 3 * W, a + 4 * W, 6 * W, h);
