@@ -7,14 +7,13 @@
 import type { Device } from "../engine.ts";
 import type { Manifest } from "../data/shards.ts";
 import type { PatchTokenizer } from "../tokenizer/patch_vq.ts";
-import { buildModelConfig } from "../model/config.ts";
 import { NativeModel } from "../model/native_model.ts";
 import { buildModelBatch } from "../train/inputs.ts";
 import { ADAMW, trainBatches } from "../train/loop.ts";
 import { totalSteps } from "../plan/blocks.ts";
 import { sampleCodes } from "../sample/sampler.ts";
 import { ENTROPY_STEPS, EVAL_STEPS, type RunSpec, type RunWork } from "./design.ts";
-import type { StudySettings } from "./run.ts";
+import { studyModelConfig, type StudySettings } from "./run.ts";
 
 /** Measured seconds of one model shape (a ratio and a mixing setting). */
 export interface ShapeTiming {
@@ -39,17 +38,8 @@ export async function timeShape(
   device: Device,
 ): Promise<ShapeTiming> {
   const { manifest } = data;
-  const config = buildModelConfig({
-    preset: s.preset,
-    depth: s.depth,
-    width: s.width,
-    heads: s.heads,
-    ropeMix: run.ropeMix,
-    vocab: manifest.codes,
-    latentDim: tokenizer.dim,
-    classes: manifest.classes.length,
-    scales: manifest.scales,
-  });
+  const config = studyModelConfig(s, run.ropeMix, manifest, tokenizer);
+
   const model = NativeModel.create(config, device, 0);
   const stream = trainBatches(data.dir, manifest, s.batch, 0, 0);
   try {

@@ -12,7 +12,7 @@ import { UserError } from "../errors.ts";
 import type { Device } from "../engine.ts";
 import type { Manifest } from "../data/shards.ts";
 import type { PatchTokenizer } from "../tokenizer/patch_vq.ts";
-import { buildModelConfig, type PresetName } from "../model/config.ts";
+import { buildModelConfig, type ModelConfig, type PresetName } from "../model/config.ts";
 import { NativeModel } from "../model/native_model.ts";
 import {
   CHECKPOINT_TOKENIZER_DIR,
@@ -129,6 +129,26 @@ export function runDir(runsDir: string, run: RunSpec): string {
   return join(runsDir, runId(run));
 }
 
+/** The model of a run: the study's preset and overrides for the data's codes, classes, scales. */
+export function studyModelConfig(
+  s: Pick<StudySettings, "preset" | "depth" | "width" | "heads">,
+  ropeMix: string,
+  manifest: Manifest,
+  tokenizer: PatchTokenizer,
+): ModelConfig {
+  return buildModelConfig({
+    preset: s.preset,
+    depth: s.depth,
+    width: s.width,
+    heads: s.heads,
+    ropeMix,
+    vocab: manifest.codes,
+    latentDim: tokenizer.dim,
+    classes: manifest.classes.length,
+    scales: manifest.scales,
+  });
+}
+
 /** Runs every stage of `ctx.run` that has no record yet; returns all its records. */
 export async function runStages(ctx: RunContext): Promise<RunRecords> {
   const dir = runDir(ctx.runsDir, ctx.run);
@@ -184,17 +204,7 @@ async function trainRun(ctx: RunContext, dir: string): Promise<TrainRecord> {
   const { run, settings: s, data } = ctx;
   await Deno.remove(dir, { recursive: true }).catch(() => {});
   await Deno.mkdir(dir, { recursive: true });
-  const config = buildModelConfig({
-    preset: s.preset,
-    depth: s.depth,
-    width: s.width,
-    heads: s.heads,
-    ropeMix: run.ropeMix,
-    vocab: data.manifest.codes,
-    latentDim: ctx.tokenizer.dim,
-    classes: data.manifest.classes.length,
-    scales: data.manifest.scales,
-  });
+  const config = studyModelConfig(s, run.ropeMix, data.manifest, ctx.tokenizer);
   const options: TrainOptions = {
     order: run.order,
     stepsChoices: [...EVAL_STEPS],
