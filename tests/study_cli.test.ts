@@ -161,6 +161,11 @@ Deno.test("study: impossible options and budgets are refused with one line", asy
     /--budget-minutes or --iters, not both/,
   );
   await expectOneLineError(["study", "--data", `${dir.path}/none`, "--out", out], /none/);
+  await Deno.writeTextFile(`${dir.path}/file`, "");
+  await expectOneLineError(
+    ["study", "--data", data, "--out", `${dir.path}/file/study`],
+    /cannot create the study folder .*file\/study: Not a directory/,
+  );
   // The budget check comes after timing the models (a progress line), so not one line alone.
   const small = await runCli([
     ...studyArgs(data, out).filter((a) => a !== "--iters" && a !== "6"),

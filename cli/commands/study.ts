@@ -16,6 +16,7 @@ import { scalesForRatio } from "../../src/plan/scales.ts";
 import { parsePreset, PRESET_NAMES } from "../../src/model/config.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../../src/util/files.ts";
 import type { Device } from "../../src/engine.ts";
+import { reason } from "../../src/util/output_folder.ts";
 import type { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
 import {
   parseParts,
@@ -296,7 +297,9 @@ export const command: Command = {
     const manifest = await readManifest(dataDir);
     const tokenizer = await tokenizerForManifest(manifest, dataDir);
     const device = await deviceFrom(values);
-    await Deno.mkdir(outDir, { recursive: true });
+    await Deno.mkdir(outDir, { recursive: true }).catch((err) => {
+      throw new UserError(`cannot create the study folder ${outDir}: ${reason(err)}`);
+    });
     const studyPath = join(outDir, STUDY_FILE);
     const data = new RatioData({ dir: dataDir, manifest }, tokenizer, outDir, device);
     const runs = studyRuns(parts, seeds);
