@@ -88,8 +88,19 @@ Deno.test("study findings: rules follow the numbers", () => {
   ], 85);
   assert.equal(checkerboardVsRandom(good, random).reproduced, true);
   assert.equal(checkerboardVsRandom(random, good).reproduced, false);
+  // One seed pair disagrees: lower on average is not enough.
+  const mixed = model(
+    { ...base, order: "random" },
+    [4, 7, 13, 21, 37],
+    [1.3, 1.1, 0.95, 0.9, 0.86],
+    85,
+  );
+  mixed.points[2].bitsPerToken = stat([0.7, 1.2]); // seed 0 below the checkerboard's 0.9
+  assert.equal(checkerboardVsRandom(good, mixed).reproduced, false);
 
   assert.equal(gainsLevelOff(good).reproduced, true); // gains 0.2, 0.1, 0.05, 0.01
   const flat = model(base, [4, 7, 13, 21, 37], [1.2, 1.15, 1.1, 1.05, 1.0], 85);
   assert.equal(gainsLevelOff(flat).reproduced, false); // the last gain equals the first
+  const none = model(base, [4, 7, 13, 21, 37], [1.2, 1.19, 1.2, 1.21, 1.22], 85);
+  assert.equal(gainsLevelOff(none).reproduced, false); // P = 16 is worse than P = 1
 });
