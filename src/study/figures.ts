@@ -101,7 +101,8 @@ function diverging(v: number): Rgb {
 /**
  * Table 2(b): the key mixing weights of each model as a layers x heads grid, each cell coloured
  * by 2 alpha - 1 (blue: keys rotate by the sampled position, red: by the output position) and
- * labelled with alpha.
+ * labelled with alpha. The colours span the largest |2 alpha - 1| of the figure, so weights
+ * that moved little from their start (0.5) still show which way they moved.
  */
 export function mixingHeatMap(models: readonly { label: string; alpha: number[][] }[]): Png {
   const fs = 2, charH = GLYPH_H * fs, cell = 56, gap = 14;
@@ -109,8 +110,13 @@ export function mixingHeatMap(models: readonly { label: string; alpha: number[][
   const heads = Math.max(1, ...models.flatMap((m) => m.alpha.map((r) => r.length)));
   const blockH = (m: { alpha: number[][] }) =>
     charH + gap + Math.max(1, m.alpha.length) * cell + gap;
-  const width = rowLabelW + heads * cell + gap;
-  const height = gap + models.reduce((a, m) => a + blockH(m), 0) + charH + gap;
+  const span = Math.max(
+    1e-3,
+    ...models.flatMap((m) => m.alpha.flat().map((a) => Math.abs(2 * a - 1))),
+  );
+  const caption = `colours: 2 alpha - 1 from -${span.toFixed(3)} to +${span.toFixed(3)}`;
+  const width = Math.max(rowLabelW + heads * cell + gap, textWidth(caption, fs) + gap);
+  const height = gap + models.reduce((a, m) => a + blockH(m), 0) + 2 * (charH + gap);
   const canvas = new Canvas(width, height);
   let y = gap;
   for (const m of models) {
@@ -120,9 +126,10 @@ export function mixingHeatMap(models: readonly { label: string; alpha: number[][
       canvas.text(gap / 2, y + cell / 2 - charH / 2, `layer ${l}`, [0, 0, 0], fs);
       row.forEach((a, h) => {
         const x0 = rowLabelW + h * cell;
-        canvas.fillRect(x0, y, cell - 2, cell - 2, diverging(2 * a - 1));
-        const text = a.toFixed(2);
-        const ink: Rgb = Math.abs(2 * a - 1) > 0.6 ? [255, 255, 255] : [0, 0, 0];
+        const t = (2 * a - 1) / span;
+        canvas.fillRect(x0, y, cell - 2, cell - 2, diverging(t));
+        const text = a.toFixed(3);
+        const ink: Rgb = Math.abs(t) > 0.6 ? [255, 255, 255] : [0, 0, 0];
         canvas.text(
           x0 + (cell - 2) / 2 - textWidth(text, fs) / 2,
           y + cell / 2 - charH / 2,
@@ -150,5 +157,6 @@ export function mixingHeatMap(models: readonly { label: string; alpha: number[][
       fs,
     );
   }
+  canvas.text(gap / 2, y + charH + gap, caption, [0, 0, 0], fs);
   return canvas;
 }
