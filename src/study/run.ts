@@ -160,43 +160,30 @@ export async function runStages(ctx: RunContext): Promise<RunRecords> {
     return value;
   };
   const trainRecord = await record("train", () => trainRun(ctx, dir));
-  const records: RunRecords = {
-    spec: ctx.run,
-    id: runId(ctx.run),
-    train: trainRecord,
-    nll: await record("nll", () => withModel(ctx, dir, (m) => measureNll(ctx, m))),
-  };
-  if (ctx.work.entropy) {
-    records.entropy = await record(
-      "entropy",
-      () => withModel(ctx, dir, (m) => measureEntropy(ctx, m)),
-    );
+  // The trained model, read from its checkpoint once, by the first stage that needs it.
+  let model: NativeModel | undefined;
+  const trained = async () =>
+    model ??= modelFromCheckpoint(await readCheckpointWithTokenizer(dir), ctx.device);
+  try {
+    const records: RunRecords = {
+      spec: ctx.run,
+      id: runId(ctx.run),
+      train: trainRecord,
+      nll: await record("nll", async () => measureNll(ctx, await trained())),
+    };
+    if (ctx.work.entropy) {
+      records.entropy = await record("entropy", async () => measureEntropy(ctx, await trained()));
+    }
+    if (ctx.work.samples) {
+      records.samples = await record(
+        "samples",
+        async () => writeSamples(ctx, await trained(), dir),
+      );
+    }
+    return records;
+  } finally {
+    model?.dispose();
   }
-  if (ctx.work.samples) {
-    records.samples = await record(
-      "samples",
-      () => withModel(ctx, dir, (m) => writeSamples(ctx, m, dir)),
-    );
-  }
-  return records;
-}
-
-/** The records of a run without running anything; undefined while any is missing. */
-export async function readRunRecords(
-  runsDir: string,
-  run: RunSpec,
-  work: RunWork,
-): Promise<RunRecords | undefined> {
-  const dir = runDir(runsDir, run);
-  const read = async (name: keyof typeof RECORD) => {
-    const path = join(dir, RECORD[name]);
-    return (await exists(path)) ? await readJsonFile(path, "a study record") : undefined;
-  };
-  const [train, nll, entropy, samples] = await Promise.all(
-    (["train", "nll", "entropy", "samples"] as const).map(read),
-  );
-  if (!train || !nll || (work.entropy && !entropy) || (work.samples && !samples)) return undefined;
-  return { spec: run, id: runId(run), train, nll, entropy, samples };
 }
 
 /** Trains the run's model from scratch into `dir` (replacing an unfinished attempt). */
@@ -291,21 +278,6 @@ function mixingWeights(model: NativeModel): number[][] {
     .map((p) =>
       Array.from(params.subarray(p.offset, p.offset + p.size), (a) => round(1 / (1 + Math.exp(-a))))
     );
-}
-
-/** Runs `use` with the run's trained model, loaded from its checkpoint. */
-async function withModel<T>(
-  ctx: RunContext,
-  dir: string,
-  use: (model: NativeModel) => Promise<T>,
-): Promise<T> {
-  const loaded = await readCheckpointWithTokenizer(dir);
-  const model = modelFromCheckpoint(loaded, ctx.device);
-  try {
-    return await use(model);
-  } finally {
-    model.dispose();
-  }
 }
 
 async function measureNll(ctx: RunContext, model: NativeModel): Promise<NllRecord> {
