@@ -166,6 +166,18 @@ Deno.test("study: impossible options and budgets are refused with one line", asy
     ["study", "--data", data, "--out", `${dir.path}/file/study`],
     /cannot create the study folder .*file\/study: Not a directory/,
   );
+  // A damaged or foreign study.json is named, not trusted.
+  for (
+    const [text, pattern] of [
+      ["{", /study\.json: not valid JSON/],
+      ['{"format": "other"}', /study\.json is not a study file of 'checkerboard study'/],
+    ] as const
+  ) {
+    const broken = `${dir.path}/broken`;
+    await Deno.mkdir(broken, { recursive: true });
+    await Deno.writeTextFile(`${broken}/study.json`, text);
+    await expectOneLineError(studyArgs(data, broken), pattern);
+  }
   // 6 ms: less than reading the data and timing a model take on any machine. The budget check
   // comes after timing the models (a progress line), so not one line alone.
   const small = await runCli([

@@ -311,6 +311,11 @@ export const command: Command = {
     let study: StudyFile;
     if (await exists(studyPath)) {
       study = await readJsonFile(studyPath, "a study file") as StudyFile;
+      if (study?.format !== "checkerboard-study" || typeof study.settings !== "object") {
+        throw new UserError(
+          `${studyPath} is not a study file of 'checkerboard study' (give another --out)`,
+        );
+      }
       checkResumable(study, asked, seeds, dataDir, studyPath);
       console.error(`study: continuing ${outDir} (${study.settings.iters} steps per model)`);
     } else {
