@@ -16,7 +16,7 @@ import { scalesForRatio } from "../../src/plan/scales.ts";
 import { parsePreset, PRESET_NAMES } from "../../src/model/config.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../../src/util/files.ts";
 import type { Device } from "../../src/engine.ts";
-import { reason } from "../../src/util/output_folder.ts";
+import { reason } from "../../src/util/files.ts";
 import type { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
 import {
   parseParts,

@@ -6,20 +6,37 @@
 import { dirname } from "node:path";
 import { UserError } from "../errors.ts";
 
-function tempNameFor(path: string): string {
+export function tempNameFor(path: string): string {
   return `${path}.tmp-${Deno.pid}-${Math.random().toString(36).slice(2, 8)}`;
 }
 
+/** The first line of an error message, without Deno's trailing `: op 'path'`. */
+export function reason(err: unknown): string {
+  const line = ((err as Error)?.message ?? String(err)).split("\n")[0];
+  return line.replace(/: [a-z]+ '[^']*'( -> '[^']*')?$/, "");
+}
+
+/**
+ * A file-system failure (read-only file system, full disk, no permission, a file where a
+ * folder should be) as a UserError: `cannot write PATH: No space left on device (os error 28)`.
+ * Anything else (a bug) passes through unchanged.
+ */
+export function fileSystemError(err: unknown, doing: string): unknown {
+  if (err instanceof UserError) return err;
+  const isFs = Object.values(Deno.errors).some((kind) => err instanceof kind);
+  return isFs ? new UserError(`${doing}: ${reason(err)}`) : err;
+}
+
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
-  await Deno.mkdir(dirname(path), { recursive: true });
   const tmp = tempNameFor(path);
   try {
+    await Deno.mkdir(dirname(path), { recursive: true });
     if (typeof data === "string") await Deno.writeTextFile(tmp, data);
     else await Deno.writeFile(tmp, data);
     await Deno.rename(tmp, path);
   } catch (err) {
     await Deno.remove(tmp).catch(() => {});
-    throw err;
+    throw fileSystemError(err, `cannot write ${path}`);
   }
 }
 

@@ -5,13 +5,7 @@
  */
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
-import { exists } from "./files.ts";
-
-/** The first line of an error message, without Deno's trailing `: op 'path'`. */
-export function reason(err: unknown): string {
-  const line = ((err as Error)?.message ?? String(err)).split("\n")[0];
-  return line.replace(/: [a-z]+ '[^']*'( -> '[^']*')?$/, "");
-}
+import { exists, reason } from "./files.ts";
 
 /**
  * The output folder, made and probed for writing before any sampling. Outputs are staged under
