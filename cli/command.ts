@@ -12,9 +12,11 @@ export interface OptionSpec {
   valueName?: string;
   default?: string | boolean;
   short?: string;
+  /** The option may be given several times; its value is then a list (string options only). */
+  multiple?: boolean;
 }
 
-export type OptionValues = Record<string, string | boolean | undefined>;
+export type OptionValues = Record<string, string | boolean | string[] | undefined>;
 
 export interface Command {
   name: string;
@@ -68,13 +70,17 @@ export function parseCommandArgs(
   argv: string[],
   prefix = "checkerboard",
 ): { values: OptionValues; positionals: string[] } | null {
-  const options: Record<string, { type: "string" | "boolean"; short?: string; default?: any }> = {};
+  const options: Record<
+    string,
+    { type: "string" | "boolean"; short?: string; default?: any; multiple?: boolean }
+  > = {};
   for (const [name, spec] of Object.entries({ ...cmd.options, help: helpOption })) {
     // parseArgs rejects `short: undefined`, so only set the keys that are given.
     options[name] = {
       type: spec.type,
       ...(spec.short ? { short: spec.short } : {}),
       ...(spec.default !== undefined ? { default: spec.default } : {}),
+      ...(spec.multiple ? { multiple: true } : {}),
     };
   }
   let parsed;

@@ -7,6 +7,12 @@ export function stringOption(values: OptionValues, name: string): string | undef
   return typeof v === "string" ? v : undefined;
 }
 
+/** Every value of an option declared `multiple` (empty when it was not given). */
+export function stringListOption(values: OptionValues, name: string): string[] {
+  const v = values[name];
+  return Array.isArray(v) ? v : typeof v === "string" ? [v] : [];
+}
+
 export function requiredString(values: OptionValues, name: string): string {
   const v = stringOption(values, name);
   if (v === undefined || v === "") throw new UsageError(`--${name} is required`);
