@@ -1,5 +1,5 @@
 /** `checkerboard plan`: the scales, blocks, steps and sequence length of a sampling plan. */
-import type { Command } from "../command.ts";
+import type { Command, OptionValues } from "../command.ts";
 import { choiceOption, intListOption, intOption, stringOption } from "../options.ts";
 import { UsageError } from "../../src/errors.ts";
 import { parseRatio, parseScales, scalesForRatio, sequenceLength } from "../../src/plan/scales.ts";
@@ -9,7 +9,7 @@ import { ORDER_NAMES } from "../../src/plan/orders.ts";
 const DEFAULT_RATIO = "2";
 
 /** The scale list from --scales, or from --ratio and --size. */
-function resolveScales(values: Record<string, string | boolean | undefined>): {
+function resolveScales(values: OptionValues): {
   scales: number[];
   ratio: string | null;
 } {
