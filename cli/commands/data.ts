@@ -58,7 +58,7 @@ export const command: Command = {
     const device = await deviceFrom(values);
     const manifest = await makeShards(set, out, {
       tokenizer,
-      tokenizerPath: tokenizerDir,
+      tokenizerDir,
       ratio,
       scales,
       shardSize,

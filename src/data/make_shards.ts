@@ -15,13 +15,19 @@ import {
   writeSplitShards,
 } from "./shards.ts";
 import { exists } from "../util/files.ts";
+import { manifestTokenizerPath } from "./manifest_tokenizer.ts";
 import { Progress } from "../util/progress.ts";
 import type { Device } from "../engine.ts";
 
 export interface MakeShardsOptions {
   tokenizer: PatchTokenizer;
-  /** The tokenizer's folder as the manifest names it (relative to the working folder). */
-  tokenizerPath: string;
+  /**
+   * The tokenizer's folder (absolute or from the working folder); default: the folder it was
+   * loaded from. The manifest names it relative to `out`, so the shards work from any folder.
+   */
+  tokenizerDir?: string;
+  /** @deprecated ignored (it meant a path from the working folder); use tokenizerDir. */
+  tokenizerPath?: string;
   /** The ratio name the scales came from, or "explicit". */
   ratio: string;
   scales: number[];
@@ -35,6 +41,10 @@ export async function makeShards(set: ImageSet, out: string, o: MakeShardsOption
   const { tokenizer, scales } = o;
   tokenizer.checkImages(set);
   const L = scales.reduce((a, s) => a + s * s, 0);
+  const tokenizerDir = o.tokenizerDir ?? tokenizer.dir;
+  if (tokenizerDir === undefined) {
+    throw new Error("makeShards: the tokenizer was not loaded from a folder; pass tokenizerDir");
+  }
   const partial = `${out.replace(/\/+$/, "")}.partial-${Deno.pid}`;
   await Deno.mkdir(partial, { recursive: true });
   try {
@@ -58,7 +68,7 @@ export async function makeShards(set: ImageSet, out: string, o: MakeShardsOption
         hash: tokenizer.config.hash,
         patch: tokenizer.patch,
         codes: tokenizer.config.codes,
-        path: o.tokenizerPath,
+        path: manifestTokenizerPath(tokenizerDir, out),
       },
       ratio: o.ratio,
       scales,

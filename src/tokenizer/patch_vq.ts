@@ -44,7 +44,12 @@ function tokenizerHash(patch: number, codes: number, codebook: Float32Array): st
 }
 
 export class PatchTokenizer {
-  constructor(readonly config: TokenizerConfig, readonly codebook: Float32Array /* (K, p*p*3) */) {}
+  constructor(
+    readonly config: TokenizerConfig,
+    readonly codebook: Float32Array, // (K, p*p*3)
+    /** The folder it was loaded from (as given to load), if any. */
+    readonly dir?: string,
+  ) {}
 
   get patch() {
     return this.config.patch;
@@ -141,7 +146,7 @@ export class PatchTokenizer {
           `(codes ${config.codes}, patch ${config.patch} need [${config.codes}, ${d}])`,
       );
     }
-    return new PatchTokenizer(config, codebook.data);
+    return new PatchTokenizer(config, codebook.data, dir);
   }
 }
 
