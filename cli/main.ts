@@ -3,9 +3,9 @@
  * checkerboard: progressive-checkerboard multiscale autoregressive image generation.
  * Entry point: dispatches to one module per subcommand and maps errors to exit codes.
  */
-import { dispatch } from "./command.ts";
+import { dispatch, nearestNames } from "./command.ts";
 import type { Command } from "./command.ts";
-import { UserError } from "../src/errors.ts";
+import { UsageError, UserError } from "../src/errors.ts";
 import { VERSION } from "../src/version.ts";
 
 /** Subcommands load lazily, so `checkerboard order` never loads the native addon. */
@@ -95,9 +95,12 @@ export async function main(argv: string[]): Promise<number> {
   const entry = commands.find((c) => c.name === name);
   try {
     if (!entry) {
-      throw new UserError(
-        `unknown command '${name}' (one of: ${commands.map((c) => c.name).join(", ")})`,
-        2,
+      const names = commands.map((c) => c.name);
+      const near = name.startsWith("-") ? [] : nearestNames(name, names);
+      throw new UsageError(
+        `unknown ${name.startsWith("-") ? "option" : "command"} '${name}' (commands: ${
+          names.join(", ")
+        })` + (near.length ? `; did you mean '${near[0]}'?` : ""),
       );
     }
     const { command } = await entry.load();

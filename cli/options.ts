@@ -53,19 +53,50 @@ export function floatOption(
   if (v.trim() === "" || !Number.isFinite(n)) {
     throw new UsageError(`--${name} must be a number, got '${v}'`);
   }
-  if (n < min || n > max) throw new UsageError(`--${name} must be in [${min}, ${max}], got ${n}`);
+  if (n < min || n > max) throw new UsageError(`--${name} ${rangeText(min, max)}, got ${n}`);
   return n;
 }
 
-/** A comma-separated list of integers, e.g. `--steps 1,2,4`. */
+/** "must be in [0, 1]", "must be at least 0" or "must be at most 5": no Infinity in messages. */
+function rangeText(min: number, max: number): string {
+  if (Number.isFinite(min) && Number.isFinite(max)) return `must be in [${min}, ${max}]`;
+  if (Number.isFinite(min)) return `must be at least ${min}`;
+  return `must be at most ${max}`;
+}
+
+/**
+ * A comma-separated list of integers, e.g. `--steps-per-scale 1,2,4,8`: the one list separator of
+ * every command. Spaces around entries are allowed; an empty entry or another separator
+ * (`1:2`, `1;2`) is a UsageError that says to use commas.
+ */
 export function intListOption(
   values: OptionValues,
   name: string,
-  { min = -Infinity } = {},
+  { min = -Infinity, max = Infinity } = {},
 ): number[] | undefined {
   const v = stringOption(values, name);
   if (v === undefined) return undefined;
-  return v.split(",").map((part) => parseInteger(part, `--${name}`, min));
+  return parseIntList(v, `--${name}`, { min, max });
+}
+
+/** `text` as a comma-separated list of integers (see intListOption). */
+export function parseIntList(
+  text: string,
+  label: string,
+  { min = -Infinity, max = Infinity } = {},
+): number[] {
+  const parts = text.split(",").map((p) => p.trim());
+  parts.forEach((part) => {
+    if (part === "") {
+      throw new UsageError(`${label} must be a comma-separated list of integers, got '${text}'`);
+    }
+    if (/^[+-]?\d+(\s*[:;|/\s]\s*[+-]?\d+)+$/.test(part)) {
+      throw new UsageError(`${label}: separate the entries with commas, e.g. '${
+        part.split(/\s*[:;|/\s]\s*/).join(",")
+      }', got '${text}'`);
+    }
+  });
+  return parts.map((part) => parseInteger(part, label, min, max));
 }
 
 export function choiceOption<T extends string>(

@@ -100,21 +100,21 @@ Deno.test("order --json: the 8x8 checkerboard starts as Algorithm 1", async () =
 
 Deno.test("order --json: blocks of 8x8 for P = 4 and P = 8", async () => {
   for (const steps of [4, 8]) {
-    const { rank, blocks } = await orderJson("--size", "8", "--steps", String(steps));
+    const { rank, blocks } = await orderJson("--size", "8", "--steps-per-scale", String(steps));
     const per = 64 / steps;
     rank.forEach((row, y) =>
       row.forEach((r, x) => assert.equal(blocks[y][x], Math.floor(r / per)))
     );
   }
   // P = 8: the first block is the stride-4 lattice plus its centres, as in the paper's Fig. 3.
-  const { order, blocks } = await orderJson("--size", "8", "--steps", "8");
+  const { order, blocks } = await orderJson("--size", "8", "--steps-per-scale", "8");
   const first = order.filter(([x, y]) => blocks[y][x] === 0).map(([x, y]) => `${x},${y}`).sort();
   assert.deepEqual(first, ["0,0", "0,4", "2,2", "2,6", "4,0", "4,4", "6,2", "6,6"]);
 });
 
 Deno.test("order --json: uneven blocks put the larger ones last", async () => {
   // 9 tokens in 4 blocks: sizes 2, 2, 2, 3.
-  const { order, blocks } = await orderJson("--size", "3", "--steps", "4", "--order", "raster");
+  const { order, blocks } = await orderJson("--size", "3", "--steps-per-scale", "4", "--order", "raster");
   assert.deepEqual(order.map(([x, y]) => blocks[y][x]), [0, 0, 1, 1, 2, 2, 3, 3, 3]);
 });
 
@@ -124,8 +124,8 @@ Deno.test("order --json: other orders are permutations too", async () => {
   }
 });
 
-Deno.test("order: text output has a rank grid and, with --steps, a block grid", async () => {
-  const res = await runCli(["order", "--size", "4", "--steps", "2"]);
+Deno.test("order: text output has a rank grid and, with --steps-per-scale, a block grid", async () => {
+  const res = await runCli(["order", "--size", "4", "--steps-per-scale", "2"]);
   assert.equal(res.code, 0, res.stderr);
   const lines = res.stdout.trimEnd().split("\n");
   assert.match(lines[0], /^rank/);
@@ -137,12 +137,12 @@ Deno.test("order: text output has a rank grid and, with --steps, a block grid", 
 Deno.test("order and plan: bad options give a one-line error naming the option", async () => {
   const cases: [string[], string][] = [
     [["order", "--size", "0"], "--size"],
-    [["order", "--size", "4", "--steps", "0"], "--steps"],
+    [["order", "--size", "4", "--steps-per-scale", "0"], "--steps-per-scale"],
     [["order", "--size", "4", "--order", "bogus"], "--order"],
     [["order", "--size", "2.5"], "--size"],
     [["order"], "--size"],
-    [["plan", "--ratio", "2", "--size", "16", "--steps", "4,4"], "--steps"],
-    [["plan", "--ratio", "1", "--size", "16", "--steps", "4"], "--ratio"],
+    [["plan", "--ratio", "2", "--size", "16", "--steps-per-scale", "4,4"], "--steps-per-scale"],
+    [["plan", "--ratio", "1", "--size", "16", "--steps-per-scale", "4"], "--ratio"],
   ];
   for (const [args, option] of cases) {
     const res = await runCli(args);
@@ -155,7 +155,7 @@ Deno.test("order and plan: bad options give a one-line error naming the option",
 });
 
 Deno.test("plan: ratio 2, size 16, steps 4 gives 17 steps and length 342", async () => {
-  const res = await runCli(["plan", "--ratio", "2", "--size", "16", "--steps", "4", "--json"]);
+  const res = await runCli(["plan", "--ratio", "2", "--size", "16", "--steps-per-scale", "4", "--json"]);
   assert.equal(res.code, 0, res.stderr);
   const plan = JSON.parse(res.stdout);
   assert.deepEqual(plan.scales, [1, 2, 4, 8, 16]);
@@ -164,9 +164,35 @@ Deno.test("plan: ratio 2, size 16, steps 4 gives 17 steps and length 342", async
   assert.equal(plan.totalSteps, 17);
   assert.equal(plan.length, 342);
 
-  const text = await runCli(["plan", "--ratio", "sqrt2", "--size", "16", "--steps", "8"]);
+  const text = await runCli(["plan", "--ratio", "sqrt2", "--size", "16", "--steps-per-scale", "8"]);
   assert.equal(text.code, 0, text.stderr);
   assert.match(text.stdout, /scales: 1, 2, 3, 4, 6, 8, 11, 16/);
   // Scales 1 and 2 have fewer than 8 tokens: 1 + 4 + 6 * 8 steps.
   assert.match(text.stdout, /total steps: 53/);
+});
+
+Deno.test("order and plan say --steps-per-scale, as sample and eval do; --steps gets a suggestion", async () => {
+  for (const cmd of [["order", "--size", "4"], ["plan", "--size", "4"]]) {
+    const res = await runCli([...cmd, "--steps", "2"]);
+    assert.equal(res.code, 2, res.stderr);
+    assert.equal(
+      res.stderr.trim(),
+      `checkerboard: error: ${cmd[0]}: unknown option '--steps'; did you mean '--steps-per-scale'?`,
+    );
+    const help = await runCli([cmd[0], "--help"]);
+    assert.match(help.stdout, /--steps-per-scale P/);
+  }
+});
+
+Deno.test("plan: per-scale lists are separated by commas; another separator is named", async () => {
+  const res = await runCli(["plan", "--size", "8", "--steps-per-scale", "1:2:4:4"]);
+  assert.equal(res.code, 2);
+  assert.equal(
+    res.stderr.trim(),
+    "checkerboard: error: --steps-per-scale: separate the entries with commas, e.g. '1,2,4,4', " +
+      "got '1:2:4:4'",
+  );
+  const ok = await runCli(["plan", "--size", "8", "--steps-per-scale", "1, 2, 4, 4", "--json"]);
+  assert.equal(ok.code, 0, ok.stderr);
+  assert.deepEqual(JSON.parse(ok.stdout).steps, [1, 2, 4, 4]);
 });

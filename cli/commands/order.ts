@@ -16,13 +16,13 @@ function formatGrid(grid: number[][]): string {
 export const command: Command = {
   name: "order",
   summary: "print a within-scale sampling order and its blocks",
-  usage: "order --size N [--steps P] [--order NAME] [--seed S] [--json]",
+  usage: "order --size N [--steps-per-scale P] [--order NAME] [--seed S] [--json]",
   options: {
     size: { type: "string", valueName: "N", description: "grid side (1 to 1024), required" },
-    steps: {
+    "steps-per-scale": {
       type: "string",
       valueName: "P",
-      description: "number of blocks (sampling steps); default: one block per token (N*N)",
+      description: "number of blocks (sampling steps) of the grid; default: one block per token (N*N)",
     },
     order: {
       type: "string",
@@ -37,19 +37,19 @@ export const command: Command = {
     "Positions are (x, y), x the column. rank[y][x] is the 0-based index of (x, y) in the",
     "order; blocks[y][x] is the 0-based block (step) it is sampled in. The order is cut into",
     "min(P, N*N) contiguous blocks whose sizes differ by at most one, larger blocks last.",
-    "Without --steps every token is its own block, so the block grid equals the rank grid.",
+    "Without --steps-per-scale every token is its own block, so the block grid equals the rank grid.",
     "",
     "Orders: checkerboard (paper Algorithm 1; sides that are not a power of two use the next",
     "power of two's order restricted to the grid), raster (row by row), random (seeded",
     "permutation), quadrant (one token per quadrant per step, raster inside each quadrant).",
     "",
     "Examples:",
-    "  checkerboard order --size 8 --steps 8",
+    "  checkerboard order --size 8 --steps-per-scale 8",
     '  checkerboard order --size 16 --order quadrant --json | jq -c ".rank[0]"',
   ].join("\n"),
   run(values) {
     const size = intOption(values, "size", { min: 1, max: MAX_SIZE, required: true })!;
-    const steps = intOption(values, "steps", { min: 1 });
+    const steps = intOption(values, "steps-per-scale", { min: 1 });
     const name = choiceOption(values, "order", ORDER_NAMES)!;
     const seed = intOption(values, "seed", { min: 0, max: 0xffffffff })!;
 

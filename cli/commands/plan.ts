@@ -45,7 +45,7 @@ function resolveScales(values: OptionValues): {
 export const command: Command = {
   name: "plan",
   summary: "print the scales, blocks, steps and sequence length of a plan",
-  usage: "plan [--ratio R] --size N --steps P [--scales LIST] [--order NAME] [--json]",
+  usage: "plan [--ratio R] --size N --steps-per-scale P [--scales LIST] [--order NAME] [--json]",
   options: {
     ratio: {
       type: "string",
@@ -54,9 +54,9 @@ export const command: Command = {
         `scale ratio: sqrt2, 2, 3, 4, single or a number > 1 (default: ${DEFAULT_RATIO})`,
     },
     size: { type: "string", valueName: "N", description: "final token-grid side N (s_K)" },
-    steps: {
+    "steps-per-scale": {
       type: "string",
-      valueName: "P",
+      valueName: "P|P1,P2,...",
       description: "steps per scale: one P for all scales or a comma list, one per scale",
     },
     scales: {
@@ -79,18 +79,18 @@ export const command: Command = {
     "(the class token plus every token of every scale).",
     "",
     "Examples:",
-    "  checkerboard plan --ratio 2 --size 16 --steps 4     # 17 steps, length 342",
-    "  checkerboard plan --scales 1,2,4,8 --steps 1,2,4,8 --json",
+    "  checkerboard plan --ratio 2 --size 16 --steps-per-scale 4   # 17 steps, length 342",
+    "  checkerboard plan --scales 1,2,4,8 --steps-per-scale 1,2,4,8 --json",
   ].join("\n"),
   run(values) {
     const { scales, ratio } = resolveScales(values);
-    const stepsList = intListOption(values, "steps", { min: 1 });
-    if (stepsList === undefined) throw new UsageError("--steps is required");
+    const stepsList = intListOption(values, "steps-per-scale", { min: 1 });
+    if (stepsList === undefined) throw new UsageError("--steps-per-scale is required");
     let steps: number[];
     try {
       steps = stepsPerScale(scales, stepsList.length === 1 ? stepsList[0] : stepsList);
     } catch (err) {
-      throw new UsageError(`--steps: ${(err as Error).message}`);
+      throw new UsageError(`--steps-per-scale: ${(err as Error).message}`);
     }
     const order = choiceOption(values, "order", ORDER_NAMES)!;
     const blocks = scales.map((s, k) => blockSizes(s * s, steps[k]));
