@@ -1,56 +1,59 @@
 /** `checkerboard eval nll`: validation NLL of a checkpoint, per P and per scale. */
 import { join } from "node:path";
 import type { Command } from "../command.ts";
-import { choiceOption, intOption, requiredString } from "../options.ts";
+import {
+  choiceOption,
+  intOption,
+  parseInteger,
+  requiredString,
+  stringListOption,
+  stringOption,
+} from "../options.ts";
 import { deviceFrom, deviceOption } from "./common.ts";
-import { tokenizerForManifest } from "./train.ts";
-import { UsageError } from "../../src/errors.ts";
+import { UsageError, UserError } from "../../src/errors.ts";
 import { readManifest } from "../../src/data/shards.ts";
+import { tokenizerForManifest } from "../../src/data/manifest_tokenizer.ts";
 import { ORDER_NAMES } from "../../src/plan/orders.ts";
 import { stepsPerScale, totalSteps } from "../../src/plan/blocks.ts";
-import {
-  checkAgainstManifest,
-  checkpointParams,
-  readCheckpoint,
-} from "../../src/model/checkpoint.ts";
-import { evaluateNll, type NllResult, unigramEntropy } from "../../src/train/loop.ts";
+import { checkAgainstManifest, readCheckpoint } from "../../src/model/checkpoint.ts";
+import { modelFromCheckpoint } from "../../src/model/load.ts";
+import { evaluateNll, isFiniteNll, type NllResult, unigramEntropy } from "../../src/train/loop.ts";
 
-/** "4,8" -> [4, 8]; "1:2:4:4" is one entry with a P per scale. */
-function parseStepsList(text: string, scaleCount: number): (number | number[])[] {
-  return text.split(",").map((entry) => {
-    const parts = entry.trim().split(":");
-    const values = parts.map((p) => {
-      const n = Number(p);
-      if (!/^\d+$/.test(p.trim()) || !Number.isSafeInteger(n) || n < 1) {
-        throw new UsageError(
-          `--steps-per-scale entries must be positive integers (or P1:P2:... per scale), got '${entry}'`,
-        );
-      }
-      return n;
-    });
-    if (values.length === 1) return values[0];
-    if (values.length !== scaleCount) {
-      throw new UsageError(
-        `--steps-per-scale entry '${entry}' has ${values.length} values for ${scaleCount} scales`,
-      );
-    }
-    return values;
-  });
+/**
+ * One --steps-per-scale value: "4" (one P for every scale) or "1,2,4,8" (one P per scale,
+ * separated by commas as in `sample` and `plan`).
+ */
+export function parseEvalSteps(text: string, scaleCount: number): number | number[] {
+  if (text.includes(":")) {
+    throw new UsageError(
+      `--steps-per-scale '${text}': per-scale values are separated by ',' (e.g. 1,2,4,8); ` +
+        `give --steps-per-scale again for each further evaluation`,
+    );
+  }
+  const values = text.split(",").map((part) => parseInteger(part, "--steps-per-scale", 1));
+  if (values.length === 1) return values[0];
+  if (values.length !== scaleCount) {
+    throw new UsageError(
+      `--steps-per-scale '${text}' has ${values.length} values for the ${scaleCount} scales ` +
+        `(give one P, or one per scale; repeat the option for several evaluations)`,
+    );
+  }
+  return values;
 }
 
 function formatSteps(steps: number | number[]): string {
-  return Array.isArray(steps) ? steps.join(":") : String(steps);
+  return Array.isArray(steps) ? steps.join(",") : String(steps);
 }
 
 const nll: Command = {
   name: "nll",
   summary: "validation NLL in bits per token for each P, overall and per scale",
-  usage: "nll --model DIR --data DIR --steps-per-scale P[,P2,...] [--json] [options]",
+  usage: "nll --model DIR --data DIR [--steps-per-scale P|P1,P2,...]... [--json] [options]",
   options: {
     model: {
       type: "string",
-      valueName: "DIR",
-      description: "checkpoint folder written by 'train' (required)",
+      valueName: "DIR|FILE",
+      description: "checkpoint folder written by 'train', or its model.safetensors (required)",
     },
     data: {
       type: "string",
@@ -59,9 +62,15 @@ const nll: Command = {
     },
     "steps-per-scale": {
       type: "string",
-      valueName: "LIST",
+      valueName: "P|P1,P2,...",
       default: "4",
-      description: "P values to score, comma-separated; P1:P2:... gives one P per scale",
+      multiple: true,
+      description: "steps per scale to score: one P for every scale, or one per scale",
+    },
+    tokenizer: {
+      type: "string",
+      valueName: "DIR",
+      description: "tokenizer folder (default: the one the data's manifest names)",
     },
     order: {
       type: "string",
@@ -83,46 +92,57 @@ const nll: Command = {
     "scale's validation codes is the floor to beat: the NLL of a model that knows only the",
     "code frequencies of each scale.",
     "",
-    "Example: checkerboard eval nll --model out/run1 --data out/mnist-r2 --steps-per-scale 1,4,16",
+    "Each --steps-per-scale is one evaluation; give it several times to compare P values.",
+    "",
+    "Example: checkerboard eval nll --model out/run1 --data out/mnist-r2 \\",
+    "  --steps-per-scale 1 --steps-per-scale 4 --steps-per-scale 1,2,4,8",
   ].join("\n"),
   async run(values) {
-    const modelDir = requiredString(values, "model");
+    const modelPath = requiredString(values, "model");
     const dataDir = requiredString(values, "data");
     const batch = intOption(values, "batch", { min: 1 })!;
     const maxBatches = intOption(values, "max-batches", { min: 1 }) ?? 0;
     const manifest = await readManifest(dataDir);
-    const ckpt = await readCheckpoint(modelDir);
+    const stepsList = stringListOption(values, "steps-per-scale")
+      .map((text) => parseEvalSteps(text, manifest.scales.length));
+    const ckpt = await readCheckpoint(modelPath);
     checkAgainstManifest(ckpt.info, manifest, ckpt.path, join(dataDir, "manifest.json"));
-    const stepsList = parseStepsList(
-      requiredString(values, "steps-per-scale"),
-      manifest.scales.length,
-    );
     const order = choiceOption(values, "order", ORDER_NAMES) ?? ckpt.info.order;
-    const tokenizer = await tokenizerForManifest(manifest, dataDir);
+    const tokenizer = await tokenizerForManifest(
+      manifest,
+      dataDir,
+      stringOption(values, "tokenizer"),
+    );
     const device = await deviceFrom(values);
-    const { NativeModel } = await import("../../src/model/native_model.ts");
-    const model = NativeModel.create(ckpt.info.config, device, 0);
+    const model = modelFromCheckpoint(ckpt, device);
     try {
-      model.setState("params", checkpointParams(ckpt.tensors, model.params, ckpt.path));
-      const seed = Number(ckpt.info.training.seed ?? 0);
+      // The random order of validation image i is seeded from the run's seed (0 if unknown).
+      const stored = ckpt.info.training.seed;
+      const seed = typeof stored === "number" && Number.isSafeInteger(stored) ? stored : 0;
       const results: NllResult[] = [];
       for (const steps of stepsList) {
-        results.push(
-          await evaluateNll(model, dataDir, manifest, tokenizer.codebook, {
-            steps,
-            order,
-            batch,
-            seed,
-            maxBatches,
-            quiet: values.json === true,
-          }),
-        );
+        const r = await evaluateNll(model, dataDir, manifest, tokenizer.codebook, {
+          steps,
+          order,
+          batch,
+          seed,
+          maxBatches,
+          quiet: values.json === true,
+          label: `validate P=${formatSteps(steps)}`,
+        });
+        if (!isFiniteNll(r)) {
+          throw new UserError(
+            `${ckpt.path}: the validation NLL at P=${formatSteps(steps)} is not finite ` +
+              `(${r.bitsPerToken} bits per token): the model's outputs overflow`,
+          );
+        }
+        results.push(r);
       }
       const floor = await unigramEntropy(dataDir, manifest, "val");
       const scales = manifest.scales;
       if (values.json) {
         console.log(JSON.stringify({
-          checkpoint: modelDir,
+          checkpoint: ckpt.path,
           step: ckpt.info.step,
           data: dataDir,
           order,

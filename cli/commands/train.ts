@@ -1,5 +1,5 @@
 /** `checkerboard train`: train a class-conditional progressive-checkerboard transformer. */
-import { isAbsolute, join, resolve } from "node:path";
+import { join } from "node:path";
 import type { Command, OptionValues } from "../command.ts";
 import {
   choiceOption,
@@ -12,10 +12,10 @@ import {
 import { deviceFrom, deviceOption, scalesFrom } from "./common.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { type Manifest, readManifest } from "../../src/data/shards.ts";
-import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
+import { tokenizerForManifest } from "../../src/data/manifest_tokenizer.ts";
 import { CHECKPOINT_TOKENIZER_DIR } from "../../src/model/load.ts";
-import { ORDER_NAMES, type OrderName } from "../../src/plan/orders.ts";
-import { exists } from "../../src/util/files.ts";
+import { ORDER_NAMES } from "../../src/plan/orders.ts";
+import { fileSystemError } from "../../src/util/files.ts";
 import {
   buildModelConfig,
   describeConfig,
@@ -27,89 +27,45 @@ import {
 import {
   checkAgainstManifest,
   type CheckpointInfo,
-  checkpointParams,
   hasCheckpoint,
+  hasTrainState,
   MODEL_FILE,
-  readCheckpoint,
-  readOptimState,
+  modelFileStep,
+  TRAIN_STATE_FILE,
 } from "../../src/model/checkpoint.ts";
 import { parseLrDrops } from "../../src/train/schedule.ts";
+import { TRAIN_DEFAULTS as DEFAULTS } from "../../src/train/defaults.ts";
+import { resumeRun } from "../../src/train/resume.ts";
+import { checkTrainingData } from "../../src/train/preflight.ts";
 import {
   ADAMW,
   batchesPerEpoch,
   METRICS_FILE,
+  splitImages,
   stepsForEpochs,
   train,
   type TrainOptions,
 } from "../../src/train/loop.ts";
+import type { NativeModel } from "../../src/model/native_model.ts";
 
-/** Defaults, shown in --help. Options that shape training have no parser default, so that an
- * explicit value can be told apart from the default on --resume. */
-const DEFAULTS = {
-  model: "tiny",
-  ropeMix: "none",
-  order: "checkerboard",
-  stepsTrain: "1,2,4,8,16",
-  batch: "32",
-  accum: "1",
-  lr: "1e-4",
-  warmup: "0",
-  lrDrops: "0.9,0.95",
-  epochs: "1",
-  classDropout: "0.1",
-  seed: "0",
-  evalSteps: "4",
-  checkpointEvery: "1000",
-  logEvery: "10",
-};
-
-/**
- * The tokenizer a manifest names (its `tokenizer.path`, absolute or relative to the working
- * folder), checked against the manifest's hash and codebook size.
- */
-export async function tokenizerForManifest(
-  manifest: Manifest,
-  dataDir: string,
-): Promise<PatchTokenizer> {
-  const path = manifest.tokenizer.path;
-  const where = isAbsolute(path) ? path : resolve(path);
-  const manifestPath = join(dataDir, "manifest.json");
-  if (!(await exists(join(where, "tokenizer.json")))) {
-    throw new UserError(
-      `the tokenizer ${path} named by ${manifestPath} is missing (its path is taken relative ` +
-        `to the working folder ${Deno.cwd()}; run from where 'checkerboard data' was run)`,
-    );
-  }
-  const tokenizer = await PatchTokenizer.load(where);
-  if (tokenizer.config.hash !== manifest.tokenizer.hash) {
-    throw new UserError(
-      `the tokenizer ${path} has hash ${tokenizer.config.hash} but ${manifestPath} was made ` +
-        `with ${manifest.tokenizer.hash} (was the tokenizer refitted? re-run 'checkerboard data')`,
-    );
-  }
-  if (tokenizer.config.codes !== manifest.codes) {
-    throw new UserError(
-      `the tokenizer ${path} has ${tokenizer.config.codes} codes, ${manifestPath} says ${manifest.codes}`,
-    );
-  }
-  return tokenizer;
-}
+// Kept for importers that have not moved to src/data/manifest_tokenizer.ts yet (study.ts).
+export { tokenizerForManifest };
 
 /** Training options from the command line, each with its default. */
 function trainOptionsFrom(values: OptionValues): Omit<TrainOptions, "totalSteps"> {
-  const list = intListOption(values, "steps-per-scale-train", { min: 1 }) ??
-    DEFAULTS.stepsTrain.split(",").map(Number);
+  const lrDrops = stringOption(values, "lr-drops");
   return {
-    order: choiceOption(values, "order", ORDER_NAMES) ?? (DEFAULTS.order as OrderName),
-    stepsChoices: list,
-    batch: intOption(values, "batch", { min: 1 }) ?? Number(DEFAULTS.batch),
-    accum: intOption(values, "accum", { min: 1 }) ?? Number(DEFAULTS.accum),
-    lr: floatOption(values, "lr", { min: 0 }) ?? Number(DEFAULTS.lr),
-    warmup: intOption(values, "warmup", { min: 0 }) ?? Number(DEFAULTS.warmup),
-    lrDrops: parseLrDrops(stringOption(values, "lr-drops") ?? DEFAULTS.lrDrops),
+    order: choiceOption(values, "order", ORDER_NAMES) ?? DEFAULTS.order,
+    stepsChoices: intListOption(values, "steps-per-scale-train", { min: 1 }) ??
+      [...DEFAULTS.stepsPerScaleTrain],
+    batch: intOption(values, "batch", { min: 1 }) ?? DEFAULTS.batch,
+    accum: intOption(values, "accum", { min: 1 }) ?? DEFAULTS.accum,
+    lr: floatOption(values, "lr", { min: 0 }) ?? DEFAULTS.lr,
+    warmup: intOption(values, "warmup", { min: 0 }) ?? DEFAULTS.warmup,
+    lrDrops: lrDrops === undefined ? [...DEFAULTS.lrDrops] : parseLrDrops(lrDrops),
     classDropout: floatOption(values, "class-dropout", { min: 0, max: 1 }) ??
-      Number(DEFAULTS.classDropout),
-    seed: intOption(values, "seed", { min: 0 }) ?? Number(DEFAULTS.seed),
+      DEFAULTS.classDropout,
+    seed: intOption(values, "seed", { min: 0 }) ?? DEFAULTS.seed,
   };
 }
 
@@ -181,7 +137,12 @@ export const command: Command = {
       type: "string",
       valueName: "DIR",
       description:
-        "checkpoint folder: model.safetensors, optim.safetensors, metrics.jsonl (required)",
+        "checkpoint folder: model.safetensors, train-state.safetensors, metrics.jsonl (required)",
+    },
+    tokenizer: {
+      type: "string",
+      valueName: "DIR",
+      description: "tokenizer folder (default: the one the data's manifest names)",
     },
     model: {
       type: "string",
@@ -219,7 +180,9 @@ export const command: Command = {
     "steps-per-scale-train": {
       type: "string",
       valueName: "LIST",
-      description: `P is drawn per batch from this list (default: ${DEFAULTS.stepsTrain})`,
+      description: `P is drawn per batch from this list (default: ${
+        DEFAULTS.stepsPerScaleTrain.join(",")
+      })`,
     },
     batch: {
       type: "string",
@@ -245,7 +208,7 @@ export const command: Command = {
       type: "string",
       valueName: "LIST",
       description: `fractions of the run where lr steps down, ending at lr/10, or none ` +
-        `(default: ${DEFAULTS.lrDrops})`,
+        `(default: ${DEFAULTS.lrDrops.join(",")})`,
     },
     epochs: {
       type: "string",
@@ -273,7 +236,7 @@ export const command: Command = {
     "eval-steps-per-scale": {
       type: "string",
       valueName: "P",
-      description: `fixed P of every scale for validation (default: ${DEFAULTS.evalSteps})`,
+      description: `fixed P of every scale for validation (default: ${DEFAULTS.evalStepsPerScale})`,
     },
     "eval-batches": {
       type: "string",
@@ -304,18 +267,23 @@ export const command: Command = {
   details: [
     "The model's codebook size, latent dimension (the tokenizer's code vectors), classes and",
     "scales come from the data's manifest; the tokenizer is loaded from the manifest's",
-    "tokenizer.path (relative to the working folder). AdamW (betas 0.9, 0.95, weight decay",
-    "0.01 on matrices only), warmup then constant lr with step-downs: each of the n drops",
-    "multiplies lr by 0.1^(1/n), so the run ends at lr/10. Gradient accumulation sums --accum",
-    "micro-batches per step. P, class dropout, random orders and the data order are functions",
-    "of (seed, step): --resume repeats an uninterrupted run to the bit. On --resume the",
+    "tokenizer.path (relative to the manifest's folder) or --tokenizer. AdamW (betas 0.9, 0.95,",
+    "weight decay 0.01 on matrices only), warmup then constant lr with step-downs: each of the n",
+    "drops multiplies lr by 0.1^(1/n), so the run ends at lr/10. Gradient accumulation sums",
+    "--accum micro-batches per step. P, class dropout, random orders and the data order are",
+    "functions of (seed, step): --resume repeats an uninterrupted run to the bit. On --resume the",
     "training options come from the checkpoint (giving a different value is an error);",
     "--iters/--epochs may extend the run (the lr schedule then follows the new total).",
     "Ctrl-C stops at the next step boundary after writing a checkpoint (exit status 130).",
     "",
-    "Writes OUT/model.safetensors, OUT/optim.safetensors, OUT/tokenizer/ (a copy of the",
-    "tokenizer, for 'sample') and OUT/metrics.jsonl (one JSON object per log step: step,",
-    "epoch, loss in nats, lr, tokensPerSec, valBitsPerToken).",
+    "Every shard of both splits is read and checked before the first step. A loss or",
+    "validation NLL that turns non-finite stops the run (exit 1), keeping the last checkpoint.",
+    "",
+    "Writes OUT/train-state.safetensors (parameters, AdamW moments and data position: all a",
+    "resume reads, in one file written atomically), then OUT/model.safetensors (the weights,",
+    "for 'sample' and 'eval'), OUT/tokenizer/ (a copy of the tokenizer, for 'sample') and",
+    "OUT/metrics.jsonl (one JSON object per log step: step, epoch, loss in nats, lr,",
+    "tokensPerSec, valBitsPerToken). A kill at any moment leaves a train state to resume.",
     "",
     "Example: checkerboard train --data out/mnist-r2 --out out/run1 --model tiny --epochs 10",
   ].join("\n"),
@@ -335,123 +303,45 @@ export const command: Command = {
       }
     }
     const resume = values.resume === true;
-    const evalSteps = intOption(values, "eval-steps-per-scale", { min: 1 }) ??
-      Number(DEFAULTS.evalSteps);
-    const evalBatches = intOption(values, "eval-batches", { min: 0 }) ?? 0;
-    const checkpointEvery = intOption(values, "checkpoint-every", { min: 0 }) ??
-      Number(DEFAULTS.checkpointEvery);
-    const logEvery = intOption(values, "log-every", { min: 1 }) ?? Number(DEFAULTS.logEvery);
-    const stopAfter = intOption(values, "stop-after", { min: 1 }) ?? 0;
+    const loop = {
+      evalSteps: intOption(values, "eval-steps-per-scale", { min: 1 }) ??
+        DEFAULTS.evalStepsPerScale,
+      evalBatches: intOption(values, "eval-batches", { min: 0 }) ?? 0,
+      checkpointEvery: intOption(values, "checkpoint-every", { min: 0 }) ??
+        DEFAULTS.checkpointEvery,
+      logEvery: intOption(values, "log-every", { min: 1 }) ?? DEFAULTS.logEvery,
+      stopAfter: intOption(values, "stop-after", { min: 1 }) ?? 0,
+    };
     const evalEveryGiven = intOption(values, "eval-every", { min: 0 });
+    const given = trainOptionsFrom(values);
+    const givenTotal = totalStepsFrom(values, manifest, given);
+    const device = await deviceFrom(values);
 
-    const tokenizer = await tokenizerForManifest(manifest, dataDir);
-    const { NativeModel } = await import("../../src/model/native_model.ts");
+    // Every input is checked before the first step: the output folder, the tokenizer, every
+    // shard, and on --resume the train state.
+    await checkOutFolder(outDir, resume);
+    const tokenizer = await tokenizerForManifest(
+      manifest,
+      dataDir,
+      stringOption(values, "tokenizer"),
+    );
+    await checkTrainingData(dataDir, manifest);
 
-    let options: TrainOptions;
-    let info: Omit<CheckpointInfo, "step">;
-    let startStep = 0;
-    let model;
-    if (!resume) {
-      if (await hasCheckpoint(outDir)) {
-        throw new UserError(
-          `${
-            join(outDir, MODEL_FILE)
-          } already exists (use --resume to continue it, or another --out)`,
-        );
-      }
-      const partial = trainOptionsFrom(values);
-      const totalSteps = totalStepsFrom(values, manifest, partial) ??
-        stepsForEpochs(manifest, partial.batch, partial.accum, Number(DEFAULTS.epochs));
-      options = { ...partial, totalSteps };
-      const preset: PresetName = parsePreset(stringOption(values, "model") ?? DEFAULTS.model);
-      const config = buildModelConfig({
-        preset,
-        depth: intOption(values, "depth", { min: 1 }),
-        width: intOption(values, "width", { min: 1 }),
-        heads: intOption(values, "heads", { min: 1 }),
-        ropeMix: stringOption(values, "rope-mix"),
-        vocab: manifest.codes,
-        latentDim: tokenizer.dim,
-        classes: manifest.classes.length,
-        scales: manifest.scales,
-      });
-      if (batchesPerEpoch(manifest, options.batch) < 1) {
-        throw new UsageError(
-          `--batch ${options.batch} is larger than the ${manifest.counts.train} training images`,
-        );
-      }
-      const device = await deviceFrom(values);
-      model = NativeModel.create(config, device, options.seed);
-      info = {
-        config,
-        tokenizerHash: manifest.tokenizer.hash,
-        scales: manifest.scales,
-        patch: manifest.patch,
-        order: options.order,
-        classes: manifest.classes,
-        training: { model: preset, ...options, adamw: ADAMW, data: dataDir },
-      };
-    } else {
-      if (!(await hasCheckpoint(outDir))) {
-        throw new UserError(`--resume: ${join(outDir, MODEL_FILE)} not found (nothing to resume)`);
-      }
-      const ckpt = await readCheckpoint(outDir);
-      checkShapeOnResume(values, ckpt.info);
-      checkAgainstManifest(ckpt.info, manifest, ckpt.path, manifestPath);
-      const stored = ckpt.info.training as unknown as TrainOptions;
-      const given = trainOptionsFrom(values);
-      for (const [flag, key] of FIXED_ON_RESUME) {
-        if (values[flag] === undefined) continue;
-        if (JSON.stringify(given[key]) !== JSON.stringify(stored[key])) {
-          throw new UsageError(
-            `--${flag} differs from the checkpoint's (${JSON.stringify(stored[key])}); ` +
-              `drop it to resume, or train into a new --out`,
-          );
-        }
-      }
-      const totalSteps = totalStepsFrom(values, manifest, stored) ?? stored.totalSteps;
-      options = {
-        order: stored.order,
-        stepsChoices: stored.stepsChoices,
-        batch: stored.batch,
-        accum: stored.accum,
-        lr: stored.lr,
-        warmup: stored.warmup,
-        lrDrops: stored.lrDrops,
-        classDropout: stored.classDropout,
-        seed: stored.seed,
-        totalSteps,
-      };
-      startStep = ckpt.info.step;
-      if (startStep >= totalSteps) {
-        throw new UserError(
-          `${ckpt.path} is already at step ${startStep} of ${totalSteps} (give a larger ` +
-            `--iters or --epochs to train on)`,
-        );
-      }
-      const device = await deviceFrom(values);
-      model = NativeModel.create(ckpt.info.config, device, options.seed);
-      const params = checkpointParams(ckpt.tensors, model.params, ckpt.path);
-      const optim = await readOptimState(outDir, model.params, startStep);
-      if (optim.info.data.microBatches !== startStep * options.accum) {
-        throw new UserError(
-          `${join(outDir, "optim.safetensors")}: data position ${optim.info.data.microBatches} ` +
-            `does not match step ${startStep} x accum ${options.accum}`,
-        );
-      }
-      model.setState("params", params);
-      model.setState("adamM", optim.adamM);
-      model.setState("adamV", optim.adamV);
-      model.stepCount = startStep;
-      const { step: _step, ...rest } = ckpt.info;
-      info = { ...rest, training: { ...rest.training, totalSteps } };
-    }
-
-    // The checkpoint carries the tokenizer its codes come from, so `sample` needs nothing else.
-    await Deno.mkdir(outDir, { recursive: true });
-    await tokenizer.save(join(outDir, CHECKPOINT_TOKENIZER_DIR));
+    const run = resume
+      ? await resumedRun(values, outDir, manifest, manifestPath, given, device)
+      : await freshRun(values, dataDir, manifest, tokenizer.dim, given, givenTotal, device);
+    const { model, options, startStep, info } = run;
 
     try {
+      // The checkpoint carries the tokenizer its codes come from, so `sample` needs nothing else.
+      try {
+        await Deno.mkdir(outDir, { recursive: true });
+      } catch (err) {
+        throw fileSystemError(err, `cannot make the output folder ${outDir}`);
+      }
+      await tokenizer.save(join(outDir, CHECKPOINT_TOKENIZER_DIR));
+      if (resume) await removeStaleTemporaries(outDir);
+
       const perEpoch = Math.max(
         1,
         Math.floor(batchesPerEpoch(manifest, options.batch) / options.accum),
@@ -462,7 +352,7 @@ export const command: Command = {
         }; ` +
           `${(model.paramCount / 1e6).toFixed(2)}M parameters on ${model.device}; ` +
           `${options.totalSteps} steps of ${options.batch}x${options.accum} images ` +
-          `(${manifest.counts.train} training images), order ${options.order}`,
+          `(${splitImages(manifest, "train")} training images), order ${options.order}`,
       );
       const result = await train({
         model,
@@ -471,25 +361,21 @@ export const command: Command = {
         outDir,
         codebook: tokenizer.codebook,
         options,
-        loop: {
-          evalEvery: evalEveryGiven ?? perEpoch,
-          evalSteps,
-          evalBatches,
-          checkpointEvery,
-          logEvery,
-          stopAfter,
-        },
+        loop: { ...loop, evalEvery: evalEveryGiven ?? perEpoch },
         startStep,
         info,
       });
       const val = result.lastVal
-        ? `, validation ${result.lastVal.bitsPerToken.toFixed(4)} bits/token at P=${evalSteps}`
+        ? `, validation ${result.lastVal.bitsPerToken.toFixed(4)} bits/token at P=${loop.evalSteps}`
         : "";
       const stopped = result.step < options.totalSteps
         ? ` (stopped at step ${result.step} of ${options.totalSteps}; continue with --resume)`
         : "";
+      const loss = Number.isFinite(result.lastLoss)
+        ? `loss ${result.lastLoss.toFixed(4)} nats`
+        : "no new steps";
       console.log(
-        `step ${result.step}: loss ${result.lastLoss.toFixed(4)} nats${val}${stopped}; ` +
+        `step ${result.step}: ${loss}${val}${stopped}; ` +
           `checkpoint in ${outDir} (metrics: ${join(outDir, METRICS_FILE)})`,
       );
     } finally {
@@ -497,3 +383,148 @@ export const command: Command = {
     }
   },
 };
+
+interface PreparedRun {
+  model: NativeModel;
+  options: TrainOptions;
+  startStep: number;
+  /** Checkpoint metadata except the step. */
+  info: Omit<CheckpointInfo, "step">;
+}
+
+/** --out must be a folder (or not exist yet); a fresh run must not overwrite a checkpoint. */
+async function checkOutFolder(outDir: string, resume: boolean): Promise<void> {
+  let stat: Deno.FileInfo | undefined;
+  try {
+    stat = await Deno.stat(outDir);
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) {
+      throw fileSystemError(err, `cannot use the output folder ${outDir}`);
+    }
+  }
+  if (stat && !stat.isDirectory) {
+    throw new UserError(`--out ${outDir} is a file, not a folder (give a checkpoint folder)`);
+  }
+  if (resume) {
+    if (!stat || !(await hasTrainState(outDir))) {
+      throw new UserError(
+        `--resume: ${join(outDir, TRAIN_STATE_FILE)} not found (nothing to resume)`,
+      );
+    }
+  } else if (stat && ((await hasCheckpoint(outDir)) || (await hasTrainState(outDir)))) {
+    throw new UserError(
+      `${join(outDir, MODEL_FILE)} already exists (use --resume to continue it, or another --out)`,
+    );
+  }
+}
+
+/**
+ * Temporary files of a run killed while writing (NAME.tmp-PID-XXXXXX beside the file): never
+ * read, but each as large as the file, so a resume removes them.
+ */
+async function removeStaleTemporaries(outDir: string): Promise<void> {
+  const ours = /^(model\.safetensors|train-state\.safetensors|metrics\.jsonl)\.tmp-(\d+)-/;
+  for await (const entry of Deno.readDir(outDir)) {
+    const m = entry.name.match(ours);
+    if (entry.isFile && m && Number(m[2]) !== Deno.pid) {
+      await Deno.remove(join(outDir, entry.name)).catch(() => {});
+    }
+  }
+}
+
+async function freshRun(
+  values: OptionValues,
+  dataDir: string,
+  manifest: Manifest,
+  latentDim: number,
+  given: Omit<TrainOptions, "totalSteps">,
+  givenTotal: number | undefined,
+  device: "cpu" | "cuda",
+): Promise<PreparedRun> {
+  const totalSteps = givenTotal ??
+    stepsForEpochs(manifest, given.batch, given.accum, DEFAULTS.epochs);
+  const options: TrainOptions = { ...given, totalSteps };
+  const preset: PresetName = parsePreset(stringOption(values, "model") ?? DEFAULTS.model);
+  const config = buildModelConfig({
+    preset,
+    depth: intOption(values, "depth", { min: 1 }),
+    width: intOption(values, "width", { min: 1 }),
+    heads: intOption(values, "heads", { min: 1 }),
+    ropeMix: stringOption(values, "rope-mix"),
+    vocab: manifest.codes,
+    latentDim,
+    classes: manifest.classes.length,
+    scales: manifest.scales,
+  });
+  if (batchesPerEpoch(manifest, options.batch) < 1) {
+    throw new UsageError(
+      `--batch ${options.batch} is larger than the ${
+        splitImages(manifest, "train")
+      } training images`,
+    );
+  }
+  const { NativeModel } = await import("../../src/model/native_model.ts");
+  const model = NativeModel.create(config, device, options.seed);
+  return {
+    model,
+    options,
+    startStep: 0,
+    info: {
+      config,
+      tokenizerHash: manifest.tokenizer.hash,
+      scales: manifest.scales,
+      patch: manifest.patch,
+      order: options.order,
+      classes: manifest.classes,
+      training: { model: preset, ...options, adamw: ADAMW, data: dataDir },
+    },
+  };
+}
+
+async function resumedRun(
+  values: OptionValues,
+  outDir: string,
+  manifest: Manifest,
+  manifestPath: string,
+  given: Omit<TrainOptions, "totalSteps">,
+  device: "cpu" | "cuda",
+): Promise<PreparedRun> {
+  const run = await resumeRun(outDir, device);
+  try {
+    checkShapeOnResume(values, run.info);
+    checkAgainstManifest(run.info, manifest, run.path, manifestPath);
+    const stored = run.options;
+    for (const [flag, key] of FIXED_ON_RESUME) {
+      if (values[flag] === undefined) continue;
+      if (JSON.stringify(given[key]) !== JSON.stringify(stored[key])) {
+        throw new UsageError(
+          `--${flag} differs from the checkpoint's (${JSON.stringify(stored[key])}); ` +
+            `drop it to resume, or train into a new --out`,
+        );
+      }
+    }
+    // --iters/--epochs may extend the run (epochs count with the stored batch and accum).
+    const totalSteps = totalStepsFrom(values, manifest, stored) ?? stored.totalSteps;
+    const startStep = run.info.step;
+    // A train state at its last step whose model file is whole means the run is finished; one
+    // whose model file is behind (a kill between the two writes) is finished by the resume.
+    const finished = startStep > totalSteps ||
+      (startStep === totalSteps && (await modelFileStep(outDir)) === startStep);
+    if (finished) {
+      throw new UserError(
+        `${run.path} is already at step ${startStep} of ${totalSteps} (give a larger ` +
+          `--iters or --epochs to train on)`,
+      );
+    }
+    const { step: _step, ...rest } = run.info;
+    return {
+      model: run.model,
+      options: { ...stored, totalSteps },
+      startStep,
+      info: { ...rest, training: { ...rest.training, totalSteps } },
+    };
+  } catch (err) {
+    run.model.dispose();
+    throw err;
+  }
+}

@@ -3,7 +3,7 @@
  * codes it was trained on (by default the copy in CKPT/tokenizer/ that `train` writes), checked
  * to be that tokenizer.
  */
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { exists } from "../util/files.ts";
 import { PatchTokenizer } from "../tokenizer/patch_vq.ts";
@@ -22,25 +22,38 @@ export interface LoadedCheckpoint {
   tokenizerDir: string;
 }
 
-/**
- * Reads `dir`'s checkpoint and its tokenizer (`tokenizerDir`, default DIR/tokenizer) and checks
- * that they belong together: same tokenizer hash, codebook size and latent length.
- */
+/** True when `path` is a folder (false when missing or a file). */
+async function isFolder(path: string): Promise<boolean> {
+  try {
+    return (await Deno.stat(path)).isDirectory;
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw err;
+  }
+}
+
 export type CheckpointWithTensors = LoadedCheckpoint & {
   tensors: Awaited<ReturnType<typeof readCheckpoint>>["tensors"];
 };
 
+/**
+ * Reads the checkpoint of `path` (a folder made by `train`, or the model.safetensors file in
+ * it) and its tokenizer (`tokenizerDir`, default the tokenizer/ folder beside the model file),
+ * and checks that they belong together: same tokenizer hash, codebook size and latent length.
+ */
 export async function readCheckpointWithTokenizer(
-  dir: string,
+  path: string,
   tokenizerDir?: string,
 ): Promise<CheckpointWithTensors> {
-  const ckpt = await readCheckpoint(dir);
+  const ckpt = await readCheckpoint(path);
+  const dir = dirname(ckpt.path);
   const tokDir = tokenizerDir ?? join(dir, CHECKPOINT_TOKENIZER_DIR);
-  if (!(await exists(join(tokDir, "tokenizer.json")))) {
+  if (!(await isFolder(tokDir)) || !(await exists(join(tokDir, "tokenizer.json")))) {
     throw new UserError(
       tokenizerDir === undefined
-        ? `${dir} has no ${CHECKPOINT_TOKENIZER_DIR}/ folder (tokenizer.json); give --tokenizer DIR`
-        : `--tokenizer ${tokDir}: no tokenizer.json there (is it a tokenizer folder?)`,
+        ? `${dir} has no ${CHECKPOINT_TOKENIZER_DIR}/ folder (tokenizer.json) beside ` +
+          `${ckpt.path}; give --tokenizer DIR`
+        : `--tokenizer ${tokDir}: not a tokenizer folder (no tokenizer.json in it)`,
     );
   }
   const tokenizer = await PatchTokenizer.load(tokDir);
@@ -75,13 +88,13 @@ export function modelFromCheckpoint(
   return model;
 }
 
-/** The checkpoint of `dir` as a ready model on `device`, with its tokenizer. */
+/** The checkpoint of `path` (folder or model file) as a ready model on `device`, with its tokenizer. */
 export async function loadSamplingModel(
-  dir: string,
+  path: string,
   tokenizerDir: string | undefined,
   device: Backend,
 ): Promise<LoadedCheckpoint & { model: NativeModel }> {
-  const loaded = await readCheckpointWithTokenizer(dir, tokenizerDir);
+  const loaded = await readCheckpointWithTokenizer(path, tokenizerDir);
   const { tensors: _tensors, ...rest } = loaded;
   return { ...rest, model: modelFromCheckpoint(loaded, device) };
 }

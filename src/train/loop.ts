@@ -11,9 +11,11 @@ import { type Batch, type Manifest, streamBatches } from "../data/shards.ts";
 import type { OrderName } from "../plan/orders.ts";
 import { deriveSeed } from "../util/rng.ts";
 import { Progress } from "../util/progress.ts";
-import { exists, writeFileAtomic } from "../util/files.ts";
+import { exists, fileSystemError, writeFileAtomic } from "../util/files.ts";
+import { countNonFinite } from "../util/finite.ts";
 import type { NativeModel } from "../model/native_model.ts";
 import { type CheckpointInfo, writeCheckpoint } from "../model/checkpoint.ts";
+import type { Split } from "../data/dataset.ts";
 import { buildModelBatch } from "./inputs.ts";
 import {
   dataPosition,
@@ -85,9 +87,14 @@ export interface TrainResult {
   lastVal?: NllResult;
 }
 
+/** Images of a split, counted from the shards the manifest lists (what is actually read). */
+export function splitImages(manifest: Manifest, split: Split): number {
+  return manifest.shards.filter((s) => s.split === split).reduce((a, s) => a + s.count, 0);
+}
+
 /** Full training batches per epoch (the last partial batch of an epoch is dropped). */
 export function batchesPerEpoch(manifest: Manifest, batch: number): number {
-  return Math.floor(manifest.counts.train / batch);
+  return Math.floor(splitImages(manifest, "train") / batch);
 }
 
 /** Optimizer steps for `epochs` epochs. */
@@ -109,7 +116,9 @@ export async function* trainBatches(
   const perEpoch = batchesPerEpoch(manifest, batch);
   if (perEpoch < 1) {
     throw new UserError(
-      `--batch ${batch} is larger than the ${manifest.counts.train} training images of ${dir}`,
+      `--batch ${batch} is larger than the ${
+        splitImages(manifest, "train")
+      } training images in the shards of ${dir}`,
     );
   }
   let { epoch, batch: skip } = dataPosition(start, perEpoch);
@@ -125,6 +134,13 @@ export async function* trainBatches(
     for await (const b of stream) {
       if (index++ < skip) continue;
       yield b;
+    }
+    // An epoch must yield its batches: otherwise the loop would spin on empty epochs forever.
+    if (index !== perEpoch) {
+      throw new UserError(
+        `${dir}: epoch ${epoch} of the training split gave ${index} batches of ${batch}, the ` +
+          `manifest's shards promise ${perEpoch} (shards changed under the manifest?)`,
+      );
     }
   }
 }
@@ -158,20 +174,24 @@ export async function evaluateNll(
     seed?: number;
     maxBatches?: number;
     quiet?: boolean;
+    /** The progress line's label (default "validate"). */
+    label?: string;
   },
 ): Promise<NllResult> {
   const scales = manifest.scales;
   const nats = new Float64Array(scales.length);
   const counts = new Float64Array(scales.length);
-  const total = manifest.counts.val;
-  if (total < 1) throw new UserError(`${dir}: the validation split is empty`);
+  const total = splitImages(manifest, "val");
+  if (total < 1) {
+    throw new UserError(`${join(dir, "manifest.json")}: the validation split has no images`);
+  }
   const maxBatches = o.maxBatches ?? 0;
   const images = maxBatches > 0 ? Math.min(total, maxBatches * o.batch) : total;
   // A capped evaluation takes images evenly spaced over the split (datasets are often stored
   // class by class, so the first images alone would be a biased sample).
   const chosen = new Uint8Array(total);
   for (let j = 0; j < images; j++) chosen[Math.floor((j * total) / images)] = 1;
-  const progress = new Progress("validate", images, "img", { quiet: o.quiet });
+  const progress = new Progress(o.label ?? "validate", images, "img", { quiet: o.quiet });
   const L = manifest.sequenceLength;
   const pendingCodes = new Uint16Array(o.batch * L);
   const pendingLabels = new Int32Array(o.batch);
@@ -219,6 +239,11 @@ export async function evaluateNll(
   }
   if (pending > 0) await run();
   progress.finish();
+  if (seen !== images) {
+    throw new UserError(
+      `${dir}: read ${seen} of the ${images} validation images the manifest's shards promise`,
+    );
+  }
   const tokens = counts.reduce((a, b) => a + b, 0);
   const sum = nats.reduce((a, b) => a + b, 0);
   return {
@@ -287,7 +312,11 @@ class MetricsLog {
   }
 
   async write(entry: Record<string, unknown>) {
-    await Deno.writeTextFile(this.path, JSON.stringify(entry) + "\n", { append: true });
+    try {
+      await Deno.writeTextFile(this.path, JSON.stringify(entry) + "\n", { append: true });
+    } catch (err) {
+      throw fileSystemError(err, `cannot write ${this.path}`);
+    }
   }
 }
 
@@ -299,10 +328,18 @@ function formatRate(r: number): string {
   return r >= 1e3 ? `${(r / 1e3).toFixed(1)}k` : r.toFixed(0);
 }
 
+/** True when an NLL result is finite overall and at every scale. */
+export function isFiniteNll(r: NllResult): boolean {
+  return Number.isFinite(r.bitsPerToken) && r.perScaleBits.every(Number.isFinite);
+}
+
 /**
  * Trains from ctx.startStep to options.totalSteps (or until stopAfter / Ctrl-C), writing
  * metrics and checkpoints into ctx.outDir. Ctrl-C stops at the next step boundary after a
  * checkpoint (a second Ctrl-C quits at once; checkpoints are written atomically).
+ *
+ * A loss, a validation NLL or a parameter that turns non-finite stops the run with a
+ * UserError before anything of the diverged state is written: the last checkpoint stays.
  */
 export async function train(ctx: TrainContext): Promise<TrainResult> {
   const { model, manifest, options: o, loop } = ctx;
@@ -331,23 +368,45 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     // Signals unavailable (e.g. no permission): Ctrl-C then ends the process as usual.
   }
 
+  // The step of the newest checkpoint on disk (the resumed one, or none for a fresh run).
+  let lastCheckpoint = ctx.startStep > 0 ? ctx.startStep : -1;
+  const diverged = (step: number, what: string): UserError => {
+    const kept = lastCheckpoint >= 0
+      ? `the checkpoint of step ${lastCheckpoint} in ${ctx.outDir} is kept`
+      : `no checkpoint was written`;
+    // On a resume the options are fixed by the checkpoint, so a lower lr means a new run.
+    const hint = ctx.startStep > 0
+      ? "a lower --lr or a warmup needs a new run (another --out)"
+      : "try a lower --lr or a warmup";
+    return new UserError(`training diverged at step ${step}: ${what}; ${kept} (${hint})`);
+  };
+
   const checkpoint = async (step: number) => {
+    const params = model.getState("params");
+    const adamM = model.getState("adamM");
+    const adamV = model.getState("adamV");
+    for (
+      const [name, values] of [["parameters", params], ["moments", adamM], [
+        "moments",
+        adamV,
+      ]] as const
+    ) {
+      const bad = countNonFinite(values);
+      if (bad.count > 0) throw diverged(step, `${bad.count} ${name} are NaN or Inf`);
+    }
     const microBatches = step * o.accum;
     const pos = dataPosition(microBatches, perEpoch);
     await writeCheckpoint(
       ctx.outDir,
       model.params,
-      {
-        params: model.getState("params"),
-        adamM: model.getState("adamM"),
-        adamV: model.getState("adamV"),
-      },
+      { params, adamM, adamV },
       { ...ctx.info, step },
-      { step, data: { microBatches, epoch: pos.epoch, batch: pos.batch } },
+      { microBatches, epoch: pos.epoch, batch: pos.batch },
     );
+    lastCheckpoint = step;
   };
-  const validate = (quiet: boolean) =>
-    evaluateNll(model, ctx.dataDir, manifest, ctx.codebook, {
+  const validate = async (step: number, quiet: boolean) => {
+    const r = await evaluateNll(model, ctx.dataDir, manifest, ctx.codebook, {
       steps: loop.evalSteps,
       order: o.order,
       batch: o.batch,
@@ -355,6 +414,9 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       maxBatches: loop.evalBatches,
       quiet,
     });
+    if (!isFiniteNll(r)) throw diverged(step, `validation NLL ${r.bitsPerToken} bits per token`);
+    return r;
+  };
 
   const progress = new Progress("train", o.totalSteps - ctx.startStep, "step", {
     quiet: loop.quiet,
@@ -363,7 +425,6 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   let lastLoss = NaN;
   let lastVal: NllResult | undefined;
   let window = { steps: 0, loss: 0, tokens: 0, seconds: 0 };
-  let lastCheckpoint = -1;
   try {
     while (step < o.totalSteps) {
       const t0 = performance.now();
@@ -389,12 +450,8 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
             : undefined,
         });
         const r = await model.forward(batch, { backward: true });
+        if (!Number.isFinite(r.loss)) throw diverged(step + 1, `loss ${r.loss}`);
         await model.backward();
-        if (!Number.isFinite(r.loss)) {
-          throw new UserError(
-            `training diverged at step ${step + 1}: loss ${r.loss} (try a lower --lr or a warmup)`,
-          );
-        }
         nats += r.loss * r.tokens;
         tokens += r.tokens;
       }
@@ -412,7 +469,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
         seconds: window.seconds + seconds,
       };
       const evalNow = loop.evalEvery > 0 && step % loop.evalEvery === 0 && step < o.totalSteps;
-      if (evalNow) lastVal = await validate(true);
+      if (evalNow) lastVal = await validate(step, true);
       if (step % loop.logEvery === 0 || evalNow || step === o.totalSteps) {
         const entry: Record<string, unknown> = {
           step,
@@ -438,7 +495,6 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
         (loop.stopAfter > 0 && step - ctx.startStep >= loop.stopAfter);
       if ((loop.checkpointEvery > 0 && step % loop.checkpointEvery === 0) || stopHere) {
         await checkpoint(step);
-        lastCheckpoint = step;
       }
       if (stopHere) {
         if (!loop.quiet && Deno.stderr.isTerminal()) console.error(); // end the bar's line
@@ -453,9 +509,13 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       }
     }
     progress.finish();
-    if (lastCheckpoint !== step) await checkpoint(step);
-    if (loop.validateAtEnd ?? true) {
-      lastVal = await validate(loop.quiet ?? false);
+    // The final validation comes before the final checkpoint, so that a model whose
+    // validation NLL is not finite is never written.
+    if (loop.validateAtEnd ?? true) lastVal = await validate(step, loop.quiet ?? false);
+    // (A resume of a finished train state rewrites its model file, which a kill may have left
+    // one checkpoint behind.)
+    if (lastCheckpoint !== step || step === ctx.startStep) await checkpoint(step);
+    if (lastVal && (loop.validateAtEnd ?? true)) {
       await metrics.write({
         step,
         valBitsPerToken: lastVal.bitsPerToken,
