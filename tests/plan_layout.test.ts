@@ -1,7 +1,9 @@
 import assert from "node:assert/strict";
 import {
   buildLayout,
+  layoutFor,
   rasterToSlotOrder,
+  scaleOffsets,
   sequenceFromRaster,
   type SlotLayout,
   slotToRasterOrder,
@@ -105,4 +107,21 @@ Deno.test("raster <-> slot order round trip and whole sequences", () => {
   assert.equal(seq[0], -7);
   for (let t = 1; t < L.length; t++) assert.equal(seq[t], 100 * L.scaleOf[t] + L.posOf[t]);
   assert.throws(() => rasterToSlotOrder(L, 2, new Int32Array(3)), RangeError);
+});
+
+Deno.test("the sequence plan of training and sampling: scale offsets and layoutFor", () => {
+  assert.deepEqual(scaleOffsets([1, 2, 4, 8]), [0, 1, 5, 21]);
+  const scales = [1, 2, 4];
+  const fixed = layoutFor(scales, 2, "checkerboard");
+  checkInvariants(fixed);
+  assert.deepEqual(
+    Array.from(fixed.posOf.subarray(fixed.scaleStart[2], fixed.scaleStart[2] + 16)),
+    Array.from(buildLayout(scales, 2, (_, side) => checkerboardOrder(side)).posOf.subarray(6, 22)),
+  );
+  // The random order is a function of the sequence seed: equal seeds agree, others differ.
+  const a = layoutFor(scales, 2, "random", 7), b = layoutFor(scales, 2, "random", 7);
+  const c = layoutFor(scales, 2, "random", 8);
+  checkInvariants(a);
+  assert.deepEqual(a.posOf, b.posOf);
+  assert.notDeepEqual(a.posOf, c.posOf);
 });

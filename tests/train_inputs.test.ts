@@ -4,10 +4,9 @@ import {
   bilinearTaps,
   buildModelBatch,
   FIRST_BLOCK_POSITION,
-  layoutFor,
-  scaleOffsets,
   upsampleBilinear,
 } from "../src/train/inputs.ts";
+import { layoutFor, scaleOffsets } from "../src/plan/layout.ts";
 import { checkerboardOrder } from "../src/plan/orders.ts";
 
 function close(a: ArrayLike<number>, b: ArrayLike<number>, tol = 1e-6) {

@@ -7,6 +7,8 @@
  */
 import { blockSizes, stepsPerScale as effectiveSteps } from "./blocks.ts";
 import { validateScales } from "./scales.ts";
+import { makeOrder, type OrderName } from "./orders.ts";
+import { deriveSeed } from "../util/rng.ts";
 
 /** The within-scale order used for scale `scaleIndex` of side `side`: [x, y] positions. */
 export type OrderFor = (
@@ -222,4 +224,44 @@ export function sequenceFromRaster(
     rasterToSlotOrder(layout, k, rasterPerScale[k], seq.subarray(start, start + side * side));
   });
   return seq;
+}
+
+/** scaleOffset[k] = sum of s_j^2 for j < k: where scale k starts in a concatenated sequence. */
+export function scaleOffsets(scales: readonly number[]): number[] {
+  const out: number[] = [];
+  let sum = 0;
+  for (const s of scales) {
+    out.push(sum);
+    sum += s * s;
+  }
+  return out;
+}
+
+/**
+ * The seed of the random order of every scale of one sequence, keyed by a per-sequence seed, so
+ * that a sequence's order does not depend on its batch or position in it.
+ */
+export function randomOrderSeed(sequenceSeed: number, scaleIndex: number): number {
+  return deriveSeed(sequenceSeed, scaleIndex, 0x0dde5);
+}
+
+/**
+ * The slot layout of one sequence for an order and steps per scale (training and sampling
+ * share it). `sequenceSeed` is used by the `random` order only (a fresh permutation of every
+ * scale per sequence).
+ */
+export function layoutFor(
+  scales: readonly number[],
+  steps: number | readonly number[],
+  order: OrderName,
+  sequenceSeed = 0,
+): SlotLayout {
+  return buildLayout(
+    scales,
+    steps,
+    (k, side) =>
+      order === "random"
+        ? makeOrder("random", side, randomOrderSeed(sequenceSeed, k))
+        : makeOrder(order, side),
+  );
 }

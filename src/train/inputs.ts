@@ -13,26 +13,18 @@
  * Slot 0 is the class token: posP = posQ = 0, target -1, no learned flags, zero latents.
  */
 import { UserError } from "../errors.ts";
-import { buildLayout, type SlotLayout } from "../plan/layout.ts";
-import { makeOrder, type OrderName } from "../plan/orders.ts";
-import { deriveSeed } from "../util/rng.ts";
+import { layoutFor, scaleOffsets, type SlotLayout } from "../plan/layout.ts";
+import type { OrderName } from "../plan/orders.ts";
 import type { ModelBatch } from "../model/native_model.ts";
+
+// The sequence plan lives in src/plan/layout.ts; re-exported for the modules that still import
+// it from here.
+export { layoutFor, randomOrderSeed, scaleOffsets } from "../plan/layout.ts";
 
 /** Position index of the class token. */
 export const CLASS_POSITION = 0;
 /** Position index of the learned "previous position" of a scale's first block. */
 export const FIRST_BLOCK_POSITION = 1;
-
-/** scaleOffset[k] = sum of s_j^2 for j < k. */
-export function scaleOffsets(scales: readonly number[]): number[] {
-  const out: number[] = [];
-  let sum = 0;
-  for (const s of scales) {
-    out.push(sum);
-    sum += s * s;
-  }
-  return out;
-}
 
 /**
  * 1-D bilinear weights for resizing `inSize` samples to `outSize` with half-pixel centres
@@ -84,34 +76,6 @@ export function upsampleBilinear(
     }
   }
   return out;
-}
-
-/**
- * The seed of the random order of every scale of one sequence, keyed by a per-sequence seed, so
- * that a sequence's order does not depend on its batch or position in it.
- */
-export function randomOrderSeed(sequenceSeed: number, scaleIndex: number): number {
-  return deriveSeed(sequenceSeed, scaleIndex, 0x0dde5);
-}
-
-/**
- * The slot layout of one sequence for an order and steps per scale. `sequenceSeed` is used by
- * the `random` order only (a fresh permutation of every scale per sequence).
- */
-export function layoutFor(
-  scales: readonly number[],
-  steps: number | readonly number[],
-  order: OrderName,
-  sequenceSeed = 0,
-): SlotLayout {
-  return buildLayout(
-    scales,
-    steps,
-    (k, side) =>
-      order === "random"
-        ? makeOrder("random", side, randomOrderSeed(sequenceSeed, k))
-        : makeOrder(order, side),
-  );
 }
 
 export interface InputOptions {
