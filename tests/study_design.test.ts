@@ -8,6 +8,7 @@ import {
   type ModelSummary,
   multiscaleVsSingle,
   stat,
+  undertrainedEvidence,
   valueAtTotalSteps,
 } from "../src/study/aggregate.ts";
 import type { RunSpec } from "../src/study/design.ts";
@@ -58,11 +59,10 @@ function model(config: Omit<RunSpec, "seed">, totals: number[], bpt: number[], t
       bitsPerImage: stat([bpt[i] * tokens, bpt[i] * tokens]),
       finalScaleBits: stat([bpt[i], bpt[i]]),
     })),
-    secondsPerStep: stat([1, 1]),
     finalLoss: stat([1, 1]),
     paramCount: 1,
-    runs: [],
-  } as ModelSummary;
+    mixAlpha: [],
+  } satisfies ModelSummary;
 }
 
 const base = { ratio: "2", order: "checkerboard", ropeMix: "none" } as const;
@@ -103,4 +103,18 @@ Deno.test("study findings: rules follow the numbers", () => {
   assert.equal(gainsLevelOff(flat).reproduced, false); // the last gain equals the first
   const none = model(base, [4, 7, 13, 21, 37], [1.2, 1.19, 1.2, 1.21, 1.22], 85);
   assert.equal(gainsLevelOff(none).reproduced, false); // P = 16 is worse than P = 1
+});
+
+Deno.test("study honesty: few epochs or an NLL that rises with P make the models undertrained", () => {
+  const falling = model(base, [4, 7, 13, 21, 37], [1.2, 1.0, 0.9, 0.85, 0.84], 85);
+  const rising = model(base, [4, 7, 13, 21, 37], [1.998, 1.992, 1.999, 2.013, 2.015], 85);
+  assert.deepEqual(undertrainedEvidence(12, falling), []);
+  assert.deepEqual(undertrainedEvidence(5, undefined), []);
+  const [epochs] = undertrainedEvidence(1.12, falling);
+  assert.match(epochs, /1\.12 epochs of the training split \(under 5\)/);
+  const why = undertrainedEvidence(20, rising);
+  assert.equal(why.length, 1);
+  assert.match(why[0], /NLL rises with steps per scale: 1\.998 bits per token at P = 1, 2\.015 at P = 16/);
+  assert.match(why[0], /rises at 3 of 4 doublings/);
+  assert.equal(undertrainedEvidence(1, rising).length, 2);
 });

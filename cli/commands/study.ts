@@ -15,6 +15,7 @@ import { makeShards } from "../../src/data/make_shards.ts";
 import { scalesForRatio } from "../../src/plan/scales.ts";
 import { parsePreset, PRESET_NAMES } from "../../src/model/config.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../../src/util/files.ts";
+import { Fields } from "../../src/util/schema.ts";
 import type { Device } from "../../src/engine.ts";
 import { reason } from "../../src/util/files.ts";
 import type { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
@@ -27,7 +28,22 @@ import {
   STUDY_PARTS,
   studyRuns,
 } from "../../src/study/design.ts";
-import { type RunRecords, runStages, type StudySettings } from "../../src/study/run.ts";
+import { type RunRecords, runStages } from "../../src/study/run.ts";
+import {
+  defaultSettings,
+  readSettings,
+  SETTING_OPTIONS,
+  settingsJson,
+  showSetting,
+  STUDY_DEFAULTS,
+  type StudySettings,
+} from "../../src/study/settings.ts";
+import {
+  collectResults,
+  collectTimings,
+  readResults,
+  readTimings,
+} from "../../src/study/results.ts";
 import {
   estimateRun,
   itersForBudget,
@@ -35,26 +51,17 @@ import {
   type ShapeTiming,
   timeShape,
 } from "../../src/study/budget.ts";
-import { writeReport } from "../../src/study/report.ts";
+import { copyGrids, writeReport } from "../../src/study/report.ts";
+import { SAMPLE_DEFAULTS, TRAIN_DEFAULTS } from "../../src/train/defaults.ts";
 
-const DEFAULTS = {
-  budgetMinutes: 120,
-  preset: "tiny",
-  seeds: 2,
-  batch: 32,
-  lr: 1e-3,
-  evalImages: 500,
-  perClass: 8,
-  entropyImages: 256,
-  cfg: 2,
-};
 /** Fewer steps than this per model would make the comparisons noise. */
 const MIN_ITERS = 10;
 const STUDY_FILE = "study.json";
+const STUDY_FORMAT = "checkerboard-study";
+/** 2: settings name the model `model` and hold the training recipe and the guidance start. */
+const STUDY_VERSION = 2;
 
 interface StudyFile {
-  format: "checkerboard-study";
-  version: 1;
   data: string;
   seeds: number;
   budgetMinutes?: number;
@@ -64,47 +71,82 @@ interface StudyFile {
   device: string;
 }
 
-/** The settings the command line asks for; iters is 0 when the budget is to choose it. */
-function requestedSettings(values: OptionValues): StudySettings {
-  const iters = intOption(values, "iters", { min: 1 }) ?? 0;
-  return {
-    preset: parsePreset(stringOption(values, "preset") ?? DEFAULTS.preset),
+/**
+ * The settings the command line asks for, each option not given at its default (iters 0: the
+ * budget chooses it), and the settings that were given explicitly.
+ */
+function requestedSettings(values: OptionValues): {
+  settings: StudySettings;
+  given: (keyof StudySettings)[];
+} {
+  const d = defaultSettings();
+  const model = stringOption(values, "model");
+  const settings: StudySettings = {
+    ...d,
+    model: model === undefined ? d.model : parsePreset(model),
     depth: intOption(values, "depth", { min: 1 }),
     width: intOption(values, "width", { min: 1 }),
     heads: intOption(values, "heads", { min: 1 }),
-    iters,
-    batch: intOption(values, "batch", { min: 1 }) ?? DEFAULTS.batch,
-    lr: floatOption(values, "lr", { min: 0 }) ?? DEFAULTS.lr,
-    warmup: intOption(values, "warmup", { min: 0 }) ?? -1,
-    evalImages: intOption(values, "eval-images", { min: 1 }) ?? DEFAULTS.evalImages,
-    perClass: intOption(values, "per-class", { min: 1 }) ?? DEFAULTS.perClass,
-    entropyImages: intOption(values, "entropy-images", { min: 1 }) ?? DEFAULTS.entropyImages,
-    guidance: floatOption(values, "cfg", { min: 0 }) ?? DEFAULTS.cfg,
+    iters: intOption(values, "iters", { min: 1 }) ?? 0,
+    batch: intOption(values, "batch", { min: 1 }) ?? d.batch,
+    lr: floatOption(values, "lr", { min: 0 }) ?? d.lr,
+    warmup: intOption(values, "warmup", { min: 0 }) ?? d.warmup,
+    evalImages: intOption(values, "eval-images", { min: 1 }) ?? d.evalImages,
+    perClass: intOption(values, "per-class", { min: 1 }) ?? d.perClass,
+    entropyImages: intOption(values, "entropy-images", { min: 1 }) ?? d.entropyImages,
+    guidance: floatOption(values, "cfg", { min: 0 }) ?? d.guidance,
+    guidanceStart: intOption(values, "cfg-start", { min: 0 }) ?? d.guidanceStart,
+  };
+  const given = (Object.keys(SETTING_OPTIONS) as (keyof StudySettings)[]).filter((key) =>
+    values[SETTING_OPTIONS[key]!] !== undefined
+  );
+  return { settings, given };
+}
+
+/** Reads OUT/study.json (version 1 or 2), checking every field. */
+async function readStudyFile(path: string): Promise<StudyFile> {
+  const json = await readJsonFile(path, "a study file");
+  if (json?.format !== STUDY_FORMAT) {
+    throw new UserError(
+      `${path} is not a study file of 'checkerboard study' (give another --out)`,
+    );
+  }
+  const f = Fields.of(json, path);
+  const version = f.int("version", { min: 1, max: STUDY_VERSION });
+  return {
+    data: f.string("data", { nonEmpty: true }),
+    seeds: f.int("seeds", { min: 2 }),
+    budgetMinutes: f.has("budgetMinutes") ? f.number("budgetMinutes", { min: 0 }) : undefined,
+    settings: readSettings(f.object("settings"), version),
+    plannedFrom: f.string("plannedFrom"),
+    device: f.string("device", { nonEmpty: true }),
   };
 }
 
-/** Warmup: a tenth of the run, at most 100 steps, unless given. */
-function withIters(s: StudySettings, iters: number): StudySettings {
-  return { ...s, iters, warmup: s.warmup >= 0 ? s.warmup : Math.min(100, Math.floor(iters / 10)) };
-}
-
-/** An existing study.json must agree with what this command line asks for. */
+/**
+ * An existing study.json must agree with every setting this command line gives (a setting
+ * left out continues at the study's value, whatever today's default).
+ */
 function checkResumable(
   stored: StudyFile,
-  asked: StudySettings,
-  seeds: number,
+  asked: { settings: StudySettings; given: (keyof StudySettings)[] },
+  seeds: number | undefined,
   data: string,
   path: string,
 ) {
   const clash: string[] = [];
   if (stored.data !== data) clash.push(`--data ${data} (study: ${stored.data})`);
-  if (stored.seeds !== seeds) clash.push(`--seeds ${seeds} (study: ${stored.seeds})`);
-  for (const key of Object.keys(asked) as (keyof StudySettings)[]) {
-    const given = asked[key];
-    if (key === "iters" && given === 0) continue; // chosen by the budget at the start
-    if (key === "warmup" && given === -1) continue;
-    if (given !== stored.settings[key]) {
-      clash.push(`${key} ${given} (study: ${stored.settings[key]})`);
+  if (seeds !== undefined && stored.seeds !== seeds) {
+    clash.push(`--seeds ${seeds} (study: ${stored.seeds})`);
+  }
+  for (const key of asked.given) {
+    const given = asked.settings[key], was = stored.settings[key];
+    if (showSetting(given) !== showSetting(was)) {
+      clash.push(
+        `--${SETTING_OPTIONS[key]} ${showSetting(given)} (study: ${
+          was === undefined ? "not given" : showSetting(was)
+        })`,
+      );
     }
   }
   if (clash.length) {
@@ -179,7 +221,8 @@ function minutes(seconds: number) {
 export const command: Command = {
   name: "study",
   summary: "reproduce the paper's findings (Figures 4c, 5, 6, Table 2) on your data",
-  usage: "study --data DIR --out DIR [--budget-minutes M] [--preset tiny] [--parts LIST] [options]",
+  usage: "study --data DIR --out DIR [--budget-minutes M] [--model tiny] [--parts LIST] [options]" +
+    "\n       checkerboard study --report-only --out DIR",
   options: {
     data: {
       type: "string",
@@ -193,11 +236,16 @@ export const command: Command = {
       description:
         "study folder: study.json, data/, runs/, report/ (required; run again to continue)",
     },
+    "report-only": {
+      type: "boolean",
+      description:
+        "draw the report again from its results.json (in --out, or --out/report), training nothing",
+    },
     "budget-minutes": {
       type: "string",
       valueName: "M",
       description:
-        `wall time the whole study should take; sets the steps per model (default: ${DEFAULTS.budgetMinutes})`,
+        `wall time the whole study should take; sets the steps per model (default: ${STUDY_DEFAULTS.budgetMinutes})`,
     },
     iters: {
       type: "string",
@@ -209,10 +257,10 @@ export const command: Command = {
       valueName: "LIST",
       description: `parts to run: all, or some of ${PART_NAMES.join(", ")} (default: all)`,
     },
-    preset: {
+    model: {
       type: "string",
       valueName: PRESET_NAMES.join("|"),
-      description: `model preset of every run (default: ${DEFAULTS.preset})`,
+      description: `model preset of every run, as in 'train' (default: ${TRAIN_DEFAULTS.model})`,
     },
     depth: { type: "string", valueName: "N", description: "layers (overrides the preset)" },
     width: { type: "string", valueName: "N", description: "model width (overrides the preset)" },
@@ -224,43 +272,49 @@ export const command: Command = {
     seeds: {
       type: "string",
       valueName: "N",
-      description: `seeds per model, at least 2 (default: ${DEFAULTS.seeds})`,
+      description: `seeds per model, at least 2 (default: ${STUDY_DEFAULTS.seeds})`,
     },
     batch: {
       type: "string",
       valueName: "N",
-      description: `images per step (default: ${DEFAULTS.batch})`,
+      description: `images per step (default: ${TRAIN_DEFAULTS.batch})`,
     },
     lr: {
       type: "string",
       valueName: "LR",
-      description: `peak learning rate (default: ${DEFAULTS.lr})`,
+      description: `peak learning rate (default: ${TRAIN_DEFAULTS.lr}, as in 'train')`,
     },
     warmup: {
       type: "string",
       valueName: "N",
-      description: "warmup steps (default: a tenth of the run, at most 100)",
+      description: `warmup steps (default: ${TRAIN_DEFAULTS.warmup}, as in 'train')`,
     },
     "eval-images": {
       type: "string",
       valueName: "N",
-      description: `validation images scored per step count (default: ${DEFAULTS.evalImages})`,
+      description:
+        `validation images scored per step count (default: ${STUDY_DEFAULTS.evalImages})`,
     },
     "per-class": {
       type: "string",
       valueName: "N",
-      description: `samples per class in each grid (default: ${DEFAULTS.perClass})`,
+      description: `samples per class in each grid (default: ${STUDY_DEFAULTS.perClass})`,
     },
     "entropy-images": {
       type: "string",
       valueName: "N",
-      description: `samples per entropy measurement (default: ${DEFAULTS.entropyImages})`,
+      description: `samples per entropy measurement (default: ${STUDY_DEFAULTS.entropyImages})`,
     },
     cfg: {
       type: "string",
       valueName: "W",
+      description: `CFG weight of samples and entropy (default: ${SAMPLE_DEFAULTS.cfg})`,
+    },
+    "cfg-start": {
+      type: "string",
+      valueName: "N",
       description:
-        `CFG weight of samples and entropy, from the first step (default: ${DEFAULTS.cfg})`,
+        `guidance is off for the first N steps, as in 'sample' (default: ${SAMPLE_DEFAULTS.cfgStart})`,
     },
     device: deviceOption,
   },
@@ -269,30 +323,34 @@ export const command: Command = {
     ...PART_NAMES.map((p) => `  ${p.padEnd(8)} ${STUDY_PARTS[p]}`),
     "",
     "Every model is trained with the same number of optimizer steps and evaluated on the same",
-    "validation images. With a budget, the study times a few steps of every model shape first",
-    "and picks the steps per model so that training, evaluation and sampling fill the budget;",
-    "the choice is stored in OUT/study.json. Run the same command again after Ctrl-C, kill or",
-    "a crash: finished runs and stages are reused, and the report's numbers come out the same.",
-    "The report (OUT/report/report.md, its figures, sample grids and results.json) is written",
-    "at the end; copy the folder as it is to publish it.",
+    "validation images; the training recipe is train's (src/train/defaults.ts) unless --lr or",
+    "--warmup say otherwise. With a budget, the study times a few steps of every model shape",
+    "first and picks the steps per model so that training, evaluation and sampling fill the",
+    "budget; the choice is stored in OUT/study.json. Run the same command again after Ctrl-C,",
+    "kill or a crash: finished runs and stages are reused, and the report's numbers come out",
+    "the same. The report (OUT/report/report.md, its figures, sample grids, results.json and",
+    "timings.json) is written at the end; copy the folder as it is to publish it, and draw it",
+    "again with --report-only (e.g. after an update of the figures).",
     "",
     "Example: checkerboard study --data out/mnist-r2 --out out/study-mnist",
   ].join("\n"),
   async run(values) {
+    if (values["report-only"]) return await reportOnly(values);
     const started = performance.now();
     const dataDir = resolve(requiredString(values, "data"));
     const outDir = requiredString(values, "out");
     const parts = parseParts(stringOption(values, "parts") ?? "all");
-    const seeds = intOption(values, "seeds", { min: 2 }) ?? DEFAULTS.seeds;
+    const seedsGiven = intOption(values, "seeds", { min: 2 });
     const asked = requestedSettings(values);
+    const itersGiven = asked.settings.iters > 0;
     const budgetGiven = floatOption(values, "budget-minutes", { min: 0 });
-    if (budgetGiven !== undefined && asked.iters > 0) {
+    if (budgetGiven !== undefined && itersGiven) {
       throw new UsageError("give --budget-minutes or --iters, not both");
     }
     if (budgetGiven !== undefined && !(budgetGiven > 0)) {
       throw new UsageError("--budget-minutes must be greater than 0");
     }
-    const budgetMinutes = asked.iters > 0 ? undefined : (budgetGiven ?? DEFAULTS.budgetMinutes);
+    const budgetMinutes = itersGiven ? undefined : (budgetGiven ?? STUDY_DEFAULTS.budgetMinutes);
 
     const manifest = await readManifest(dataDir);
     const tokenizer = await tokenizerForManifest(manifest, dataDir);
@@ -302,30 +360,30 @@ export const command: Command = {
     });
     const studyPath = join(outDir, STUDY_FILE);
     const data = new RatioData({ dir: dataDir, manifest }, tokenizer, outDir, device);
-    const runs = studyRuns(parts, seeds);
     const runsDir = join(outDir, "runs");
+
+    // An existing study decides the seeds; check it before any work.
+    let study: StudyFile | undefined;
+    if (await exists(studyPath)) {
+      study = await readStudyFile(studyPath);
+      checkResumable(study, asked, seedsGiven, dataDir, studyPath);
+    }
+    const seeds = study?.seeds ?? seedsGiven ?? STUDY_DEFAULTS.seeds;
+    const runs = studyRuns(parts, seeds);
 
     // Data for every ratio first: the timings need it, and it counts against the budget.
     for (const ratio of new Set(runs.map((r) => r.ratio))) await data.get(ratio);
 
-    let study: StudyFile;
-    if (await exists(studyPath)) {
-      study = await readJsonFile(studyPath, "a study file") as StudyFile;
-      if (study?.format !== "checkerboard-study" || typeof study.settings !== "object") {
-        throw new UserError(
-          `${studyPath} is not a study file of 'checkerboard study' (give another --out)`,
-        );
-      }
-      checkResumable(study, asked, seeds, dataDir, studyPath);
+    if (study) {
       console.error(`study: continuing ${outDir} (${study.settings.iters} steps per model)`);
     } else {
       let settings: StudySettings, plannedFrom: string;
-      if (asked.iters > 0) {
-        settings = withIters(asked, asked.iters);
-        plannedFrom = `${asked.iters} steps per model given on the command line.`;
+      if (itersGiven) {
+        settings = asked.settings;
+        plannedFrom = `${settings.iters} steps per model given on the command line.`;
       } else {
         ({ settings, plannedFrom } = await planIters(
-          asked,
+          asked.settings,
           runs,
           parts,
           data,
@@ -335,17 +393,14 @@ export const command: Command = {
           started,
         ));
       }
-      study = {
-        format: "checkerboard-study",
-        version: 1,
-        data: dataDir,
-        seeds,
-        budgetMinutes,
-        settings,
-        plannedFrom,
-        device,
+      study = { data: dataDir, seeds, budgetMinutes, settings, plannedFrom, device };
+      const file = {
+        format: STUDY_FORMAT,
+        version: STUDY_VERSION,
+        ...study,
+        settings: settingsJson(settings),
       };
-      await writeFileAtomic(studyPath, JSON.stringify(study, null, 1) + "\n");
+      await writeFileAtomic(studyPath, JSON.stringify(file, null, 1) + "\n");
       console.error(`study: ${plannedFrom}`);
     }
 
@@ -379,7 +434,7 @@ export const command: Command = {
       if (performance.now() - t0 > 1000) worked++;
     }
     const reportDir = join(outDir, "report");
-    const path = await writeReport(reportDir, runsDir, parts, records, {
+    const results = collectResults(parts, records, {
       dataset: manifest.dataset,
       dataDir: values.data as string,
       counts: manifest.counts,
@@ -392,8 +447,13 @@ export const command: Command = {
       seeds,
       budgetMinutes: study.budgetMinutes,
       device: study.device,
-      plannedFrom: study.plannedFrom,
     }, (ratio) => data.scales(ratio));
+    await copyGrids(reportDir, runsDir, records);
+    const path = await writeReport(
+      reportDir,
+      results,
+      collectTimings(records, study.plannedFrom),
+    );
     console.log(
       `study: ${runs.length} models; this invocation took ${
         minutes((performance.now() - started) / 1000)
@@ -402,6 +462,39 @@ export const command: Command = {
     console.log(`wrote ${path}`);
   },
 };
+
+/** `study --report-only --out DIR`: the report drawn again from DIR's results.json. */
+async function reportOnly(values: OptionValues): Promise<void> {
+  // Options at their parser default (--device) were not given.
+  const extra = Object.keys(values).filter((k) =>
+    values[k] !== undefined && values[k] !== command.options[k]?.default &&
+    !["report-only", "out", "help"].includes(k)
+  );
+  if (extra.length) {
+    throw new UsageError(
+      `--report-only takes only --out (the study or report folder), not --${extra[0]}`,
+    );
+  }
+  const outDir = requiredString(values, "out");
+  const candidates = [outDir, join(outDir, "report")];
+  let reportDir: string | undefined;
+  for (const dir of candidates) {
+    if (await exists(join(dir, "results.json"))) {
+      reportDir = dir;
+      break;
+    }
+  }
+  if (!reportDir) {
+    throw new UserError(
+      `no results.json in ${outDir} or ${join(outDir, "report")}: --report-only needs a ` +
+        `finished study's folder or its report folder`,
+    );
+  }
+  const results = await readResults(join(reportDir, "results.json"), reportDir);
+  const timings = await readTimings(join(reportDir, "timings.json"));
+  const path = await writeReport(reportDir, results, timings);
+  console.log(`wrote ${path}`);
+}
 
 /** Times every model shape and picks the steps per model that fill the budget. */
 async function planIters(
@@ -447,7 +540,7 @@ async function planIters(
         `give --budget-minutes ${Math.ceil(needed)} or more, fewer --parts, or --iters`,
     );
   }
-  const settings = withIters(asked, iters);
+  const settings = { ...asked, iters };
   const perStep = estimates.reduce((a, e) => a + e.trainStep, 0);
   return {
     settings,

@@ -1,8 +1,9 @@
 /**
- * A small raster plotting helper in pure TypeScript: an RGB canvas, a built-in 3x5 bitmap font
- * (digits, capitals, a little punctuation; lower case is drawn as capitals), and a line plot
- * with shaded bands, ticks and axis labels. Enough for the entropy figure (paper Figure 6)
- * without a plotting stack.
+ * A small raster plotting helper in pure TypeScript: an RGB canvas, a built-in 5x7 bitmap font
+ * (printable ASCII with lower case and descenders, drawn at 2x by default: 10x14-pixel capitals),
+ * and a line plot with error bars, shaded bands, ticks, axis labels and a legend beside the
+ * plot area (never over the data). Enough for the sampling and study figures without a
+ * plotting stack.
  */
 
 export type Rgb = readonly [number, number, number];
@@ -69,81 +70,153 @@ export class Canvas {
     return phase + length;
   }
 
-  /** Text with its top-left corner at (x, y), each font pixel drawn as `scale` x `scale`. */
+  /**
+   * Text with its top-left corner at (x, y), each font pixel drawn as `scale` x `scale`. A line
+   * is GLYPH_H * scale pixels high (descenders included).
+   */
   text(x: number, y: number, text: string, color: Rgb = [0, 0, 0], scale = 2) {
-    let cx = Math.round(x);
-    for (const ch of text.toUpperCase()) {
+    this.drawText(text, scale, (gx, gy) => this.fillRect(x + gx, y + gy, scale, scale, color));
+  }
+
+  /** Text read bottom to top (turned a quarter left), its glyphs' tops at column x. */
+  verticalText(x: number, yBottom: number, text: string, color: Rgb = [0, 0, 0], scale = 2) {
+    this.drawText(text, scale, (gx, gy) =>
+      this.fillRect(x + gy, yBottom - gx - scale, scale, scale, color));
+  }
+
+  /** Calls `ink(dx, dy)` at the offset of every inked font pixel of `text` from its corner. */
+  private drawText(text: string, scale: number, ink: (dx: number, dy: number) => void) {
+    let cx = 0;
+    for (const ch of text) {
       const glyph = FONT[ch] ?? FONT["?"];
       for (let gy = 0; gy < GLYPH_H; gy++) {
         for (let gx = 0; gx < GLYPH_W; gx++) {
-          if (glyph[gy][gx] === "1") {
-            this.fillRect(cx + gx * scale, Math.round(y) + gy * scale, scale, scale, color);
-          }
+          if (glyph[gy][gx]) ink(cx + gx * scale, gy * scale);
         }
       }
-      cx += (GLYPH_W + 1) * scale;
+      cx += ADVANCE * scale;
     }
   }
 }
 
-export const GLYPH_W = 3, GLYPH_H = 5;
+export const GLYPH_W = 5;
+/** Rows of a text line: 7 above the baseline, 2 for descenders (g, j, p, q, y, comma). */
+export const GLYPH_H = 9;
+/** Glyph width plus one column of space. */
+const ADVANCE = GLYPH_W + 1;
 
 /** Width in pixels of `text` drawn at `scale` (no trailing gap). */
 export function textWidth(text: string, scale = 2): number {
-  return text.length === 0 ? 0 : (text.length * (GLYPH_W + 1) - 1) * scale;
+  const n = [...text].length;
+  return n === 0 ? 0 : (n * ADVANCE - 1) * scale;
 }
 
-/** 3x5 glyphs, rows top to bottom, "1" = ink. */
-const FONT: Record<string, string[]> = {
-  "0": ["111", "101", "101", "101", "111"],
-  "1": ["010", "110", "010", "010", "111"],
-  "2": ["111", "001", "111", "100", "111"],
-  "3": ["111", "001", "111", "001", "111"],
-  "4": ["101", "101", "111", "001", "001"],
-  "5": ["111", "100", "111", "001", "111"],
-  "6": ["111", "100", "111", "101", "111"],
-  "7": ["111", "001", "001", "010", "010"],
-  "8": ["111", "101", "111", "101", "111"],
-  "9": ["111", "101", "111", "001", "111"],
-  A: ["010", "101", "111", "101", "101"],
-  B: ["110", "101", "110", "101", "110"],
-  C: ["011", "100", "100", "100", "011"],
-  D: ["110", "101", "101", "101", "110"],
-  E: ["111", "100", "110", "100", "111"],
-  F: ["111", "100", "110", "100", "100"],
-  G: ["011", "100", "101", "101", "011"],
-  H: ["101", "101", "111", "101", "101"],
-  I: ["111", "010", "010", "010", "111"],
-  J: ["001", "001", "001", "101", "010"],
-  K: ["101", "101", "110", "101", "101"],
-  L: ["100", "100", "100", "100", "111"],
-  M: ["101", "111", "111", "101", "101"],
-  N: ["110", "101", "101", "101", "101"],
-  O: ["010", "101", "101", "101", "010"],
-  P: ["110", "101", "110", "100", "100"],
-  Q: ["010", "101", "101", "110", "011"],
-  R: ["110", "101", "110", "101", "101"],
-  S: ["011", "100", "010", "001", "110"],
-  T: ["111", "010", "010", "010", "010"],
-  U: ["101", "101", "101", "101", "111"],
-  V: ["101", "101", "101", "101", "010"],
-  W: ["101", "101", "111", "111", "101"],
-  X: ["101", "101", "010", "101", "101"],
-  Y: ["101", "101", "010", "010", "010"],
-  Z: ["111", "001", "010", "100", "111"],
-  " ": ["000", "000", "000", "000", "000"],
-  ".": ["000", "000", "000", "000", "010"],
-  ",": ["000", "000", "000", "010", "100"],
-  "-": ["000", "000", "111", "000", "000"],
-  "+": ["000", "010", "111", "010", "000"],
-  "=": ["000", "111", "000", "111", "000"],
-  ":": ["000", "010", "000", "010", "000"],
-  "/": ["001", "001", "010", "100", "100"],
-  "%": ["101", "001", "010", "100", "101"],
-  "(": ["001", "010", "010", "010", "001"],
-  ")": ["100", "010", "010", "010", "100"],
-  "?": ["111", "001", "010", "000", "010"],
+/**
+ * A 5x7 font with descenders (the classic LCD shapes), "#" = ink, rows top to bottom; rows
+ * missing at the bottom are blank. Characters it lacks draw as "?".
+ */
+const FONT_ROWS: Record<string, string> = {
+  "0": ".###. #...# #..## #.#.# ##..# #...# .###.",
+  "1": "..#.. .##.. ..#.. ..#.. ..#.. ..#.. .###.",
+  "2": ".###. #...# ....# ...#. ..#.. .#... #####",
+  "3": "##### ...#. ..#.. ...#. ....# #...# .###.",
+  "4": "...#. ..##. .#.#. #..#. ##### ...#. ...#.",
+  "5": "##### #.... ####. ....# ....# #...# .###.",
+  "6": "..##. .#... #.... ####. #...# #...# .###.",
+  "7": "##### ....# ...#. ..#.. .#... .#... .#...",
+  "8": ".###. #...# #...# .###. #...# #...# .###.",
+  "9": ".###. #...# #...# .#### ....# ...#. .##..",
+  A: ".###. #...# #...# ##### #...# #...# #...#",
+  B: "####. #...# #...# ####. #...# #...# ####.",
+  C: ".###. #...# #.... #.... #.... #...# .###.",
+  D: "###.. #..#. #...# #...# #...# #..#. ###..",
+  E: "##### #.... #.... ####. #.... #.... #####",
+  F: "##### #.... #.... ####. #.... #.... #....",
+  G: ".###. #...# #.... #.### #...# #...# .####",
+  H: "#...# #...# #...# ##### #...# #...# #...#",
+  I: ".###. ..#.. ..#.. ..#.. ..#.. ..#.. .###.",
+  J: "..### ...#. ...#. ...#. ...#. #..#. .##..",
+  K: "#...# #..#. #.#.. ##... #.#.. #..#. #...#",
+  L: "#.... #.... #.... #.... #.... #.... #####",
+  M: "#...# ##.## #.#.# #.#.# #...# #...# #...#",
+  N: "#...# #...# ##..# #.#.# #..## #...# #...#",
+  O: ".###. #...# #...# #...# #...# #...# .###.",
+  P: "####. #...# #...# ####. #.... #.... #....",
+  Q: ".###. #...# #...# #...# #.#.# #..#. .##.#",
+  R: "####. #...# #...# ####. #.#.. #..#. #...#",
+  S: ".#### #.... #.... .###. ....# ....# ####.",
+  T: "##### ..#.. ..#.. ..#.. ..#.. ..#.. ..#..",
+  U: "#...# #...# #...# #...# #...# #...# .###.",
+  V: "#...# #...# #...# #...# #...# .#.#. ..#..",
+  W: "#...# #...# #...# #.#.# #.#.# #.#.# .#.#.",
+  X: "#...# #...# .#.#. ..#.. .#.#. #...# #...#",
+  Y: "#...# #...# .#.#. ..#.. ..#.. ..#.. ..#..",
+  Z: "##### ....# ...#. ..#.. .#... #.... #####",
+  a: "..... ..... .###. ....# .#### #...# .####",
+  b: "#.... #.... #.##. ##..# #...# #...# ####.",
+  c: "..... ..... .###. #.... #.... #...# .###.",
+  d: "....# ....# .##.# #..## #...# #...# .####",
+  e: "..... ..... .###. #...# ##### #.... .###.",
+  f: "..##. .#..# .#... ###.. .#... .#... .#...",
+  g: "..... ..... .#### #...# #...# #...# .#### ....# .###.",
+  h: "#.... #.... #.##. ##..# #...# #...# #...#",
+  i: "..#.. ..... .##.. ..#.. ..#.. ..#.. .###.",
+  j: "...#. ..... ..##. ...#. ...#. ...#. ...#. #..#. .##..",
+  k: "#.... #.... #..#. #.#.. ##... #.#.. #..#.",
+  l: ".##.. ..#.. ..#.. ..#.. ..#.. ..#.. .###.",
+  m: "..... ..... ##.#. #.#.# #.#.# #.#.# #.#.#",
+  n: "..... ..... #.##. ##..# #...# #...# #...#",
+  o: "..... ..... .###. #...# #...# #...# .###.",
+  p: "..... ..... ####. #...# #...# #...# ####. #.... #....",
+  q: "..... ..... .#### #...# #...# #...# .#### ....# ....#",
+  r: "..... ..... #.##. ##..# #.... #.... #....",
+  s: "..... ..... .###. #.... .###. ....# ####.",
+  t: ".#... .#... ###.. .#... .#... .#..# ..##.",
+  u: "..... ..... #...# #...# #...# #..## .##.#",
+  v: "..... ..... #...# #...# #...# .#.#. ..#..",
+  w: "..... ..... #...# #...# #.#.# #.#.# .#.#.",
+  x: "..... ..... #...# .#.#. ..#.. .#.#. #...#",
+  y: "..... ..... #...# #...# #...# #...# .#### ....# .###.",
+  z: "..... ..... ##### ...#. ..#.. .#... #####",
+  " ": "",
+  ".": "..... ..... ..... ..... ..... .##.. .##..",
+  ",": "..... ..... ..... ..... ..... .##.. ..#.. .#...",
+  ":": "..... .##.. .##.. ..... .##.. .##..",
+  ";": "..... .##.. .##.. ..... .##.. .##.. ..#.. .#...",
+  "-": "..... ..... ..... .###.",
+  "_": "..... ..... ..... ..... ..... ..... #####",
+  "+": "..... ..#.. ..#.. ##### ..#.. ..#..",
+  "=": "..... ..... ##### ..... #####",
+  "±": "..#.. ..#.. ##### ..#.. ..#.. ..... #####",
+  "/": "....# ...#. ...#. ..#.. .#... .#... #....",
+  "\\": "#.... .#... .#... ..#.. ...#. ...#. ....#",
+  "%": "##..# ##..# ...#. ..#.. .#... #..## #..##",
+  "(": "...#. ..#.. .#... .#... .#... ..#.. ...#.",
+  ")": ".#... ..#.. ...#. ...#. ...#. ..#.. .#...",
+  "[": ".###. .#... .#... .#... .#... .#... .###.",
+  "]": ".###. ...#. ...#. ...#. ...#. ...#. .###.",
+  "<": "...#. ..#.. .#... #.... .#... ..#.. ...#.",
+  ">": ".#... ..#.. ...#. ....# ...#. ..#.. .#...",
+  "?": ".###. #...# ....# ...#. ..#.. ..... ..#..",
+  "!": "..#.. ..#.. ..#.. ..#.. ..#.. ..... ..#..",
+  "'": "..#.. ..#.. .#...",
+  '"': ".#.#. .#.#.",
+  "*": "..... ..#.. #.#.# .###. #.#.# ..#..",
+  "#": ".#.#. .#.#. ##### .#.#. ##### .#.#. .#.#.",
+  "|": "..#.. ..#.. ..#.. ..#.. ..#.. ..#.. ..#..",
 };
+
+/** Per character, its GLYPH_H rows of GLYPH_W booleans. */
+const FONT: Record<string, boolean[][]> = Object.fromEntries(
+  Object.entries(FONT_ROWS).map(([ch, rows]) => {
+    const given = rows.split(" ").filter((r) => r.length > 0);
+    return [
+      ch,
+      Array.from({ length: GLYPH_H }, (_, y) =>
+        Array.from({ length: GLYPH_W }, (_, x) => given[y]?.[x] === "#")),
+    ];
+  }),
+);
 
 /**
  * About `count` round tick values (1, 2 or 5 times a power of ten) inside [lo, hi], or, with
@@ -178,6 +251,10 @@ export interface LineSeries {
   y: readonly number[];
   /** This series' own x values (ascending, y.length of them) instead of the plot's x. */
   x?: readonly number[];
+  /** Error bars: y +- yErr[i] at every point (e.g. one standard deviation over seeds). */
+  yErr?: readonly number[];
+  /** Shift of the whole series in pixels along x, so error bars of close series stay apart. */
+  xOffsetPx?: number;
   /** A dot at every point. */
   markers?: boolean;
   color: Rgb;
@@ -216,17 +293,30 @@ export interface LinePlotOptions {
   logX?: boolean;
   /** The y range starts at 0 (default true). */
   yFromZero?: boolean;
-  /** Font scale (default 2: 6x10-pixel characters). */
+  /** Font scale (default 2: 10x14-pixel capitals). */
   fontScale?: number;
 }
 
-/** Draws a line plot into a new canvas of exactly `width` x `height` pixels. */
+interface LegendEntry {
+  label: string;
+  series?: LineSeries;
+  band?: Band;
+}
+
+/**
+ * Draws a line plot into a new canvas of exactly `width` x `height` pixels: the title above,
+ * the y label turned along the left edge, the legend in a column to the right of the plot area.
+ */
 export function linePlot(o: LinePlotOptions): Canvas {
   const canvas = new Canvas(o.width, o.height);
   const fs = o.fontScale ?? 2;
   const charH = GLYPH_H * fs;
+  const errEdges = o.series.flatMap((s) =>
+    (s.yErr ?? []).flatMap((e, i) => [s.y[i] - e, s.y[i] + e])
+  );
   const finite = [
     ...o.series.flatMap((s) => s.y),
+    ...errEdges,
     ...(o.bands ?? []).flatMap((b) => [...b.lo, ...b.hi]),
   ].filter(Number.isFinite);
   let yLo = finite.length ? Math.min(...finite) : 0;
@@ -247,17 +337,37 @@ export function linePlot(o: LinePlotOptions): Canvas {
   const xStep = xTicks.length > 1 ? xTicks[1] - xTicks[0] : 1;
   const xTickLabel = (t: number) => (o.logX ? String(2 ** t) : formatTick(t, xStep));
 
-  // Margins: y tick labels on the left, x tick labels and the x label below, title/y label above.
-  const yLabelW = Math.max(...yTicks.map((t) => textWidth(formatTick(t, yStep), fs)));
-  const left = yLabelW + 4 * fs + 6;
-  const top = (o.title || o.yLabel ? charH + 4 * fs : 2 * fs) + 4;
-  const bottom = charH * (o.xLabel ? 2 : 1) + 6 * fs + 4;
-  const right = 6 * fs;
+  const legend: LegendEntry[] = [
+    ...o.series.filter((s) => s.label).map((s) => ({ label: s.label!, series: s })),
+    ...(o.bands ?? []).filter((b) => b.label).map((b) => ({ label: b.label!, band: b })),
+  ];
+  const swatch = 10 * fs;
+  const legendW = legend.length
+    ? 6 * fs + swatch + 3 * fs + Math.max(...legend.map((e) => textWidth(e.label, fs)))
+    : 0;
+
+  // Margins: the y label and tick labels on the left, the x ticks and label below, the title
+  // above, the legend on the right; the x axis' last tick label may reach past the plot area.
+  const yTickW = Math.max(...yTicks.map((t) => textWidth(formatTick(t, yStep), fs)));
+  const left = (o.yLabel ? charH + 4 * fs : 0) + yTickW + 5 * fs;
+  const top = o.title ? charH + 6 * fs : 4 * fs;
+  const bottom = charH * (o.xLabel ? 2 : 1) + 8 * fs;
+  const lastTickHalf = textWidth(xTickLabel(xTicks[xTicks.length - 1] ?? 0), fs) / 2;
+  const right = legend.length ? legendW + 4 * fs : Math.max(4 * fs, lastTickHalf + fs);
   const pw = o.width - left - right, ph = o.height - top - bottom;
   if (pw < 8 || ph < 8) {
     throw new RangeError(`plot size ${o.width}x${o.height} leaves no room for the plot area`);
   }
-  const px = (x: number) => left + ((tx(x) - xLo) / (xHi - xLo)) * (pw - 1);
+  // Series shifted sideways, and their error bars' caps, stay inside the plot area.
+  const inset = Math.min(
+    Math.floor(pw / 4),
+    Math.max(
+      0,
+      ...o.series.map((s) => Math.abs(s.xOffsetPx ?? 0) + (s.yErr || s.markers ? 2 * fs : 0)),
+    ),
+  );
+  const xAt = (t: number) => left + inset + ((t - xLo) / (xHi - xLo)) * (pw - 1 - 2 * inset);
+  const px = (x: number) => xAt(tx(x));
   const py = (y: number) => top + (1 - (y - yLo) / (yHi - yLo)) * (ph - 1);
   const black: Rgb = [0, 0, 0], grid: Rgb = [225, 225, 225];
 
@@ -270,7 +380,7 @@ export function linePlot(o: LinePlotOptions): Canvas {
     const alpha = band.alpha ?? 0.25;
     const bx = (band.x ?? o.x).map(tx);
     for (let col = 0; col < pw; col++) {
-      const xv = xLo + (col / Math.max(1, pw - 1)) * (xHi - xLo);
+      const xv = xLo + ((col - inset) / Math.max(1, pw - 1 - 2 * inset)) * (xHi - xLo);
       const lo = interpolate(bx, band.lo, xv), hi = interpolate(bx, band.hi, xv);
       if (!Number.isFinite(lo) || !Number.isFinite(hi)) continue;
       const y0 = Math.round(py(Math.max(lo, hi))), y1 = Math.round(py(Math.min(lo, hi)));
@@ -279,18 +389,28 @@ export function linePlot(o: LinePlotOptions): Canvas {
   }
   for (const s of o.series) {
     const xs = s.x ?? o.x;
+    const sx = (x: number) => px(x) + (s.xOffsetPx ?? 0);
     let phase = 0;
     for (let i = 1; i < xs.length; i++) {
       if (!Number.isFinite(s.y[i - 1]) || !Number.isFinite(s.y[i])) continue;
-      phase = canvas.line(px(xs[i - 1]), py(s.y[i - 1]), px(xs[i]), py(s.y[i]), s.color, {
+      phase = canvas.line(sx(xs[i - 1]), py(s.y[i - 1]), sx(xs[i]), py(s.y[i]), s.color, {
         thickness: s.thickness ?? 2,
         dash: s.dash,
         phase,
       });
     }
     xs.forEach((x, i) => {
-      if ((s.markers || xs.length === 1) && Number.isFinite(s.y[i])) {
-        canvas.fillRect(px(x) - 2, py(s.y[i]) - 2, 5, 5, s.color);
+      if (!Number.isFinite(s.y[i])) return;
+      const err = s.yErr?.[i];
+      if (err !== undefined && Number.isFinite(err) && err > 0) {
+        const cx = sx(x), cap = 2 * fs;
+        const yTop = py(s.y[i] + err), yBottom = py(s.y[i] - err);
+        canvas.line(cx, yTop, cx, yBottom, s.color, { thickness: 2 });
+        canvas.line(cx - cap, yTop, cx + cap, yTop, s.color, { thickness: 2 });
+        canvas.line(cx - cap, yBottom, cx + cap, yBottom, s.color, { thickness: 2 });
+      }
+      if (s.markers || xs.length === 1) {
+        canvas.fillRect(sx(x) - 1.5 * fs, py(s.y[i]) - 1.5 * fs, 3 * fs + 1, 3 * fs + 1, s.color);
       }
     });
   }
@@ -300,10 +420,10 @@ export function linePlot(o: LinePlotOptions): Canvas {
     const y = py(t);
     canvas.line(left - 2 * fs, y, left, y, black);
     const label = formatTick(t, yStep);
-    canvas.text(left - 3 * fs - textWidth(label, fs), y - charH / 2, label, black, fs);
+    canvas.text(left - 3 * fs - textWidth(label, fs), y - (7 * fs) / 2, label, black, fs);
   }
   for (const t of xTicks) {
-    const x = left + ((t - xLo) / (xHi - xLo)) * (pw - 1);
+    const x = xAt(t);
     canvas.line(x, top + ph - 1, x, top + ph - 1 + 2 * fs, black);
     const label = xTickLabel(t);
     canvas.text(x - textWidth(label, fs) / 2, top + ph + 3 * fs, label, black, fs);
@@ -317,44 +437,47 @@ export function linePlot(o: LinePlotOptions): Canvas {
       fs,
     );
   }
-  if (o.yLabel) canvas.text(2, 2 * fs, o.yLabel, black, fs);
-  if (o.title) {
-    canvas.text(left + pw / 2 - textWidth(o.title, fs) / 2, 2 * fs, o.title, black, fs);
+  if (o.yLabel) {
+    const along = Math.min(ph, o.height - 2 * fs);
+    canvas.verticalText(
+      2 * fs,
+      top + ph / 2 + Math.min(along, textWidth(o.yLabel, fs)) / 2,
+      o.yLabel,
+      black,
+      fs,
+    );
   }
-  drawLegend(canvas, o, left + pw - 1, top + 2 * fs, fs);
+  if (o.title) {
+    canvas.text(left + pw / 2 - textWidth(o.title, fs) / 2, 3 * fs, o.title, black, fs);
+  }
+  drawLegend(canvas, legend, left + pw + 6 * fs, top, fs, swatch);
   return canvas;
 }
 
-/** Legend entries for labelled series and bands, right-aligned at `right`. */
-function drawLegend(canvas: Canvas, o: LinePlotOptions, right: number, y: number, fs: number) {
-  const entries = [
-    ...o.series.filter((s) => s.label).map((s) => ({ label: s.label!, series: s, band: null })),
-    ...(o.bands ?? []).filter((b) => b.label).map((b) => ({
-      label: b.label!,
-      series: null,
-      band: b,
-    })),
-  ];
-  if (!entries.length) return;
-  const sample = 8 * fs, charH = GLYPH_H * fs;
-  const width = sample + 2 * fs + Math.max(...entries.map((e) => textWidth(e.label, fs)));
-  const x0 = right - width - 2 * fs;
-  canvas.fillRect(x0 - fs, y - fs, width + 2 * fs, entries.length * (charH + 2 * fs) + fs, [
-    255,
-    255,
-    255,
-  ], 0.85);
+/** The legend: one row per entry (a line or band swatch, then its label) from (x, y) down. */
+function drawLegend(
+  canvas: Canvas,
+  entries: readonly LegendEntry[],
+  x: number,
+  y: number,
+  fs: number,
+  swatch: number,
+) {
+  const charH = GLYPH_H * fs, rowH = charH + 3 * fs;
   entries.forEach((e, i) => {
-    const cy = y + i * (charH + 2 * fs);
+    const cy = y + i * rowH, mid = cy + (7 * fs) / 2;
     if (e.series) {
-      canvas.line(x0, cy + charH / 2, x0 + sample, cy + charH / 2, e.series.color, {
+      canvas.line(x, mid, x + swatch, mid, e.series.color, {
         thickness: e.series.thickness ?? 2,
         dash: e.series.dash,
       });
+      if (e.series.markers) {
+        canvas.fillRect(x + swatch / 2 - 1.5 * fs, mid - 1.5 * fs, 3 * fs + 1, 3 * fs + 1, e.series.color);
+      }
     } else {
-      canvas.fillRect(x0, cy, sample, charH, e.band!.color, e.band!.alpha ?? 0.25);
+      canvas.fillRect(x, cy, swatch, 7 * fs, e.band!.color, e.band!.alpha ?? 0.25);
     }
-    canvas.text(x0 + sample + 2 * fs, cy, e.label, [0, 0, 0], fs);
+    canvas.text(x + swatch + 3 * fs, cy, e.label, [0, 0, 0], fs);
   });
 }
 

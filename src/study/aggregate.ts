@@ -34,13 +34,14 @@ export interface ModelSummary {
     bitsPerImage: Stat;
     finalScaleBits: Stat;
   }[];
-  secondsPerStep: Stat;
+  /** Mean training loss over the last 10% of the steps, over seeds. */
   finalLoss: Stat;
   paramCount: number;
-  runs: RunRecords[];
+  /** Learned key RoPE mixing weights alpha per seed: (layers with mixing, heads); [] without. */
+  mixAlpha: { seed: number; alpha: number[][] }[];
 }
 
-const sameConfig = (a: Omit<RunSpec, "seed">, b: Omit<RunSpec, "seed">) =>
+export const sameConfig = (a: Omit<RunSpec, "seed">, b: Omit<RunSpec, "seed">) =>
   a.ratio === b.ratio && a.order === b.order && a.ropeMix === b.ropeMix;
 
 /** The summary of configuration `config` over the given runs of it (all seeds). */
@@ -69,10 +70,9 @@ export function summarize(
         finalScaleBits: over(ps, "finalScaleBits"),
       };
     }),
-    secondsPerStep: stat(runs.map((r) => r.train.secondsPerStep)),
     finalLoss: stat(runs.map((r) => r.train.finalLoss)),
     paramCount: runs[0].train.paramCount,
-    runs,
+    mixAlpha: runs.map((r) => ({ seed: r.spec.seed, alpha: r.train.mixAlpha })),
   };
 }
 
@@ -253,3 +253,34 @@ export function gainsLevelOff(base?: ModelSummary): Finding {
 }
 
 export const isBase = (c: Omit<RunSpec, "seed">) => sameConfig(c, BASE);
+
+/** Fewer epochs than this leave the models too far from converged for the study's findings. */
+export const MIN_EPOCHS = 5;
+
+/**
+ * Why the study's models are undertrained, with the numbers that show it (empty when nothing
+ * does): under MIN_EPOCHS epochs of the training split, or a base model whose NLL rises with
+ * steps per scale, when more within-scale context should lower it.
+ */
+export function undertrainedEvidence(epochs: number, base?: ModelSummary): string[] {
+  const out: string[] = [];
+  if (epochs < MIN_EPOCHS) {
+    out.push(
+      `each model saw ${epochs.toFixed(2)} epochs of the training split (under ${MIN_EPOCHS})`,
+    );
+  }
+  if (base) {
+    const first = base.points[0], last = base.points[base.points.length - 1];
+    const ys = base.points.map((p) => p.bitsPerToken.mean);
+    const rises = ys.slice(1).filter((y, i) => y > ys[i]).length;
+    if (last.bitsPerToken.mean > first.bitsPerToken.mean) {
+      out.push(
+        `the ratio-2 checkerboard model's NLL rises with steps per scale: ` +
+          `${f3(first.bitsPerToken.mean)} bits per token at P = ${first.stepsPerScale}, ` +
+          `${f3(last.bitsPerToken.mean)} at P = ${last.stepsPerScale} (it rises at ${rises} of ` +
+          `${ys.length - 1} doublings of P: ${ys.map(f3).join(", ")})`,
+      );
+    }
+  }
+  return out;
+}

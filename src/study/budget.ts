@@ -13,7 +13,9 @@ import { ADAMW, trainBatches } from "../train/loop.ts";
 import { totalSteps } from "../plan/blocks.ts";
 import { sampleCodes } from "../sample/sampler.ts";
 import { ENTROPY_STEPS, EVAL_STEPS, type RunSpec, type RunWork } from "./design.ts";
-import { studyModelConfig, type StudySettings } from "./run.ts";
+import { studyModelConfig } from "./run.ts";
+import type { StudySettings } from "./settings.ts";
+import { SAMPLE_DEFAULTS } from "../train/defaults.ts";
 
 /** Measured seconds of one model shape (a ratio and a mixing setting). */
 export interface ShapeTiming {
@@ -34,7 +36,10 @@ export async function timeShape(
   run: Pick<RunSpec, "ropeMix">,
   data: { dir: string; manifest: Manifest },
   tokenizer: PatchTokenizer,
-  s: Pick<StudySettings, "preset" | "depth" | "width" | "heads" | "batch">,
+  s: Pick<
+    StudySettings,
+    "model" | "depth" | "width" | "heads" | "batch" | "guidance" | "guidanceStart"
+  >,
   device: Device,
 ): Promise<ShapeTiming> {
   const { manifest } = data;
@@ -68,9 +73,9 @@ export async function timeShape(
     const sampled = await sampleCodes(model, tokenizer.codebook, labels, {
       steps: 4,
       order: "checkerboard",
-      guidance: 2,
-      guidanceStart: 0,
-      temperature: 1,
+      guidance: s.guidance,
+      guidanceStart: s.guidanceStart,
+      temperature: SAMPLE_DEFAULTS.temperature,
       topK: 0,
       topP: 1,
       seed: 0,

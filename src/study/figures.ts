@@ -1,6 +1,6 @@
 /** The study's PNG figures, in the form of the paper's Figures 4(c), 5 and 6 and Table 2(b). */
 import { Canvas, GLYPH_H, linePlot, type LineSeries, type Rgb, textWidth } from "../sample/plot.ts";
-import type { Measure, ModelSummary } from "./aggregate.ts";
+import { type Measure, type ModelSummary, stat } from "./aggregate.ts";
 import type { EntropyRecord } from "./run.ts";
 
 export interface Png {
@@ -24,22 +24,29 @@ const MEASURE_LABEL: Record<Measure, string> = {
   finalScaleBits: "final-scale NLL (bits per token)",
 };
 
-/** One line per model (mean over seeds, with dots), x = steps per scale or total steps (log2). */
+/**
+ * One line per model (mean over seeds, with dots and error bars of one standard deviation over
+ * seeds), x = steps per scale or total steps (log2). The models' bars are spread a few pixels
+ * apart so that bars at the same x stay readable.
+ */
 export function nllPlot(
   models: readonly ModelSummary[],
   label: (m: ModelSummary) => string,
   o: { x: "stepsPerScale" | "totalSteps"; measure: Measure; title: string },
 ): Png {
+  const spread = 5;
   const series: LineSeries[] = models.map((m, i) => ({
     x: m.points.map((p) => p[o.x]),
     y: m.points.map((p) => p[o.measure].mean),
+    yErr: m.points.map((p) => p[o.measure].sd),
+    xOffsetPx: (i - (models.length - 1) / 2) * spread,
     color: PALETTE[i % PALETTE.length],
     markers: true,
     label: label(m),
   }));
   return linePlot({
-    width: 640,
-    height: 420,
+    width: 760,
+    height: 460,
     x: [],
     series,
     logX: true,
@@ -51,8 +58,9 @@ export function nllPlot(
 }
 
 /**
- * Figure 6: mean entropy per step with the 25th-75th percentile band, one colour per order
- * (values averaged over seeds), scale boundaries of the first order dashed.
+ * Figure 6: per order, the mean entropy per step (averaged over seeds) with error bars of one
+ * standard deviation over seeds, and the 25th-75th percentile band over samples (averaged
+ * over seeds); scale boundaries of the first order dashed.
  */
 export function entropyPlot(
   orders: readonly { name: string; records: EntropyRecord[] }[],
@@ -63,22 +71,37 @@ export function entropyPlot(
   let boundaries: number[] = [];
   for (const [i, o] of orders.entries()) {
     const per = o.records.map((r) => r.byP.find((b) => b.stepsPerScale === stepsPerScale)!);
+    if (per.length === 0) continue;
     const steps = per[0].steps;
-    const avg = (f: (s: (typeof steps)[number]) => number) =>
-      steps.map((_, j) => per.reduce((a, r) => a + f(r.steps[j]), 0) / per.length);
+    const over = (f: (s: (typeof steps)[number]) => number) =>
+      steps.map((_, j) => stat(per.map((r) => f(r.steps[j]))));
     const x = steps.map((s) => s.step);
     const color = PALETTE[i % PALETTE.length];
-    series.push({ x, y: avg((s) => s.mean), color, label: o.name });
-    bands.push({ x, lo: avg((s) => s.p25), hi: avg((s) => s.p75), color, alpha: 0.12 });
-    if (i === 0) {
+    const mean = over((s) => s.mean);
+    series.push({
+      x,
+      y: mean.map((m) => m.mean),
+      yErr: mean.map((m) => m.sd),
+      xOffsetPx: (i - (orders.length - 1) / 2) * 3,
+      color,
+      label: o.name,
+    });
+    bands.push({
+      x,
+      lo: over((s) => s.p25).map((m) => m.mean),
+      hi: over((s) => s.p75).map((m) => m.mean),
+      color,
+      alpha: 0.1,
+    });
+    if (boundaries.length === 0) {
       boundaries = steps.slice(1).filter((s, j) => s.scale !== steps[j].scale).map((s) =>
         s.step - 0.5
       );
     }
   }
   return linePlot({
-    width: 720,
-    height: 420,
+    width: 860,
+    height: 460,
     x: [],
     series,
     bands,
@@ -105,7 +128,10 @@ function diverging(v: number): Rgb {
  * that moved little from their start (0.5) still show which way they moved.
  */
 export function mixingHeatMap(models: readonly { label: string; alpha: number[][] }[]): Png {
-  const fs = 2, charH = GLYPH_H * fs, cell = 56, gap = 14;
+  const fs = 2, charH = GLYPH_H * fs, gap = 14;
+  // Cells as wide as their widest text ("head 0" below, "0.000" inside), half as tall again.
+  const cellW = Math.max(textWidth("head 00", fs), textWidth("0.000", fs)) + gap;
+  const cell = charH + 2 * gap;
   const rowLabelW = textWidth("LAYER 00", fs) + gap;
   const heads = Math.max(1, ...models.flatMap((m) => m.alpha.map((r) => r.length)));
   const blockH = (m: { alpha: number[][] }) =>
@@ -115,7 +141,7 @@ export function mixingHeatMap(models: readonly { label: string; alpha: number[][
     ...models.flatMap((m) => m.alpha.flat().map((a) => Math.abs(2 * a - 1))),
   );
   const caption = `colours: 2 alpha - 1 from -${span.toFixed(3)} to +${span.toFixed(3)}`;
-  const width = Math.max(rowLabelW + heads * cell + gap, textWidth(caption, fs) + gap);
+  const width = Math.max(rowLabelW + heads * cellW + gap, textWidth(caption, fs) + gap);
   const height = gap + models.reduce((a, m) => a + blockH(m), 0) + 2 * (charH + gap);
   const canvas = new Canvas(width, height);
   let y = gap;
@@ -125,13 +151,13 @@ export function mixingHeatMap(models: readonly { label: string; alpha: number[][
     m.alpha.forEach((row, l) => {
       canvas.text(gap / 2, y + cell / 2 - charH / 2, `layer ${l}`, [0, 0, 0], fs);
       row.forEach((a, h) => {
-        const x0 = rowLabelW + h * cell;
+        const x0 = rowLabelW + h * cellW;
         const t = (2 * a - 1) / span;
-        canvas.fillRect(x0, y, cell - 2, cell - 2, diverging(t));
+        canvas.fillRect(x0, y, cellW - 2, cell - 2, diverging(t));
         const text = a.toFixed(3);
         const ink: Rgb = Math.abs(t) > 0.6 ? [255, 255, 255] : [0, 0, 0];
         canvas.text(
-          x0 + (cell - 2) / 2 - textWidth(text, fs) / 2,
+          x0 + (cellW - 2) / 2 - textWidth(text, fs) / 2,
           y + cell / 2 - charH / 2,
           text,
           ink,
@@ -150,7 +176,7 @@ export function mixingHeatMap(models: readonly { label: string; alpha: number[][
   for (let h = 0; h < heads; h++) {
     const text = `head ${h}`;
     canvas.text(
-      heads0 + h * cell + (cell - 2) / 2 - textWidth(text, fs) / 2,
+      heads0 + h * cellW + (cellW - 2) / 2 - textWidth(text, fs) / 2,
       y,
       text,
       [0, 0, 0],

@@ -12,7 +12,7 @@ import { UserError } from "../errors.ts";
 import type { Device } from "../engine.ts";
 import type { Manifest } from "../data/shards.ts";
 import type { PatchTokenizer } from "../tokenizer/patch_vq.ts";
-import { buildModelConfig, type ModelConfig, type PresetName } from "../model/config.ts";
+import { buildModelConfig, type ModelConfig } from "../model/config.ts";
 import { NativeModel } from "../model/native_model.ts";
 import {
   CHECKPOINT_TOKENIZER_DIR,
@@ -27,27 +27,10 @@ import { classGrid, decodeFinal, samplesNpz } from "../sample/render.ts";
 import { encodePng } from "../data/png.ts";
 import { exists, readJsonFile, writeFileAtomic } from "../util/files.ts";
 import { ENTROPY_STEPS, EVAL_STEPS, runId, type RunSpec, type RunWork } from "./design.ts";
+import type { StudySettings } from "./settings.ts";
+import { SAMPLE_DEFAULTS, TRAIN_DEFAULTS } from "../train/defaults.ts";
 
-/** Settings shared by every run, fixed when the study starts (study.json). */
-export interface StudySettings {
-  preset: PresetName;
-  depth?: number;
-  width?: number;
-  heads?: number;
-  /** Optimizer steps of every run (the equal training budget). */
-  iters: number;
-  batch: number;
-  lr: number;
-  warmup: number;
-  /** Validation images scored per step count (evenly spaced over the split). */
-  evalImages: number;
-  /** Sampled images per class in each grid. */
-  perClass: number;
-  /** Sampled images per entropy measurement. */
-  entropyImages: number;
-  /** CFG weight of the sample grids and entropy measurements (from the first step). */
-  guidance: number;
-}
+export type { StudySettings };
 
 export interface TrainRecord {
   iters: number;
@@ -131,13 +114,13 @@ export function runDir(runsDir: string, run: RunSpec): string {
 
 /** The model of a run: the study's preset and overrides for the data's codes, classes, scales. */
 export function studyModelConfig(
-  s: Pick<StudySettings, "preset" | "depth" | "width" | "heads">,
+  s: Pick<StudySettings, "model" | "depth" | "width" | "heads">,
   ropeMix: string,
   manifest: Manifest,
   tokenizer: PatchTokenizer,
 ): ModelConfig {
   return buildModelConfig({
-    preset: s.preset,
+    preset: s.model,
     depth: s.depth,
     width: s.width,
     heads: s.heads,
@@ -194,14 +177,14 @@ async function trainRun(ctx: RunContext, dir: string): Promise<TrainRecord> {
   const config = studyModelConfig(s, run.ropeMix, data.manifest, ctx.tokenizer);
   const options: TrainOptions = {
     order: run.order,
-    stepsChoices: [...EVAL_STEPS],
+    stepsChoices: [...s.stepsPerScaleTrain],
     batch: s.batch,
-    accum: 1,
+    accum: s.accum,
     lr: s.lr,
     warmup: s.warmup,
-    lrDrops: [0.9, 0.95],
+    lrDrops: [...s.lrDrops],
     totalSteps: s.iters,
-    classDropout: 0.1,
+    classDropout: s.classDropout,
     seed: run.seed,
   };
   const model = NativeModel.create(config, ctx.device, run.seed);
@@ -218,10 +201,10 @@ async function trainRun(ctx: RunContext, dir: string): Promise<TrainRecord> {
         options,
         loop: {
           evalEvery: 0,
-          evalSteps: 4,
+          evalSteps: TRAIN_DEFAULTS.evalStepsPerScale,
           evalBatches: 1,
           checkpointEvery: 0,
-          logEvery: 10,
+          logEvery: TRAIN_DEFAULTS.logEvery,
           stopAfter: 0,
           validateAtEnd: false,
           quiet: ctx.quiet,
@@ -234,7 +217,7 @@ async function trainRun(ctx: RunContext, dir: string): Promise<TrainRecord> {
           patch: data.manifest.patch,
           order: run.order,
           classes: data.manifest.classes,
-          training: { model: s.preset, ...options, adamw: ADAMW, data: data.dir },
+          training: { model: s.model, ...options, adamw: ADAMW, data: data.dir },
         },
       });
     } catch (err) {
@@ -256,10 +239,10 @@ async function trainRun(ctx: RunContext, dir: string): Promise<TrainRecord> {
     const tokensPerImage = data.manifest.sequenceLength;
     return {
       iters: s.iters,
-      images: s.iters * s.batch,
+      images: s.iters * s.batch * s.accum,
       seconds: round(seconds, 2),
       secondsPerStep: round(seconds / s.iters, 4),
-      tokensPerSecond: Math.round((s.iters * s.batch * tokensPerImage) / seconds),
+      tokensPerSecond: Math.round((s.iters * s.batch * s.accum * tokensPerImage) / seconds),
       finalLoss: round(tail.reduce((a, e) => a + e.loss, 0) / tail.length),
       paramCount: model.paramCount,
       mixAlpha: mixingWeights(model),
@@ -316,8 +299,8 @@ function samplingOptions(ctx: RunContext, P: number, entropy: boolean): Sampling
     steps: P,
     order: ctx.run.order,
     guidance: ctx.settings.guidance,
-    guidanceStart: 0,
-    temperature: 1,
+    guidanceStart: ctx.settings.guidanceStart,
+    temperature: SAMPLE_DEFAULTS.temperature,
     topK: 0,
     topP: 1,
     seed: ctx.run.seed,
