@@ -11,6 +11,8 @@ import { buildModelConfig } from "../src/model/config.ts";
 import { writeCheckpoint } from "../src/model/checkpoint.ts";
 import { PatchTokenizer, TOKENIZER_FORMAT } from "../src/tokenizer/patch_vq.ts";
 import { readNpz } from "../src/data/npy.ts";
+import { textBlockHeight } from "../src/sample/render.ts";
+import { textWidth } from "../src/sample/plot.ts";
 import { cudaStatus, nativeAddon } from "../src/engine.ts";
 import { Rng } from "../src/util/rng.ts";
 import { expectOneLineError, runCli, tempDir } from "./helpers.ts";
@@ -126,11 +128,17 @@ Deno.test("sample: bad options are usage errors (exit 2)", async () => {
     [["--steps-per-scale", "4,0,4"], /--steps-per-scale must be at least 1/],
     [["--per-class", "2", "--count", "5"], /--per-class or --count, not both/],
     [["--classes", "random", "--per-class", "2"], /give --count, not --per-class/],
-    [["--classes", "one"], /--classes must be an integer, got 'one'/],
+    [["--classes", "1,,2"], /--classes must be all, random, or a comma list/],
     [["--top-p", "0"], /--top-p must be greater than 0/],
-    [["--temperature=-1"], /--temperature must be in/],
+    [["--temperature=-1"], /--temperature must be at least 0, got -1/],
     [["--order", "spiral"], /--order must be one of/],
-    [["--bogus"], /Unknown option '--bogus'/],
+    [["--bogus"], /unknown option '--bogus'/],
+    [["--out", ""], /^checkerboard: error: --out needs a folder, got ''$/m],
+    [["--count", "1000000000000"], /--count must be at most 1000000, got 1000000000000/],
+    [["--per-class", "99999999999999999999"], /--per-class must be an integer/],
+    [["--seed", "-1"], /--seed must be at least 0, got -1/],
+    [["--cfg", "-1"], /--cfg must be at least 0, got -1/],
+    [["stray"], /unexpected argument 'stray'/],
   ];
   for (const [args, pattern] of cases) {
     const r = await expectOneLineError(["sample", ...args], pattern);
@@ -150,11 +158,19 @@ Deno.test("sample: bad checkpoints, tokenizers, classes and plans are one-line e
   const bytes = await Deno.readFile(join(ckpt, "model.safetensors"));
   await Deno.writeFile(join(cut, "model.safetensors"), bytes.subarray(0, bytes.length >> 1));
   const cases: [string[], RegExp][] = [
-    [["--model", join(tmp.path, "nope")], /nope.model\.safetensors: not found/],
+    [["--model", join(tmp.path, "nope")], /nope.*not found/],
     [["--model", cut], /cut.model\.safetensors: not a valid safetensors file/],
     [
       ["--model", ckpt, "--classes", "0,12"],
       /class 12 is out of range; .* has 3 classes, 0\.\.2: zero, one, two/,
+    ],
+    [
+      ["--model", ckpt, "--classes", "zero,bogus"],
+      /no class 'bogus' in .*; its 3 classes are: 0 zero, 1 one, 2 two$/m,
+    ],
+    [
+      ["--model", ckpt, "--tokenizer", join(ckpt, "model.safetensors")],
+      /is a file; give the tokenizer folder/,
     ],
     [
       ["--model", ckpt, "--steps-per-scale", "1,2"],
@@ -166,7 +182,7 @@ Deno.test("sample: bad checkpoints, tokenizers, classes and plans are one-line e
     ],
     [
       ["--model", ckpt, "--tokenizer", join(tmp.path, "none")],
-      /--tokenizer .*none: no tokenizer\.json/,
+      /--tokenizer .*none: no such folder$/m,
     ],
   ];
   for (const [args, pattern] of cases) {
@@ -234,7 +250,7 @@ Deno.test({
       "--model",
       ckpt,
       "--classes",
-      "2,0",
+      "two,0",
       "--per-class",
       "3",
       "--steps-per-scale",
@@ -260,12 +276,12 @@ Deno.test({
       "entropy.png",
       "grid.png",
       "images",
-      "images/00000-2.png",
-      "images/00001-2.png",
-      "images/00002-2.png",
-      "images/00003-0.png",
-      "images/00004-0.png",
-      "images/00005-0.png",
+      "images/00000-2-two.png",
+      "images/00001-2-two.png",
+      "images/00002-2-two.png",
+      "images/00003-0-zero.png",
+      "images/00004-0-zero.png",
+      "images/00005-0-zero.png",
       "progressive.png",
       "samples.npz",
     ]);
@@ -274,12 +290,21 @@ Deno.test({
     assert.ok(npz.arr_0.data instanceof Uint8Array);
     assert.ok(npz.labels.data instanceof Int32Array);
     assert.deepEqual(Array.from(npz.labels.data), [2, 2, 2, 0, 0, 0]);
-    // grid: 2 rows (classes 2 and 0) of 3 images of 8 px with 2 px gaps.
+    // grid: 2 rows (classes 2 and 0) of 3 images of 8 px with 2 px gaps, right of a label
+    // column with the class names (font scale 1 below 24 px, 3 px padding each side).
     const grid = await sharp(join(out, "grid.png")).metadata();
-    assert.deepEqual([grid.width, grid.height], [3 * 8 + 4 * 2, 2 * 8 + 3 * 2]);
-    // progressive: one row per class, one panel per step (1 + 2 + 4 = 7).
+    const rowH = Math.max(8, textBlockHeight(1, 1));
+    const labelW = Math.max(textWidth("two", 1), textWidth("zero", 1)) + 6;
+    assert.deepEqual([grid.width, grid.height], [labelW + 3 * 8 + 4 * 2, 2 * rowH + 3 * 2]);
+    // progressive: one row per class, one panel per step (1 + 2 + 4 = 7), panels enlarged to
+    // 128 px, the step labels above them and the class names left of them.
     const prog = await sharp(join(out, "progressive.png")).metadata();
-    assert.deepEqual([prog.width, prog.height], [7 * 8 + 8 * 2, 2 * 8 + 3 * 2]);
+    const header = textBlockHeight(2, 2) + 2 * 6;
+    const progLabelW = Math.max(textWidth("two", 2), textWidth("zero", 2)) + 12;
+    assert.deepEqual(
+      [prog.width, prog.height],
+      [progLabelW + 7 * 128 + 8 * 2, header + 2 * 128 + 3 * 2],
+    );
     const entropy = JSON.parse(await Deno.readTextFile(join(out, "entropy.json")));
     assert.equal(entropy.steps.length, 7);
     assert.deepEqual(entropy.steps.map((s: { scale: number }) => s.scale), [1, 2, 2, 4, 4, 4, 4]);
@@ -312,6 +337,19 @@ Deno.test({
     assert.deepEqual(await listTree(again), ["grid.png", "samples.npz"]);
     const npz2 = await readNpz(join(again, "samples.npz"));
     assert.deepEqual(npz2.arr_0.data, npz.arr_0.data);
+
+    // The folder is not empty now: a second run is refused before sampling, unless --force.
+    const before = await Deno.readFile(join(again, "grid.png"));
+    const base = ["sample", "--model", join(ckpt, "model.safetensors"), "--device", "cpu"];
+    const refused = await expectOneLineError(
+      [...base, "--tokenizer", join(ckpt, "tokenizer", "tokenizer.json"), "--out", again],
+      /--out .*again is not empty \(grid\.png, samples\.npz\); give --force/,
+    );
+    assert.equal(refused.code, 1);
+    assert.deepEqual(await Deno.readFile(join(again, "grid.png")), before);
+    const forced = await runCli([...base, "--per-class", "1", "--out", again, "--force"]);
+    assert.equal(forced.code, 0, forced.stderr);
+    assert.notDeepEqual(await Deno.readFile(join(again, "grid.png")), before);
   },
 });
 
@@ -344,10 +382,12 @@ Deno.test({
     assert.ok(labels.every((l) => l >= 0 && l < 3));
     const counts = [0, 1, 2].map((c) => labels.filter((l) => l === c).length).filter((k) => k);
     const grid = await sharp(join(out, "grid.png")).metadata();
-    const cols = Math.max(...counts);
+    const cols = Math.max(...counts), rowH = Math.max(8, textBlockHeight(1, 1));
+    const present = ["zero", "one", "two"].filter((_, c) => labels.includes(c));
+    const labelW = Math.max(...present.map((name) => textWidth(name, 1))) + 6;
     assert.deepEqual(
       [grid.width, grid.height],
-      [cols * 8 + (cols + 1) * 2, counts.length * 8 + (counts.length + 1) * 2],
+      [labelW + cols * 8 + (cols + 1) * 2, counts.length * rowH + (counts.length + 1) * 2],
     );
   },
 });

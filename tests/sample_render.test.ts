@@ -7,18 +7,23 @@ import {
   classGrid,
   classRows,
   decodeFinal,
+  fitText,
   heatColor,
   heatMapFigure,
+  labelledTiles,
   maskedScaleCanvas,
   maskPixel,
   panelRows,
   progressivePanels,
+  progressivePanelSide,
   progressiveSelection,
   resizeNearest,
   type ScaleDecoder,
+  stepLabels,
+  textBlockHeight,
 } from "../src/sample/render.ts";
 import { entropyMaps, percentile, scaleOfSteps, stepEntropyStats } from "../src/sample/entropy.ts";
-import { Canvas, formatTick, linePlot, niceTicks, textWidth } from "../src/sample/plot.ts";
+import { Canvas, formatTick, GLYPH_W, linePlot, niceTicks, textWidth } from "../src/sample/plot.ts";
 import { encodePng } from "../src/data/png.ts";
 
 /** A decoder whose code c paints its p x p patch with the grey value 10 c + 5. */
@@ -50,21 +55,73 @@ Deno.test("classRows: rows in the given class order, then the others ascending",
   assert.deepEqual(progressiveSelection(labels, [], 2), [1, 3]);
 });
 
-Deno.test("classGrid: one row per class, images across, short rows padded", () => {
+Deno.test("classGrid: one row per class, images across, short rows padded, names on the left", () => {
   const side = 4, gap = 2;
   const labels = [2, 0, 2, 1, 0];
   const images = labels.map((_, i) => new Uint8Array(side * side * 3).fill(10 * i)); // (4, 4, 3)
-  const g = classGrid(images, side, labels, [], { gap });
+  const g = classGrid(images, side, labels, [], { gap, classNames: ["zero", "one", "two"] });
   assert.equal(g.cols, 2);
   assert.deepEqual(g.rowClasses, [0, 1, 2]);
-  assert.equal(g.width, 2 * side + 3 * gap);
-  assert.equal(g.height, 3 * side + 4 * gap);
+  // A label column as wide as the longest name (at font scale 1, 3 px padding each side).
+  const labelW = textWidth("zero", 1) + 6;
+  const rowH = Math.max(side, textBlockHeight(1, 1)); // a row holds a line of text
+  assert.equal(g.width, labelW + 2 * side + 3 * gap);
+  assert.equal(g.height, 3 * rowH + 4 * gap);
   assert.equal(g.rgb.length, g.width * g.height * 3);
   const cell = (r: number, c: number) =>
-    grey(g.rgb, g.width, gap + c * (side + gap) + 1, gap + r * (side + gap) + 1);
+    grey(g.rgb, g.width, labelW + gap + c * (side + gap) + 1, gap + r * (rowH + gap) + 1);
   assert.deepEqual([cell(0, 0), cell(0, 1)], [10, 40], "class 0: images 1 and 4");
   assert.deepEqual([cell(1, 0), cell(1, 1)], [30, 255], "class 1: image 3, then padding");
   assert.deepEqual([cell(2, 0), cell(2, 1)], [0, 20], "class 2: images 0 and 2");
+  // Each row's label is drawn in black in the label column.
+  for (let r = 0; r < 3; r++) {
+    let ink = 0;
+    for (let y = gap + r * (rowH + gap); y < gap + r * (rowH + gap) + rowH; y++) {
+      for (let x = 0; x < labelW; x++) ink += grey(g.rgb, g.width, x, y) === 0 ? 1 : 0;
+    }
+    assert.ok(ink > 5, `row ${r} has its name drawn (${ink} px)`);
+  }
+  // Without names the class index is the label.
+  const plain = classGrid(images, side, labels, [], { gap });
+  assert.equal(plain.width, textWidth("0", 1) + 6 + 2 * side + 3 * gap);
+});
+
+Deno.test("labelledTiles: long names are shortened, column labels sit above their column", () => {
+  const side = 128, tile = new Uint8Array(side * side * 3).fill(128);
+  const long = "Smileys & Emotion and a great many other things";
+  const fig = labelledTiles([tile, tile], side, side, 2, {
+    rowLabels: [long],
+    columnLabels: [["step 1/2", "scale 1x1"], ["step 2/2", "scale 2x2"]],
+  });
+  const labelW = fig.width - (2 * side + 3 * 2);
+  assert.ok(labelW < textWidth(long, 2), "the row label was shortened");
+  assert.equal(fitText(long, textWidth("Smileys..", 2), 2), "Smileys..");
+  assert.equal(fitText("short", 1000, 1), "short");
+  // The header holds two lines at font scale 2 above the first row.
+  const header = textBlockHeight(2, 2) + 2 * 6;
+  assert.equal(fig.height, header + side + 2 * 2);
+  let ink = 0;
+  for (let y = 0; y < header; y++) {
+    for (let x = labelW; x < fig.width; x++) ink += grey(fig.rgb, fig.width, x, y) === 0 ? 1 : 0;
+  }
+  assert.ok(ink > 50, `header text drawn (${ink} px)`);
+  // Labels too wide for their tiles drop to font scale 1.
+  const small = labelledTiles([tile.subarray(0, 32 * 32 * 3)], 32, 32, 1, {
+    columnLabels: [["step 1/2", "scale 1x1"]],
+  });
+  assert.equal(small.height, textBlockHeight(2, 1) + 2 * 6 + 32 + 2 * 2);
+});
+
+Deno.test("stepLabels: step and scale of every column of the progressive view", () => {
+  const stepOf = Int32Array.from([0, 1, 2, 2, 1]); // scales [1, 2], 3 steps
+  assert.deepEqual(stepLabels(stepOf, [1, 2], 3), [
+    ["step 1/3", "scale 1x1"],
+    ["step 2/3", "scale 2x2"],
+    ["step 3/3", "scale 2x2"],
+  ]);
+  assert.equal(progressivePanelSide(32), 128);
+  assert.equal(progressivePanelSide(8), 128);
+  assert.equal(progressivePanelSide(200), 200);
 });
 
 Deno.test("decodeFinal decodes the last scale of every row", () => {
@@ -124,6 +181,8 @@ Deno.test("progressivePanels: a panel per step, showing that step's scale", () =
   const fig = panelRows([panels, panels.slice(0, 2)], 4, 3);
   assert.equal(fig.width, 3 * 4 + 4 * 2);
   assert.equal(fig.height, 2 * 4 + 3 * 2);
+  const labelled = panelRows([panels], 4, 3, { columnLabels: [["a"], ["b"], ["c"]] });
+  assert.equal(labelled.height, textBlockHeight(1, 1) + 2 * 3 + 4 + 2 * 2, "a header line above");
 });
 
 Deno.test("percentile interpolates like numpy", () => {
@@ -187,11 +246,12 @@ Deno.test("ticks and labels", () => {
   assert.deepEqual(niceTicks(1, 17, 8, { integer: true }), [2, 4, 6, 8, 10, 12, 14, 16]);
   const fine = niceTicks(0.05, 0.9, 5, { extend: true });
   assert.deepEqual(fine.map((t) => formatTick(t, 0.2)), ["0.0", "0.2", "0.4", "0.6", "0.8", "1.0"]);
-  assert.equal(textWidth("AB", 2), (2 * 4 - 1) * 2);
-  const c = new Canvas(20, 12);
+  assert.equal(textWidth("AB", 2), (2 * (GLYPH_W + 1) - 1) * 2);
+  // A glyph inks part of its box, whatever the font (plot.ts's own tests check its shapes).
+  const c = new Canvas(40, 40);
   c.text(1, 1, "0", [0, 0, 0], 2);
-  assert.equal(grey(c.rgb, 20, 1, 1), 0, "ink at the glyph's corner");
-  assert.equal(grey(c.rgb, 20, 3, 3), 255, "hole of the 0");
+  const inked = Array.from({ length: 40 * 40 }, (_, i) => c.rgb[i * 3] === 0).filter((v) => v);
+  assert.ok(inked.length > 4 && inked.length < 40 * 40 / 2, `${inked.length} inked pixels`);
 });
 
 Deno.test("linePlot: a PNG of the asked size with ink", () => {

@@ -3,10 +3,10 @@
  * an .npz for FID tools, optionally one PNG per image, the progressive view (paper Figure 1)
  * and entropy statistics (paper Figures 6 and 7).
  */
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command, OptionValues } from "../command.ts";
-import { choiceOption, floatOption, intOption, parseInteger, stringOption } from "../options.ts";
+import { choiceOption, floatOption, intOption, parseIntList, stringOption } from "../options.ts";
 import { deviceFrom, deviceOption } from "./common.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { ORDER_NAMES } from "../../src/plan/orders.ts";
@@ -14,24 +14,35 @@ import { stepsPerScale } from "../../src/plan/blocks.ts";
 import type { CheckpointInfo } from "../../src/model/checkpoint.ts";
 import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
 import { encodePng } from "../../src/data/png.ts";
-import { exists } from "../../src/util/files.ts";
+import { exists, reason } from "../../src/util/files.ts";
 import { Progress } from "../../src/util/progress.ts";
 import { deriveSeed, Rng } from "../../src/util/rng.ts";
 import { OutputFolder } from "../../src/util/output_folder.ts";
 import { modelFromCheckpoint, readCheckpointWithTokenizer } from "../../src/model/load.ts";
 import type { NativeModel } from "../../src/model/native_model.ts";
-import { sampleCodes, type SampledCodes, type SamplingOptions } from "../../src/sample/sampler.ts";
+import {
+  sampleCodes,
+  type SampledCodes,
+  sampledCodesBytes,
+  type SamplingOptions,
+} from "../../src/sample/sampler.ts";
 import {
   classGrid,
   decodeFinal,
-  heatMapFigure,
   panelRows,
   progressivePanels,
+  progressivePanelSide,
   progressiveSelection,
   samplesNpz,
+  stepLabels,
 } from "../../src/sample/render.ts";
-import { entropyMaps, stepEntropyStats } from "../../src/sample/entropy.ts";
-import { linePlot } from "../../src/sample/plot.ts";
+import { entropyFigures } from "../../src/sample/figures.ts";
+import {
+  type ClassSpec,
+  imageFileName,
+  parseClassSpec,
+  resolveClasses,
+} from "../../src/sample/classes.ts";
 
 /** The bundled model, relative to this file. */
 export const BUNDLED_MODEL = fileURLToPath(new URL("../../models/mnist-tiny", import.meta.url));
@@ -49,23 +60,19 @@ const DEFAULTS = {
   out: "out/samples",
 };
 
+/** Most images one run samples (50,000 are the usual FID sample). */
+export const MAX_IMAGES = 1_000_000;
+/** Share of the machine's available memory one run may plan to use. */
+const MEMORY_SHARE = 0.8;
+
 /** Images shown in progressive.png (the first image of each class, in grid row order). */
 const PROGRESSIVE_ROWS = 10;
 /** Individual images shown under the mean in entropy-maps.png. */
 const ENTROPY_MAP_IMAGES = 3;
 
-type ClassSpec = { kind: "all" } | { kind: "random" } | { kind: "list"; classes: number[] };
-
-function parseClasses(text: string): ClassSpec {
-  if (text === "all" || text === "random") return { kind: text };
-  const classes = text.split(",").map((part) => parseInteger(part, "--classes", 0));
-  return { kind: "list", classes: [...new Set(classes)] };
-}
-
 /** "4" -> 4; "1,2,4,8" -> one P per scale. 0 anywhere is a UsageError. */
 function parseSteps(text: string): number | number[] {
-  const values = text.split(",").map((part) => {
-    const p = parseInteger(part, "--steps-per-scale");
+  const values = parseIntList(text, "--steps-per-scale").map((p) => {
     if (p < 1) {
       throw new UsageError(
         `--steps-per-scale must be at least 1 at every scale (a scale needs a step), got '${text}'`,
@@ -79,16 +86,42 @@ function parseSteps(text: string): number | number[] {
 /** Checks the class spec against the checkpoint; returns the classes in grid-row order. */
 function classesFor(spec: ClassSpec, info: CheckpointInfo, path: string): number[] {
   const C = info.config.classes;
-  const all = Array.from({ length: C }, (_, c) => c);
-  if (spec.kind !== "list") return all;
-  const bad = spec.classes.find((c) => c >= C);
-  if (bad !== undefined) {
-    const names = info.classes.length === C ? `: ${info.classes.join(", ")}` : "";
-    throw new UserError(
-      `--classes: class ${bad} is out of range; ${path} has ${C} classes, 0..${C - 1}${names}`,
+  if (spec.kind !== "list") return Array.from({ length: C }, (_, c) => c);
+  return resolveClasses(spec.entries, info.classes, C, path);
+}
+
+/** The number of images, checked against MAX_IMAGES before any array is made. */
+function imageCount(
+  spec: ClassSpec,
+  classes: number[],
+  perClass: number | undefined,
+  count: number | undefined,
+): number {
+  const n = count ??
+    (perClass ?? DEFAULTS.perClass) * (spec.kind === "random" ? 1 : classes.length);
+  if (n > MAX_IMAGES) {
+    throw new UsageError(
+      `${perClass ?? DEFAULTS.perClass} per class x ${classes.length} classes = ${n} images; ` +
+        `at most ${MAX_IMAGES} per run`,
     );
   }
-  return spec.classes;
+  return n;
+}
+
+/**
+ * Refuses a run whose result arrays, decoded images and samples.npz would not fit in the
+ * memory the machine has available, before any of it is allocated.
+ */
+function checkMemory(n: number, length: number, side: number, o: SamplingOptions) {
+  const bytes = sampledCodesBytes(n, length, o) + 2 * n * side * side * 3;
+  const available = Deno.systemMemoryInfo().available;
+  if (bytes > MEMORY_SHARE * available) {
+    const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+    throw new UserError(
+      `sampling ${n} images of ${side}x${side} needs about ${gib(bytes)} of memory, ` +
+        `${gib(available)} is available; lower --count or --per-class`,
+    );
+  }
 }
 
 /** The label of every image: grouped by class, cycled, or drawn at random (seeded). */
@@ -100,7 +133,7 @@ function labelsFor(
   seed: number,
 ): Int32Array {
   if (spec.kind === "random") {
-    const n = count ?? DEFAULTS.perClass * classes.length;
+    const n = count ?? DEFAULTS.perClass;
     const rng = new Rng(deriveSeed(seed, 0xc1a55));
     return Int32Array.from({ length: n }, () => classes[rng.int(classes.length)]);
   }
@@ -111,13 +144,42 @@ function labelsFor(
   return Int32Array.from({ length: classes.length * m }, (_, i) => classes[Math.floor(i / m)]);
 }
 
+/**
+ * The --tokenizer folder: a tokenizer.json or tokenizer.safetensors file given instead stands
+ * for its folder; any other file is a UserError.
+ */
+async function tokenizerFolder(given: string | undefined): Promise<string | undefined> {
+  if (given === undefined) return undefined;
+  if (given === "") throw new UsageError("--tokenizer needs a folder, got ''");
+  let st;
+  try {
+    st = await Deno.stat(given);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) {
+      throw new UserError(`--tokenizer ${given}: no such folder`);
+    }
+    throw new UserError(`--tokenizer ${given}: ${reason(err)}`);
+  }
+  if (st.isDirectory) return given;
+  if (["tokenizer.json", "tokenizer.safetensors"].includes(basename(given))) {
+    return dirname(given);
+  }
+  throw new UserError(
+    `--tokenizer ${given} is a file; give the tokenizer folder (the one holding tokenizer.json ` +
+      `and tokenizer.safetensors)`,
+  );
+}
+
+/** The checkpoint (folder or model file: load.ts takes either) and its tokenizer. */
 async function loadModelAndTokenizer(values: OptionValues) {
   const given = stringOption(values, "model");
+  if (given === "") throw new UsageError("--model needs a checkpoint folder, got ''");
   const modelDir = given ?? BUNDLED_MODEL;
   if (given === undefined && !(await exists(join(modelDir, "model.safetensors")))) {
     throw new UserError(`the bundled model ${modelDir} is missing; give --model CKPT`);
   }
-  return await readCheckpointWithTokenizer(modelDir, stringOption(values, "tokenizer"));
+  const tokenizer = await tokenizerFolder(stringOption(values, "tokenizer"));
+  return await readCheckpointWithTokenizer(modelDir, tokenizer);
 }
 
 const pngFile = (r: { rgb: Uint8Array; width: number; height: number }) =>
@@ -131,7 +193,8 @@ export const command: Command = {
     model: {
       type: "string",
       valueName: "CKPT",
-      description: "checkpoint folder written by 'train' (default: the bundled models/mnist-tiny)",
+      description: "checkpoint folder written by 'train', or its model.safetensors " +
+        "(default: the bundled models/mnist-tiny)",
     },
     tokenizer: {
       type: "string",
@@ -143,7 +206,9 @@ export const command: Command = {
       type: "string",
       valueName: "LIST|all|random",
       default: "all",
-      description: "classes to sample: indices like 0,3,7, every class, or random per image",
+      description:
+        'classes to sample: indices or names like 0,3,7 or "Smileys & Emotion",Animals ' +
+        "& Nature, every class, or random per image",
     },
     "per-class": {
       type: "string",
@@ -153,7 +218,8 @@ export const command: Command = {
     count: {
       type: "string",
       valueName: "N",
-      description: "total images instead: classes cycled (all, list) or drawn at random",
+      description: `total images instead: classes cycled (all, list) or drawn at random ` +
+        `(at most ${MAX_IMAGES})`,
     },
     "steps-per-scale": {
       type: "string",
@@ -218,9 +284,16 @@ export const command: Command = {
       type: "string",
       valueName: "DIR",
       default: DEFAULTS.out,
-      description: "output folder (created)",
+      description: "output folder (created; an existing one must be empty unless --force)",
     },
-    individual: { type: "boolean", description: "also write OUT/images/NNNNN-C.png per image" },
+    force: {
+      type: "boolean",
+      description: "write into an existing, non-empty output folder (replacing its outputs)",
+    },
+    individual: {
+      type: "boolean",
+      description: "also write OUT/images/NNNNN-C-NAME.png per image",
+    },
     progressive: {
       type: "boolean",
       description: "also write progressive.png: the canvas after every step (Figure 1)",
@@ -235,8 +308,8 @@ export const command: Command = {
     "  grid.png           one row per class, that class's images across (final scale)",
     "  samples.npz        arr_0 uint8 [n, H, W, 3] (as the ADM FID evaluator reads it),",
     "                     labels int32 [n]",
-    "  images/            with --individual: NNNNN-C.png, image index and class index",
-    "                     (the folder is replaced)",
+    "  images/            with --individual: NNNNN-C-NAME.png: image index, class index and",
+    "                     class name in lower case letters and digits (the folder is replaced)",
     "  progressive.png    with --progressive: a row per image (the first of each class, at most",
     `                     ${PROGRESSIVE_ROWS} rows), a panel per step: the step's scale decoded, its`,
     "                     locations not sampled yet masked grey, resized to the final size",
@@ -248,18 +321,21 @@ export const command: Command = {
     `                     then of the first image of ${ENTROPY_MAP_IMAGES} classes; one colour scale`,
     "",
     "Every file is written under a temporary name and renamed when all are done; an output",
-    "folder that cannot be created or written is an error before sampling starts. The default",
+    "folder that cannot be created or written, or that is not empty (without --force), is an",
+    "error before sampling starts. The default",
     "guidance W = 2 suits the small MNIST models; guidance is off for the first 5 steps (the",
     "1x1 and 2x2 scales at ratio 2 with P = 4, as in the paper). Image i draws its random",
     "numbers from (seed, i, slot): the images do not depend on --batch or the device.",
     "",
-    "Example: checkerboard sample --model out/run1 --classes 0,1,2 --per-class 4 --progressive",
+    "Examples:",
+    "  checkerboard sample --model out/run1 --classes 0,1,2 --per-class 4 --progressive --out out/s",
+    '  checkerboard sample --model out/emoji --classes "Smileys & Emotion",Animals --out out/e',
   ].join("\n"),
   async run(values) {
     // Options that need no checkpoint first (usage errors, exit 2).
-    const spec = parseClasses(stringOption(values, "classes") ?? "all");
-    const perClass = intOption(values, "per-class", { min: 1 });
-    const count = intOption(values, "count", { min: 1 });
+    const spec = parseClassSpec(stringOption(values, "classes") ?? "all");
+    const perClass = intOption(values, "per-class", { min: 1, max: MAX_IMAGES });
+    const count = intOption(values, "count", { min: 1, max: MAX_IMAGES });
     if (perClass !== undefined && count !== undefined) {
       throw new UsageError("give --per-class or --count, not both");
     }
@@ -278,7 +354,8 @@ export const command: Command = {
     const seed = intOption(values, "seed", { min: 0, max: 2 ** 53 - 1 })!;
     const batch = intOption(values, "batch", { min: 1 })!;
     const orderGiven = choiceOption(values, "order", ORDER_NAMES);
-    const outDir = stringOption(values, "out") || DEFAULTS.out;
+    const outDir = stringOption(values, "out") ?? DEFAULTS.out;
+    if (outDir.trim() === "") throw new UsageError("--out needs a folder, got ''");
     const threads = intOption(values, "threads", { min: 1 });
 
     // Checkpoint, tokenizer, classes, plan (user errors, exit 1).
@@ -292,8 +369,7 @@ export const command: Command = {
       );
     }
     const classes = classesFor(spec, info, path);
-    const labels = labelsFor(spec, classes, perClass, count, seed); // (n)
-    const n = labels.length;
+    const n = imageCount(spec, classes, perClass, count);
     const rowOrder = spec.kind === "random" ? [] : classes;
     const effective = stepsPerScale(scales, steps);
     const planSteps = effective.reduce((a, b) => a + b, 0);
@@ -309,9 +385,12 @@ export const command: Command = {
       batch,
       entropy: values.entropy === true,
     };
+    const side = scales[scales.length - 1] * tokenizer.patch;
+    checkMemory(n, scales.reduce((a, s) => a + s * s, 0), side, o);
+    const labels = labelsFor(spec, classes, perClass, count, seed); // (n)
 
     const out = new OutputFolder(outDir);
-    await out.prepare();
+    await out.prepare({ force: values.force === true });
     let model: NativeModel | undefined;
     try {
       const device = await deviceFrom(values);
@@ -335,7 +414,7 @@ export const command: Command = {
         (done, step, total) => progress.update(done, `step ${step}/${total}`),
       );
       progress.finish("");
-      await writeOutputs(out, values, sampled, tokenizer, o, rowOrder);
+      await writeOutputs(out, values, sampled, tokenizer, o, rowOrder, info.classes);
       const written = await out.commit();
       const perImage = sampled.seconds / Math.max(1, n);
       console.log(
@@ -353,13 +432,6 @@ export const command: Command = {
   },
 };
 
-/** JSON indented by 2, with arrays of numbers and flat objects kept on one line each. */
-function compactJson(value: unknown): string {
-  return JSON.stringify(value, null, 2)
-    .replace(/\[[^\[\]{}"]*\]/g, (m) => JSON.stringify(JSON.parse(m)))
-    .replace(/\{[^\[\]{}]*\}/g, (m) => JSON.stringify(JSON.parse(m)));
-}
-
 /** Renders every output and stages it in `out`. */
 async function writeOutputs(
   out: OutputFolder,
@@ -368,83 +440,40 @@ async function writeOutputs(
   tokenizer: PatchTokenizer,
   o: SamplingOptions,
   rowOrder: number[],
+  classNames: readonly string[],
 ) {
   const n = r.labels.length, scales = r.scales;
   const side = scales[scales.length - 1] * tokenizer.patch;
   const images = decodeFinal(tokenizer, r.codes, n, scales); // n x (side, side, 3)
-
-  await out.stage("grid.png", pngFile(classGrid(images, side, r.labels, rowOrder)));
+  const grid = classGrid(images, side, r.labels, rowOrder, { classNames });
+  await out.stage("grid.png", pngFile(grid));
   await out.stage("samples.npz", samplesNpz(images, side, r.labels));
 
   if (values.individual === true) {
     const folder = await out.stageFolder("images");
     for (let i = 0; i < n; i++) {
-      const name = `${String(i).padStart(5, "0")}-${r.labels[i]}.png`;
+      const name = imageFileName(i, r.labels[i], classNames);
       await out.writeIn(folder, name, encodePng(images[i], side, side));
     }
   }
 
   if (values.progressive === true) {
-    const rows = progressiveSelection(r.labels, rowOrder, PROGRESSIVE_ROWS).map((i) =>
-      progressivePanels(tokenizer, r.codes, r.stepOf, r.scales, r.totalSteps, i, side)
+    const panel = progressivePanelSide(side);
+    const shown = progressiveSelection(r.labels, rowOrder, PROGRESSIVE_ROWS);
+    const rows = shown.map((i) =>
+      progressivePanels(tokenizer, r.codes, r.stepOf, r.scales, r.totalSteps, i, panel)
     );
-    await out.stage("progressive.png", pngFile(panelRows(rows, side, r.totalSteps)));
+    const picture = panelRows(rows, panel, r.totalSteps, {
+      columnLabels: stepLabels(r.stepOf.subarray(0, r.length), scales, r.totalSteps),
+      rowLabels: shown.map((i) => classNames[r.labels[i]] ?? String(r.labels[i])),
+    });
+    await out.stage("progressive.png", pngFile(picture));
   }
 
   if (values.entropy === true && r.entropy) {
-    const stats = stepEntropyStats(r.entropy, r.stepOf, n, scales, r.totalSteps);
-    const maps = entropyMaps(r.entropy, n, scales);
-    const round = (v: number) => Math.round(v * 1e4) / 1e4;
-    const json = {
-      unit: "bits",
-      images: n,
-      scales,
-      totalSteps: r.totalSteps,
-      order: o.order,
-      steps: stats.map((s) => ({
-        step: s.step + 1,
-        scale: scales[s.scale],
-        locations: s.locations,
-        mean: round(s.mean),
-        p25: round(s.p25),
-        p75: round(s.p75),
-      })),
-      maps: scales.map((s, k) => ({ side: s, mean: Array.from(maps[k], round) })),
-    };
-    await out.stage("entropy.json", compactJson(json) + "\n");
-    const x = stats.map((s) => s.step + 1);
-    const boundaries = stats.slice(1).filter((s, i) => s.scale !== stats[i].scale).map((s) =>
-      s.step + 0.5
-    );
-    const plot = linePlot({
-      width: 720,
-      height: 400,
-      x,
-      series: [
-        { y: stats.map((s) => s.p25), color: [90, 120, 200], thickness: 1, dash: [4, 3] },
-        { y: stats.map((s) => s.p75), color: [90, 120, 200], thickness: 1, dash: [4, 3] },
-        { y: stats.map((s) => s.mean), color: [20, 60, 170], thickness: 2, label: "mean" },
-      ],
-      bands: [{
-        lo: stats.map((s) => s.p25),
-        hi: stats.map((s) => s.p75),
-        color: [90, 120, 200],
-        alpha: 0.25,
-        label: "25-75%",
-      }],
-      vlines: boundaries,
-      integerX: true,
-      xLabel: "step",
-      yLabel: "entropy (bits)",
-      title: `${n} images, P ${stepsPerScale(scales, o.steps).join(",")}`,
-    });
-    await out.stage("entropy.png", encodePng(plot.rgb, plot.width, plot.height));
-    // Individual maps of the first image of the first classes (as in progressive.png).
-    const individual = progressiveSelection(r.labels, rowOrder, ENTROPY_MAP_IMAGES).map((i) => ({
-      label: `img ${i}`,
-      maps: entropyMaps(r.entropy!, n, scales, [i]),
-    }));
-    const heat = heatMapFigure([{ label: "mean", maps }, ...individual], scales, { panel: 96 });
-    await out.stage("entropy-maps.png", encodePng(heat.rgb, heat.width, heat.height));
+    const fig = entropyFigures({ ...r, entropy: r.entropy }, o, rowOrder, ENTROPY_MAP_IMAGES);
+    await out.stage("entropy.json", fig.json);
+    await out.stage("entropy.png", pngFile(fig.plot));
+    await out.stage("entropy-maps.png", pngFile(fig.maps));
   }
 }

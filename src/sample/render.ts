@@ -1,12 +1,12 @@
 /**
  * Pictures of sampled codes: the final images decoded by the tokenizer, a grid with one row per
- * class, the progressive view of paper Figure 1 (the canvas after every step, locations not yet
- * sampled masked), and per-scale entropy heat maps (paper Figure 7).
+ * class labelled with the class name, the progressive view of paper Figure 1 (the canvas after
+ * every step, locations not yet sampled masked, each column labelled with its step and scale),
+ * and per-scale entropy heat maps (paper Figure 7).
  *
  * Codes are laid out like SampledCodes: (n, L) with L = sum s^2, scales concatenated, raster
  * order inside a scale. Images are (side, side, 3) uint8 RGB.
  */
-import { tileGrid } from "../data/png.ts";
 import { encodeNpz } from "../data/npy.ts";
 import { scaleOfSteps } from "./entropy.ts";
 import { scaleOffsets } from "../train/inputs.ts";
@@ -54,17 +54,99 @@ export function classRows(
   return { rowClasses, cells: rowClasses.map((c) => byClass.get(c)!) };
 }
 
+export interface TileLayout {
+  /** One label per row, drawn left of the row (vertically centred). */
+  rowLabels?: readonly string[];
+  /** Lines of text per column, drawn above the first row (centred). */
+  columnLabels?: readonly (readonly string[])[];
+  gap?: number;
+  background?: number;
+  /** Font pixel size of the labels (default: 2 where tiles are at least 24 pixels, else 1). */
+  fontScale?: number;
+}
+
+/** Longest row label, in characters, before it is shortened with '..'. */
+const MAX_LABEL_CHARS = 24;
+
+/** Height in pixels of `lines` lines of label text at font scale `fs` (plot.ts's font). */
+export function textBlockHeight(lines: number, fs: number): number {
+  return lines <= 0 ? 0 : lines * GLYPH_H * fs + (lines - 1) * 2 * fs;
+}
+
+/** `text` shortened with '..' to fit `maxWidth` pixels at font scale `fs` (whole when it fits). */
+export function fitText(text: string, maxWidth: number, fs: number): string {
+  if (textWidth(text, fs) <= maxWidth) return text;
+  const chars = [...text];
+  while (chars.length > 1 && textWidth(chars.join("") + "..", fs) > maxWidth) chars.pop();
+  return chars.join("").trimEnd() + "..";
+}
+
 /**
- * One row per class, that class's images across; short rows are padded with background.
- * Returns the picture and its layout.
+ * Tiles of (tileW, tileH, 3) in rows of `cols`, with an optional label column on the left and a
+ * header of column labels on top. A row is at least as tall as one line of label text.
+ */
+export function labelledTiles(
+  tiles: readonly Uint8Array[],
+  tileW: number,
+  tileH: number,
+  cols: number,
+  { rowLabels, columnLabels, gap = 2, background = 255, fontScale }: TileLayout = {},
+): Canvas {
+  const fs = fontScale ?? (Math.min(tileW, tileH) >= 24 ? 2 : 1);
+  const rows = Math.max(1, Math.ceil(tiles.length / cols));
+  const pad = 3 * fs; // between labels and tiles
+  const maxLabel = textWidth("M".repeat(MAX_LABEL_CHARS), fs);
+  const shownRows = rowLabels?.map((l) => fitText(l, maxLabel, fs));
+  const labelW = shownRows?.length
+    ? Math.max(...shownRows.map((l) => textWidth(l, fs))) + 2 * pad
+    : 0;
+  const headerLines = Math.max(0, ...(columnLabels ?? []).map((c) => c.length));
+  // Column labels drop to the smallest font where a line would be wider than its tile.
+  const fits = (columnLabels ?? []).every((c) => c.every((l) => textWidth(l, fs) <= tileW));
+  const headFs = fits ? fs : 1;
+  const headerH = headerLines ? textBlockHeight(headerLines, headFs) + 2 * pad : 0;
+  const rowH = Math.max(tileH, shownRows?.length ? textBlockHeight(1, fs) : 0);
+  const width = labelW + cols * tileW + (cols + 1) * gap;
+  const height = headerH + rows * rowH + (rows + 1) * gap;
+  const bg = [background, background, background] as const;
+  const canvas = new Canvas(width, height, bg);
+  tiles.forEach((tile, i) => {
+    const x0 = labelW + gap + (i % cols) * (tileW + gap);
+    const y0 = headerH + gap + Math.floor(i / cols) * (rowH + gap);
+    for (let y = 0; y < tileH; y++) {
+      canvas.rgb.set(
+        tile.subarray(y * tileW * 3, (y + 1) * tileW * 3),
+        ((y0 + y) * width + x0) * 3,
+      );
+    }
+  });
+  shownRows?.forEach((label, r) => {
+    const y0 = headerH + gap + r * (rowH + gap);
+    const y = y0 + Math.floor((Math.min(rowH, tileH) - textBlockHeight(1, fs)) / 2);
+    canvas.text(labelW - pad - textWidth(label, fs), Math.max(y0, y), label, [0, 0, 0], fs);
+  });
+  columnLabels?.forEach((lines, c) => {
+    const x0 = labelW + gap + c * (tileW + gap);
+    lines.forEach((line, j) => {
+      const x = x0 + Math.floor((tileW - textWidth(line, headFs)) / 2);
+      canvas.text(x, pad + j * (GLYPH_H + 2) * headFs, line, [0, 0, 0], headFs);
+    });
+  });
+  return canvas;
+}
+
+/**
+ * One row per class, that class's images across, the class's name left of its row
+ * (`classNames[c]`, or the index where the checkpoint has no names); short rows are padded
+ * with background. Returns the picture and its layout.
  */
 export function classGrid(
   images: readonly Uint8Array[], // n x (side, side, 3)
   side: number,
   labels: ArrayLike<number>, // (n)
   order: readonly number[] = [],
-  { gap = 2, background = 255 } = {},
-): { rgb: Uint8Array; width: number; height: number; rowClasses: number[]; cols: number } {
+  { gap = 2, background = 255, classNames = [] as readonly string[] } = {},
+): Canvas & { rowClasses: number[]; cols: number } {
   const { rowClasses, cells } = classRows(labels, order);
   const cols = Math.max(1, ...cells.map((c) => c.length));
   const blank = new Uint8Array(side * side * 3).fill(background);
@@ -72,7 +154,9 @@ export function classGrid(
     Array.from({ length: cols }, (_, j) => (j < row.length ? images[row[j]] : blank))
   );
   if (tiles.length === 0) tiles.push(blank);
-  return { ...tileGrid(tiles, side, side, cols, { gap, background }), rowClasses, cols };
+  const rowLabels = rowClasses.map((c) => classNames[c] ?? String(c));
+  const canvas = labelledTiles(tiles, side, side, cols, { rowLabels, gap, background });
+  return Object.assign(canvas, { rowClasses, cols });
 }
 
 /** Nearest-neighbour resize of a (srcH, srcW, 3) image to (dstH, dstW, 3). */
@@ -152,15 +236,45 @@ export function progressivePanels(
   });
 }
 
-/** Rows of panels (each (side, side, 3)) into one picture, `cols` panels per row. */
+/**
+ * Rows of panels (each (side, side, 3)) into one picture, `cols` panels per row, with
+ * `columnLabels[j]` (lines of text) above column j and `rowLabels[i]` left of row i.
+ */
 export function panelRows(
   rows: Uint8Array[][],
   side: number,
   cols: number,
-): { rgb: Uint8Array; width: number; height: number } {
+  { columnLabels, rowLabels }: Pick<TileLayout, "columnLabels" | "rowLabels"> = {},
+): Canvas {
   const blank = new Uint8Array(side * side * 3).fill(255);
   const tiles = rows.flatMap((r) => Array.from({ length: cols }, (_, j) => r[j] ?? blank));
-  return tileGrid(tiles, side, side, cols, { gap: 2, background: 255 });
+  return labelledTiles(tiles, side, side, cols, {
+    columnLabels,
+    rowLabels,
+    gap: 2,
+    background: 255,
+  });
+}
+
+/** The label lines of each step of a plan: "step 3/13" and "scale 4x4". */
+export function stepLabels(
+  stepOfRow: ArrayLike<number>, // (L) of any one image: every image has the same blocks
+  scales: readonly number[],
+  totalSteps: number,
+): string[][] {
+  const scaleOf = scaleOfSteps(stepOfRow, scales, totalSteps);
+  return Array.from(
+    scaleOf,
+    (k, t) => [`step ${t + 1}/${totalSteps}`, `scale ${scales[k]}x${scales[k]}`],
+  );
+}
+
+/**
+ * The panel side of the progressive view: the image side enlarged by a whole factor to at least
+ * `min` pixels, so the step labels above each panel fit in a readable size.
+ */
+export function progressivePanelSide(side: number, min = 128): number {
+  return side * Math.max(1, Math.ceil(min / side));
 }
 
 /** Images for the progressive view: the first image of each class in row order, at most `max`. */

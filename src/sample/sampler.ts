@@ -61,6 +61,21 @@ export interface SampledCodes {
   seconds: number;
 }
 
+/**
+ * Bytes of host memory the arrays of a SampledCodes of `n` images of `length` tokens take, so a
+ * caller can refuse a run that would not fit before anything is allocated.
+ */
+export function sampledCodesBytes(
+  n: number,
+  length: number,
+  o: Pick<SamplingOptions, "entropy" | "stepCodes" | "steps">,
+  totalSteps = 0,
+): number {
+  const perImage = length * 4 * (2 + (o.entropy ? 1 : 0)) + 4 +
+    (o.stepCodes ? totalSteps * length * 4 : 0);
+  return n * perImage;
+}
+
 /** Progress after each step of each batch: images finished so far, and steps done in the batch. */
 export type SampleProgress = (imagesDone: number, stepInBatch: number, totalSteps: number) => void;
 

@@ -19,11 +19,26 @@ export class OutputFolder {
 
   constructor(readonly dir: string) {}
 
-  async prepare() {
+  /**
+   * Makes the folder (or checks the existing one) and probes it for writing. An existing folder
+   * with anything in it is refused unless `force` is set: outputs of an earlier run are not
+   * silently replaced.
+   */
+  async prepare({ force = false }: { force?: boolean } = {}) {
     try {
       const st = await Deno.stat(this.dir);
       if (!st.isDirectory) {
         throw new UserError(`--out ${this.dir} exists and is not a folder`);
+      }
+      if (!force) {
+        const entries = await firstEntries(this.dir, 3);
+        if (entries.length) {
+          throw new UserError(
+            `--out ${this.dir} is not empty (${entries.join(", ")}${
+              entries.length === 3 ? ", ..." : ""
+            }); give --force to write into it, or another folder`,
+          );
+        }
       }
     } catch (err) {
       if (err instanceof UserError) throw err;
@@ -112,4 +127,15 @@ export class OutputFolder {
     if (this.createdTop) await Deno.remove(this.createdTop, { recursive: true }).catch(() => {});
     this.createdTop = null;
   }
+}
+
+/** Up to `max` entry names of a folder (sorted), to show what is in the way. */
+async function firstEntries(dir: string, max: number): Promise<string[]> {
+  const names: string[] = [];
+  try {
+    for await (const e of Deno.readDir(dir)) names.push(e.name);
+  } catch (err) {
+    throw new UserError(`cannot read the output folder ${dir}: ${reason(err)}`);
+  }
+  return names.sort().slice(0, max);
 }
