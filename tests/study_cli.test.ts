@@ -6,6 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { expectOneLineError, repoRoot, runCli, tempDir } from "./helpers.ts";
 import { writeShapesFolder } from "./fixtures.ts";
+import { SAMPLE_DEFAULTS, TRAIN_DEFAULTS } from "../src/train/defaults.ts";
 
 /** A folder dataset, its tokenizer and ratio-2 shards; returns the shard folder. */
 async function makeShards(dir: string): Promise<string> {
@@ -42,6 +43,8 @@ const studyArgs = (data: string, out: string) => [
   "order,samples",
   "--iters",
   "6",
+  "--model",
+  "tiny",
   "--depth",
   "2",
   "--width",
@@ -99,6 +102,91 @@ Deno.test("study: a killed study started again reuses finished runs and reports 
   await Deno.stat(join(a, "report", "figures", "fig4c-order.png"));
   await Deno.stat(join(a, "report", "grids", "r2-random-mix-none-s0-P1.png"));
 
+  // train's recipe and sample's guidance, not literals of the study's own.
+  const study = JSON.parse(await Deno.readTextFile(join(a, "study.json")));
+  assert.equal(study.version, 2);
+  assert.equal(study.settings.model, "tiny");
+  assert.equal(study.settings.lr, TRAIN_DEFAULTS.lr);
+  assert.equal(study.settings.warmup, TRAIN_DEFAULTS.warmup);
+  assert.deepEqual(study.settings.lrDrops, TRAIN_DEFAULTS.lrDrops);
+  assert.equal(study.settings.classDropout, TRAIN_DEFAULTS.classDropout);
+  assert.deepEqual(study.settings.stepsPerScaleTrain, TRAIN_DEFAULTS.stepsPerScaleTrain);
+  assert.equal(study.settings.guidanceStart, SAMPLE_DEFAULTS.cfgStart);
+  assert.match(
+    report,
+    new RegExp(`AdamW lr ${TRAIN_DEFAULTS.lr} with ${TRAIN_DEFAULTS.warmup} warmup`),
+  );
+  assert.match(report, /CFG weight 2 from step 6 \(off for the first 5 steps/);
+  // 6 steps of 8 images are about an epoch: the report says so before anything else.
+  const lines = report.split("\n");
+  assert.match(lines[2], /^> \*\*Warning: these models are undertrained\*\*/);
+  assert.match(lines[2], /saw \d+\.\d\d epochs of the training split \(under 5\)/);
+  assert.match(lines[2], /findings about conditioning within a scale/);
+
+  // The report drawn again from results.json alone, in the study folder or the report folder.
+  await Deno.remove(join(a, "report", "figures"), { recursive: true });
+  const redrawn = await runCli(["study", "--report-only", "--out", a]);
+  assert.equal(redrawn.code, 0, redrawn.stderr);
+  assert.equal(await Deno.readTextFile(join(a, "report", "report.md")), report);
+  await Deno.stat(join(a, "report", "figures", "fig4c-order.png"));
+  const copy = `${dir.path}/published`;
+  await Deno.mkdir(copy);
+  for (const f of ["report.md", "results.json", "timings.json"]) {
+    await Deno.copyFile(join(a, "report", f), join(copy, f));
+  }
+  await Deno.mkdir(join(copy, "grids"));
+  for await (const e of Deno.readDir(join(a, "report", "grids"))) {
+    await Deno.copyFile(join(a, "report", "grids", e.name), join(copy, "grids", e.name));
+  }
+  const again0 = await runCli(["study", "--report-only", "--out", copy]);
+  assert.equal(again0.code, 0, again0.stderr);
+  assert.equal(await Deno.readTextFile(join(copy, "report.md")), report);
+  await expectOneLineError(
+    ["study", "--report-only", "--out", a, "--data", data],
+    /--report-only takes only --out .*not --data/,
+  );
+  await expectOneLineError(
+    ["study", "--report-only", "--out", `${dir.path}/nothing`],
+    /no results\.json in .*nothing or .*nothing\/report/,
+  );
+  // A results.json of version 1 (before --report-only): the model was 'preset', the recipe
+  // and the guidance (from the first step) were not stored, nor the parts and grids.
+  const v2 = JSON.parse(await Deno.readTextFile(join(copy, "results.json")));
+  const {
+    model,
+    lrDrops: _d,
+    classDropout: _c,
+    stepsPerScaleTrain: _s,
+    accum: _a,
+    guidanceStart: _g,
+    ...rest
+  } = v2.facts.settings;
+  const v1 = {
+    findings: v2.findings,
+    order: v2.order.map(({ mixAlpha: _m, ...m }: Record<string, unknown>) => m),
+    facts: { ...v2.facts, settings: { preset: model, ...rest } },
+  };
+  await Deno.writeTextFile(join(copy, "results.json"), JSON.stringify(v1));
+  const old = await runCli(["study", "--report-only", "--out", copy]);
+  assert.equal(old.code, 0, old.stderr);
+  const oldReport = await Deno.readTextFile(join(copy, "report.md"));
+  assert.match(oldReport, /CFG weight 2 from the first step/);
+  const table = (text: string) => text.split("\n").filter((l) => l.startsWith("| "));
+  assert.deepEqual(table(oldReport), table(report));
+  for (
+    const [text, pattern] of [
+      ["[]", /results\.json: the file must be a JSON object, got a list of 0/],
+      [
+        '{"format": "checkerboard-study-results", "version": 2, "facts": 3}',
+        /results\.json: 'facts' must be an object, got 3/,
+      ],
+      ['{"format": "checkerboard-study-results", "version": 9}', /'version' must be 2, got 9/],
+    ] as const
+  ) {
+    await Deno.writeTextFile(join(copy, "results.json"), text);
+    await expectOneLineError(["study", "--report-only", "--out", copy], pattern);
+  }
+
   // Kill the second study once its second run is trained, before the end.
   const b = `${dir.path}/b`;
   const child = new Deno.Command(Deno.execPath(), {
@@ -139,8 +227,8 @@ Deno.test("study: a killed study started again reuses finished runs and reports 
 
   // A different setting on the same folder is refused.
   await expectOneLineError(
-    [...studyArgs(data, b), "--lr", "0.01"],
-    /study\.json was started with other settings: lr 0\.01 \(study: 0\.001\)/,
+    [...studyArgs(data, b), "--lr", "0.01", "--cfg-start", "0"],
+    /study\.json was started with other settings: --lr 0\.01 \(study: 0\.0001\), --cfg-start 0 \(study: 5\)/,
   );
 });
 
@@ -161,6 +249,15 @@ Deno.test("study: impossible options and budgets are refused with one line", asy
     /--budget-minutes or --iters, not both/,
   );
   await expectOneLineError(["study", "--data", `${dir.path}/none`, "--out", out], /none/);
+  // The model is chosen with --model, as in train; --preset is gone.
+  await expectOneLineError(
+    ["study", "--data", data, "--out", out, "--preset", "tiny"],
+    /unknown option '--preset'/,
+  );
+  await expectOneLineError(
+    ["study", "--data", data, "--out", out, "--model", "huge"],
+    /--model must be one of tiny, S, L, got 'huge'/,
+  );
   await Deno.writeTextFile(`${dir.path}/file`, "");
   await expectOneLineError(
     ["study", "--data", data, "--out", `${dir.path}/file/study`],
@@ -171,6 +268,11 @@ Deno.test("study: impossible options and budgets are refused with one line", asy
     const [text, pattern] of [
       ["{", /study\.json: not valid JSON/],
       ['{"format": "other"}', /study\.json is not a study file of 'checkerboard study'/],
+      ['{"format": "checkerboard-study", "version": 2}', /study\.json: 'data' is missing/],
+      [
+        '{"format": "checkerboard-study", "version": 1, "data": "d", "seeds": 2, "settings": {}}',
+        /study\.json: 'settings\.preset' is missing/,
+      ],
     ] as const
   ) {
     const broken = `${dir.path}/broken`;

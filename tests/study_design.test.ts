@@ -114,7 +114,10 @@ Deno.test("study honesty: few epochs or an NLL that rises with P make the models
   assert.match(epochs, /1\.12 epochs of the training split \(under 5\)/);
   const why = undertrainedEvidence(20, rising);
   assert.equal(why.length, 1);
-  assert.match(why[0], /NLL rises with steps per scale: 1\.998 bits per token at P = 1, 2\.015 at P = 16/);
+  assert.match(
+    why[0],
+    /NLL rises with steps per scale: 1\.998 bits per token at P = 1, 2\.015 at P = 16/,
+  );
   assert.match(why[0], /rises at 3 of 4 doublings/);
   assert.equal(undertrainedEvidence(1, rising).length, 2);
 });

@@ -80,8 +80,11 @@ export class Canvas {
 
   /** Text read bottom to top (turned a quarter left), its glyphs' tops at column x. */
   verticalText(x: number, yBottom: number, text: string, color: Rgb = [0, 0, 0], scale = 2) {
-    this.drawText(text, scale, (gx, gy) =>
-      this.fillRect(x + gy, yBottom - gx - scale, scale, scale, color));
+    this.drawText(
+      text,
+      scale,
+      (gx, gy) => this.fillRect(x + gy, yBottom - gx - scale, scale, scale, color),
+    );
   }
 
   /** Calls `ink(dx, dy)` at the offset of every inked font pixel of `text` from its corner. */
@@ -212,8 +215,10 @@ const FONT: Record<string, boolean[][]> = Object.fromEntries(
     const given = rows.split(" ").filter((r) => r.length > 0);
     return [
       ch,
-      Array.from({ length: GLYPH_H }, (_, y) =>
-        Array.from({ length: GLYPH_W }, (_, x) => given[y]?.[x] === "#")),
+      Array.from(
+        { length: GLYPH_H },
+        (_, y) => Array.from({ length: GLYPH_W }, (_, x) => given[y]?.[x] === "#"),
+      ),
     ];
   }),
 );
@@ -472,7 +477,13 @@ function drawLegend(
         dash: e.series.dash,
       });
       if (e.series.markers) {
-        canvas.fillRect(x + swatch / 2 - 1.5 * fs, mid - 1.5 * fs, 3 * fs + 1, 3 * fs + 1, e.series.color);
+        canvas.fillRect(
+          x + swatch / 2 - 1.5 * fs,
+          mid - 1.5 * fs,
+          3 * fs + 1,
+          3 * fs + 1,
+          e.series.color,
+        );
       }
     } else {
       canvas.fillRect(x, cy, swatch, 7 * fs, e.band!.color, e.band!.alpha ?? 0.25);

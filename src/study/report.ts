@@ -18,8 +18,8 @@ import {
   type ModelSummary,
   multiscaleVsSingle,
   ratiosClose,
-  stat,
   type Stat,
+  stat,
   undertrainedEvidence,
 } from "./aggregate.ts";
 import { ENTROPY_STEPS, EVAL_STEPS, type PartName, STUDY_PARTS } from "./design.ts";
@@ -410,7 +410,9 @@ function setupSection(results: StudyResults, timings?: StudyTimings): string[] {
       : `- Steps per model given on the command line; device ${facts.device}.`,
   );
   if (timings) {
-    lines.push(`- Training took ${(timings.trainSeconds / 60).toFixed(1)} minutes over all models.`);
+    lines.push(
+      `- Training took ${(timings.trainSeconds / 60).toFixed(1)} minutes over all models.`,
+    );
   }
   return lines;
 }

@@ -100,7 +100,9 @@ export function collectResults(
   scalesOf: (ratio: string) => number[],
 ): StudyResults {
   const summaries = (part: PartName) =>
-    parts.includes(part) ? partConfigs(part).map((c) => summarize(c, records, scalesOf)) : undefined;
+    parts.includes(part)
+      ? partConfigs(part).map((c) => summarize(c, records, scalesOf))
+      : undefined;
   const base = records.find((r) => isBase(r.spec)) ?? records[0];
   const results: StudyResults = {
     parts: [...parts],
@@ -291,7 +293,8 @@ function readConfig(f: Fields): Config {
 }
 
 /** A Stat from its values (mean and spread are recomputed, so they always agree). */
-const readStat = (f: Fields, key: string) => stat(f.object(key).numberList("values", {}, { minLength: 1 }));
+const readStat = (f: Fields, key: string) =>
+  stat(f.object(key).numberList("values", {}, { minLength: 1 }));
 
 function readSummary(f: Fields, version: number): ModelSummary {
   const alphaRows = (a: Fields) =>

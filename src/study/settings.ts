@@ -9,7 +9,7 @@
  * be drawn again with what really happened.
  */
 import { SAMPLE_DEFAULTS, TRAIN_DEFAULTS } from "../train/defaults.ts";
-import { type PresetName, PRESET_NAMES } from "../model/config.ts";
+import { PRESET_NAMES, type PresetName } from "../model/config.ts";
 import type { Fields } from "../util/schema.ts";
 
 export interface StudySettings {
