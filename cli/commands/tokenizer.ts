@@ -1,6 +1,6 @@
 /** `checkerboard tokenizer fit|recon`: the patch-VQ tokenizer. */
-import { join } from "node:path";
-import type { Command } from "../command.ts";
+import { dirname, join } from "node:path";
+import type { Command, OptionValues } from "../command.ts";
 import { intOption, requiredString, stringOption } from "../options.ts";
 import { deviceFrom, deviceOption, ratioOptions, scalesFrom } from "./common.ts";
 import { DATASET_HELP, imageAt, loadDataset, splitIndices } from "../../src/data/dataset.ts";
@@ -8,7 +8,39 @@ import { fitTokenizer, PatchTokenizer, psnr } from "../../src/tokenizer/patch_vq
 import { resizeArea, upscaleNearest } from "../../src/tokenizer/resize.ts";
 import { tileGrid, writePng } from "../../src/data/png.ts";
 import { Progress } from "../../src/util/progress.ts";
-import { UsageError } from "../../src/errors.ts";
+import { UsageError, UserError } from "../../src/errors.ts";
+import { OutputFolder } from "../../src/util/output_folder.ts";
+import { reason, tempNameFor } from "../../src/util/files.ts";
+
+/** Limits that keep every buffer of a fit far below what a machine can allocate. */
+const MAX_SIDE = 256, MAX_PATCH = 64, MAX_FIT_PATCHES = 5_000_000, MAX_ITERATIONS = 100_000;
+const MAX_RECON_IMAGES = 10_000;
+
+/**
+ * Checks, before any work, that `path` can be written as one file: not a folder, in a folder
+ * that exists and takes a new file.
+ */
+async function checkFileTarget(path: string) {
+  if (path.trim() === "") throw new UsageError("--out needs a file name, got ''");
+  const st = await Deno.stat(path).catch(() => null);
+  if (st?.isDirectory) {
+    throw new UserError(
+      `--out ${path} is a folder; recon writes one PNG file (e.g. ${join(path, "recon.png")})`,
+    );
+  }
+  const folder = dirname(path);
+  const parent = await Deno.stat(folder).catch(() => null);
+  if (!parent?.isDirectory) {
+    throw new UserError(`--out ${path}: the folder ${folder} does not exist`);
+  }
+  const probe = tempNameFor(path);
+  try {
+    await Deno.writeFile(probe, new Uint8Array(0));
+    await Deno.remove(probe);
+  } catch (err) {
+    throw new UserError(`--out ${path}: cannot write in ${folder}: ${reason(err)}`);
+  }
+}
 
 const fit: Command = {
   name: "fit",
@@ -32,7 +64,7 @@ const fit: Command = {
       type: "string",
       valueName: "PX",
       default: "64",
-      description: "image side for emoji and folder datasets (mnist is 32)",
+      description: `image side for emoji and folder datasets, at most ${MAX_SIDE} (mnist is 32)`,
     },
     ...ratioOptions,
     iterations: {
@@ -58,45 +90,70 @@ const fit: Command = {
   ].join("\n"),
   async run(values) {
     const out = requiredString(values, "out");
-    const patch = intOption(values, "patch", { min: 1 })!;
+    const patch = intOption(values, "patch", { min: 1, max: MAX_PATCH })!;
     const codes = intOption(values, "codes", { min: 2, max: 65536 })!;
-    const iterations = intOption(values, "iterations", { min: 0 })!;
-    const maxPatches = intOption(values, "max-patches", { min: 1 })!;
-    const seed = intOption(values, "seed")!;
-    const side = intOption(values, "side", { min: 1 })!;
-    const set = await loadDataset(requiredString(values, "dataset"), { side });
-    const device = await deviceFrom(values);
-    if (set.side % patch !== 0) {
-      throw new UsageError(`--patch ${patch} does not divide the image side ${set.side}`);
+    const iterations = intOption(values, "iterations", { min: 0, max: MAX_ITERATIONS })!;
+    const maxPatches = intOption(values, "max-patches", { min: 1, max: MAX_FIT_PATCHES })!;
+    const seed = intOption(values, "seed", { min: 0, max: 2 ** 53 - 1 })!;
+    const side = intOption(values, "side", { min: 1, max: MAX_SIDE })!;
+    // The output folder is made and probed for writing before the fit (minutes of work).
+    const folder = new OutputFolder(out);
+    await folder.prepare({ force: true });
+    try {
+      await fitAndSave(values, { out, patch, codes, iterations, maxPatches, seed, side });
+    } catch (err) {
+      await folder.abort(); // removes the folder again if this run made it
+      throw err;
     }
-    const { scales } = scalesFrom(values, set.side / patch);
-    console.error(
-      `fitting ${codes} codes on ${set.name} (${set.count} images, ${set.side}px), patch ${patch}, scales ${
-        scales.join(",")
-      }`,
-    );
-    const tokenizer = await fitTokenizer(set, {
-      patch,
-      codes,
-      scales,
-      iterations,
-      seed,
-      maxPatches,
-      device,
-      indices: splitIndices(set.count, "train"),
-    });
-    await tokenizer.save(out);
-    const mse = tokenizer.config.fit.mse;
-    console.log(
-      `wrote ${
-        join(out, "tokenizer.safetensors")
-      } and tokenizer.json (hash ${tokenizer.config.hash}, ` +
-        `mean squared distance per patch ${
-          mse.length ? mse[mse.length - 1].toExponential(3) : "n/a"
-        })`,
-    );
   },
 };
+
+/** Loads the dataset, fits the codebook and writes it into the prepared folder `o.out`. */
+async function fitAndSave(
+  values: OptionValues,
+  o: {
+    out: string;
+    patch: number;
+    codes: number;
+    iterations: number;
+    maxPatches: number;
+    seed: number;
+    side: number;
+  },
+) {
+  const { out, patch, codes, iterations, maxPatches, seed, side } = o;
+  const set = await loadDataset(requiredString(values, "dataset"), { side });
+  const device = await deviceFrom(values);
+  if (set.side % patch !== 0) {
+    throw new UsageError(`--patch ${patch} does not divide the image side ${set.side}`);
+  }
+  const { scales } = scalesFrom(values, set.side / patch);
+  console.error(
+    `fitting ${codes} codes on ${set.name} (${set.count} images, ${set.side}px), patch ${patch}, scales ${
+      scales.join(",")
+    }`,
+  );
+  const tokenizer = await fitTokenizer(set, {
+    patch,
+    codes,
+    scales,
+    iterations,
+    seed,
+    maxPatches,
+    device,
+    indices: splitIndices(set.count, "train"),
+  });
+  await tokenizer.save(out);
+  const mse = tokenizer.config.fit.mse;
+  console.log(
+    `wrote ${
+      join(out, "tokenizer.safetensors")
+    } and tokenizer.json (hash ${tokenizer.config.hash}, ` +
+      `mean squared distance per patch ${
+        mse.length ? mse[mse.length - 1].toExponential(3) : "n/a"
+      })`,
+  );
+}
 
 const recon: Command = {
   name: "recon",
@@ -126,9 +183,10 @@ const recon: Command = {
     "coarse to fine (each enlarged to the image side); the shown images are spread over the split.",
   ].join("\n"),
   async run(values) {
-    const tokenizer = await PatchTokenizer.load(requiredString(values, "tokenizer"));
     const out = requiredString(values, "out");
-    const count = intOption(values, "count", { min: 1 })!;
+    const count = intOption(values, "count", { min: 1, max: MAX_RECON_IMAGES })!;
+    const tokenizer = await PatchTokenizer.load(requiredString(values, "tokenizer"));
+    await checkFileTarget(out);
     const { scales } = scalesFrom(values, tokenizer.finalSide);
     const set = await loadDataset(stringOption(values, "dataset") ?? tokenizer.config.dataset, {
       side: tokenizer.config.imageSide,
