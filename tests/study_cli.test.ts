@@ -32,15 +32,15 @@ async function makeShards(dir: string): Promise<string> {
   return `${dir}/shards`;
 }
 
-/** A very small study of the order part: 2 models x 2 seeds. */
-const studyArgs = (data: string, out: string) => [
+/** A very small study, by default of the order part: 2 models x 2 seeds. */
+const studyArgs = (data: string, out: string, parts = "order,samples") => [
   "study",
   "--data",
   data,
   "--out",
   out,
   "--parts",
-  "order,samples",
+  parts,
   "--iters",
   "6",
   "--model",
@@ -294,4 +294,21 @@ Deno.test("study: impossible options and budgets are refused with one line", asy
   );
   const planned = await Deno.stat(join(out, "study.json")).then(() => true, () => false);
   assert.equal(planned, false, "study.json written for a refused budget");
+});
+
+Deno.test("study: the ratios part encodes every ratio with the manifest's tokenizer, from any folder", async () => {
+  await using dir = await tempDir();
+  await makeShards(dir.path);
+  // Relative paths from another working folder: the tokenizer is found from the manifest.
+  const r = await runCli(studyArgs("shards", "study", "ratios"), { cwd: dir.path });
+  assert.equal(r.code, 0, r.stderr);
+  for (const ratio of ["sqrt2", "3", "4", "single"]) {
+    const m = JSON.parse(
+      await Deno.readTextFile(join(dir.path, "study", "data", `ratio-${ratio}`, "manifest.json")),
+    );
+    assert.equal(m.ratio, ratio);
+  }
+  const report = await Deno.readTextFile(join(dir.path, "study", "report", "report.md"));
+  assert.match(report, /\| ratio sqrt2 \(1,2,3,4\) \|/);
+  assert.match(report, /\| single-scale \(4\) \|/);
 });

@@ -6,7 +6,7 @@ import { join, resolve } from "node:path";
 import type { Command, OptionValues } from "../command.ts";
 import { floatOption, intOption, requiredString, stringOption } from "../options.ts";
 import { deviceFrom, deviceOption } from "./common.ts";
-import { tokenizerForManifest } from "./train.ts";
+import { tokenizerDirOf, tokenizerForManifest } from "../../src/data/manifest_tokenizer.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { type Manifest, readManifest } from "../../src/data/shards.ts";
 import { loadDataset } from "../../src/data/dataset.ts";
@@ -192,7 +192,7 @@ class RatioData {
       this.images ??= await loadDataset(m.dataset, { side: m.imageSide });
       await makeShards(this.images, dir, {
         tokenizer: this.tokenizer,
-        tokenizerPath: m.tokenizer.path,
+        tokenizerDir: tokenizerDirOf(m, this.given.dir),
         ratio,
         scales,
         shardSize: 4096,
