@@ -35,13 +35,19 @@ Deno.test("an absolute tokenizer.path is used as is; --tokenizer replaces it", a
   await assert.rejects(
     () => tokenizerForManifest(missing, shards),
     (err: Error) => {
-      assert.match(err.message, /the tokenizer 'nowhere' named by .*shards\/manifest\.json is missing/);
+      assert.match(
+        err.message,
+        /the tokenizer 'nowhere' named by .*shards\/manifest\.json is missing/,
+      );
       assert.match(err.message, /shards\/nowhere\/tokenizer\.json/);
       assert.match(err.message, /--tokenizer DIR/);
       return true;
     },
   );
-  assert.equal((await tokenizerForManifest(missing, shards, tok)).config.hash, manifest.tokenizer.hash);
+  assert.equal(
+    (await tokenizerForManifest(missing, shards, tok)).config.hash,
+    manifest.tokenizer.hash,
+  );
   // Another tokenizer (another fit, another hash) is refused, naming both files.
   await writeTokenizer(`${dir.path}/other`, undefined, 7);
   await assert.rejects(

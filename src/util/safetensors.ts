@@ -4,7 +4,9 @@
  * the raw little-endian tensor bytes. PyTorch and Hugging Face read it.
  */
 import { UserError } from "../errors.ts";
-import { readFileOrFail, writeFileAtomic } from "./files.ts";
+import { fileSystemError, readFileOrFail, writeFileAtomic } from "./files.ts";
+import { parseJsonStrict } from "./json.ts";
+import { describeValue } from "./schema.ts";
 
 export type TensorData = Float32Array | Int32Array | Uint16Array | Uint8Array | Float64Array;
 
@@ -68,6 +70,36 @@ export function encodeSafetensors(
   return out;
 }
 
+/** Header lengths above this are refused before anything is allocated (as Hugging Face's reader). */
+export const MAX_HEADER_BYTES = 100_000_000;
+
+/** Bytes per element of every dtype the reader accepts (F16 and BF16 are widened to float32). */
+const ELEMENT_BYTES: Record<string, number> = {
+  F32: 4,
+  F64: 8,
+  I32: 4,
+  U16: 2,
+  U8: 1,
+  F16: 2,
+  BF16: 2,
+};
+
+interface Entry {
+  name: string;
+  dtype: string;
+  shape: number[];
+  begin: number;
+  end: number;
+}
+
+/**
+ * Decodes a safetensors file strictly: the header must be a JSON object without duplicate keys,
+ * `__metadata__` (optional) an object of texts, and every tensor an object with a known dtype,
+ * a shape of non-negative integers and `data_offsets` [begin, end] whose length matches; the
+ * tensors must tile the data area exactly (no overlap, no gap, no trailing bytes), as Hugging
+ * Face's reader requires. Header padding with spaces (8-byte alignment) is legal. Every failure
+ * is a UserError `FILE: not a valid safetensors file (...)`.
+ */
 export function decodeSafetensors(
   bytes: Uint8Array,
   fileName: string,
@@ -75,35 +107,157 @@ export function decodeSafetensors(
   const fail = (why: string): never => {
     throw new UserError(`${fileName}: not a valid safetensors file (${why})`);
   };
-  if (bytes.length < 8) fail("too short");
-  const headerLen = Number(new DataView(bytes.buffer, bytes.byteOffset).getBigUint64(0, true));
-  if (headerLen > bytes.length - 8) fail("header length past end of file");
-  let header: Record<string, any>;
-  try {
-    header = JSON.parse(new TextDecoder().decode(bytes.subarray(8, 8 + headerLen)));
-  } catch {
-    return fail("header is not JSON");
+  if (bytes.length < 8) fail(`${bytes.length} bytes, too short for the header length`);
+  const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  const headerLength = view.getBigUint64(0, true);
+  if (headerLength > BigInt(MAX_HEADER_BYTES)) {
+    fail(`header length ${headerLength} is over the limit of ${MAX_HEADER_BYTES} bytes`);
   }
+  const headerLen = Number(headerLength);
+  if (headerLen > bytes.length - 8) {
+    fail(
+      `header length ${headerLen} runs past the end of the file (${bytes.length} bytes; truncated?)`,
+    );
+  }
+  let text: string;
+  try {
+    text = new TextDecoder("utf-8", { fatal: true }).decode(bytes.subarray(8, 8 + headerLen));
+  } catch {
+    return fail("header is not UTF-8 text");
+  }
+  let header: unknown;
+  try {
+    header = parseJsonStrict(text, "header");
+  } catch (err) {
+    return fail(
+      (err as Error).message.replace(/^header: not valid JSON/, "header is not valid JSON"),
+    );
+  }
+  if (header === null || typeof header !== "object" || Array.isArray(header)) {
+    fail(`header must be a JSON object, got ${describeValue(header)}`);
+  }
+  const record = header as Record<string, unknown>;
+  const metadata = readMetadata(record.__metadata__, fail);
+  const dataLength = bytes.length - 8 - headerLen;
+  const entries: Entry[] = [];
+  for (const [name, info] of Object.entries(record)) {
+    if (name !== "__metadata__") entries.push(readEntry(name, info, dataLength, fail));
+  }
+  checkTiling(entries, dataLength, fail);
   const dataStart = 8 + headerLen;
   const tensors: Record<string, Tensor> = {};
-  for (const [name, info] of Object.entries(header)) {
-    if (name === "__metadata__") continue;
-    const half = info?.dtype === "F16";
-    const ctor = half ? Uint16Array : ARRAY_OF[info?.dtype];
-    if (!ctor) fail(`tensor ${name} has unsupported dtype ${info?.dtype}`);
-    const [begin, end] = info.data_offsets ?? [];
-    const shape: number[] = info.shape;
-    const count = shape.reduce((a: number, b: number) => a * b, 1);
-    if (!(begin >= 0 && end >= begin && dataStart + end <= bytes.length)) {
-      fail(`tensor ${name} lies past the end of the file (truncated?)`);
-    }
-    if (end - begin !== count * ctor.BYTES_PER_ELEMENT) fail(`tensor ${name} size mismatch`);
+  for (const { name, dtype, shape, begin, end } of entries) {
     // Copy so the view is aligned regardless of the header length.
     const buf = bytes.slice(dataStart + begin, dataStart + end).buffer;
-    // Half floats are widened to float32 on reading.
-    tensors[name] = { shape, data: half ? fromFloat16(new Uint16Array(buf)) : new ctor(buf) };
+    tensors[name] = { shape, data: typedArray(dtype, buf) };
   }
-  return { tensors, metadata: header.__metadata__ ?? {} };
+  return { tensors, metadata };
+}
+
+function readMetadata(value: unknown, fail: (why: string) => never): Record<string, string> {
+  if (value === undefined) return {};
+  if (value === null || typeof value !== "object" || Array.isArray(value)) {
+    fail(`'__metadata__' must be an object of texts, got ${describeValue(value)}`);
+  }
+  const out: Record<string, string> = {};
+  for (const [key, v] of Object.entries(value as Record<string, unknown>)) {
+    if (typeof v !== "string") {
+      fail(`'__metadata__.${key}' must be a text, got ${describeValue(v)}`);
+    }
+    out[key] = v as string;
+  }
+  return out;
+}
+
+function readEntry(
+  name: string,
+  info: unknown,
+  dataLength: number,
+  fail: (why: string) => never,
+): Entry {
+  const what = `tensor '${name.length > 60 ? name.slice(0, 60) + "..." : name}'`;
+  if (info === null || typeof info !== "object" || Array.isArray(info)) {
+    fail(`${what} must be an object, got ${describeValue(info)}`);
+  }
+  const { dtype, shape, data_offsets: offsets } = info as Record<string, unknown>;
+  if (typeof dtype !== "string") {
+    fail(`${what}: 'dtype' must be a text, got ${describeValue(dtype)}`);
+  }
+  const size = ELEMENT_BYTES[dtype as string];
+  if (size === undefined) {
+    fail(
+      `${what} has unsupported dtype ${describeValue(dtype)} (supported: ${
+        Object.keys(ELEMENT_BYTES).join(", ")
+      })`,
+    );
+  }
+  if (!Array.isArray(shape)) {
+    fail(`${what}: 'shape' must be a list of integers, got ${describeValue(shape)}`);
+  }
+  const dims = shape as unknown[];
+  if (!dims.every((d) => typeof d === "number" && Number.isSafeInteger(d) && d >= 0)) {
+    fail(`${what}: 'shape' [${dims.map(describeValue)}] must hold non-negative integers`);
+  }
+  let count = (dims as number[]).includes(0) ? 0 : 1;
+  for (const d of dims as number[]) {
+    count *= d;
+    // Past the data area already: stop before the product overflows.
+    if (count * size > dataLength) {
+      fail(
+        `${what}: shape [${dims}] needs more bytes than the file's ${dataLength} data bytes (truncated?)`,
+      );
+    }
+  }
+  if (
+    !Array.isArray(offsets) || offsets.length !== 2 ||
+    !offsets.every((o) => typeof o === "number" && Number.isSafeInteger(o) && o >= 0)
+  ) {
+    fail(
+      `${what}: 'data_offsets' must be a list of two non-negative integers, got ${
+        describeValue(offsets)
+      }`,
+    );
+  }
+  const [begin, end] = offsets as number[];
+  if (end < begin) fail(`${what}: data_offsets [${begin}, ${end}] end before they begin`);
+  if (end > dataLength) {
+    fail(
+      `${what}: data_offsets [${begin}, ${end}] lie past the end of the data (${dataLength} bytes; truncated?)`,
+    );
+  }
+  if (end - begin !== count * size) {
+    fail(
+      `${what}: data_offsets [${begin}, ${end}] hold ${
+        end - begin
+      } bytes, its shape [${shape}] of ${dtype} needs ${count * size}`,
+    );
+  }
+  return { name, dtype: dtype as string, shape: shape as number[], begin, end };
+}
+
+/** The tensors, in offset order, must cover [0, dataLength) exactly once. */
+function checkTiling(entries: Entry[], dataLength: number, fail: (why: string) => never) {
+  const sorted = [...entries].sort((a, b) => a.begin - b.begin || a.end - b.end);
+  let at = 0;
+  let previous: Entry | undefined;
+  for (const e of sorted) {
+    if (e.begin < at) fail(`tensors '${previous!.name}' and '${e.name}' overlap`);
+    if (e.begin > at) fail(`${e.begin - at} bytes before tensor '${e.name}' belong to no tensor`);
+    at = e.end;
+    previous = e;
+  }
+  if (at !== dataLength) fail(`${dataLength - at} trailing bytes after the last tensor`);
+}
+
+function typedArray(dtype: string, buf: ArrayBuffer): TensorData {
+  // Half floats are widened to float32 on reading.
+  if (dtype === "F16") return fromFloat16(new Uint16Array(buf));
+  if (dtype === "BF16") {
+    const bits = new Uint16Array(buf), out = new Uint32Array(bits.length);
+    for (let i = 0; i < bits.length; i++) out[i] = bits[i] << 16;
+    return new Float32Array(out.buffer);
+  }
+  return new ARRAY_OF[dtype](buf);
 }
 
 export async function writeSafetensors(
@@ -115,7 +269,13 @@ export async function writeSafetensors(
 }
 
 export async function readSafetensors(path: string) {
-  return decodeSafetensors(await readFileOrFail(path), path);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFileOrFail(path);
+  } catch (err) {
+    throw fileSystemError(err, `cannot read ${path}`);
+  }
+  return decodeSafetensors(bytes, path);
 }
 
 /** float32 -> IEEE 754 half (binary16) bits, rounding to nearest even; overflow gives inf. */
