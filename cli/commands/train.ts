@@ -37,6 +37,7 @@ import { parseLrDrops } from "../../src/train/schedule.ts";
 import { TRAIN_DEFAULTS as DEFAULTS } from "../../src/train/defaults.ts";
 import { resumeRun } from "../../src/train/resume.ts";
 import { checkTrainingData } from "../../src/train/preflight.ts";
+import { osErrorAsUserError } from "../../src/train/os_errors.ts";
 import {
   ADAMW,
   batchesPerEpoch,
@@ -288,101 +289,110 @@ export const command: Command = {
     "Example: checkerboard train --data out/mnist-r2 --out out/run1 --model tiny --epochs 10",
   ].join("\n"),
   async run(values) {
-    const dataDir = requiredString(values, "data");
-    const outDir = requiredString(values, "out");
-    const manifest = await readManifest(dataDir);
-    const manifestPath = join(dataDir, "manifest.json");
-    if (values.ratio !== undefined || values.scales !== undefined) {
-      const finalSide = manifest.scales[manifest.scales.length - 1];
-      const { scales } = scalesFrom(values, finalSide);
-      if (scales.join(",") !== manifest.scales.join(",")) {
-        throw new UsageError(
-          `--ratio/--scales give scales ${scales.join(",")} but ${manifestPath} has ` +
-            `${manifest.scales.join(",")} (re-run 'checkerboard data' to change them)`,
-        );
-      }
-    }
-    const resume = values.resume === true;
-    const loop = {
-      evalSteps: intOption(values, "eval-steps-per-scale", { min: 1 }) ??
-        DEFAULTS.evalStepsPerScale,
-      evalBatches: intOption(values, "eval-batches", { min: 0 }) ?? 0,
-      checkpointEvery: intOption(values, "checkpoint-every", { min: 0 }) ??
-        DEFAULTS.checkpointEvery,
-      logEvery: intOption(values, "log-every", { min: 1 }) ?? DEFAULTS.logEvery,
-      stopAfter: intOption(values, "stop-after", { min: 1 }) ?? 0,
-    };
-    const evalEveryGiven = intOption(values, "eval-every", { min: 0 });
-    const given = trainOptionsFrom(values);
-    const givenTotal = totalStepsFrom(values, manifest, given);
-    const device = await deviceFrom(values);
-
-    // Every input is checked before the first step: the output folder, the tokenizer, every
-    // shard, and on --resume the train state.
-    await checkOutFolder(outDir, resume);
-    const tokenizer = await tokenizerForManifest(
-      manifest,
-      dataDir,
-      stringOption(values, "tokenizer"),
-    );
-    await checkTrainingData(dataDir, manifest);
-
-    const run = resume
-      ? await resumedRun(values, outDir, manifest, manifestPath, given, device)
-      : await freshRun(values, dataDir, manifest, tokenizer.dim, given, givenTotal, device);
-    const { model, options, startStep, info } = run;
-
     try {
-      // The checkpoint carries the tokenizer its codes come from, so `sample` needs nothing else.
-      try {
-        await Deno.mkdir(outDir, { recursive: true });
-      } catch (err) {
-        throw fileSystemError(err, `cannot make the output folder ${outDir}`);
-      }
-      await tokenizer.save(join(outDir, CHECKPOINT_TOKENIZER_DIR));
-      if (resume) await removeStaleTemporaries(outDir);
-
-      const perEpoch = Math.max(
-        1,
-        Math.floor(batchesPerEpoch(manifest, options.batch) / options.accum),
-      );
-      console.error(
-        `${resume ? `resuming at step ${startStep}` : "training"}: ${
-          describeConfig(model.config)
-        }; ` +
-          `${(model.paramCount / 1e6).toFixed(2)}M parameters on ${model.device}; ` +
-          `${options.totalSteps} steps of ${options.batch}x${options.accum} images ` +
-          `(${splitImages(manifest, "train")} training images), order ${options.order}`,
-      );
-      const result = await train({
-        model,
-        manifest,
-        dataDir,
-        outDir,
-        codebook: tokenizer.codebook,
-        options,
-        loop: { ...loop, evalEvery: evalEveryGiven ?? perEpoch },
-        startStep,
-        info,
-      });
-      const val = result.lastVal
-        ? `, validation ${result.lastVal.bitsPerToken.toFixed(4)} bits/token at P=${loop.evalSteps}`
-        : "";
-      const stopped = result.step < options.totalSteps
-        ? ` (stopped at step ${result.step} of ${options.totalSteps}; continue with --resume)`
-        : "";
-      const loss = Number.isFinite(result.lastLoss)
-        ? `loss ${result.lastLoss.toFixed(4)} nats`
-        : "no new steps";
-      console.log(
-        `step ${result.step}: ${loss}${val}${stopped}; ` +
-          `checkpoint in ${outDir} (metrics: ${join(outDir, METRICS_FILE)})`,
-      );
-    } finally {
-      model.dispose();
+      await trainCommand(values);
+    } catch (err) {
+      // A read-only or full file system is the user's to fix: one line, not a stack trace.
+      throw osErrorAsUserError(err);
     }
   },
 };
+
+async function trainCommand(values: OptionValues): Promise<void> {
+  const dataDir = requiredString(values, "data");
+  const outDir = requiredString(values, "out");
+  const manifest = await readManifest(dataDir);
+  const manifestPath = join(dataDir, "manifest.json");
+  if (values.ratio !== undefined || values.scales !== undefined) {
+    const finalSide = manifest.scales[manifest.scales.length - 1];
+    const { scales } = scalesFrom(values, finalSide);
+    if (scales.join(",") !== manifest.scales.join(",")) {
+      throw new UsageError(
+        `--ratio/--scales give scales ${scales.join(",")} but ${manifestPath} has ` +
+          `${manifest.scales.join(",")} (re-run 'checkerboard data' to change them)`,
+      );
+    }
+  }
+  const resume = values.resume === true;
+  const loop = {
+    evalSteps: intOption(values, "eval-steps-per-scale", { min: 1 }) ??
+      DEFAULTS.evalStepsPerScale,
+    evalBatches: intOption(values, "eval-batches", { min: 0 }) ?? 0,
+    checkpointEvery: intOption(values, "checkpoint-every", { min: 0 }) ??
+      DEFAULTS.checkpointEvery,
+    logEvery: intOption(values, "log-every", { min: 1 }) ?? DEFAULTS.logEvery,
+    stopAfter: intOption(values, "stop-after", { min: 1 }) ?? 0,
+  };
+  const evalEveryGiven = intOption(values, "eval-every", { min: 0 });
+  const given = trainOptionsFrom(values);
+  const givenTotal = totalStepsFrom(values, manifest, given);
+  const device = await deviceFrom(values);
+
+  // Every input is checked before the first step: the output folder, the tokenizer, every
+  // shard, and on --resume the train state.
+  await checkOutFolder(outDir, resume);
+  const tokenizer = await tokenizerForManifest(
+    manifest,
+    dataDir,
+    stringOption(values, "tokenizer"),
+  );
+  await checkTrainingData(dataDir, manifest);
+
+  const run = resume
+    ? await resumedRun(values, outDir, manifest, manifestPath, given, device)
+    : await freshRun(values, dataDir, manifest, tokenizer.dim, given, givenTotal, device);
+  const { model, options, startStep, info } = run;
+
+  try {
+    // The checkpoint carries the tokenizer its codes come from, so `sample` needs nothing else.
+    try {
+      await Deno.mkdir(outDir, { recursive: true });
+    } catch (err) {
+      throw fileSystemError(err, `cannot make the output folder ${outDir}`);
+    }
+    await tokenizer.save(join(outDir, CHECKPOINT_TOKENIZER_DIR));
+    if (resume) await removeStaleTemporaries(outDir);
+
+    const perEpoch = Math.max(
+      1,
+      Math.floor(batchesPerEpoch(manifest, options.batch) / options.accum),
+    );
+    console.error(
+      `${resume ? `resuming at step ${startStep}` : "training"}: ${
+        describeConfig(model.config)
+      }; ` +
+        `${(model.paramCount / 1e6).toFixed(2)}M parameters on ${model.device}; ` +
+        `${options.totalSteps} steps of ${options.batch}x${options.accum} images ` +
+        `(${splitImages(manifest, "train")} training images), order ${options.order}`,
+    );
+    const result = await train({
+      model,
+      manifest,
+      dataDir,
+      outDir,
+      codebook: tokenizer.codebook,
+      options,
+      loop: { ...loop, evalEvery: evalEveryGiven ?? perEpoch },
+      startStep,
+      info,
+    });
+    const val = result.lastVal
+      ? `, validation ${result.lastVal.bitsPerToken.toFixed(4)} bits/token at P=${loop.evalSteps}`
+      : "";
+    const stopped = result.step < options.totalSteps
+      ? ` (stopped at step ${result.step} of ${options.totalSteps}; continue with --resume)`
+      : "";
+    const loss = Number.isFinite(result.lastLoss)
+      ? `loss ${result.lastLoss.toFixed(4)} nats`
+      : "no new steps";
+    console.log(
+      `step ${result.step}: ${loss}${val}${stopped}; ` +
+        `checkpoint in ${outDir} (metrics: ${join(outDir, METRICS_FILE)})`,
+    );
+  } finally {
+    model.dispose();
+  }
+}
 
 interface PreparedRun {
   model: NativeModel;
