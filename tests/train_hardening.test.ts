@@ -356,3 +356,72 @@ Deno.test({
     }
   },
 });
+
+Deno.test("eval nll never prints NaN with exit 0: finite weights whose outputs overflow", async () => {
+  await using dir = await tempDir();
+  const { data } = await makeData(dir.path);
+  const out = `${dir.path}/run`;
+  const made = await runCli(trainArgs(data, out, "--iters", "1"));
+  assert.equal(made.code, 0, made.stderr);
+  const path = join(out, "model.safetensors");
+  const model = await readSafetensors(path);
+  for (const t of Object.values(model.tensors)) {
+    const d = t.data as Float32Array;
+    for (let i = 0; i < d.length; i++) d[i] = d[i] * 1e30 + 1e30; // finite, but overflowing
+  }
+  await writeSafetensors(path, model.tensors, model.metadata);
+  const r = await expectOneLineError(
+    ["eval", "nll", "--model", out, "--data", data, "--device", "cpu", "--json"],
+    /model\.safetensors: the validation NLL at P=4 is not finite/,
+  );
+  assert.equal(r.code, 1);
+  assert.equal(r.stdout, "");
+});
+
+Deno.test("a run made before the train state (model + optim.safetensors) resumes to the same bytes", async () => {
+  await using dir = await tempDir();
+  const { data } = await makeData(dir.path);
+  const straight = await runCli(trainArgs(data, `${dir.path}/straight`, "--iters", "6"));
+  assert.equal(straight.code, 0, straight.stderr);
+  const out = `${dir.path}/old`;
+  const first = await runCli(trainArgs(data, out, "--iters", "6", "--stop-after", "3"));
+  assert.equal(first.code, 0, first.stderr);
+  // Rewrite the folder as the older version left it: moments and data position in
+  // optim.safetensors beside model.safetensors, no train state.
+  const statePath = join(out, "train-state.safetensors");
+  const state = await readSafetensors(statePath);
+  const moments = Object.fromEntries(
+    Object.entries(state.tensors).filter(([name]) => /^[mv]\./.test(name)),
+  );
+  const optimPath = join(out, "optim.safetensors");
+  await writeSafetensors(optimPath, moments, {
+    format: "checkerboard-adamw",
+    step: state.metadata.step,
+    data: state.metadata.data,
+  });
+  await Deno.remove(statePath);
+  const resumed = await runCli([...trainArgs(data, out), "--resume"]);
+  assert.equal(resumed.code, 0, resumed.stderr);
+  assert.match(resumed.stderr, /resuming at step 3/);
+  for (const file of ["model.safetensors", "train-state.safetensors"]) {
+    const a = await Deno.readFile(join(out, file));
+    const b = await Deno.readFile(join(`${dir.path}/straight`, file));
+    assert.ok(a.length === b.length && a.every((x, i) => x === b[i]), file);
+  }
+  assert.ok(!(await names(out)).includes("optim.safetensors"), "the stale optim file is gone");
+
+  // A pair at different steps is refused with one line.
+  const broken = `${dir.path}/broken`;
+  const again = await runCli(trainArgs(data, broken, "--iters", "6", "--stop-after", "3"));
+  assert.equal(again.code, 0, again.stderr);
+  await writeSafetensors(join(broken, "optim.safetensors"), moments, {
+    format: "checkerboard-adamw",
+    step: "2",
+    data: state.metadata.data,
+  });
+  await Deno.remove(join(broken, "train-state.safetensors"));
+  await expectOneLineError(
+    [...trainArgs(data, broken), "--resume"],
+    /optim\.safetensors is at step 2 but .*model\.safetensors is at step 3: .*cannot resume/,
+  );
+});
