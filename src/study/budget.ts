@@ -5,6 +5,7 @@
  * evaluation and sampling together fill the time budget.
  */
 import type { Device } from "../engine.ts";
+import { UserError } from "../errors.ts";
 import type { Manifest } from "../data/shards.ts";
 import type { PatchTokenizer } from "../tokenizer/patch_vq.ts";
 import { NativeModel } from "../model/native_model.ts";
@@ -49,7 +50,9 @@ export async function timeShape(
   const stream = trainBatches(data.dir, manifest, s.batch, 0, 0);
   try {
     const first = await stream.next();
-    if (first.done) throw new Error("no training batch");
+    if (first.done) {
+      throw new UserError(`${data.dir}: no training images to time the model on`);
+    }
     const { batch } = buildModelBatch(first.value.codes, first.value.labels, {
       scales: manifest.scales,
       codebook: tokenizer.codebook,

@@ -19,6 +19,8 @@ import { Fields } from "../util/schema.ts";
 import { isBase, type ModelSummary, stat, summarize } from "./aggregate.ts";
 import {
   ENTROPY_ORDERS,
+  ENTROPY_STEPS,
+  EVAL_STEPS,
   PART_NAMES,
   partConfigs,
   type PartName,
@@ -304,18 +306,31 @@ function readSummary(f: Fields, version: number): ModelSummary {
       }
       return row as number[];
     });
+  const seeds = f.intList("seeds", { min: 0 }, { minLength: 1 });
+  // One value per seed, in seed order.
+  const perSeed = (p: Fields, key: string) => {
+    const s = readStat(p, key);
+    if (s.values.length !== seeds.length) {
+      p.fail(`${key}.values`, `must hold one value per seed (${seeds.length})`, s.values);
+    }
+    return s;
+  };
+  const points = f.objectList("points", (p) => ({
+    stepsPerScale: p.int("stepsPerScale", { min: 1 }),
+    totalSteps: p.int("totalSteps", { min: 1 }),
+    bitsPerToken: perSeed(p, "bitsPerToken"),
+    bitsPerImage: perSeed(p, "bitsPerImage"),
+    finalScaleBits: perSeed(p, "finalScaleBits"),
+  }));
+  if (points.map((p) => p.stepsPerScale).join(",") !== EVAL_STEPS.join(",")) {
+    f.fail("points", `must be one per steps per scale ${EVAL_STEPS.join(", ")}, in order`);
+  }
   return {
     config: readConfig(f.object("config")),
     scales: f.intList("scales", { min: 1 }, { minLength: 1 }),
-    seeds: f.intList("seeds", { min: 0 }, { minLength: 1 }),
-    points: f.objectList("points", (p) => ({
-      stepsPerScale: p.int("stepsPerScale", { min: 1 }),
-      totalSteps: p.int("totalSteps", { min: 1 }),
-      bitsPerToken: readStat(p, "bitsPerToken"),
-      bitsPerImage: readStat(p, "bitsPerImage"),
-      finalScaleBits: readStat(p, "finalScaleBits"),
-    }), { minLength: 1 }),
-    finalLoss: readStat(f, "finalLoss"),
+    seeds,
+    points,
+    finalLoss: perSeed(f, "finalLoss"),
     paramCount: f.int("paramCount", { min: 0 }),
     // Version 1 kept the mixing weights of the mixing part's models only.
     mixAlpha: version === 1 && !f.has("mixAlpha")
@@ -325,23 +340,31 @@ function readSummary(f: Fields, version: number): ModelSummary {
 }
 
 function readEntropy(f: Fields): EntropyResult {
-  return {
-    name: f.string("name", { nonEmpty: true }),
-    records: f.objectList("records", (r) => ({
-      images: r.int("images", { min: 0 }),
-      byP: r.objectList("byP", (b) => ({
-        stepsPerScale: b.int("stepsPerScale", { min: 1 }),
-        totalSteps: b.int("totalSteps", { min: 1 }),
-        steps: b.objectList("steps", (s) => ({
-          step: s.int("step", { min: 1 }),
-          scale: s.int("scale", { min: 1 }),
-          mean: s.number("mean", { min: 0 }),
-          p25: s.number("p25", { min: 0 }),
-          p75: s.number("p75", { min: 0 }),
-        }), { minLength: 1 }),
-      })),
-    })),
-  };
+  const records = f.objectList("records", (r) => ({
+    images: r.int("images", { min: 0 }),
+    byP: r.objectList("byP", (b) => {
+      const totalSteps = b.int("totalSteps", { min: 1 });
+      const steps = b.objectList("steps", (s) => ({
+        step: s.int("step", { min: 1 }),
+        scale: s.int("scale", { min: 1 }),
+        mean: s.number("mean", { min: 0 }),
+        p25: s.number("p25", { min: 0 }),
+        p75: s.number("p75", { min: 0 }),
+      }));
+      if (steps.length !== totalSteps) {
+        b.fail("steps", `must hold one entry per step (${totalSteps})`, steps);
+      }
+      return { stepsPerScale: b.int("stepsPerScale", { min: 1 }), totalSteps, steps };
+    }),
+  }));
+  // The figure and the table average the seeds step by step.
+  for (const P of ENTROPY_STEPS) {
+    const totals = records.map((r) => r.byP.find((b) => b.stepsPerScale === P)?.totalSteps);
+    if (totals.some((t) => t === undefined || t !== totals[0])) {
+      f.fail("records", `must each hold the entropy at ${P} steps per scale, of equal length`);
+    }
+  }
+  return { name: f.string("name", { nonEmpty: true }), records };
 }
 
 /** Reads a report's timings.json; undefined when there is none (a version-1 report). */
