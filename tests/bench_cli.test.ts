@@ -42,9 +42,17 @@ Deno.test("bench: unknown presets and subcommands are usage errors", async () =>
   await expectOneLineError(["bench", "sample", "--batches", "0"], /--batches must be at least 1/);
   const missing = await expectOneLineError(
     ["bench", "sample", "--model", "/nonexistent/ckpt", "--device", "cpu"],
-    /\/nonexistent\/ckpt\/model\.safetensors: not found/,
+    /\/nonexistent\/ckpt.*not found/,
   );
   assert.equal(missing.code, 1);
+  await expectOneLineError(["bench", "sample", "--cfg", "-1"], /--cfg must be at least 0, got -1/);
+  await expectOneLineError(
+    ["bench", "sample", "--batches", "1:16"],
+    /separate the entries with commas/,
+  );
+  await expectOneLineError(["bench", "train", "--models", "tiny,,S"], /unknown preset ''/);
+  const help = await runCli(["bench", "train", "--help"]);
+  assert.match(help.stdout, /^Usage: checkerboard bench train \[--models/m);
   const r = await runCli(["bench", "--help"]);
   assert.equal(r.code, 0);
   assert.match(r.stdout, /train .*\n.*sample .*\n.*all /);

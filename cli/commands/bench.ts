@@ -28,18 +28,19 @@ async function setup(values: OptionValues) {
 }
 
 function presetName(text: string): string {
-  if (!BENCH_SETUPS[text]) {
+  const name = text.trim();
+  if (!Object.hasOwn(BENCH_SETUPS, name)) {
     throw new UsageError(
-      `unknown preset '${text}' (one of: ${Object.keys(BENCH_SETUPS).join(", ")})`,
+      `--models: unknown preset '${name}' (one of: ${Object.keys(BENCH_SETUPS).join(", ")})`,
     );
   }
-  return text;
+  return name;
 }
 
 const train: Command = {
   name: "train",
   summary: "training tokens/s and FLOP rate against sgemm, random weights",
-  usage: "bench train [--models tiny,S] [--batch N] [--steps-per-scale P] [options]",
+  usage: "train [--models tiny,S] [--batch N] [--steps-per-scale P] [options]",
   options: {
     models: {
       type: "string",
@@ -123,6 +124,12 @@ const sampleOptions: Command["options"] = {
 };
 
 async function runSample(values: OptionValues) {
+  // Every option is read before the model is made (a usage error costs no model build).
+  const steps = intOption(values, "steps-per-scale", { min: 1, max: 1 << 20 }) ?? 4;
+  const guidance = floatOption(values, "cfg", { min: 0 }) ?? 2;
+  const guidanceStart = intOption(values, "cfg-start", { min: 0, max: 1 << 20 }) ?? 5;
+  const batches = intListOption(values, "batches", { min: 1, max: 4096 }) ?? [1, 16];
+  const final = intOption(values, "final", { min: 1, max: 4096 }) ?? 16;
   const { device, repeats } = await setup(values);
   const { NativeModel } = await import("../../src/model/native_model.ts");
   const { buildModelConfig } = await import("../../src/model/config.ts");
@@ -132,8 +139,7 @@ async function runSample(values: OptionValues) {
   let model,
     codebook: Float32Array,
     order: "checkerboard" | "raster" | "random" | "quadrant" = "checkerboard";
-  if (BENCH_SETUPS[name]) {
-    const final = intOption(values, "final", { min: 1, max: 4096 }) ?? 16;
+  if (Object.hasOwn(BENCH_SETUPS, name)) {
     const preset = BENCH_SETUPS[name];
     const { scales } =
       name === "tiny" && values.ratio === "2" && values.scales === undefined && final === 16
@@ -149,22 +155,20 @@ async function runSample(values: OptionValues) {
     codebook = loaded.tokenizer.codebook;
     order = loaded.info.order;
   }
-  const steps = intOption(values, "steps-per-scale", { min: 1, max: 1 << 20 }) ?? 4;
   const options = {
     steps,
     order,
-    guidance: floatOption(values, "cfg") ?? 2,
-    guidanceStart: intOption(values, "cfg-start", { min: 0, max: 1 << 20 }) ?? 5,
+    guidance,
+    guidanceStart,
     temperature: 1,
     topK: 0,
     topP: 1,
     seed: 0,
   };
-  const batches = intListOption(values, "batches", { min: 1 }) ?? [1, 16];
-  const c = model.config;
-  const stepsTotal = totalSteps(c.scales, steps);
   const points = [];
   try {
+    const c = model.config;
+    const stepsTotal = totalSteps(c.scales, steps);
     for (const batch of batches) {
       const r = await benchSamplePoint(model, codebook, options, batch, repeats);
       points.push(r);
@@ -202,7 +206,7 @@ async function runSample(values: OptionValues) {
 const sample: Command = {
   name: "sample",
   summary: "sampling time per image at several batch sizes, FLOP rate against sgemm",
-  usage: "bench sample [--model CKPT|tiny|S|L] [--batches 1,16] [options]",
+  usage: "sample [--model CKPT|tiny|S|L] [--batches 1,16] [options]",
   options: sampleOptions,
   details: [
     "Presets run with random weights: S and L with codebook 4096, latent 8, 1000 classes on the",
@@ -216,7 +220,7 @@ const sample: Command = {
 const all: Command = {
   name: "all",
   summary: "the standard set: train tiny and S, sample S at batches 1 and 16 (deno task bench)",
-  usage: "bench all [--device D] [--threads N] [--repeats N] [--json]",
+  usage: "all [--device D] [--threads N] [--repeats N] [--json]",
   options: commonOptions,
   async run(values) {
     await train.run!({ ...values, models: "tiny,S", batch: "8", "steps-per-scale": "4" }, []);
