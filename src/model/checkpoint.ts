@@ -100,11 +100,27 @@ function tensorsFromFlat(
   const out: Record<string, Tensor> = {};
   for (const p of table) {
     const data = flat.subarray(p.offset, p.offset + p.size);
+    if (half) checkHalfRange(data, prefix + p.name);
     out[prefix + p.name] = half
       ? { shape: [...p.shape], data: toFloat16(data), dtype: "F16" }
       : { shape: [...p.shape], data };
   }
   return out;
+}
+
+/** The largest finite float16. */
+const HALF_MAX = 65504;
+
+/** A value beyond float16's range would be stored as Inf. */
+function checkHalfRange(values: Float32Array, name: string) {
+  for (let i = 0; i < values.length; i++) {
+    if (!(Math.abs(values[i]) <= HALF_MAX)) {
+      throw new UserError(
+        `tensor '${name}' holds ${values[i]} at index ${i}, beyond float16's range ` +
+          `(+-${HALF_MAX}): it cannot be stored as float16`,
+      );
+    }
+  }
 }
 
 /** The model metadata (every value a string, as safetensors requires). */
