@@ -40,15 +40,21 @@ export interface Command {
 
 const helpOption: OptionSpec = { type: "boolean", short: "h", description: "show this help" };
 
-/** `cmd.usage` without the leading command names that `path` (e.g. `checkerboard bench sample`) already gives. */
+/**
+ * `cmd.usage` without the leading command names that `path` (e.g. `checkerboard bench sample`)
+ * already gives. Only the first line is touched: further lines (other forms) stay as written.
+ */
 function usageArguments(usage: string, path: string[]): string {
-  const words = usage.trim().split(/\s+/);
+  const [first, ...more] = usage.trim().split("\n");
+  const words = first.trim().split(/\s+/);
+  let rest = first.trim();
   for (let k = Math.min(path.length, words.length); k >= 1; k--) {
     if (words.slice(0, k).join(" ") === path.slice(path.length - k).join(" ")) {
-      return words.slice(k).join(" ");
+      rest = words.slice(k).join(" ");
+      break;
     }
   }
-  return usage.trim();
+  return [rest, ...more].join("\n");
 }
 
 export function formatHelp(cmd: Command, prefix = "checkerboard"): string {
@@ -113,9 +119,9 @@ export function nearestNames(name: string, valid: readonly string[]): string[] {
 function suggestion(names: string[]): string {
   if (!names.length) return "";
   const quoted = names.map((n) => `'--${n}'`);
-  return `; did you mean ${quoted.slice(0, -1).join(", ")}${
-    quoted.length > 1 ? " or " : ""
-  }${quoted[quoted.length - 1]}?`;
+  return `; did you mean ${quoted.slice(0, -1).join(", ")}${quoted.length > 1 ? " or " : ""}${
+    quoted[quoted.length - 1]
+  }?`;
 }
 
 /** A token that is an option value although it starts with a dash: a negative number. */
@@ -204,7 +210,9 @@ export function parseCommandArgs(
     const spec = specs[name];
     if (spec.type === "boolean") {
       if (inline !== undefined) {
-        throw new UsageError(`${cmd.name}: --${name} is a switch and takes no value (got '${inline}')`);
+        throw new UsageError(
+          `${cmd.name}: --${name} is a switch and takes no value (got '${inline}')`,
+        );
       }
       set(name, true);
       continue;

@@ -53,7 +53,10 @@ Deno.test("an unknown option names the nearest valid one", () => {
     usageMessage(["--step", "4"]),
     "demo: unknown option '--step'; did you mean '--steps-per-scale'?",
   );
-  assert.equal(usageMessage(["--sede", "4"]), "demo: unknown option '--sede'; did you mean '--seed'?");
+  assert.equal(
+    usageMessage(["--sede", "4"]),
+    "demo: unknown option '--sede'; did you mean '--seed'?",
+  );
   assert.equal(usageMessage(["--jsn"]), "demo: unknown option '--jsn'; did you mean '--json'?");
   assert.equal(
     usageMessage(["--zzzzzzzz"]),
@@ -99,6 +102,11 @@ Deno.test("help names a sub-command's path once, whatever its usage line starts 
       usage,
     );
   }
+});
+
+Deno.test("help keeps a usage's further lines as written", () => {
+  const two: Command = { ...demo, usage: "demo --a\n       checkerboard demo --b" };
+  assert.match(formatHelp(two), /^Usage: checkerboard demo --a\n {7}checkerboard demo --b$/m);
 });
 
 Deno.test("through the CLI: bench sample --help, --seed -1, and no parseArgs text", async () => {
