@@ -221,8 +221,8 @@ function minutes(seconds: number) {
 export const command: Command = {
   name: "study",
   summary: "reproduce the paper's findings (Figures 4c, 5, 6, Table 2) on your data",
-  usage: "study --data DIR --out DIR [--budget-minutes M] [--model tiny] [--parts LIST] [options]" +
-    "\n       checkerboard study --report-only --out DIR",
+  usage: "study --data DIR --out DIR [--budget-minutes M] [--model tiny] [--parts LIST] " +
+    "[options], or study --report-only --out DIR",
   options: {
     data: {
       type: "string",

@@ -22,7 +22,7 @@ import {
   stat,
   undertrainedEvidence,
 } from "./aggregate.ts";
-import { ENTROPY_STEPS, EVAL_STEPS, type PartName, STUDY_PARTS } from "./design.ts";
+import { ENTROPY_STEPS, EVAL_STEPS, STUDY_PARTS } from "./design.ts";
 import { entropyPlot, mixingHeatMap, nllPlot, type Png } from "./figures.ts";
 import type { RunRecords } from "./run.ts";
 import {
@@ -37,7 +37,6 @@ import {
 
 export type { StudyFacts };
 
-const f3 = (v: number) => v.toFixed(3);
 const pm = (s: Stat, digits = 3) => `${s.mean.toFixed(digits)} ± ${s.sd.toFixed(digits)}`;
 const ratioLabel = (r: string) => (r === "single" ? "single-scale" : `ratio ${r}`);
 const mixLabel = (
