@@ -98,7 +98,7 @@ Deno.test("inputs are checked before the first step: a corrupt validation shard,
   );
   await expectOneLineError(
     trainArgs(other.data, `${dir.path}/run2`, "--iters", "3"),
-    /train-00000\.npz: label 2 in row 3 is not a class index in \[0, 1\]/,
+    /train-00000\.npz: .*label 2/,
   );
 });
 

@@ -422,8 +422,9 @@ async function checkOutFolder(outDir: string, resume: boolean): Promise<void> {
       );
     }
   } else if (stat && ((await hasCheckpoint(outDir)) || (await hasTrainState(outDir)))) {
+    const file = (await hasCheckpoint(outDir)) ? MODEL_FILE : TRAIN_STATE_FILE;
     throw new UserError(
-      `${join(outDir, MODEL_FILE)} already exists (use --resume to continue it, or another --out)`,
+      `${join(outDir, file)} already exists (use --resume to continue it, or another --out)`,
     );
   }
 }
