@@ -2,9 +2,10 @@
  * NumPy's .npy (format 1.0) and .npz (a zip of .npy files) for the arrays this
  * tool writes: shards of codes and labels, and samples for FID tools.
  */
-import { unzipSync, zipSync } from "fflate";
+import { zipSync } from "fflate";
 import { UserError } from "../errors.ts";
-import { readFileOrFail } from "../util/files.ts";
+import { fileSystemError, readFileOrFail } from "../util/files.ts";
+import { unzipStrict, ZipError } from "./unzip.ts";
 
 export type NpyData = Uint8Array | Uint16Array | Int32Array | Float32Array;
 
@@ -45,6 +46,11 @@ export function encodeNpy({ shape, data }: NpyArray): Uint8Array {
   return out;
 }
 
+/**
+ * Decodes one .npy array (format 1.0, 2.0 or 3.0) strictly: the magic, a header dict with
+ * 'descr' (one of the dtypes this tool uses), 'fortran_order' False and a 'shape' of
+ * non-negative integers, and exactly the data bytes the shape needs.
+ */
 export function decodeNpy(bytes: Uint8Array, label: string): NpyArray {
   const fail = (why: string): never => {
     throw new UserError(`${label}: not a valid .npy array (${why})`);
@@ -52,22 +58,52 @@ export function decodeNpy(bytes: Uint8Array, label: string): NpyArray {
   const magic = [0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59];
   if (bytes.length < 10 || magic.some((b, i) => bytes[i] !== b)) fail("bad magic");
   const major = bytes[6];
+  if (major < 1 || major > 3) fail(`format version ${major}.${bytes[7]} is not supported`);
   const view = new DataView(bytes.buffer, bytes.byteOffset, bytes.byteLength);
+  if (major > 1 && bytes.length < 12) fail("truncated header");
   const headerLen = major === 1 ? view.getUint16(8, true) : view.getUint32(8, true);
   const headerStart = major === 1 ? 10 : 12;
-  const header = new TextDecoder().decode(bytes.subarray(headerStart, headerStart + headerLen));
-  const descr = /'descr':\s*'([^']+)'/.exec(header)?.[1];
+  if (headerStart + headerLen > bytes.length) fail("header runs past the end (truncated?)");
+  let header: string;
+  try {
+    header = new TextDecoder(major === 3 ? "utf-8" : "latin1", { fatal: true })
+      .decode(bytes.subarray(headerStart, headerStart + headerLen));
+  } catch {
+    return fail("header is not text");
+  }
+  const descr = /'descr':\s*'([^']*)'/.exec(header)?.[1];
   const fortran = /'fortran_order':\s*(True|False)/.exec(header)?.[1];
   const shapeText = /'shape':\s*\(([^)]*)\)/.exec(header)?.[1];
-  if (!descr || !fortran || shapeText === undefined) fail("unreadable header");
-  if (fortran === "True") fail("fortran order is not supported");
-  const ctor = ARRAY_OF[descr!] ?? fail(`dtype ${descr} is not supported`);
-  const shape = shapeText!.split(",").map((s) => s.trim()).filter((s) => s).map(Number);
-  const count = shape.reduce((a, b) => a * b, 1);
-  const start = headerStart + headerLen;
-  if (bytes.length - start !== count * ctor.BYTES_PER_ELEMENT) {
-    fail(`expected ${count * ctor.BYTES_PER_ELEMENT} data bytes, found ${bytes.length - start}`);
+  if (
+    !header.trimStart().startsWith("{") || descr === undefined || !fortran ||
+    shapeText === undefined
+  ) {
+    fail("unreadable header");
   }
+  if (fortran === "True") fail("fortran order is not supported");
+  const ctor = ARRAY_OF[descr!] ??
+    fail(`dtype '${descr}' is not supported (${Object.keys(ARRAY_OF).join(", ")})`);
+  const parts = shapeText!.split(",").map((s) => s.trim());
+  // "(3,)" and "()" leave one empty part at the end.
+  if (parts[parts.length - 1] === "") parts.pop();
+  if (parts.some((p) => !/^\d+$/.test(p))) {
+    fail(`shape (${shapeText}) must list non-negative integers`);
+  }
+  const shape = parts.map(Number);
+  const dataBytes = bytes.length - headerStart - headerLen;
+  let count = shape.includes(0) ? 0 : 1;
+  for (const d of shape) {
+    count *= d;
+    if (count * ctor.BYTES_PER_ELEMENT > dataBytes) break; // cannot match: stop before overflow
+  }
+  if (dataBytes !== count * ctor.BYTES_PER_ELEMENT) {
+    fail(
+      `shape (${shape.join(", ")}) needs ${
+        shape.reduce((a, b) => a * b, 1) * ctor.BYTES_PER_ELEMENT
+      } data bytes, found ${dataBytes}`,
+    );
+  }
+  const start = headerStart + headerLen;
   return { shape, data: new ctor(bytes.slice(start).buffer) };
 }
 
@@ -81,11 +117,10 @@ export function encodeNpz(arrays: Record<string, NpyArray>, level: 0 | 6 = 6): U
 export function decodeNpz(bytes: Uint8Array, label: string): Record<string, NpyArray> {
   let files: Record<string, Uint8Array>;
   try {
-    files = unzipSync(bytes);
+    files = unzipStrict(bytes);
   } catch (err) {
-    throw new UserError(
-      `${label}: not a readable .npz file (${(err as Error).message}; truncated?)`,
-    );
+    if (!(err instanceof ZipError)) throw err;
+    throw new UserError(`${label}: not a readable .npz file (${err.message})`);
   }
   const out: Record<string, NpyArray> = {};
   for (const [name, data] of Object.entries(files)) {
@@ -96,5 +131,11 @@ export function decodeNpz(bytes: Uint8Array, label: string): Record<string, NpyA
 }
 
 export async function readNpz(path: string): Promise<Record<string, NpyArray>> {
-  return decodeNpz(await readFileOrFail(path), path);
+  let bytes: Uint8Array;
+  try {
+    bytes = await readFileOrFail(path);
+  } catch (err) {
+    throw fileSystemError(err, `cannot read ${path}`);
+  }
+  return decodeNpz(bytes, path);
 }
