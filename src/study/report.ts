@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { encodePng } from "../data/png.ts";
-import { writeFileAtomic } from "../util/files.ts";
+import { fileSystemError, writeFileAtomic } from "../util/files.ts";
 import {
   checkerboardVsRandom,
   type Finding,
@@ -50,14 +50,18 @@ export async function copyGrids(
   runsDir: string,
   records: readonly RunRecords[],
 ): Promise<void> {
-  await Deno.mkdir(join(reportDir, "grids"), { recursive: true });
-  for (const r of records.filter((r) => r.spec.seed === 0 && r.samples)) {
-    for (const s of r.samples!.byP) {
-      await Deno.copyFile(
-        join(runsDir, r.id, s.grid),
-        join(reportDir, gridFile(r.id, s.stepsPerScale)),
-      );
+  try {
+    await Deno.mkdir(join(reportDir, "grids"), { recursive: true });
+    for (const r of records.filter((r) => r.spec.seed === 0 && r.samples)) {
+      for (const s of r.samples!.byP) {
+        await Deno.copyFile(
+          join(runsDir, r.id, s.grid),
+          join(reportDir, gridFile(r.id, s.stepsPerScale)),
+        );
+      }
     }
+  } catch (err) {
+    throw fileSystemError(err, `cannot copy the sample grids into ${join(reportDir, "grids")}`);
   }
 }
 
@@ -74,7 +78,9 @@ export async function writeReport(
   timings?: StudyTimings,
 ): Promise<string> {
   const { parts, facts } = results;
-  await Deno.mkdir(join(reportDir, "figures"), { recursive: true });
+  await Deno.mkdir(join(reportDir, "figures"), { recursive: true }).catch((err) => {
+    throw fileSystemError(err, `cannot write the report into ${reportDir}`);
+  });
   const md: string[] = [];
   const figure = async (name: string, png: Png) => {
     await writeFileAtomic(

@@ -25,7 +25,7 @@ import { sampleCodes, type SamplingOptions } from "../sample/sampler.ts";
 import { stepEntropyStats } from "../sample/entropy.ts";
 import { classGrid, decodeFinal, samplesNpz } from "../sample/render.ts";
 import { encodePng } from "../data/png.ts";
-import { exists, readJsonFile, writeFileAtomic } from "../util/files.ts";
+import { exists, fileSystemError, readJsonFile, writeFileAtomic } from "../util/files.ts";
 import { ENTROPY_STEPS, EVAL_STEPS, runId, type RunSpec, type RunWork } from "./design.ts";
 import type { StudySettings } from "./settings.ts";
 import { SAMPLE_DEFAULTS, TRAIN_DEFAULTS } from "../train/defaults.ts";
@@ -173,7 +173,9 @@ export async function runStages(ctx: RunContext): Promise<RunRecords> {
 async function trainRun(ctx: RunContext, dir: string): Promise<TrainRecord> {
   const { run, settings: s, data } = ctx;
   await Deno.remove(dir, { recursive: true }).catch(() => {});
-  await Deno.mkdir(dir, { recursive: true });
+  await Deno.mkdir(dir, { recursive: true }).catch((err) => {
+    throw fileSystemError(err, `cannot create the run folder ${dir}`);
+  });
   const config = studyModelConfig(s, run.ropeMix, data.manifest, ctx.tokenizer);
   const options: TrainOptions = {
     order: run.order,
@@ -368,7 +370,9 @@ async function writeSamples(
     );
     const images = decodeFinal(ctx.tokenizer, r.codes, labels.length, scales);
     const folder = join("samples", `P${P}`);
-    await Deno.mkdir(join(dir, folder), { recursive: true });
+    await Deno.mkdir(join(dir, folder), { recursive: true }).catch((err) => {
+      throw fileSystemError(err, `cannot create ${join(dir, folder)}`);
+    });
     const grid = classGrid(images, side, labels);
     await writeFileAtomic(
       join(dir, folder, "grid.png"),
