@@ -82,17 +82,18 @@ class TrainProcess {
   readonly started: Promise<string | undefined>;
 
   constructor(args: string[]) {
-    this.child = new Deno.Command(Deno.execPath(), {
+    const child = new Deno.Command(Deno.execPath(), {
       args: ["run", "-A", join(repo, "cli/main.ts"), "train", ...args],
       stdout: "null",
       stderr: "piped",
       env: { NO_COLOR: "1" },
     }).spawn();
+    this.child = child;
     let resolveStart: (line: string | undefined) => void = () => {};
     this.started = new Promise((r) => (resolveStart = r));
     this.reading = (async () => {
       const decoder = new TextDecoder();
-      for await (const chunk of this.child.stderr) {
+      for await (const chunk of child.stderr) {
         this.stderr += decoder.decode(chunk, { stream: true });
         const line = this.stderr.split("\n").find((l) =>
           /^(training|resuming at step \d+):/.test(l)
