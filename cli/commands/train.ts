@@ -49,9 +49,6 @@ import {
 } from "../../src/train/loop.ts";
 import type { NativeModel } from "../../src/model/native_model.ts";
 
-// Kept for importers that have not moved to src/data/manifest_tokenizer.ts yet (study.ts).
-export { tokenizerForManifest };
-
 /** Training options from the command line, each with its default. */
 function trainOptionsFrom(values: OptionValues): Omit<TrainOptions, "totalSteps"> {
   const lrDrops = stringOption(values, "lr-drops");
