@@ -413,6 +413,9 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       seed: o.seed,
       maxBatches: loop.evalBatches,
       quiet,
+      label: `validate P=${
+        Array.isArray(loop.evalSteps) ? loop.evalSteps.join(",") : loop.evalSteps
+      }`,
     });
     if (!isFiniteNll(r)) throw diverged(step, `validation NLL ${r.bitsPerToken} bits per token`);
     return r;
