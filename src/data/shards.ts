@@ -7,7 +7,10 @@
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { encodeNpz, readNpz } from "./npy.ts";
-import { readJsonFile, writeFileAtomic } from "../util/files.ts";
+import { writeFileAtomic } from "../util/files.ts";
+import { readJsonStrict } from "../util/json.ts";
+import { Fields } from "../util/schema.ts";
+import { RATIO_NAMES, scalesForRatio } from "../plan/scales.ts";
 import { Rng } from "../util/rng.ts";
 import type { Split } from "./dataset.ts";
 
@@ -70,16 +73,158 @@ export async function writeManifest(dir: string, manifest: Manifest) {
   await writeFileAtomic(join(dir, "manifest.json"), JSON.stringify(manifest, null, 2) + "\n");
 }
 
+/** Codebook sizes a manifest may name: codes are stored as uint16. */
+export const MAX_CODES = 65536;
+/** Image sides a manifest may name (far above any real dataset; keeps allocations sane). */
+export const MAX_IMAGE_SIDE = 16384;
+
 export async function readManifest(dir: string): Promise<Manifest> {
   const path = join(dir, "manifest.json");
-  const manifest: Manifest = await readJsonFile(
+  const value = await readJsonStrict(
     path,
     `is ${dir} a shard folder made by 'checkerboard data'?`,
   );
-  if (manifest?.format !== SHARDS_FORMAT || !Array.isArray(manifest.shards)) {
-    throw new UserError(`${path}: not a checkerboard shard manifest`);
+  return parseManifest(value, path);
+}
+
+/**
+ * Checks a parsed manifest field by field (the one place this format is checked) and returns
+ * it as a Manifest. `file` names it in the messages, e.g.
+ * `out/d/manifest.json: 'counts.train' must be an integer, got the text 'x'`.
+ */
+export function parseManifest(value: unknown, file: string): Manifest {
+  const f = Fields.of(value, file, "a shard manifest");
+  if (f.raw("format") !== SHARDS_FORMAT) {
+    f.fail("format", `must be '${SHARDS_FORMAT}' (is this a shard manifest?)`, f.raw("format"));
   }
-  return manifest;
+  const version = f.int("version");
+  if (version !== 1) {
+    f.fail("version", "must be 1 (written by another version of checkerboard?)", version);
+  }
+  const dataset = f.string("dataset", { nonEmpty: true });
+  const imageSide = f.int("imageSide", { min: 1, max: MAX_IMAGE_SIDE });
+  const t = f.object("tokenizer");
+  const tokenizer = {
+    hash: t.string("hash", { nonEmpty: true }),
+    patch: t.int("patch", { min: 1, max: imageSide }),
+    codes: t.int("codes", { min: 2, max: MAX_CODES }),
+    path: t.string("path", { nonEmpty: true }),
+  };
+  const patch = f.int("patch", { min: 1, max: imageSide });
+  if (patch !== tokenizer.patch) {
+    f.fail("patch", `must equal 'tokenizer.patch' (${tokenizer.patch})`, patch);
+  }
+  if (imageSide % patch !== 0) {
+    f.fail("imageSide", `must be a multiple of 'patch' (${patch})`, imageSide);
+  }
+  const codes = f.int("codes", { min: 2, max: MAX_CODES });
+  if (codes !== tokenizer.codes) {
+    f.fail("codes", `must equal 'tokenizer.codes' (${tokenizer.codes})`, codes);
+  }
+  const scales = readScales(f, imageSide / patch);
+  const ratio = f.string("ratio", { nonEmpty: true });
+  checkRatio(f, ratio, scales);
+  const L = scales.reduce((a, s) => a + s * s, 0);
+  const sequenceLength = f.int("sequenceLength");
+  if (sequenceLength !== L) {
+    f.fail("sequenceLength", `must be the sum of the squared scales (${L})`, sequenceLength);
+  }
+  const classes = f.stringList("classes", { minLength: 1, nonEmpty: true });
+  const repeated = classes.find((c, i) => classes.indexOf(c) !== i);
+  if (repeated !== undefined) f.fail("classes", `must be distinct, '${repeated}' is listed twice`);
+  const shards = f.objectList("shards", readShardEntry, { minLength: 1 });
+  const names = new Set<string>();
+  for (const [i, e] of shards.entries()) {
+    if (names.has(e.file)) f.fail(`shards[${i}].file`, "names a shard listed before", e.file);
+    names.add(e.file);
+  }
+  const c = f.object("counts");
+  const counts = { train: c.int("train", { min: 0 }), val: c.int("val", { min: 0 }) };
+  for (const split of ["train", "val"] as const) {
+    const sum = shards.filter((e) => e.split === split).reduce((a, e) => a + e.count, 0);
+    if (sum === 0) f.fail("shards", `must list at least one '${split}' shard`);
+    if (counts[split] !== sum) {
+      f.fail(
+        `counts.${split}`,
+        `must equal the sum of the '${split}' shard counts (${sum})`,
+        counts[split],
+      );
+    }
+  }
+  const layout = f.has("layout") ? f.string("layout") : CODES_LAYOUT;
+  return {
+    format: SHARDS_FORMAT,
+    version: 1,
+    dataset,
+    imageSide,
+    tokenizer,
+    ratio,
+    scales,
+    patch,
+    codes,
+    sequenceLength,
+    classes,
+    counts,
+    shards,
+    layout,
+  };
+}
+
+/** Positive integers, strictly increasing, ending at the final grid side. */
+function readScales(f: Fields, finalSide: number): number[] {
+  const scales = f.intList("scales", { min: 1, max: finalSide }, { minLength: 1 });
+  for (let k = 1; k < scales.length; k++) {
+    if (scales[k] <= scales[k - 1]) {
+      f.fail(
+        `scales[${k}]`,
+        `must be greater than the scale before it (${scales[k - 1]})`,
+        scales[k],
+      );
+    }
+  }
+  if (scales[scales.length - 1] !== finalSide) {
+    f.fail(
+      "scales",
+      `must end at the final grid side imageSide / patch = ${finalSide}, got [${scales}]`,
+    );
+  }
+  return scales;
+}
+
+/** `ratio` names a ratio whose scales for the final side are `scales`, or is "explicit". */
+function checkRatio(f: Fields, ratio: string, scales: number[]) {
+  if (ratio === "explicit") return;
+  let expected: number[];
+  try {
+    expected = scalesForRatio(ratio, scales[scales.length - 1]);
+  } catch (err) {
+    if (!(err instanceof UserError)) throw err;
+    return f.fail(
+      "ratio",
+      `must be 'explicit' or a ratio (${RATIO_NAMES.join(", ")} or a number > 1)`,
+      ratio,
+    );
+  }
+  if (expected.join(",") !== scales.join(",")) {
+    f.fail(
+      "ratio",
+      `'${ratio}' gives the scales [${expected}], but 'scales' is [${scales}] ` +
+        `(use ratio 'explicit' for a hand-made scale list)`,
+    );
+  }
+}
+
+function readShardEntry(e: Fields): ShardEntry {
+  const file = e.string("file", { nonEmpty: true });
+  // A plain file name inside the shard folder: no path that could point elsewhere.
+  if (/[\/\\]/.test(file) || file === "." || file === ".." || file.includes("\0")) {
+    e.fail("file", "must be a file name in the shard folder (no '/' or '..')", file);
+  }
+  return {
+    file,
+    split: e.choice("split", ["train", "val"] as const),
+    count: e.int("count", { min: 1 }),
+  };
 }
 
 export interface Batch {
@@ -89,7 +234,11 @@ export interface Batch {
   labels: Int32Array;
 }
 
-/** Loads one shard and checks it against the manifest. */
+/**
+ * Loads one shard and checks it against the manifest: codes uint16 [count, L] each below the
+ * codebook size, labels int32 [count] each a class index of the manifest (the null class,
+ * index classes.length, is the model's, never a label).
+ */
 export async function readShard(
   dir: string,
   manifest: Manifest,
@@ -105,13 +254,55 @@ export async function readShard(
   if (!labels || !(labels.data instanceof Int32Array)) {
     throw new UserError(`${path}: no int32 array 'labels'`);
   }
-  if (codes.shape[0] !== entry.count || codes.shape[1] !== L || labels.shape[0] !== entry.count) {
+  if (
+    codes.shape.length !== 2 || codes.shape[0] !== entry.count || codes.shape[1] !== L ||
+    labels.shape.length !== 1 || labels.shape[0] !== entry.count
+  ) {
     throw new UserError(
       `${path}: codes [${codes.shape}] and labels [${labels.shape}] do not match the manifest ` +
         `([${entry.count}, ${L}] and [${entry.count}])`,
     );
   }
+  const classCount = manifest.classes.length;
+  const badLabel = labels.data.findIndex((c) => c < 0 || c >= classCount);
+  if (badLabel >= 0) {
+    throw new UserError(
+      `${path}: row ${badLabel} has label ${labels.data[badLabel]}, but the manifest lists ` +
+        `${classCount} classes (labels 0 to ${classCount - 1})`,
+    );
+  }
+  const badCode = codes.data.findIndex((c) => c >= manifest.codes);
+  if (badCode >= 0) {
+    throw new UserError(
+      `${path}: row ${Math.floor(badCode / L)} holds code ${codes.data[badCode]}, but the ` +
+        `codebook has ${manifest.codes} codes (0 to ${manifest.codes - 1})`,
+    );
+  }
   return { codes: codes.data, labels: labels.data };
+}
+
+/**
+ * Reads every shard of both splits once and checks it (readShard), and that every class of
+ * the manifest has at least one training image: a `classes` list edited to another length is
+ * refused (longer: classes without images; shorter: labels out of range). Run before training.
+ * Returns the number of training images per class.
+ */
+export async function validateShards(dir: string, manifest: Manifest): Promise<number[]> {
+  const perClass = new Array<number>(manifest.classes.length).fill(0);
+  for (const entry of manifest.shards) {
+    const { labels } = await readShard(dir, manifest, entry);
+    if (entry.split === "train") { for (const c of labels) perClass[c]++; }
+  }
+  const empty = perClass.findIndex((n) => n === 0);
+  if (empty >= 0) {
+    const missing = perClass.filter((n) => n === 0).length;
+    throw new UserError(
+      `${join(dir, "manifest.json")}: class '${manifest.classes[empty]}' (index ${empty})` +
+        `${missing > 1 ? ` and ${missing - 1} more` : ""} ha${missing > 1 ? "ve" : "s"} no ` +
+        `training image in the shards (was 'classes' edited?)`,
+    );
+  }
+  return perClass;
 }
 
 export interface BatchOptions {
