@@ -162,8 +162,12 @@ const nll: Command = {
       }
       const label = (k: number) => `${scales[k]}x${scales[k]}`;
       const width = Math.max(7, ...scales.map((_, k) => label(k).length));
+      const names = results.map((r) =>
+        `P=${formatSteps(r.steps)} (${totalSteps(scales, r.steps)} st)`
+      );
+      const nameWidth = Math.max(16, ...names.map((n) => n.length + 1));
       const header = ["", "overall", ...scales.map((_, k) => label(k))]
-        .map((h, i) => (i === 0 ? h.padEnd(16) : h.padStart(width)))
+        .map((h, i) => (i === 0 ? h.padEnd(nameWidth) : h.padStart(width)))
         .join(" ");
       console.log(
         `${ckpt.path} (step ${ckpt.info.step}), order ${order}: validation NLL in bits per token ` +
@@ -171,17 +175,11 @@ const nll: Command = {
       );
       console.log(header);
       const row = (name: string, overall: number, perScale: number[]) =>
-        [name.padEnd(16), ...[overall, ...perScale].map((v) => v.toFixed(4).padStart(width))]
-          .join(" ");
-      for (const r of results) {
-        console.log(
-          row(
-            `P=${formatSteps(r.steps)} (${totalSteps(scales, r.steps)} st)`,
-            r.bitsPerToken,
-            r.perScaleBits,
-          ),
-        );
-      }
+        [
+          name.padEnd(nameWidth),
+          ...[overall, ...perScale].map((v) => v.toFixed(4).padStart(width)),
+        ].join(" ");
+      results.forEach((r, i) => console.log(row(names[i], r.bitsPerToken, r.perScaleBits)));
       console.log(row("unigram floor", floor.bitsPerToken, floor.perScaleBits));
     } finally {
       model.dispose();
