@@ -65,6 +65,13 @@ Deno.test("no batches in an epoch is an error, not an endless loop; no validatio
       }),
     /the validation split has no images/,
   );
+  // No validation shard: refused before the first step, not "validation NaN" at the end.
+  await editManifest(data, (m) => {
+    m.shards = m.shards.filter((e) => e.split === "train");
+    m.counts.val = 0;
+  });
+  await expectOneLineError(trainArgs(data, `${dir.path}/noval`, "--iters", "2"), /val/);
+  assert.equal(await Deno.stat(`${dir.path}/noval`).then(() => true, () => false), false);
   // From the command line: `"shards": []` stops at once with one line, for train and eval.
   await editManifest(data, (m) => (m.shards = []));
   const t0 = performance.now();
