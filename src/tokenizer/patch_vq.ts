@@ -10,7 +10,11 @@ import { UserError } from "../errors.ts";
 import { nearestCodes } from "../engine.ts";
 import { imageAt, type ImageSet } from "../data/dataset.ts";
 import { readSafetensors, writeSafetensors } from "../util/safetensors.ts";
-import { readJsonFile, writeFileAtomic } from "../util/files.ts";
+import { writeFileAtomic } from "../util/files.ts";
+import { readJsonStrict } from "../util/json.ts";
+import { Fields } from "../util/schema.ts";
+import { checkFinite } from "../util/finite.ts";
+import { MAX_CODES, MAX_IMAGE_SIDE } from "../data/shards.ts";
 import { Progress } from "../util/progress.ts";
 import { Rng } from "../util/rng.ts";
 import { extractPatches, pastePatches } from "./patches.ts";
@@ -36,7 +40,8 @@ export interface TokenizerConfig {
   fit: { iterations: number; seed: number; patches: number; mse: number[] };
 }
 
-function tokenizerHash(patch: number, codes: number, codebook: Float32Array): string {
+/** The short sha256 a tokenizer's `hash` holds: of its format, patch, codes and codebook bytes. */
+export function tokenizerHash(patch: number, codes: number, codebook: Float32Array): string {
   const h = createHash("sha256");
   h.update(JSON.stringify({ format: TOKENIZER_FORMAT, patch, codes }));
   h.update(new Uint8Array(codebook.buffer, codebook.byteOffset, codebook.byteLength));
@@ -111,6 +116,14 @@ export class PatchTokenizer {
   }
 
   async save(dir: string) {
+    // load() refuses a codebook whose hash is not the stored one; refuse to write such a pair.
+    const hash = tokenizerHash(this.config.patch, this.config.codes, this.codebook);
+    if (hash !== this.config.hash) {
+      throw new Error(
+        `PatchTokenizer.save: config.hash '${this.config.hash}' is not the codebook's hash ` +
+          `${hash}; set it with tokenizerHash(patch, codes, codebook)`,
+      );
+    }
     await Deno.mkdir(dir, { recursive: true });
     await writeSafetensors(
       join(dir, "tokenizer.safetensors"),
@@ -120,18 +133,17 @@ export class PatchTokenizer {
     await writeFileAtomic(join(dir, "tokenizer.json"), JSON.stringify(this.config, null, 2) + "\n");
   }
 
+  /**
+   * Loads `dir/tokenizer.json` and `dir/tokenizer.safetensors`, checking every field, the
+   * codebook's dtype, shape and values (all finite) and that the codebook has the stored hash.
+   */
   static async load(dir: string): Promise<PatchTokenizer> {
     const jsonPath = join(dir, "tokenizer.json");
     const weightsPath = join(dir, "tokenizer.safetensors");
-    const config: TokenizerConfig = await readJsonFile(jsonPath, `is ${dir} a tokenizer folder?`);
-    if (config?.format !== TOKENIZER_FORMAT) {
-      throw new UserError(`${jsonPath}: not a checkerboard patch-VQ tokenizer`);
-    }
-    for (const key of ["patch", "codes", "imageSide"] as const) {
-      if (!Number.isInteger(config[key]) || config[key] < 1) {
-        throw new UserError(`${jsonPath}: '${key}' must be a positive integer`);
-      }
-    }
+    const config = parseTokenizerConfig(
+      await readJsonStrict(jsonPath, `is ${dir} a tokenizer folder from 'tokenizer fit'?`),
+      jsonPath,
+    );
     const { tensors } = await readSafetensors(weightsPath);
     const codebook = tensors.codebook;
     const d = config.patch * config.patch * 3;
@@ -146,8 +158,61 @@ export class PatchTokenizer {
           `(codes ${config.codes}, patch ${config.patch} need [${config.codes}, ${d}])`,
       );
     }
+    checkFinite(codebook.data, `${weightsPath}: tensor 'codebook'`);
+    const hash = tokenizerHash(config.patch, config.codes, codebook.data);
+    if (hash !== config.hash) {
+      throw new UserError(
+        `${weightsPath}: the codebook hashes to ${hash}, but ${jsonPath} says '${config.hash}' ` +
+          `(one of the two files was changed or damaged; fit the tokenizer again)`,
+      );
+    }
     return new PatchTokenizer(config, codebook.data, dir);
   }
+}
+
+/** Checks a parsed tokenizer.json field by field (the one place this format is checked). */
+export function parseTokenizerConfig(value: unknown, file: string): TokenizerConfig {
+  const f = Fields.of(value, file, "a tokenizer description");
+  if (f.raw("format") !== TOKENIZER_FORMAT) {
+    f.fail(
+      "format",
+      `must be '${TOKENIZER_FORMAT}' (is this a tokenizer folder?)`,
+      f.raw("format"),
+    );
+  }
+  const version = f.int("version");
+  if (version !== 1) {
+    f.fail("version", "must be 1 (written by another version of checkerboard?)", version);
+  }
+  const imageSide = f.int("imageSide", { min: 1, max: MAX_IMAGE_SIDE });
+  const patch = f.int("patch", { min: 1, max: imageSide });
+  if (imageSide % patch !== 0) {
+    f.fail("imageSide", `must be a multiple of 'patch' (${patch})`, imageSide);
+  }
+  const codes = f.int("codes", { min: 2, max: MAX_CODES });
+  const channels = f.raw("channels");
+  if (channels !== 3) f.fail("channels", "must be the number 3 (RGB)", channels);
+  const dataset = f.string("dataset", { nonEmpty: true });
+  const fitScales = f.intList("fitScales", { min: 1, max: imageSide / patch }, { minLength: 1 });
+  const hash = f.string("hash", { nonEmpty: true });
+  const fit = f.object("fit");
+  return {
+    format: TOKENIZER_FORMAT,
+    version: 1,
+    patch,
+    codes,
+    channels: 3,
+    imageSide,
+    dataset,
+    fitScales,
+    hash,
+    fit: {
+      iterations: fit.int("iterations", { min: 0 }),
+      seed: fit.int("seed"),
+      patches: fit.int("patches", { min: 0 }),
+      mse: fit.numberList("mse", { min: 0 }),
+    },
+  };
 }
 
 export interface FitOptions {
