@@ -1,6 +1,6 @@
 /** Small token datasets for the training tests: a random-codebook tokenizer and random codes. */
 import { join } from "node:path";
-import { PatchTokenizer, TOKENIZER_FORMAT } from "../src/tokenizer/patch_vq.ts";
+import { PatchTokenizer, TOKENIZER_FORMAT, tokenizerHash } from "../src/tokenizer/patch_vq.ts";
 import {
   CODES_LAYOUT,
   type Manifest,
@@ -23,7 +23,7 @@ export async function makeData(
   const name = o.name ?? "d";
   const rng = new Rng(K * 31 + scales.length);
   const codebook = Float32Array.from({ length: K * patch * patch * 3 }, () => rng.next());
-  const hash = `test-${K}`;
+  const hash = tokenizerHash(patch, K, codebook);
   const tokenizer = join(dir, `${name}-tok`);
   await new PatchTokenizer({
     format: TOKENIZER_FORMAT,

@@ -12,6 +12,7 @@ import { type Manifest, readManifest } from "../src/data/shards.ts";
 import { encodeNpz } from "../src/data/npy.ts";
 import { evaluateNll, trainBatches } from "../src/train/loop.ts";
 import { UserError } from "../src/errors.ts";
+import { readCheckpointWithTokenizer } from "../src/model/load.ts";
 
 const BAD_WORDS = /undefined|(?<!JSON )\bnull\b|\[object Object\]|NaN/;
 
@@ -224,6 +225,11 @@ Deno.test("eval nll and sample take the model file as well as its folder; ',' se
     "cpu",
   ]);
   assert.equal(s.code, 0, s.stderr);
+  // A tokenizer "folder" that is a file (load.ts, which sample and the study load through).
+  await assert.rejects(
+    () => readCheckpointWithTokenizer(out, join(out, "model.safetensors")),
+    (e: Error) => e instanceof UserError && /not a tokenizer folder/.test(e.message),
+  );
 });
 
 Deno.test("train --out FILE, --tokenizer override, and a model file behind its train state", async () => {
