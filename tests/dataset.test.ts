@@ -71,3 +71,35 @@ Deno.test("unknown datasets and missing folders are clear errors", async () => {
     /\/nonexistent\/x: dataset folder not found/,
   );
 });
+
+Deno.test("folder: a dangling symbolic link is an error naming it; a good link is an image", async () => {
+  await using dir = await tempDir();
+  await writeShapesFolder(dir.path, 2, 16);
+  await Deno.symlink(`${dir.path}/bars/000.png`, `${dir.path}/blocks/linked.png`);
+  const set = await loadDataset(`folder:${dir.path}`, { side: 8 });
+  assert.equal(set.count, 5);
+  await Deno.symlink(`${dir.path}/nowhere.png`, `${dir.path}/bars/gone.png`);
+  await assert.rejects(() => loadDataset(`folder:${dir.path}`, { side: 8 }), (err: Error) => {
+    assert.ok(err instanceof UserError, err.stack);
+    assert.match(err.message, /bars\/gone\.png: a symbolic link to a missing file \(dangling link\)/);
+    return true;
+  });
+  await Deno.remove(`${dir.path}/bars/gone.png`);
+  await Deno.symlink(`${dir.path}/no-class`, `${dir.path}/zebras`);
+  await assert.rejects(
+    () => loadDataset(`folder:${dir.path}`, { side: 8 }),
+    /zebras: a symbolic link to a missing file/,
+  );
+});
+
+Deno.test("folder: an empty class folder is refused (skipping it would shift the labels)", async () => {
+  await using dir = await tempDir();
+  await writeShapesFolder(dir.path, 2, 16);
+  await Deno.mkdir(`${dir.path}/apples`);
+  await Deno.writeTextFile(`${dir.path}/apples/readme.txt`, "no images here");
+  await assert.rejects(() => loadDataset(`folder:${dir.path}`, { side: 8 }), (err: Error) => {
+    assert.ok(err instanceof UserError, err.stack);
+    assert.match(err.message, /apples: class folder holds no \.png or \.jpg images/);
+    return true;
+  });
+});
