@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { expectOneLineError, repoRoot, runCli, tempDir } from "./helpers.ts";
 import { writeShapesFolder } from "./fixtures.ts";
 import { SAMPLE_DEFAULTS, TRAIN_DEFAULTS } from "../src/train/defaults.ts";
+import { readNpz } from "../src/data/npy.ts";
 
 /** A folder dataset, its tokenizer and ratio-2 shards; returns the shard folder. */
 async function makeShards(dir: string): Promise<string> {
@@ -117,6 +118,19 @@ Deno.test("study: a killed study started again reuses finished runs and reports 
     new RegExp(`AdamW lr ${TRAIN_DEFAULTS.lr} with ${TRAIN_DEFAULTS.warmup} warmup`),
   );
   assert.match(report, /CFG weight 2 from step 6 \(off for the first 5 steps/);
+  // The study samples as `sample` does by default: the same images from the same model and
+  // seed. (A model of 6 steps barely uses its class, so guidance from the first step would
+  // draw the same images too; the guidance start is checked in study.json above.)
+  const baseRun = join(a, "runs", RUNS[0]);
+  const out = `${dir.path}/sampled`;
+  const args = ["sample", "--model", baseRun, "--per-class", "2", "--steps-per-scale", "4"];
+  const sampled = await runCli([...args, "--seed", "0", "--device", "cpu", "--out", out]);
+  assert.equal(sampled.code, 0, sampled.stderr);
+  assert.deepEqual(
+    (await readNpz(join(out, "samples.npz"))).arr_0.data,
+    (await readNpz(join(baseRun, "samples", "P4", "samples.npz"))).arr_0.data,
+  );
+
   // 6 steps of 8 images are about an epoch: the report says so before anything else.
   const lines = report.split("\n");
   assert.match(lines[2], /^> \*\*Warning: these models are undertrained\*\*/);

@@ -20,6 +20,7 @@ import {
   readCheckpointWithTokenizer,
 } from "../model/load.ts";
 import { ADAMW, evaluateNll, train, type TrainOptions } from "../train/loop.ts";
+import { LEGACY_OPTIM_FILE, TRAIN_STATE_FILE } from "../model/checkpoint.ts";
 import { totalSteps } from "../plan/blocks.ts";
 import { sampleCodes, type SamplingOptions } from "../sample/sampler.ts";
 import { stepEntropyStats } from "../sample/entropy.ts";
@@ -234,7 +235,9 @@ async function trainRun(ctx: RunContext, dir: string): Promise<TrainRecord> {
     }
     const seconds = (performance.now() - t0) / 1000;
     // The optimizer state is only needed to resume training, which the study never does.
-    await Deno.remove(join(dir, "optim.safetensors")).catch(() => {});
+    for (const file of [TRAIN_STATE_FILE, LEGACY_OPTIM_FILE]) {
+      await Deno.remove(join(dir, file)).catch(() => {});
+    }
     const losses = (await Deno.readTextFile(join(dir, "metrics.jsonl"))).trim().split("\n")
       .map((l) => JSON.parse(l)).filter((e) => typeof e.loss === "number");
     const tail = losses.slice(-Math.max(1, Math.ceil(losses.length / 10)));
