@@ -99,6 +99,11 @@ Deno.test("study: a killed study started again reuses finished runs and reports 
     ) {
       await Deno.stat(join(a, "runs", run, f)); // throws when missing
     }
+    // The optimizer state serves only a resumed training, which a study never does.
+    for (const f of ["train-state.safetensors", "optim.safetensors"]) {
+      const there = await Deno.stat(join(a, "runs", run, f)).then(() => true, () => false);
+      assert.equal(there, false, `${run}/${f} kept`);
+    }
   }
   await Deno.stat(join(a, "report", "figures", "fig4c-order.png"));
   await Deno.stat(join(a, "report", "grids", "r2-random-mix-none-s0-P1.png"));
