@@ -1,5 +1,13 @@
 /** The study's PNG figures, in the form of the paper's Figures 4(c), 5 and 6 and Table 2(b). */
-import { Canvas, GLYPH_H, linePlot, type LineSeries, type Rgb, textWidth } from "../sample/plot.ts";
+import {
+  type Band,
+  Canvas,
+  GLYPH_H,
+  linePlot,
+  type LineSeries,
+  type Rgb,
+  textWidth,
+} from "../sample/plot.ts";
 import { type Measure, type ModelSummary, stat } from "./aggregate.ts";
 import type { EntropyRecord } from "./run.ts";
 
@@ -67,7 +75,7 @@ export function entropyPlot(
   stepsPerScale: number,
 ): Png {
   const series: LineSeries[] = [];
-  const bands = [];
+  const bands: Band[] = [];
   let boundaries: number[] = [];
   for (const [i, o] of orders.entries()) {
     const per = o.records.map((r) => r.byP.find((b) => b.stepsPerScale === stepsPerScale)!);
@@ -99,6 +107,8 @@ export function entropyPlot(
       );
     }
   }
+  // A legend entry for the bands (drawn in each order's colour; the entry itself draws nothing).
+  bands.push({ x: [], lo: [], hi: [], color: [120, 120, 120], alpha: 0.3, label: "25-75%" });
   return linePlot({
     width: 860,
     height: 460,
