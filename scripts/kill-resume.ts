@@ -222,17 +222,27 @@ async function killResume(s: Settings, work: string): Promise<boolean> {
   if (refEnd.code !== 0) throw new Error(`the reference run failed:\n${refEnd.stderr}`);
   console.log(`reference: ${s.iters} steps in ${(trainMs / 1000).toFixed(1)} s of training`);
 
-  // The killed run. Each kill comes a random time after training (re)starts: uniform in
-  // [0, 2 R / k] for R the estimated time left and k the kills left, at most 0.7 R, so the kills
-  // spread over the whole run and the last one still lands before it ends.
+  // The killed run. Each kill aims at a random step after the one training (re)starts from:
+  // uniform in (0, 2 R / k] steps further, R the steps left and k the kills left (at most 2
+  // before the end), so the kills spread over the whole run. Once that step is logged, the kill
+  // comes a random fraction of a step later: anywhere in a step, or in a checkpoint write.
   const out = join(work, "killed");
   await Deno.remove(out, { recursive: true }).catch(() => {});
   const rng = new Rng(s.seed);
-  const delayMs = async (killsLeft: number) => {
-    const step = (await stepOf(join(out, TRAIN_STATE_FILE))) ?? 0;
-    const left = (trainMs * (s.iters - step)) / s.iters;
-    return Math.min(rng.next() * ((2 * left) / killsLeft), 0.7 * left);
+  const stepMs = trainMs / s.iters;
+  const targetStep = async (killsLeft: number) => {
+    const from = (await stepOf(join(out, TRAIN_STATE_FILE))) ?? 0;
+    const ahead = Math.ceil(rng.next() * ((2 * (s.iters - from)) / killsLeft));
+    return Math.max(from, Math.min(from + Math.max(1, ahead), s.iters - 2));
   };
+  /** Waits until `step` is logged or the process ends; false when it ended. */
+  const reach = async (p: TrainProcess, step: number) => {
+    let ended = false;
+    p.child.status.then(() => (ended = true));
+    while (!ended && (await lastLoggedStep(out)) < step) await sleep(2);
+    return !ended;
+  };
+
   let failures = 0, kills = 0, resumes = 0, inWrite = 0, fresh = 0;
   let proc = new TrainProcess(trainArgs(out));
   let pending: string | undefined; // the report of the last kill, completed by the next start
@@ -256,8 +266,14 @@ async function killResume(s: Settings, work: string): Promise<boolean> {
       if (line === undefined) break;
       continue;
     }
-    await sleep(await delayMs(s.kills - kills));
-    proc.child.kill("SIGKILL");
+    if (await reach(proc, await targetStep(s.kills - kills))) {
+      await sleep(rng.next() * stepMs);
+      try {
+        proc.child.kill("SIGKILL");
+      } catch {
+        // It ended between the check and the kill: handled below.
+      }
+    }
     const end = await proc.finish();
     if (end.signal !== "SIGKILL") {
       // It finished (or failed) before the kill landed.

@@ -8,7 +8,17 @@ import { repoRoot } from "./helpers.ts";
 
 Deno.test("kill -9 at 3 random moments, each followed by --resume: the same final bytes", async () => {
   const out = await new Deno.Command(Deno.execPath(), {
-    args: ["run", "-A", `${repoRoot}scripts/kill-resume.ts`, "--kills", "3", "--seed", "7"],
+    args: [
+      "run",
+      "-A",
+      `${repoRoot}scripts/kill-resume.ts`,
+      "--kills",
+      "3",
+      "--iters",
+      "80",
+      "--seed",
+      "7",
+    ],
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
