@@ -385,15 +385,10 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     const params = model.getState("params");
     const adamM = model.getState("adamM");
     const adamV = model.getState("adamV");
-    for (
-      const [name, values] of [["parameters", params], ["moments", adamM], [
-        "moments",
-        adamV,
-      ]] as const
-    ) {
-      const bad = countNonFinite(values);
-      if (bad.count > 0) throw diverged(step, `${bad.count} ${name} are NaN or Inf`);
-    }
+    // A diverged state is never written: the previous checkpoint stays.
+    const bad = countNonFinite(params).count + countNonFinite(adamM).count +
+      countNonFinite(adamV).count;
+    if (bad > 0) throw diverged(step, `${bad} parameters or AdamW moments are NaN or Inf`);
     const microBatches = step * o.accum;
     const pos = dataPosition(microBatches, perEpoch);
     await writeCheckpoint(
