@@ -3,6 +3,7 @@ import assert from "node:assert/strict";
 import { readManifest, streamBatches } from "../src/data/shards.ts";
 import { expectOneLineError, runCli, tempDir } from "./helpers.ts";
 import { writeShapesFolder } from "./fixtures.ts";
+import { writeTokenizer } from "./shard_fixture.ts";
 
 async function listing(dir: string): Promise<string[]> {
   const names: string[] = [];
@@ -184,4 +185,83 @@ Deno.test("help texts list the options with their defaults", async () => {
   const data = await runCli(["data", "--help"]);
   assert.match(data.stdout, /--ratio R .*\(default: 2\)/);
   assert.match(data.stdout, /--shard-size N .*\(default: 4096\)/);
+});
+
+Deno.test("data --force never replaces a file or a folder that is not a shard folder", async () => {
+  await using dir = await tempDir();
+  const images = await writeShapesFolder(`${dir.path}/images`, 3, 16);
+  const tok = `${dir.path}/tok`;
+  await writeTokenizer(tok);
+  const data = (out: string) => [
+    "data",
+    "--dataset",
+    `folder:${images}`,
+    "--tokenizer",
+    tok,
+    "--out",
+    out,
+    "--force",
+  ];
+  const file = `${dir.path}/notes.txt`;
+  await Deno.writeTextFile(file, "keep me");
+  await expectOneLineError(data(file), /--out .*notes\.txt is a file, not a folder/);
+  assert.equal(await Deno.readTextFile(file), "keep me");
+  const folder = `${dir.path}/work`;
+  await Deno.mkdir(folder);
+  await Deno.writeTextFile(`${folder}/thesis.tex`, "keep me too");
+  await expectOneLineError(data(folder), /work is a folder that holds no manifest\.json/);
+  assert.equal(await Deno.readTextFile(`${folder}/thesis.tex`), "keep me too");
+  // A shard folder, and an empty folder, are replaced.
+  const shards = `${dir.path}/shards`;
+  await Deno.mkdir(shards);
+  assert.equal((await runCli(data(shards))).code, 0);
+  assert.equal((await runCli(data(shards))).code, 0);
+  assert.ok((await listing(shards)).includes("manifest.json"));
+  assert.deepEqual((await listing(dir.path)).filter((n) => n.includes("partial")), []);
+});
+
+/** A read-only folder: a read-only tmpfs where this process may mount one, else none. */
+async function readOnlyFolder(path: string): Promise<(() => Promise<void>) | undefined> {
+  await Deno.mkdir(path, { recursive: true });
+  const mount = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", path],
+    stderr: "null",
+  }).output().catch(() => null);
+  if (!mount?.success) return undefined;
+  return async () => {
+    await new Deno.Command("umount", { args: [path] }).output();
+  };
+}
+
+Deno.test("data into a read-only location is one clear line", async () => {
+  await using dir = await tempDir();
+  const images = await writeShapesFolder(`${dir.path}/images`, 3, 16);
+  const tok = `${dir.path}/tok`;
+  await writeTokenizer(tok);
+  const args = (out: string) => [
+    "data",
+    "--dataset",
+    `folder:${images}`,
+    "--tokenizer",
+    tok,
+    "--out",
+    out,
+  ];
+  // Below a file: the folder cannot be made.
+  await Deno.writeTextFile(`${dir.path}/f`, "");
+  await expectOneLineError(
+    args(`${dir.path}/f/shards`),
+    /--out .*f\/shards: cannot check it: Not a directory/,
+  );
+  const unmount = await readOnlyFolder(`${dir.path}/ro`);
+  if (unmount) {
+    try {
+      await expectOneLineError(
+        args(`${dir.path}/ro/shards`),
+        /cannot create .*ro\/shards\.partial-\d+: Read-only file system/,
+      );
+    } finally {
+      await unmount();
+    }
+  }
 });

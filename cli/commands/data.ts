@@ -5,9 +5,7 @@ import { intOption, requiredString, stringOption } from "../options.ts";
 import { deviceFrom, deviceOption, ratioOptions, scalesFrom } from "./common.ts";
 import { DATASET_HELP, loadDataset } from "../../src/data/dataset.ts";
 import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
-import { makeShards } from "../../src/data/make_shards.ts";
-import { exists } from "../../src/util/files.ts";
-import { UserError } from "../../src/errors.ts";
+import { checkShardOutput, makeShards } from "../../src/data/make_shards.ts";
 
 export const command: Command = {
   name: "data",
@@ -49,9 +47,7 @@ export const command: Command = {
     const shardSize = intOption(values, "shard-size", { min: 1 })!;
     const tokenizer = await PatchTokenizer.load(tokenizerDir);
     const { scales, ratio } = scalesFrom(values, tokenizer.finalSide);
-    if (await exists(out)) {
-      if (!values.force) throw new UserError(`${out}: already exists (use --force to replace it)`);
-    }
+    await checkShardOutput(out, values.force === true);
     const set = await loadDataset(stringOption(values, "dataset") ?? tokenizer.config.dataset, {
       side: tokenizer.config.imageSide,
     });

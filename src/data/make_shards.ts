@@ -14,7 +14,10 @@ import {
   writeManifest,
   writeSplitShards,
 } from "./shards.ts";
+import { join } from "node:path";
+import { UserError } from "../errors.ts";
 import { exists } from "../util/files.ts";
+import { osError } from "../util/os_error.ts";
 import { manifestTokenizerPath } from "./manifest_tokenizer.ts";
 import { Progress } from "../util/progress.ts";
 import type { Device } from "../engine.ts";
@@ -36,7 +39,33 @@ export interface MakeShardsOptions {
   quiet?: boolean;
 }
 
-/** Writes the shard folder `out` (replacing one that exists); returns its manifest. */
+/**
+ * Checks that `out` can become a shard folder: absent, or (with `replace`) an empty folder or
+ * a shard folder (one with manifest.json). A file, or a folder of other things, is never
+ * replaced: `--force` must not delete what 'checkerboard data' did not make.
+ */
+export async function checkShardOutput(out: string, replace: boolean): Promise<void> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(out);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return;
+    throw osError(err, `--out ${out}: cannot check it`);
+  }
+  if (!info.isDirectory) {
+    throw new UserError(`--out ${out} is a file, not a folder (remove it or choose another --out)`);
+  }
+  if (!replace) throw new UserError(`${out}: already exists (use --force to replace it)`);
+  if (await exists(join(out, "manifest.json"))) return;
+  for await (const _ of Deno.readDir(out)) {
+    throw new UserError(
+      `--out ${out} is a folder that holds no manifest.json; --force replaces only shard ` +
+        `folders (remove it or choose another --out)`,
+    );
+  }
+}
+
+/** Writes the shard folder `out` (replacing a shard folder that exists); returns its manifest. */
 export async function makeShards(set: ImageSet, out: string, o: MakeShardsOptions) {
   const { tokenizer, scales } = o;
   tokenizer.checkImages(set);
@@ -45,8 +74,13 @@ export async function makeShards(set: ImageSet, out: string, o: MakeShardsOption
   if (tokenizerDir === undefined) {
     throw new Error("makeShards: the tokenizer was not loaded from a folder; pass tokenizerDir");
   }
+  await checkShardOutput(out, true);
   const partial = `${out.replace(/\/+$/, "")}.partial-${Deno.pid}`;
-  await Deno.mkdir(partial, { recursive: true });
+  try {
+    await Deno.mkdir(partial, { recursive: true });
+  } catch (err) {
+    throw osError(err, `cannot create ${partial}`);
+  }
   try {
     const shards: ShardEntry[] = [];
     const counts = { train: 0, val: 0 } as Record<Split, number>;
@@ -81,11 +115,17 @@ export async function makeShards(set: ImageSet, out: string, o: MakeShardsOption
       layout: CODES_LAYOUT,
     };
     await writeManifest(partial, manifest);
-    if (await exists(out)) await Deno.remove(out, { recursive: true });
-    await Deno.rename(partial, out);
+    await checkShardOutput(out, true); // again: it may have appeared while encoding
+    try {
+      if (await exists(out)) await Deno.remove(out, { recursive: true });
+      await Deno.rename(partial, out);
+    } catch (err) {
+      throw osError(err, `cannot move ${partial} to ${out}`);
+    }
     return manifest;
   } catch (err) {
     await Deno.remove(partial, { recursive: true }).catch(() => {});
-    throw err;
+    // A full disk while a shard is written (writeFileAtomic names the shard).
+    throw osError(err, `cannot write the shards into ${partial}`);
   }
 }

@@ -4,7 +4,8 @@
  */
 import { zipSync } from "fflate";
 import { UserError } from "../errors.ts";
-import { fileSystemError, readFileOrFail } from "../util/files.ts";
+import { readFileOrFail } from "../util/files.ts";
+import { osError } from "../util/os_error.ts";
 import { unzipStrict, ZipError } from "./unzip.ts";
 
 export type NpyData = Uint8Array | Uint16Array | Int32Array | Float32Array;
@@ -135,7 +136,7 @@ export async function readNpz(path: string): Promise<Record<string, NpyArray>> {
   try {
     bytes = await readFileOrFail(path);
   } catch (err) {
-    throw fileSystemError(err, `cannot read ${path}`);
+    throw osError(err, `cannot read ${path}`);
   }
   return decodeNpz(bytes, path);
 }

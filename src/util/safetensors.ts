@@ -4,7 +4,8 @@
  * the raw little-endian tensor bytes. PyTorch and Hugging Face read it.
  */
 import { UserError } from "../errors.ts";
-import { fileSystemError, readFileOrFail, writeFileAtomic } from "./files.ts";
+import { readFileOrFail, writeFileAtomic } from "./files.ts";
+import { osError } from "./os_error.ts";
 import { parseJsonStrict } from "./json.ts";
 import { describeValue } from "./schema.ts";
 
@@ -273,7 +274,7 @@ export async function readSafetensors(path: string) {
   try {
     bytes = await readFileOrFail(path);
   } catch (err) {
-    throw fileSystemError(err, `cannot read ${path}`);
+    throw osError(err, `cannot read ${path}`);
   }
   return decodeSafetensors(bytes, path);
 }
