@@ -265,3 +265,30 @@ Deno.test("data into a read-only location is one clear line", async () => {
     }
   }
 });
+
+Deno.test("data refuses a dataset whose training split would lack a class", async () => {
+  await using dir = await tempDir();
+  const tok = `${dir.path}/tok`;
+  await writeTokenizer(tok);
+  const images = await writeShapesFolder(`${dir.path}/images`, 1, 16);
+  const args = (dataset: string) => [
+    "data",
+    "--dataset",
+    `folder:${dataset}`,
+    "--tokenizer",
+    tok,
+    "--out",
+    `${dir.path}/s`,
+  ];
+  // Two classes of one image each: one of them is held out for validation.
+  await expectOneLineError(
+    args(images),
+    /class '(bars|blocks)' has no image in the training split/,
+  );
+  await Deno.remove(`${images}/blocks`, { recursive: true });
+  await expectOneLineError(
+    args(images),
+    /has 1 image: too few for a training and a validation split/,
+  );
+  assert.deepEqual((await listing(dir.path)).sort(), ["images", "tok"]);
+});

@@ -14,7 +14,7 @@ import {
   writeManifest,
   writeSplitShards,
 } from "./shards.ts";
-import { join } from "node:path";
+import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { exists } from "../util/files.ts";
 import { osError } from "../util/os_error.ts";
@@ -65,6 +65,29 @@ export async function checkShardOutput(out: string, replace: boolean): Promise<v
   }
 }
 
+/**
+ * Refuses a dataset whose training split would lack a class (or be empty): training needs
+ * every class, and the manifest reader refuses a split without shards.
+ */
+function checkSplits(set: ImageSet) {
+  if (set.count < 2) {
+    throw new UserError(
+      `dataset ${set.name} has ${set.count} image${set.count === 1 ? "" : "s"}: too few for a ` +
+        `training and a validation split`,
+    );
+  }
+  const perClass = new Array<number>(set.classes.length).fill(0);
+  for (const i of splitIndices(set.count, "train")) perClass[set.labels[i]]++;
+  const missing = perClass.findIndex((n) => n === 0);
+  if (missing >= 0) {
+    const total = set.labels.filter((l) => l === missing).length;
+    throw new UserError(
+      `dataset ${set.name}: class '${set.classes[missing]}' has no image in the training split ` +
+        `(${total} image${total === 1 ? "" : "s"}, held out for validation; add more)`,
+    );
+  }
+}
+
 /** Writes the shard folder `out` (replacing a shard folder that exists); returns its manifest. */
 export async function makeShards(set: ImageSet, out: string, o: MakeShardsOptions) {
   const { tokenizer, scales } = o;
@@ -74,8 +97,10 @@ export async function makeShards(set: ImageSet, out: string, o: MakeShardsOption
   if (tokenizerDir === undefined) {
     throw new Error("makeShards: the tokenizer was not loaded from a folder; pass tokenizerDir");
   }
+  checkSplits(set);
   await checkShardOutput(out, true);
-  const partial = `${out.replace(/\/+$/, "")}.partial-${Deno.pid}`;
+  // Absolute, so that an --out of "." or "sub/.." still gets a sibling temporary folder.
+  const partial = `${resolve(out)}.partial-${Deno.pid}`;
   try {
     await Deno.mkdir(partial, { recursive: true });
   } catch (err) {
@@ -117,8 +142,8 @@ export async function makeShards(set: ImageSet, out: string, o: MakeShardsOption
     await writeManifest(partial, manifest);
     await checkShardOutput(out, true); // again: it may have appeared while encoding
     try {
-      if (await exists(out)) await Deno.remove(out, { recursive: true });
-      await Deno.rename(partial, out);
+      if (await exists(out)) await Deno.remove(resolve(out), { recursive: true });
+      await Deno.rename(partial, resolve(out));
     } catch (err) {
       throw osError(err, `cannot move ${partial} to ${out}`);
     }
