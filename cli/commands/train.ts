@@ -13,9 +13,7 @@ import { deviceFrom, deviceOption, scalesFrom } from "./common.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { type Manifest, readManifest } from "../../src/data/shards.ts";
 import { tokenizerForManifest } from "../../src/data/manifest_tokenizer.ts";
-import { CHECKPOINT_TOKENIZER_DIR } from "../../src/model/load.ts";
 import { ORDER_NAMES } from "../../src/plan/orders.ts";
-import { fileSystemError } from "../../src/util/files.ts";
 import {
   buildModelConfig,
   describeConfig,
@@ -27,17 +25,14 @@ import {
 import {
   checkAgainstManifest,
   type CheckpointInfo,
-  hasCheckpoint,
-  hasTrainState,
-  MODEL_FILE,
   modelFileStep,
-  TRAIN_STATE_FILE,
 } from "../../src/model/checkpoint.ts";
 import { parseLrDrops } from "../../src/train/schedule.ts";
 import { TRAIN_DEFAULTS as DEFAULTS } from "../../src/train/defaults.ts";
 import { resumeRun } from "../../src/train/resume.ts";
 import { checkTrainingData } from "../../src/train/preflight.ts";
 import { osErrorAsUserError } from "../../src/train/os_errors.ts";
+import { checkRunFolder, prepareRunFolder } from "../../src/train/run_folder.ts";
 import {
   ADAMW,
   batchesPerEpoch,
@@ -327,7 +322,7 @@ async function trainCommand(values: OptionValues): Promise<void> {
 
   // Every input is checked before the first step: the output folder, the tokenizer, every
   // shard, and on --resume the train state.
-  await checkOutFolder(outDir, resume);
+  await checkRunFolder(outDir, resume);
   const tokenizer = await tokenizerForManifest(
     manifest,
     dataDir,
@@ -341,14 +336,7 @@ async function trainCommand(values: OptionValues): Promise<void> {
   const { model, options, startStep, info } = run;
 
   try {
-    // The checkpoint carries the tokenizer its codes come from, so `sample` needs nothing else.
-    try {
-      await Deno.mkdir(outDir, { recursive: true });
-    } catch (err) {
-      throw fileSystemError(err, `cannot make the output folder ${outDir}`);
-    }
-    await tokenizer.save(join(outDir, CHECKPOINT_TOKENIZER_DIR));
-    if (resume) await removeStaleTemporaries(outDir);
+    await prepareRunFolder(outDir, tokenizer, resume);
 
     const perEpoch = Math.max(
       1,
@@ -397,47 +385,6 @@ interface PreparedRun {
   startStep: number;
   /** Checkpoint metadata except the step. */
   info: Omit<CheckpointInfo, "step">;
-}
-
-/** --out must be a folder (or not exist yet); a fresh run must not overwrite a checkpoint. */
-async function checkOutFolder(outDir: string, resume: boolean): Promise<void> {
-  let stat: Deno.FileInfo | undefined;
-  try {
-    stat = await Deno.stat(outDir);
-  } catch (err) {
-    if (!(err instanceof Deno.errors.NotFound)) {
-      throw fileSystemError(err, `cannot use the output folder ${outDir}`);
-    }
-  }
-  if (stat && !stat.isDirectory) {
-    throw new UserError(`--out ${outDir} is a file, not a folder (give a checkpoint folder)`);
-  }
-  if (resume) {
-    if (!stat || !(await hasTrainState(outDir))) {
-      throw new UserError(
-        `--resume: ${join(outDir, TRAIN_STATE_FILE)} not found (nothing to resume)`,
-      );
-    }
-  } else if (stat && ((await hasCheckpoint(outDir)) || (await hasTrainState(outDir)))) {
-    const file = (await hasCheckpoint(outDir)) ? MODEL_FILE : TRAIN_STATE_FILE;
-    throw new UserError(
-      `${join(outDir, file)} already exists (use --resume to continue it, or another --out)`,
-    );
-  }
-}
-
-/**
- * Temporary files of a run killed while writing (NAME.tmp-PID-XXXXXX beside the file): never
- * read, but each as large as the file, so a resume removes them.
- */
-async function removeStaleTemporaries(outDir: string): Promise<void> {
-  const ours = /^(model\.safetensors|train-state\.safetensors|metrics\.jsonl)\.tmp-(\d+)-/;
-  for await (const entry of Deno.readDir(outDir)) {
-    const m = entry.name.match(ours);
-    if (entry.isFile && m && Number(m[2]) !== Deno.pid) {
-      await Deno.remove(join(outDir, entry.name)).catch(() => {});
-    }
-  }
 }
 
 async function freshRun(
