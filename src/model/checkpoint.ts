@@ -22,7 +22,7 @@ import { UserError } from "../errors.ts";
 import type { Manifest } from "../data/shards.ts";
 import { readSafetensors, type Tensor, toFloat16, writeSafetensors } from "../util/safetensors.ts";
 import { exists } from "../util/files.ts";
-import { Fields } from "../util/schema.ts";
+import { describeValue, Fields } from "../util/schema.ts";
 import { checkFinite } from "../util/finite.ts";
 import { ORDER_NAMES, type OrderName } from "../plan/orders.ts";
 import type { ModelConfig, ParamInfo } from "./native_model.ts";
@@ -211,14 +211,36 @@ function jsonValue(meta: Fields, key: string): unknown {
   }
 }
 
+/**
+ * A metadata text as messages show it: the JSON value it spells when it spells one that is not
+ * a text ("null" shows as JSON null, "[]" as a list), else the text itself.
+ */
+function shownText(text: string): unknown {
+  try {
+    const value = JSON.parse(text);
+    return typeof value === "string" ? text : value;
+  } catch {
+    return text;
+  }
+}
+
 /** A metadata value that holds a non-negative integer written as decimal text. */
 function countValue(meta: Fields, key: string, min = 0): number {
   const text = meta.string(key);
   const n = Number(text);
   if (!/^\d+$/.test(text) || !Number.isSafeInteger(n) || n < min) {
-    meta.fail(key, `must be an integer of at least ${min}`, text);
+    meta.fail(key, `must be an integer of at least ${min}`, shownText(text));
   }
   return n;
+}
+
+/** A metadata value that is one of `choices`. */
+function choiceValue<T extends string>(meta: Fields, key: string, choices: readonly T[]): T {
+  const text = meta.string(key);
+  if (!(choices as readonly string[]).includes(text)) {
+    meta.fail(key, `must be one of ${choices.map((c) => `'${c}'`).join(", ")}`, shownText(text));
+  }
+  return text as T;
 }
 
 /** The model config from its metadata JSON, every field checked, then its cross-field rules. */
@@ -255,7 +277,7 @@ function infoFromMetadata(
     const found = meta.raw("format");
     throw new UserError(
       `${file}: not a ${what} (its metadata 'format' is ${
-        typeof found === "string" ? `'${found}'` : "missing"
+        typeof found === "string" ? describeValue(shownText(found)) : "missing"
       }, expected '${format}')`,
     );
   }
@@ -278,7 +300,7 @@ function infoFromMetadata(
     tokenizerHash: meta.string("tokenizer_hash"),
     scales,
     patch: countValue(meta, "patch", 1),
-    order: meta.choice("order", ORDER_NAMES),
+    order: choiceValue(meta, "order", ORDER_NAMES),
     classes,
     training: training as Record<string, unknown>,
   };
