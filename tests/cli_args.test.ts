@@ -136,7 +136,7 @@ Deno.test("through the CLI: bench sample --help, --seed -1, and no parseArgs tex
     assert.doesNotMatch(lines[0], /ambiguous|ERR_PARSE_ARGS|parseArgs|undefined|null|\[object/);
   }
   const cfg = await runCli(["sample", "--cfg", "-1"]);
-  assert.equal(cfg.stderr.trim(), "checkerboard: error: --cfg must be at least 0, got -1");
+  assert.equal(cfg.stderr.trim(), "checkerboard: error: --cfg must be in [0, 100], got -1");
 
   const unknown = await runCli(["ordr"]);
   assert.equal(unknown.code, 2);

@@ -9,7 +9,7 @@ import sharp from "sharp";
 import { NativeModel } from "../src/model/native_model.ts";
 import { buildModelConfig } from "../src/model/config.ts";
 import { writeCheckpoint } from "../src/model/checkpoint.ts";
-import { PatchTokenizer, TOKENIZER_FORMAT } from "../src/tokenizer/patch_vq.ts";
+import { PatchTokenizer, TOKENIZER_FORMAT, tokenizerHash } from "../src/tokenizer/patch_vq.ts";
 import { readNpz } from "../src/data/npy.ts";
 import { textBlockHeight } from "../src/sample/render.ts";
 import { textWidth } from "../src/sample/plot.ts";
@@ -19,9 +19,11 @@ import { expectOneLineError, runCli, tempDir } from "./helpers.ts";
 
 const PATCH = 2, CODES = 16;
 
-async function writeTokenizer(dir: string, hash: string, scales: number[], seed = 1) {
+/** Writes a tokenizer with a random codebook (seeded); returns its hash. */
+async function writeTokenizer(dir: string, scales: number[], seed = 1): Promise<string> {
   const rng = new Rng(seed);
   const codebook = Float32Array.from({ length: CODES * PATCH * PATCH * 3 }, () => rng.next());
+  const hash = tokenizerHash(PATCH, CODES, codebook);
   await new PatchTokenizer({
     format: TOKENIZER_FORMAT,
     version: 1,
@@ -34,6 +36,7 @@ async function writeTokenizer(dir: string, hash: string, scales: number[], seed 
     hash,
     fit: { iterations: 0, seed: 0, patches: 0, mse: [] },
   }, codebook).save(dir);
+  return hash;
 }
 
 /**
@@ -41,6 +44,7 @@ async function writeTokenizer(dir: string, hash: string, scales: number[], seed 
  * images) with its tokenizer in CKPT/tokenizer.
  */
 async function makeCheckpoint(dir: string, scales = [1, 2, 4]): Promise<string> {
+  const hash = await writeTokenizer(join(dir, "tokenizer"), scales);
   const config = buildModelConfig({
     preset: "tiny",
     depth: 1,
@@ -56,7 +60,7 @@ async function makeCheckpoint(dir: string, scales = [1, 2, 4]): Promise<string> 
     await writeCheckpoint(dir, model.params, { params: model.getState("params") }, {
       config,
       step: 0,
-      tokenizerHash: "tok-a",
+      tokenizerHash: hash,
       scales,
       patch: PATCH,
       order: "checkerboard",
@@ -66,7 +70,7 @@ async function makeCheckpoint(dir: string, scales = [1, 2, 4]): Promise<string> 
   } finally {
     model.dispose();
   }
-  await writeTokenizer(join(dir, "tokenizer"), "tok-a", scales);
+
   return dir;
 }
 
@@ -130,15 +134,18 @@ Deno.test("sample: bad options are usage errors (exit 2)", async () => {
     [["--classes", "random", "--per-class", "2"], /give --count, not --per-class/],
     [["--classes", "1,,2"], /--classes must be all, random, or a comma list/],
     [["--top-p", "0"], /--top-p must be greater than 0/],
-    [["--temperature=-1"], /--temperature must be at least 0, got -1/],
+    [["--temperature=-1"], /--temperature must be in \[0, 100\], got -1/],
     [["--order", "spiral"], /--order must be one of/],
     [["--bogus"], /unknown option '--bogus'/],
     [["--out", ""], /^checkerboard: error: --out needs a folder, got ''$/m],
     [["--count", "1000000000000"], /--count must be at most 1000000, got 1000000000000/],
     [["--per-class", "99999999999999999999"], /--per-class must be an integer/],
     [["--seed", "-1"], /--seed must be at least 0, got -1/],
-    [["--cfg", "-1"], /--cfg must be at least 0, got -1/],
+    [["--cfg", "-1"], /--cfg must be in \[0, 100\], got -1/],
     [["stray"], /unexpected argument 'stray'/],
+    [["--cfg", "1000"], /--cfg must be in \[0, 100\], got 1000/],
+    [["--cfg-start", "999999999999"], /--cfg-start must be at most 2147483647/],
+    [["--top-k", "99999999999"], /--top-k must be at most 2147483647/],
   ];
   for (const [args, pattern] of cases) {
     const r = await expectOneLineError(["sample", ...args], pattern);
@@ -150,7 +157,9 @@ Deno.test("sample: bad checkpoints, tokenizers, classes and plans are one-line e
   await using tmp = await tempDir();
   const ckpt = await makeCheckpoint(join(tmp.path, "ckpt"));
   const other = join(tmp.path, "other-tok");
-  await writeTokenizer(other, "tok-b", [1, 2, 4], 2);
+  const otherHash = await writeTokenizer(other, [1, 2, 4], 2);
+  const ownHash =
+    JSON.parse(await Deno.readTextFile(join(ckpt, "tokenizer", "tokenizer.json"))).hash;
   const out = join(tmp.path, "out");
   // A checkpoint folder whose model file was cut short.
   const cut = join(tmp.path, "cut");
@@ -178,7 +187,10 @@ Deno.test("sample: bad checkpoints, tokenizers, classes and plans are one-line e
     ],
     [
       ["--model", ckpt, "--tokenizer", other],
-      /checkpoint from another tokenizer: .* tokenizer hash tok-a but .*other-tok has hash tok-b/,
+      new RegExp(
+        `checkpoint from another tokenizer: .* tokenizer hash ${ownHash} but .*other-tok has ` +
+          `hash ${otherHash}`,
+      ),
     ],
     [
       ["--model", ckpt, "--tokenizer", join(tmp.path, "none")],

@@ -56,19 +56,25 @@ Deno.test("tokenizer fit --out FILE and recon --out DIR are one clear line", asy
 });
 
 Deno.test("tokenizer fit: sizes beyond the limits are usage errors, not RangeErrors", async () => {
+  await using tmp = await tempDir();
   for (
     const [args, pattern] of [
       [["--side", "100000"], /--side must be at most 256, got 100000/],
       [["--patch", "1000"], /--patch must be at most 64/],
       [["--max-patches", "1000000000000"], /--max-patches must be at most 5000000/],
+      [
+        ["--dataset", "mnist", "--ratio", "0.5"],
+        /^checkerboard: error: --ratio: ratio must be greater than 1/m,
+      ],
     ] as const
   ) {
     const r = await expectOneLineError(
-      ["tokenizer", "fit", "--dataset", "emoji", "--out", "/nonexistent/never", ...args],
+      ["tokenizer", "fit", "--dataset", "emoji", "--out", join(tmp.path, "tok"), ...args],
       pattern,
     );
     assert.equal(r.code, 2);
   }
+  for await (const e of Deno.readDir(tmp.path)) assert.fail(`left behind: ${e.name}`);
 });
 
 Deno.test("tokenizer fit and recon on a read-only file system: one clear line", async () => {

@@ -39,7 +39,7 @@ export function scalesFrom(
 ): { scales: number[]; ratio: string } {
   const explicit = stringOption(values, "scales");
   if (explicit !== undefined) {
-    const scales = parseScales(explicit);
+    const scales = withOption("--scales", () => parseScales(explicit));
     if (scales[scales.length - 1] !== finalSide) {
       throw new UsageError(
         `--scales must end at the final grid side ${finalSide}, got ${explicit}`,
@@ -48,5 +48,17 @@ export function scalesFrom(
     return { scales, ratio: "explicit" };
   }
   const ratio = stringOption(values, "ratio") ?? "2";
-  return { scales: scalesForRatio(ratio, finalSide), ratio };
+  return { scales: withOption("--ratio", () => scalesForRatio(ratio, finalSide)), ratio };
+}
+
+/** Runs `read`, naming `option` in front of the UsageError it may throw. */
+function withOption<T>(option: string, read: () => T): T {
+  try {
+    return read();
+  } catch (err) {
+    if (err instanceof UsageError && !err.message.startsWith(option)) {
+      throw new UsageError(`${option}: ${err.message}`);
+    }
+    throw err;
+  }
 }

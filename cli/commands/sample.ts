@@ -62,6 +62,10 @@ const DEFAULTS = {
 
 /** Most images one run samples (50,000 are the usual FID sample). */
 export const MAX_IMAGES = 1_000_000;
+/** Guidance weights and temperatures beyond these only overflow the logits (images of noise). */
+const MAX_GUIDANCE = 100, MAX_TEMPERATURE = 100;
+/** Largest value the addon takes for integer options (a C int). */
+const MAX_NATIVE_INT = 2 ** 31 - 1;
 /** Share of the machine's available memory one run may plan to use. */
 const MEMORY_SHARE = 0.8;
 
@@ -345,18 +349,18 @@ export const command: Command = {
       );
     }
     const steps = parseSteps(stringOption(values, "steps-per-scale") ?? DEFAULTS.steps);
-    const guidance = floatOption(values, "cfg", { min: 0 })!;
-    const guidanceStart = intOption(values, "cfg-start", { min: 0 })!;
-    const temperature = floatOption(values, "temperature", { min: 0 })!;
-    const topK = intOption(values, "top-k", { min: 0 })!;
+    const guidance = floatOption(values, "cfg", { min: 0, max: MAX_GUIDANCE })!;
+    const guidanceStart = intOption(values, "cfg-start", { min: 0, max: MAX_NATIVE_INT })!;
+    const temperature = floatOption(values, "temperature", { min: 0, max: MAX_TEMPERATURE })!;
+    const topK = intOption(values, "top-k", { min: 0, max: MAX_NATIVE_INT })!;
     const topP = floatOption(values, "top-p", { min: 0, max: 1 })!;
     if (!(topP > 0)) throw new UsageError("--top-p must be greater than 0");
     const seed = intOption(values, "seed", { min: 0, max: 2 ** 53 - 1 })!;
-    const batch = intOption(values, "batch", { min: 1 })!;
+    const batch = intOption(values, "batch", { min: 1, max: MAX_IMAGES })!;
     const orderGiven = choiceOption(values, "order", ORDER_NAMES);
     const outDir = stringOption(values, "out") ?? DEFAULTS.out;
     if (outDir.trim() === "") throw new UsageError("--out needs a folder, got ''");
-    const threads = intOption(values, "threads", { min: 1 });
+    const threads = intOption(values, "threads", { min: 1, max: 1024 });
 
     // Checkpoint, tokenizer, classes, plan (user errors, exit 1).
     const loaded = await loadModelAndTokenizer(values);
