@@ -91,9 +91,11 @@ export function parseIntList(
       throw new UsageError(`${label} must be a comma-separated list of integers, got '${text}'`);
     }
     if (/^[+-]?\d+(\s*[:;|/\s]\s*[+-]?\d+)+$/.test(part)) {
-      throw new UsageError(`${label}: separate the entries with commas, e.g. '${
-        part.split(/\s*[:;|/\s]\s*/).join(",")
-      }', got '${text}'`);
+      throw new UsageError(
+        `${label}: separate the entries with commas, e.g. '${
+          part.split(/\s*[:;|/\s]\s*/).join(",")
+        }', got '${text}'`,
+      );
     }
   });
   return parts.map((part) => parseInteger(part, label, min, max));

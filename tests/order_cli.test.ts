@@ -114,7 +114,14 @@ Deno.test("order --json: blocks of 8x8 for P = 4 and P = 8", async () => {
 
 Deno.test("order --json: uneven blocks put the larger ones last", async () => {
   // 9 tokens in 4 blocks: sizes 2, 2, 2, 3.
-  const { order, blocks } = await orderJson("--size", "3", "--steps-per-scale", "4", "--order", "raster");
+  const { order, blocks } = await orderJson(
+    "--size",
+    "3",
+    "--steps-per-scale",
+    "4",
+    "--order",
+    "raster",
+  );
   assert.deepEqual(order.map(([x, y]) => blocks[y][x]), [0, 0, 1, 1, 2, 2, 3, 3, 3]);
 });
 
@@ -155,7 +162,16 @@ Deno.test("order and plan: bad options give a one-line error naming the option",
 });
 
 Deno.test("plan: ratio 2, size 16, steps 4 gives 17 steps and length 342", async () => {
-  const res = await runCli(["plan", "--ratio", "2", "--size", "16", "--steps-per-scale", "4", "--json"]);
+  const res = await runCli([
+    "plan",
+    "--ratio",
+    "2",
+    "--size",
+    "16",
+    "--steps-per-scale",
+    "4",
+    "--json",
+  ]);
   assert.equal(res.code, 0, res.stderr);
   const plan = JSON.parse(res.stdout);
   assert.deepEqual(plan.scales, [1, 2, 4, 8, 16]);
