@@ -44,7 +44,11 @@ import {
 } from "../../src/train/loop.ts";
 import type { NativeModel } from "../../src/model/native_model.ts";
 
-/** Training options from the command line, each with its default. */
+/**
+ * Training options from the command line, each with its default (TRAIN_DEFAULTS). The options
+ * that shape training have no parser default, so that on --resume an explicit value can be
+ * told apart from the default and compared with the checkpoint's.
+ */
 function trainOptionsFrom(values: OptionValues): Omit<TrainOptions, "totalSteps"> {
   const lrDrops = stringOption(values, "lr-drops");
   return {
@@ -276,7 +280,8 @@ export const command: Command = {
     "resume reads, in one file written atomically), then OUT/model.safetensors (the weights,",
     "for 'sample' and 'eval'), OUT/tokenizer/ (a copy of the tokenizer, for 'sample') and",
     "OUT/metrics.jsonl (one JSON object per log step: step, epoch, loss in nats, lr,",
-    "tokensPerSec, valBitsPerToken). A kill at any moment leaves a train state to resume.",
+    "tokensPerSec, valBitsPerToken). Killed at any moment, a run resumes from its last whole",
+    "checkpoint.",
     "",
     "Example: checkerboard train --data out/mnist-r2 --out out/run1 --model tiny --epochs 10",
   ].join("\n"),
