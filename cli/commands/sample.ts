@@ -21,9 +21,9 @@ import { OutputFolder } from "../../src/util/output_folder.ts";
 import { modelFromCheckpoint, readCheckpointWithTokenizer } from "../../src/model/load.ts";
 import type { NativeModel } from "../../src/model/native_model.ts";
 import {
+  checkSampleMemory,
   sampleCodes,
   type SampledCodes,
-  sampledCodesBytes,
   type SamplingOptions,
 } from "../../src/sample/sampler.ts";
 import {
@@ -66,8 +66,6 @@ export const MAX_IMAGES = 1_000_000;
 const MAX_GUIDANCE = 100, MAX_TEMPERATURE = 100;
 /** Largest value the addon takes for integer options (a C int). */
 const MAX_NATIVE_INT = 2 ** 31 - 1;
-/** Share of the machine's available memory one run may plan to use. */
-const MEMORY_SHARE = 0.8;
 
 /** Images shown in progressive.png (the first image of each class, in grid row order). */
 const PROGRESSIVE_ROWS = 10;
@@ -110,22 +108,6 @@ function imageCount(
     );
   }
   return n;
-}
-
-/**
- * Refuses a run whose result arrays, decoded images and samples.npz would not fit in the
- * memory the machine has available, before any of it is allocated.
- */
-function checkMemory(n: number, length: number, side: number, o: SamplingOptions) {
-  const bytes = sampledCodesBytes(n, length, o) + 2 * n * side * side * 3;
-  const available = Deno.systemMemoryInfo().available;
-  if (bytes > MEMORY_SHARE * available) {
-    const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
-    throw new UserError(
-      `sampling ${n} images of ${side}x${side} needs about ${gib(bytes)} of memory, ` +
-        `${gib(available)} is available; lower --count or --per-class`,
-    );
-  }
 }
 
 /** The label of every image: grouped by class, cycled, or drawn at random (seeded). */
@@ -390,7 +372,7 @@ export const command: Command = {
       entropy: values.entropy === true,
     };
     const side = scales[scales.length - 1] * tokenizer.patch;
-    checkMemory(n, scales.reduce((a, s) => a + s * s, 0), side, o);
+    checkSampleMemory(n, scales.reduce((a, s) => a + s * s, 0), side, o);
     const labels = labelsFor(spec, classes, perClass, count, seed); // (n)
 
     const out = new OutputFolder(outDir);

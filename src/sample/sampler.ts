@@ -76,6 +76,31 @@ export function sampledCodesBytes(
   return n * perImage;
 }
 
+/** Share of the machine's available memory one sampling run may plan to use. */
+const MEMORY_SHARE = 0.8;
+
+/**
+ * Refuses (UserError) a run whose result arrays, decoded images (side x side x 3, twice: the
+ * images and samples.npz's array) would not fit in the memory available, before any of it is
+ * allocated. `available` is the machine's free memory in bytes (default: as the OS reports it).
+ */
+export function checkSampleMemory(
+  n: number,
+  length: number,
+  side: number,
+  o: Pick<SamplingOptions, "entropy" | "stepCodes" | "steps">,
+  available = Deno.systemMemoryInfo().available,
+) {
+  const bytes = sampledCodesBytes(n, length, o) + 2 * n * side * side * 3;
+  if (bytes > MEMORY_SHARE * available) {
+    const gib = (b: number) => `${(b / 2 ** 30).toFixed(1)} GiB`;
+    throw new UserError(
+      `sampling ${n} images of ${side}x${side} needs about ${gib(bytes)} of memory, ` +
+        `${gib(available)} is available; lower --count or --per-class`,
+    );
+  }
+}
+
 /** Progress after each step of each batch: images finished so far, and steps done in the batch. */
 export type SampleProgress = (imagesDone: number, stepInBatch: number, totalSteps: number) => void;
 
