@@ -91,3 +91,20 @@ Deno.test("a codebook with NaN or Inf, another dtype, or another hash is refused
   );
   assert.equal(r.code, 1);
 });
+
+Deno.test("either tokenizer file may be given for its folder; another file is one clear error", async () => {
+  await using dir = await tempDir();
+  const tok = `${dir.path}/tok`;
+  const tokenizer = await writeTokenizer(tok);
+  for (const file of ["tokenizer.json", "tokenizer.safetensors"]) {
+    const loaded = await PatchTokenizer.load(`${tok}/${file}`);
+    assert.equal(loaded.config.hash, tokenizer.config.hash);
+    assert.equal(loaded.dir, tok);
+  }
+  await Deno.writeTextFile(`${dir.path}/notes.txt`, "");
+  await expectLoadError(`${dir.path}/notes.txt`, /notes\.txt is a file, not a tokenizer folder/);
+  await expectOneLineError(
+    ["tokenizer", "recon", "--tokenizer", `${dir.path}/notes.txt`, "--out", `${dir.path}/r.png`],
+    /notes\.txt is a file, not a tokenizer folder/,
+  );
+});

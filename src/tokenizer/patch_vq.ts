@@ -5,7 +5,7 @@
  * is encoded separately from the RGB image, not as a residual.
  */
 import { createHash } from "node:crypto";
-import { join } from "node:path";
+import { basename, dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { nearestCodes } from "../engine.ts";
 import { imageAt, type ImageSet } from "../data/dataset.ts";
@@ -14,6 +14,7 @@ import { writeFileAtomic } from "../util/files.ts";
 import { readJsonStrict } from "../util/json.ts";
 import { Fields } from "../util/schema.ts";
 import { checkFinite } from "../util/finite.ts";
+import { osError } from "../util/os_error.ts";
 import { MAX_CODES, MAX_IMAGE_SIDE } from "../data/shards.ts";
 import { Progress } from "../util/progress.ts";
 import { Rng } from "../util/rng.ts";
@@ -137,7 +138,8 @@ export class PatchTokenizer {
    * Loads `dir/tokenizer.json` and `dir/tokenizer.safetensors`, checking every field, the
    * codebook's dtype, shape and values (all finite) and that the codebook has the stored hash.
    */
-  static async load(dir: string): Promise<PatchTokenizer> {
+  static async load(path: string): Promise<PatchTokenizer> {
+    const dir = await tokenizerFolder(path);
     const jsonPath = join(dir, "tokenizer.json");
     const weightsPath = join(dir, "tokenizer.safetensors");
     const config = parseTokenizerConfig(
@@ -168,6 +170,26 @@ export class PatchTokenizer {
     }
     return new PatchTokenizer(config, codebook.data, dir);
   }
+}
+
+/**
+ * The tokenizer folder `path` names: the folder itself, or the folder of its tokenizer.json or
+ * tokenizer.safetensors (so either file may be given for the folder).
+ */
+async function tokenizerFolder(path: string): Promise<string> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(path);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return path; // load names the missing tokenizer.json
+    throw osError(err, `cannot read ${path}`);
+  }
+  if (info.isDirectory) return path;
+  if (["tokenizer.json", "tokenizer.safetensors"].includes(basename(path))) return dirname(path);
+  throw new UserError(
+    `${path} is a file, not a tokenizer folder (one holding tokenizer.json and ` +
+      `tokenizer.safetensors, from 'tokenizer fit')`,
+  );
 }
 
 /** Checks a parsed tokenizer.json field by field (the one place this format is checked). */
