@@ -81,7 +81,10 @@ Deno.test("folder: a dangling symbolic link is an error naming it; a good link i
   await Deno.symlink(`${dir.path}/nowhere.png`, `${dir.path}/bars/gone.png`);
   await assert.rejects(() => loadDataset(`folder:${dir.path}`, { side: 8 }), (err: Error) => {
     assert.ok(err instanceof UserError, err.stack);
-    assert.match(err.message, /bars\/gone\.png: a symbolic link to a missing file \(dangling link\)/);
+    assert.match(
+      err.message,
+      /bars\/gone\.png: a symbolic link to a missing file \(dangling link\)/,
+    );
     return true;
   });
   await Deno.remove(`${dir.path}/bars/gone.png`);
