@@ -25,7 +25,8 @@ function textReport(info: EngineInfo): string {
     `  c++ flags   ${build.cxxFlags}`,
   ];
   if (blas.name === "openblas") {
-    lines.push(`blas          OpenBLAS, ${blas.threads} threads (${blas.config.trim()})`);
+    const config = (blas.config ?? "").trim();
+    lines.push(`blas          OpenBLAS, ${blas.threads} threads${config ? ` (${config})` : ""}`);
   } else {
     lines.push(
       `blas          none: portable blocked loop, ${blas.threads} threads ` +
@@ -33,7 +34,7 @@ function textReport(info: EngineInfo): string {
     );
   }
   if (!cuda.compiled) {
-    lines.push(`cuda          not compiled: ${cuda.reason}`);
+    lines.push(`cuda          not compiled: ${cuda.reason || "built without nvcc"}`);
   } else {
     lines.push(
       `cuda          compiled with ${build.cudaCompiler}, runtime ${
@@ -42,7 +43,7 @@ function textReport(info: EngineInfo): string {
       `  cuda flags  ${build.cudaFlags}`,
     );
     if (!cuda.available) {
-      lines.push(`  status      not available: ${cuda.reason}`);
+      lines.push(`  status      not available: ${cuda.reason || "no usable device"}`);
     } else {
       lines.push(`  driver      ${cudaVersion(cuda.driverVersion)}`);
       cuda.devices.forEach((dev, i) => {
