@@ -10,6 +10,7 @@ Napi::Value cuda_status(const Napi::CallbackInfo& info);    // info.cc
 Napi::Value set_threads(const Napi::CallbackInfo& info);    // info.cc
 Napi::Value gemm(const Napi::CallbackInfo& info);           // gemm.cc
 Napi::Value nearest_codes(const Napi::CallbackInfo& info);  // nearest.cc
+Napi::Value linear_seconds(const Napi::CallbackInfo& info);  // linear_timing.cc
 void register_model(Napi::Env env, Napi::Object exports);    // model.cc: the Model class
 
 }  // namespace cbn

@@ -6,6 +6,7 @@
 #include "cpu/parallel.h"
 #include "cuda/cuda.h"
 #include "errors.h"
+#include "model/backends.h"
 #include "ops.h"
 
 namespace cbn {
@@ -29,6 +30,11 @@ Napi::Value build_info(const Napi::CallbackInfo& info) {
     Napi::Array backends = Napi::Array::New(env);
     for (const auto& name : cb::backend_names()) backends.Set(backends.Length(), name);
     out.Set("backends", backends);
+    Napi::Array model_backends = Napi::Array::New(env);
+    for (const auto& name : cb::model_backend_names()) {
+      model_backends.Set(model_backends.Length(), name);
+    }
+    out.Set("modelBackends", model_backends);
     return out;
   });
 }

@@ -23,6 +23,7 @@
 #include "model/model.h"
 #include "model_args.h"
 #include "sample/sampler.h"
+#include "work_tracker.h"
 
 namespace cbn {
 namespace {
@@ -30,11 +31,11 @@ namespace {
 using ModelF = cb::Model<float>;
 
 // Runs `work` on a worker thread, then `done` on the JS thread to build the resolved value.
-class ModelWorker : public Napi::AsyncWorker {
+class ModelWorker : public TrackedWorker<Napi::AsyncWorker> {
  public:
   ModelWorker(Napi::Env env, bool* busy, std::function<void()> work,
               std::function<Napi::Value(Napi::Env)> done)
-      : Napi::AsyncWorker(env, "checkerboard.model"),
+      : TrackedWorker(env, "checkerboard.model"),
         deferred_(Napi::Promise::Deferred::New(env)),
         busy_(busy),
         work_(std::move(work)),
@@ -84,11 +85,11 @@ Napi::TypedArrayOf<T> typed_copy(Napi::Env env, const std::vector<T>& values) {
 
 // Runs the sampling loop on a worker thread; after each step `on_step(step, steps)` is called
 // on the JS thread (when given). Resolves with the SampleResult as typed arrays.
-class SampleWorker : public Napi::AsyncProgressQueueWorker<int> {
+class SampleWorker : public TrackedWorker<Napi::AsyncProgressQueueWorker<int>> {
  public:
   SampleWorker(Napi::Env env, bool* busy, ModelF* model, cb::SampleWorkspace<float>* workspace,
                cb::SampleRequest request, Napi::Value on_step)
-      : Napi::AsyncProgressQueueWorker<int>(env, "checkerboard.sample"),
+      : TrackedWorker(env, "checkerboard.sample"),
         deferred_(Napi::Promise::Deferred::New(env)),
         busy_(busy),
         model_(model),
@@ -179,8 +180,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   explicit ModelWrap(const Napi::CallbackInfo& info) : Napi::ObjectWrap<ModelWrap>(info) {
     guarded(info.Env(), [&]() -> Napi::Value {
       const cb::ModelConfig config = parse_model_config(info[0]);
-      const std::string backend = string_arg(info, 1, "backend");
-      const int64_t seed = int_arg(info, 2, "seed", 0, (int64_t(1) << 53));
+      const std::string backend = string_arg(info, 1, "Model: backend");
+      const int64_t seed = int_arg(info, 2, "Model: seed", 0, (int64_t(1) << 53));
       model_ = std::make_unique<ModelF>(config, cb::make_model_ops<float>(backend), seed);
       return info.Env().Undefined();
     });
@@ -220,8 +221,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       ModelF& model = ready();
       auto batch = std::make_shared<cb::Batch<float>>(
           parse_batch(info[0], model.config().latent_dim));
-      const bool want_logits = bool_arg(info, 1, "wantLogits");
-      const bool for_backward = bool_arg(info, 2, "forBackward");
+      const bool want_logits = bool_arg(info, 1, "forward: wantLogits");
+      const bool for_backward = bool_arg(info, 2, "forward: forBackward");
       auto result = std::make_shared<cb::ForwardResult>();
       auto* worker = new ModelWorker(
           info.Env(), &busy_, [&model, batch, for_backward, result] {
@@ -263,11 +264,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
       cb::AdamWSettings s;
-      s.lr = (float)number_arg(info, 0, "lr");
-      s.beta1 = (float)number_arg(info, 1, "beta1");
-      s.beta2 = (float)number_arg(info, 2, "beta2");
-      s.eps = (float)number_arg(info, 3, "eps");
-      s.weight_decay = (float)number_arg(info, 4, "weightDecay");
+      s.lr = (float)number_arg(info, 0, "step: lr");
+      s.beta1 = (float)number_arg(info, 1, "step: beta1");
+      s.beta2 = (float)number_arg(info, 2, "step: beta2");
+      s.eps = (float)number_arg(info, 3, "step: eps");
+      s.weight_decay = (float)number_arg(info, 4, "step: weightDecay");
       auto* worker = new ModelWorker(
           info.Env(), &busy_, [&model, s] { model.step(s); },
           [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
@@ -286,7 +287,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value get_param(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
-      const cb::ParamEntry& e = model.layout().find(string_arg(info, 0, "name"));
+      const cb::ParamEntry& e = model.layout().find(string_arg(info, 0, "getParam: name"));
       Napi::Float32Array out = Napi::Float32Array::New(info.Env(), e.size);
       model.read_state("params", out.Data(), e.offset, e.size);
       return out;
@@ -296,9 +297,9 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value set_param(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
-      const std::string name = string_arg(info, 0, "name");
+      const std::string name = string_arg(info, 0, "setParam: name");
       const cb::ParamEntry& e = model.layout().find(name);
-      Napi::Float32Array values = float32_arg(info, 1, "values");
+      Napi::Float32Array values = float32_arg(info, 1, "setParam: values");
       CB_CHECK((int64_t)values.ElementLength() == e.size,
                "setParam('" + name + "'): expected " + std::to_string(e.size) + " values, got " +
                    std::to_string(values.ElementLength()));
@@ -312,7 +313,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       ModelF& model = ready();
       const int64_t total = model.layout().total();
       Napi::Float32Array out = Napi::Float32Array::New(info.Env(), total);
-      model.read_state(string_arg(info, 0, "which"), out.Data(), 0, total);
+      model.read_state(string_arg(info, 0, "getState: which"), out.Data(), 0, total);
       return out;
     });
   }
@@ -320,8 +321,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value set_state(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
-      const std::string which = string_arg(info, 0, "which");
-      Napi::Float32Array values = float32_arg(info, 1, "values");
+      const std::string which = string_arg(info, 0, "setState: which");
+      Napi::Float32Array values = float32_arg(info, 1, "setState: values");
       const int64_t total = model.layout().total();
       CB_CHECK((int64_t)values.ElementLength() == total,
                "setState: expected " + std::to_string(total) + " values, got " +
@@ -341,7 +342,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
 
   Napi::Value set_step_count(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
-      ready().set_step_count(int_arg(info, 0, "stepCount", 0, int64_t(1) << 53));
+      ready().set_step_count(int_arg(info, 0, "setStepCount: stepCount", 0, int64_t(1) << 53));
       return info.Env().Undefined();
     });
   }

@@ -9,18 +9,19 @@
 #include "bindings.h"
 #include "errors.h"
 #include "ops.h"
+#include "work_tracker.h"
 
 namespace cbn {
 namespace {
 
-class NearestCodesWorker : public Napi::AsyncWorker {
+class NearestCodesWorker : public TrackedWorker<Napi::AsyncWorker> {
  public:
   // points and codebook hold points_len and codebook_len values (n * d and k * d when the
   // sizes are valid; otherwise the engine rejects the sizes before reading any data).
   NearestCodesWorker(Napi::Env env, std::string backend, const float* points, size_t points_len,
                      int64_t n, int d, const float* codebook, size_t codebook_len, int k,
                      int64_t chunk_rows)
-      : Napi::AsyncWorker(env, "checkerboard.nearestCodes"),
+      : TrackedWorker(env, "checkerboard.nearestCodes"),
         deferred_(Napi::Promise::Deferred::New(env)),
         backend_(std::move(backend)),
         points_(points, points + points_len),
@@ -82,24 +83,26 @@ Napi::Value nearest_codes(const Napi::CallbackInfo& info) {
   return guarded(env, [&]() -> Napi::Value {
     CB_CHECK(info.Length() == 6 || info.Length() == 7,
              "nearestCodes(backend, points, n, d, codebook, k, chunkRows?) takes 6 or 7 arguments");
-    const std::string backend = string_arg(info, 0, "backend");
-    Napi::Float32Array points = float32_arg(info, 1, "points");
-    const int64_t n = int_arg(info, 2, "n", 0, int64_t(1) << 40);
+    const std::string backend = string_arg(info, 0, "nearestCodes: backend");
+    Napi::Float32Array points = float32_arg(info, 1, "nearestCodes: points");
+    const int64_t n = int_arg(info, 2, "nearestCodes: n", 0, int64_t(1) << 40);
     // d and k are checked by the engine (d >= 1, k >= 1); here only that they fit an int.
-    const int d = (int)int_arg(info, 3, "d", INT_MIN, INT_MAX);
-    Napi::Float32Array codebook = float32_arg(info, 4, "codebook");
-    const int k = (int)int_arg(info, 5, "k", INT_MIN, INT_MAX);
+    const int d = (int)int_arg(info, 3, "nearestCodes: d", INT_MIN, INT_MAX);
+    Napi::Float32Array codebook = float32_arg(info, 4, "nearestCodes: codebook");
+    const int k = (int)int_arg(info, 5, "nearestCodes: k", INT_MIN, INT_MAX);
     const int64_t chunk_rows =
-        info.Length() == 7 && !info[6].IsUndefined() ? int_arg(info, 6, "chunkRows", 0, INT_MAX)
+        info.Length() == 7 && !info[6].IsUndefined() ? int_arg(info, 6, "nearestCodes: chunkRows", 0, INT_MAX)
                                                       : 0;
     const bool sizes_ok = d >= 1 && k >= 1;  // otherwise the engine rejects them on the worker
     if (sizes_ok) {
-      CB_CHECK((int64_t)points.ElementLength() == n * d,
-               "nearestCodes: points has " + std::to_string(points.ElementLength()) +
-                   " values, expected n * d = " + std::to_string(n * d));
-      CB_CHECK((int64_t)codebook.ElementLength() == (int64_t)k * d,
-               "nearestCodes: codebook has " + std::to_string(codebook.ElementLength()) +
-                   " values, expected k * d = " + std::to_string((int64_t)k * d));
+      // Compared by division: n * d may not fit 64 bits (n < 2^40, d < 2^31).
+      const size_t points_len = points.ElementLength(), codebook_len = codebook.ElementLength();
+      CB_CHECK(points_len % d == 0 && (int64_t)(points_len / d) == n,
+               "nearestCodes: points has " + std::to_string(points_len) + " values, expected n * d = " +
+                   std::to_string(n) + " * " + std::to_string(d));
+      CB_CHECK(codebook_len % d == 0 && (int64_t)(codebook_len / d) == k,
+               "nearestCodes: codebook has " + std::to_string(codebook_len) +
+                   " values, expected k * d = " + std::to_string(k) + " * " + std::to_string(d));
     }
     auto* worker = new NearestCodesWorker(
         env, backend, points.Data(), sizes_ok ? points.ElementLength() : 0, n, d,

@@ -36,6 +36,7 @@
 #include "cuda/cuda.h"
 #include "error.h"
 #include "model/backends.h"
+#include "model/linear_timing.h"
 #include "model/model.h"
 #include "model_fixture.h"
 #include "sample/raster_plan.h"
@@ -289,28 +290,19 @@ std::string bench_sample(const Args& a, const std::string& device, int repeats, 
 std::string bench_gemm(const Args& a, const std::string& device, int repeats, double peak) {
   const int m = (int)a.integer("m", 4096), n = (int)a.integer("n", 4096);
   const int k = (int)a.integer("k", 4096);
-  // The backend's linear: y (m, n) = x (m, k) . w^T (w: (n, k)).
+  // The model's own linear, y (m, n) = x (m, k) . w^T + b (w: (n, k)), as its forward runs it
+  // (model/linear_timing.h: bf16 linear_mixed on cuda, fp32 on cuda-fp32 and the CPU).
   std::vector<std::string> backends = {device};
   if (device == "cuda" || device == "cuda-fp32") backends = {"cuda", "cuda-fp32"};
   std::string points;
   for (const std::string& backend : backends) {
     std::unique_ptr<cb::ModelOps<float>> ops = cb::make_model_ops<float>(backend);
-    cb::DeviceMemory& mem = ops->memory();
-    cb::DeviceArray<float> x(mem, int64_t(m) * k), w(mem, int64_t(n) * k), y(mem, int64_t(m) * n);
-    std::mt19937 rng(1);
-    std::uniform_real_distribution<float> uni(-1.0f, 1.0f);
-    std::vector<float> host(size_t(std::max(m, n)) * k);
-    for (float& v : host) v = uni(rng);
-    x.upload(host.data(), int64_t(m) * k);
-    w.upload(host.data(), int64_t(n) * k);
-    const std::vector<double> t = time_runs(repeats, [&] {
-      ops->linear(m, k, n, x.data(), w.data(), nullptr, y.data());
-      mem.synchronize();
-    });
+    const std::string precision = cb::model_linear_precision(*ops);
+    const std::vector<double> t = cb::time_model_linear(*ops, m, k, n, repeats);
     const double s = median(t), rate = 2.0 * m * n * k / s;
-    const char* precision = backend == "cuda" ? "bf16" : "fp32";
-    std::printf("gemm on %s (%s): %d x %d x %d: %s ms, %s TFLOP/s, %s%% of peak\n",
-                backend.c_str(), precision, m, n, k, num(1e3 * s, "%.3f").c_str(),
+    std::printf("gemm on %s (%s, the model's linear): %d x %d x %d: %s ms, %s TFLOP/s, "
+                "%s%% of peak\n",
+                backend.c_str(), precision.c_str(), m, n, k, num(1e3 * s, "%.3f").c_str(),
                 num(rate / 1e12, "%.2f").c_str(), num(100 * rate / peak, "%.2f").c_str());
     points += std::string(points.empty() ? "" : ",") + "{\"backend\":\"" + backend +
               "\",\"precision\":\"" + precision + "\",\"seconds\":" + num(s, "%.6g") +

@@ -8,8 +8,9 @@
 namespace cb {
 
 const std::vector<std::string>& backend_names() {
-  static const std::vector<std::string> names = {"cpu-ref", "cpu", "cuda"};
-  return names;
+  // Never destroyed (see host_memory()): exit() may run while a worker thread reads it.
+  static const auto* names = new std::vector<std::string>{"cpu-ref", "cpu", "cuda"};
+  return *names;
 }
 
 std::unique_ptr<Backend> make_backend(const std::string& name, int64_t chunk_rows) {

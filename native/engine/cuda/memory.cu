@@ -55,9 +55,10 @@ class CudaMemory final : public DeviceMemory {
 
 }  // namespace
 
+// Never destroyed: a worker thread may still use it while exit() runs static destructors.
 DeviceMemory& cuda_memory() {
-  static CudaMemory memory;
-  return memory;
+  static CudaMemory* memory = new CudaMemory();
+  return *memory;
 }
 
 // Growing frees the old array with cudaFree, which waits for queued kernels that may still read

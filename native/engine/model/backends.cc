@@ -10,6 +10,12 @@
 
 namespace cb {
 
+const std::vector<std::string>& model_backend_names() {
+  // Never destroyed: exit() may run while a worker thread reads it (see host_memory()).
+  static const auto* names = new std::vector<std::string>{"cpu-ref", "cpu", "cuda", "cuda-fp32"};
+  return *names;
+}
+
 template <>
 std::unique_ptr<ModelOps<float>> make_model_ops<float>(const std::string& name) {
   if (name == "cpu-ref") return std::make_unique<RefModelOps<float>>();

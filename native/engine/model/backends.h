@@ -6,10 +6,15 @@
 
 #include <memory>
 #include <string>
+#include <vector>
 
 #include "model_ops.h"
 
 namespace cb {
+
+// The names make_model_ops accepts, in order: cpu-ref, cpu, cuda, cuda-fp32 (the cuda ones also
+// in a build without CUDA, where they are refused with the reason).
+const std::vector<std::string>& model_backend_names();
 
 template <typename Real>
 std::unique_ptr<ModelOps<Real>> make_model_ops(const std::string& name);

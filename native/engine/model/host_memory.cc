@@ -33,9 +33,10 @@ class HostMemory final : public DeviceMemory {
 
 }  // namespace
 
+// Never destroyed: a worker thread may still use it while exit() runs static destructors.
 DeviceMemory& host_memory() {
-  static HostMemory memory;
-  return memory;
+  static HostMemory* memory = new HostMemory();
+  return *memory;
 }
 
 }  // namespace cb
