@@ -21,19 +21,19 @@ Napi::Value gemm(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
     CB_CHECK(info.Length() == 14, "gemm takes 14 arguments");
-    const std::string backend = string_arg(info, 0, "backend");
-    const bool ta = bool_arg(info, 1, "transA"), tb = bool_arg(info, 2, "transB");
-    const int m = (int)int_arg(info, 3, "m", 0, INT_MAX);
-    const int n = (int)int_arg(info, 4, "n", 0, INT_MAX);
-    const int k = (int)int_arg(info, 5, "k", 0, INT_MAX);
-    const float alpha = (float)number_arg(info, 6, "alpha");
-    Napi::Float32Array a = float32_arg(info, 7, "a");
-    const int lda = (int)int_arg(info, 8, "lda", 1, INT_MAX);
-    Napi::Float32Array b = float32_arg(info, 9, "b");
-    const int ldb = (int)int_arg(info, 10, "ldb", 1, INT_MAX);
-    const float beta = (float)number_arg(info, 11, "beta");
-    Napi::Float32Array c = float32_arg(info, 12, "c");
-    const int ldc = (int)int_arg(info, 13, "ldc", 1, INT_MAX);
+    const std::string backend = string_arg(info, 0, "gemm: backend");
+    const bool ta = bool_arg(info, 1, "gemm: transA"), tb = bool_arg(info, 2, "gemm: transB");
+    const int m = (int)int_arg(info, 3, "gemm: m", 0, INT_MAX);
+    const int n = (int)int_arg(info, 4, "gemm: n", 0, INT_MAX);
+    const int k = (int)int_arg(info, 5, "gemm: k", 0, INT_MAX);
+    const float alpha = (float)number_arg(info, 6, "gemm: alpha");
+    Napi::Float32Array a = float32_arg(info, 7, "gemm: a");
+    const int lda = (int)int_arg(info, 8, "gemm: lda", 1, INT_MAX);
+    Napi::Float32Array b = float32_arg(info, 9, "gemm: b");
+    const int ldb = (int)int_arg(info, 10, "gemm: ldb", 1, INT_MAX);
+    const float beta = (float)number_arg(info, 11, "gemm: beta");
+    Napi::Float32Array c = float32_arg(info, 12, "gemm: c");
+    const int ldc = (int)int_arg(info, 13, "gemm: ldc", 1, INT_MAX);
 
     // Strides first, then that each array holds what the strides span (memory safety).
     cb::check_gemm_args(ta, tb, m, n, k, a.Data(), lda, b.Data(), ldb, c.Data(), ldc);

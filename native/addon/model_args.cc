@@ -1,8 +1,11 @@
 #include "model_args.h"
 
+#include <climits>
 #include <string>
 
+#include "args.h"
 #include "error.h"
+#include "sample/sampling_settings.h"
 
 namespace cbn {
 namespace {
@@ -12,23 +15,25 @@ Napi::Value field(const Napi::Object& o, const char* name) {
   return o.Get(name);
 }
 
+// An int field (in [INT_MIN, INT_MAX]; the value's own range is checked where it is used).
 int int_field(const Napi::Object& o, const char* name) {
   const Napi::Value v = field(o, name);
-  CB_CHECK(v.IsNumber(), std::string("field '") + name + "' must be a number");
-  const double d = v.As<Napi::Number>().DoubleValue();
-  CB_CHECK(d == (double)(int)d, std::string("field '") + name + "' must be an integer");
-  return (int)d;
+  CB_CHECK(v.IsNumber() && integer_in(v.As<Napi::Number>().DoubleValue(), INT_MIN, INT_MAX),
+           std::string("field '") + name + "' must be " + integer_range(INT_MIN, INT_MAX) +
+               ", got " + kind_of(v));
+  return (int)v.As<Napi::Number>().DoubleValue();
 }
 
+// A number field; non-finite values are left to the checks of the engine, which name them.
 double number_field(const Napi::Object& o, const char* name) {
   const Napi::Value v = field(o, name);
-  CB_CHECK(v.IsNumber(), std::string("field '") + name + "' must be a number");
+  CB_CHECK(v.IsNumber(), std::string("field '") + name + "' must be a number, got " + kind_of(v));
   return v.As<Napi::Number>().DoubleValue();
 }
 
 bool bool_field(const Napi::Object& o, const char* name) {
   const Napi::Value v = field(o, name);
-  CB_CHECK(v.IsBoolean(), std::string("field '") + name + "' must be a boolean");
+  CB_CHECK(v.IsBoolean(), std::string("field '") + name + "' must be a boolean, got " + kind_of(v));
   return v.As<Napi::Boolean>().Value();
 }
 
@@ -40,7 +45,7 @@ std::vector<Value> typed_field(const Napi::Object& o, const char* name, napi_typ
                                const char* type_name, size_t expected) {
   const Napi::Value v = field(o, name);
   CB_CHECK(v.IsTypedArray() && v.As<Napi::TypedArray>().TypedArrayType() == type,
-           std::string("field '") + name + "' must be a " + type_name);
+           std::string("field '") + name + "' must be " + type_name + ", got " + kind_of(v));
   TypedArray a = v.As<TypedArray>();
   if (expected == kAnyLength) expected = a.ElementLength();
   CB_CHECK(a.ElementLength() == expected, std::string("field '") + name + "' has " +
@@ -52,7 +57,7 @@ std::vector<Value> typed_field(const Napi::Object& o, const char* name, napi_typ
 }  // namespace
 
 cb::ModelConfig parse_model_config(const Napi::Value& value) {
-  CB_CHECK(value.IsObject(), "model config must be an object");
+  CB_CHECK(value.IsObject(), "model config must be an object, got " + kind_of(value));
   const Napi::Object o = value.As<Napi::Object>();
   cb::ModelConfig c;
   c.vocab = int_field(o, "vocab");
@@ -64,45 +69,47 @@ cb::ModelConfig parse_model_config(const Napi::Value& value) {
   c.mlp_ratio = int_field(o, "mlpRatio");
   c.rope_mix_layers = int_field(o, "ropeMixLayers");
   const Napi::Value scales = field(o, "scales");
-  CB_CHECK(scales.IsArray(), "field 'scales' must be an array");
+  CB_CHECK(scales.IsArray(), "field 'scales' must be an array, got " + kind_of(scales));
   const Napi::Array a = scales.As<Napi::Array>();
   for (uint32_t i = 0; i < a.Length(); i++) {
     const Napi::Value s = a.Get(i);
-    CB_CHECK(s.IsNumber(), "field 'scales' must hold numbers");
-    c.scales.push_back(s.As<Napi::Number>().Int32Value());
+    CB_CHECK(s.IsNumber() && integer_in(s.As<Napi::Number>().DoubleValue(), 1, INT_MAX),
+             "field 'scales' must hold integers in [1, " + std::to_string(INT_MAX) + "], got " +
+                 kind_of(s) + " at index " + std::to_string(i));
+    c.scales.push_back((int)s.As<Napi::Number>().DoubleValue());
   }
   c.validate();
   return c;
 }
 
 cb::Batch<float> parse_batch(const Napi::Value& value, int latent_dim) {
-  CB_CHECK(value.IsObject(), "batch must be an object");
+  CB_CHECK(value.IsObject(), "batch must be an object, got " + kind_of(value));
   const Napi::Object o = value.As<Napi::Object>();
   cb::Batch<float> b;
   b.B = int_field(o, "batch");
   b.T = int_field(o, "slots");
   CB_CHECK(b.B >= 1 && b.T >= 1, "batch: batch and slots must be at least 1");
   const size_t n = size_t(b.B) * b.T;
-  b.labels = typed_field<Napi::Int32Array, int32_t>(o, "labels", napi_int32_array, "Int32Array", b.B);
-  b.pos_p = typed_field<Napi::Int32Array, int32_t>(o, "posP", napi_int32_array, "Int32Array", n);
-  b.pos_q = typed_field<Napi::Int32Array, int32_t>(o, "posQ", napi_int32_array, "Int32Array", n);
+  b.labels = typed_field<Napi::Int32Array, int32_t>(o, "labels", napi_int32_array, "an Int32Array", b.B);
+  b.pos_p = typed_field<Napi::Int32Array, int32_t>(o, "posP", napi_int32_array, "an Int32Array", n);
+  b.pos_q = typed_field<Napi::Int32Array, int32_t>(o, "posQ", napi_int32_array, "an Int32Array", n);
   b.u_latent = typed_field<Napi::Float32Array, float>(o, "uLatent", napi_float32_array,
-                                                      "Float32Array", n * latent_dim);
+                                                      "a Float32Array", n * latent_dim);
   b.v_latent = typed_field<Napi::Float32Array, float>(o, "vLatent", napi_float32_array,
-                                                      "Float32Array", n * latent_dim);
-  b.u_learned = typed_field<Napi::Uint8Array, uint8_t>(o, "uLearned", napi_uint8_array, "Uint8Array", n);
-  b.v_learned = typed_field<Napi::Uint8Array, uint8_t>(o, "vLearned", napi_uint8_array, "Uint8Array", n);
-  b.targets = typed_field<Napi::Int32Array, int32_t>(o, "targets", napi_int32_array, "Int32Array", n);
+                                                      "a Float32Array", n * latent_dim);
+  b.u_learned = typed_field<Napi::Uint8Array, uint8_t>(o, "uLearned", napi_uint8_array, "a Uint8Array", n);
+  b.v_learned = typed_field<Napi::Uint8Array, uint8_t>(o, "vLearned", napi_uint8_array, "a Uint8Array", n);
+  b.targets = typed_field<Napi::Int32Array, int32_t>(o, "targets", napi_int32_array, "an Int32Array", n);
   b.visible_end = typed_field<Napi::Int32Array, int32_t>(o, "visibleEnd", napi_int32_array,
-                                                         "Int32Array", b.T);
+                                                         "an Int32Array", b.T);
   return b;
 }
 
 cb::SampleRequest parse_sample_request(const Napi::Value& value) {
-  CB_CHECK(value.IsObject(), "sample request must be an object");
+  CB_CHECK(value.IsObject(), "sample request must be an object, got " + kind_of(value));
   const Napi::Object o = value.As<Napi::Object>();
   auto ints = [&](const char* name) {
-    return typed_field<Napi::Int32Array, int32_t>(o, name, napi_int32_array, "Int32Array",
+    return typed_field<Napi::Int32Array, int32_t>(o, name, napi_int32_array, "an Int32Array",
                                                   kAnyLength);
   };
   cb::SampleRequest r;
@@ -114,21 +121,23 @@ cb::SampleRequest parse_sample_request(const Napi::Value& value) {
   r.pos_of = ints("posOf");
   r.prev_pos_of = ints("prevPosOf");
   r.codebook = typed_field<Napi::Float32Array, float>(o, "codebook", napi_float32_array,
-                                                      "Float32Array", kAnyLength);
-  r.guidance = (float)number_field(o, "guidance");
-  const double start = number_field(o, "guidanceStart");
-  CB_CHECK(start >= 0 && start == (double)(int)start, "guidanceStart must be an integer >= 0");
-  r.guidance_start = (int)start;
-  r.sampling.temperature = (float)number_field(o, "temperature");
-  CB_CHECK(r.sampling.temperature >= 0, "temperature must be >= 0");
+                                                      "a Float32Array", kAnyLength);
+  const double guidance = number_field(o, "guidance");
+  const double guidance_start = number_field(o, "guidanceStart");
+  const double temperature = number_field(o, "temperature");
   const double top_k = number_field(o, "topK");
-  CB_CHECK(top_k >= 0 && top_k == (double)(int)top_k, "topK must be an integer >= 0");
+  const double top_p = number_field(o, "topP");
+  // Checked before they are narrowed (a NaN or huge double has no int value); the engine's
+  // check_request checks them again, with the same messages.
+  cb::check_sampling_settings(guidance, guidance_start, temperature, top_k, top_p);
+  r.guidance = (float)guidance;
+  r.guidance_start = (int)guidance_start;
+  r.sampling.temperature = (float)temperature;
   r.sampling.top_k = (int)top_k;
-  r.sampling.top_p = (float)number_field(o, "topP");
-  CB_CHECK(r.sampling.top_p > 0 && r.sampling.top_p <= 1, "topP must be in (0, 1]");
+  r.sampling.top_p = (float)top_p;
   const double seed = number_field(o, "seed");
-  CB_CHECK(seed >= 0 && seed < 9007199254740992.0 && seed == (double)(int64_t)seed,
-           "seed must be an integer in [0, 2^53)");
+  CB_CHECK(integer_in(seed, 0, (int64_t(1) << 53) - 1),
+           "sample: seed must be an integer in [0, 2^53), got " + cb::format_number(seed));
   r.sampling.seed = (uint64_t)seed;
   r.want_entropy = bool_field(o, "entropy");
   r.want_step_codes = bool_field(o, "stepCodes");

@@ -1,5 +1,8 @@
 #include "error.h"
 
+#include <cmath>
+#include <cstdio>
+
 #include "cb_build_config.h"  // CB_REPO_ROOT
 
 namespace cb {
@@ -14,6 +17,14 @@ std::string source_path(const char* file) {
   // Fallback (e.g. a build tree that was moved): keep from the last "native/" on.
   const size_t at = path.rfind("native/");
   return at == std::string::npos ? path : path.substr(at);
+}
+
+std::string format_number(double value) {
+  if (std::isnan(value)) return "NaN";
+  if (std::isinf(value)) return value > 0 ? "Infinity" : "-Infinity";
+  char text[32];
+  std::snprintf(text, sizeof text, "%.15g", value);
+  return text;
 }
 
 Error::Error(const std::string& message, const char* file, int line)

@@ -23,6 +23,10 @@ class Error : public std::runtime_error {
 // __FILE__ (an absolute path under CMake) relative to the repository root.
 std::string source_path(const char* file);
 
+// A number as an error message shows it: "3", "1.5", "1e+300", and as JavaScript spells the
+// non-finite ones, "NaN", "Infinity", "-Infinity".
+std::string format_number(double value);
+
 }  // namespace cb
 
 // CB_CHECK(cond, msg): throws cb::Error(msg) with the current file and line when cond is false.

@@ -275,3 +275,60 @@ CB_TEST("sampling", sampler_on_cpu_matches_cpu_ref) {
     cbt::expect_within("sampled logits", a.logits.data(), want.data(), tol.data(), want.size());
   }
 }
+
+// check_request refuses bad scalar settings itself (not only the addon's argument parser), with
+// one message per setting naming the value; nothing is sampled.
+CB_TEST("sampling", sampler_refuses_bad_temperature_top_k_top_p_and_guidance) {
+  const cb::ModelConfig c = cbt::tiny_config(0);
+  cb::Model<float> model(c, cb::make_model_ops<float>("cpu"), 3);
+  const float nan = std::nanf(""), inf = INFINITY;
+  struct Case {
+    const char* what;
+    void (*edit)(cb::SampleRequest&, float nan, float inf);
+    std::string message;
+  };
+  const Case cases[] = {
+      {"temperature -1", [](cb::SampleRequest& r, float, float) { r.sampling.temperature = -1; },
+       "sample: temperature must be a finite number >= 0, got -1"},
+      {"temperature NaN", [](cb::SampleRequest& r, float n, float) { r.sampling.temperature = n; },
+       "sample: temperature must be a finite number >= 0, got NaN"},
+      {"temperature Inf", [](cb::SampleRequest& r, float, float i) { r.sampling.temperature = i; },
+       "sample: temperature must be a finite number >= 0, got Infinity"},
+      {"top-k -2", [](cb::SampleRequest& r, float, float) { r.sampling.top_k = -2; },
+       "sample: topK must be an integer in [0, 2147483647], got -2"},
+      {"top-p 0", [](cb::SampleRequest& r, float, float) { r.sampling.top_p = 0; },
+       "sample: topP must be in (0, 1], got 0"},
+      {"top-p 1.5", [](cb::SampleRequest& r, float, float) { r.sampling.top_p = 1.5f; },
+       "sample: topP must be in (0, 1], got 1.5"},
+      {"top-p NaN", [](cb::SampleRequest& r, float n, float) { r.sampling.top_p = n; },
+       "sample: topP must be in (0, 1], got NaN"},
+      {"guidance Inf", [](cb::SampleRequest& r, float, float i) { r.guidance = -i; },
+       "sample: guidance must be a finite number, got -Infinity"},
+      {"guidance start -1", [](cb::SampleRequest& r, float, float) { r.guidance_start = -1; },
+       "sample: guidanceStart must be an integer in [0, 2147483647], got -1"},
+  };
+  for (const Case& k : cases) {
+    cb::SampleRequest req = cbt::plan_request(c, 2, 2, 2.0f);
+    k.edit(req, nan, inf);
+    cb::SampleWorkspace<float> workspace;
+    int steps = 0;
+    std::string got = "no error";
+    try {
+      cb::sample_images(model, req, workspace, [&](int, int) { steps++; });
+    } catch (const cb::Error& e) {
+      got = e.what();
+      EXPECT(std::string(e.file()).find("sample/sampling_settings.cc") != std::string::npos,
+             std::string(k.what) + ": raised in " + e.file());
+    }
+    EXPECT(got == k.message, std::string(k.what) + ": got '" + got + "'");
+    EXPECT(steps == 0, std::string(k.what) + ": steps ran before the check");
+  }
+  // The bounds themselves are accepted: greedy, top-k off, top-p 1, no guidance.
+  cb::SampleRequest req = cbt::plan_request(c, 2, 2, 0.0f);
+  req.sampling.temperature = 0;
+  req.sampling.top_k = 0;
+  req.sampling.top_p = 1;
+  cb::SampleWorkspace<float> workspace;
+  const cb::SampleResult result = cb::sample_images(model, req, workspace, nullptr);
+  EXPECT(!result.codes.empty(), "the bounds are valid settings");
+}

@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <algorithm>
+#include <cmath>
 #include <new>
 #include <stdexcept>
 #include <type_traits>
@@ -16,6 +17,21 @@ namespace {
 double physical_memory_bytes() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
   return pages > 0 && page > 0 ? double(pages) * double(page) : 1e300;
+}
+
+// The AdamW settings a step accepts (betas in [0, 1), eps > 0, lr and decay >= 0, all finite).
+void check_adamw_settings(const AdamWSettings& s) {
+  auto finite_at_least = [](float v, float lo) { return std::isfinite(v) && v >= lo; };
+  CB_CHECK(finite_at_least(s.lr, 0), "step: lr must be a finite number >= 0, got " +
+                                         format_number(s.lr));
+  CB_CHECK(finite_at_least(s.beta1, 0) && s.beta1 < 1,
+           "step: beta1 must be in [0, 1), got " + format_number(s.beta1));
+  CB_CHECK(finite_at_least(s.beta2, 0) && s.beta2 < 1,
+           "step: beta2 must be in [0, 1), got " + format_number(s.beta2));
+  CB_CHECK(finite_at_least(s.eps, 0) && s.eps > 0,
+           "step: eps must be a finite number > 0, got " + format_number(s.eps));
+  CB_CHECK(finite_at_least(s.weight_decay, 0),
+           "step: weightDecay must be a finite number >= 0, got " + format_number(s.weight_decay));
 }
 
 }  // namespace
@@ -426,6 +442,7 @@ void Model<Real>::zero_grad() {
 
 template <typename Real>
 void Model<Real>::step(const AdamWSettings& s) {
+  check_adamw_settings(s);
   step_++;
   if (mixed_ != nullptr) params16();  // fresh before the step, so in step with params_ after it
   for (const ParamEntry& e : layout_.entries()) {

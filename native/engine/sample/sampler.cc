@@ -9,12 +9,15 @@
 #include <unistd.h>
 
 #include "../error.h"
+#include "sampling_settings.h"
 
 namespace cb {
 namespace {
 
 // Checks the request against the model; returns the slot count T.
 int check_request(const ModelConfig& c, const SampleRequest& r) {
+  check_sampling_settings(r.guidance, r.guidance_start, r.sampling.temperature, r.sampling.top_k,
+                          r.sampling.top_p);
   const int B = (int)r.labels.size();
   CB_CHECK(B >= 1, "sample: no images asked for");
   CB_CHECK((int)r.image_index.size() == B, "sample: imageIndex needs one value per image");
