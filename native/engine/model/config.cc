@@ -1,6 +1,6 @@
 #include "config.h"
 
-#include <sstream>
+#include <string>
 
 #include "../error.h"
 
@@ -43,14 +43,6 @@ void ModelConfig::validate() const {
            "model config: ropeMixLayers must be in [0, depth], got " +
                std::to_string(rope_mix_layers));
   CB_CHECK(sequence_length() < (int64_t(1) << 31), "model config: sequence too long");
-}
-
-std::string ModelConfig::describe() const {
-  std::ostringstream os;
-  os << "depth " << depth << ", width " << width << ", heads " << heads << ", vocab " << vocab
-     << ", latent " << latent_dim << ", classes " << classes << ", scales";
-  for (size_t k = 0; k < scales.size(); k++) os << (k ? "," : " ") << scales[k];
-  return os.str();
 }
 
 }  // namespace cb

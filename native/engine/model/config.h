@@ -2,7 +2,6 @@
 #pragma once
 
 #include <cstdint>
-#include <string>
 #include <vector>
 
 namespace cb {
@@ -31,7 +30,6 @@ struct ModelConfig {
 
   // Throws cb::Error naming the first impossible setting.
   void validate() const;
-  std::string describe() const;
 };
 
 }  // namespace cb

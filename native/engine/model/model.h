@@ -40,8 +40,6 @@ class Model {
   // read_state / write_state.
   Real* params() { return params_.data(); }
   Real* grads() { return grads_.data(); }
-  Real* adam_m() { return adam_m_.data(); }
-  Real* adam_v() { return adam_v_.data(); }
   // Mixed precision (ops().mixed() of a float model, mixed_ops.h): the bf16 copy of params(),
   // refreshed here when params were written since; null without mixed precision.
   bool mixed_precision() const { return mixed_ != nullptr; }
@@ -64,13 +62,10 @@ class Model {
 
   // The last forward's outputs, in the backend's memory; read_* copy them to the host.
   const Real* logits() const { return act_.logits; }          // (B*T, K)
-  const Real* loss_rows() const { return act_.loss_rows; }    // (B*T)
   void read_logits(Real* host) const;                         // (B*T, K)
   void read_loss_rows(Real* host) const;                      // (B*T)
   int last_batch() const { return act_.B; }
   int last_slots() const { return act_.T; }
-  // Values the arena currently holds (0 before the first forward).
-  int64_t arena_values() const { return (int64_t)arena_.size(); }
   // Sizes the arena for (B, T) as a forward would; for tests of the allocation limits.
   void ensure_arena_for_test(int B, int T) { ensure_arena(B, T); }
 
