@@ -8,6 +8,7 @@
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { UserError } from "./errors.ts";
+import { inFlightCount, settleInFlight } from "./util/in_flight.ts";
 
 /** The `--device` choices. */
 export const DEVICES = ["auto", "cpu", "cuda"] as const;
@@ -58,6 +59,8 @@ export interface EngineInfo {
     config: string;
   };
   backends: string[];
+  /** The model backends (`cpu-ref`, `cpu`, `cuda`, `cuda-fp32`), whether usable here or not. */
+  modelBackends: string[];
   cuda: CudaStatus;
 }
 
@@ -86,6 +89,7 @@ export interface Addon {
     cudaFlags: string;
     cudaArchitectures: string;
     backends: string[];
+    modelBackends: string[];
   };
   cudaStatus(): CudaStatus;
   gemm(
@@ -114,6 +118,15 @@ export interface Addon {
     k: number,
     chunkRows?: number,
   ): Promise<{ index: Int32Array; dist2: Float32Array }>;
+  /** Resolves once none of the addon's async calls (nearestCodes, model calls) is running. */
+  whenIdle(): Promise<void>;
+  linearSeconds(
+    backend: string,
+    rows: number,
+    inFeatures: number,
+    outFeatures: number,
+    repeats: number,
+  ): Promise<{ seconds: number[]; precision: string }>;
 }
 
 /** Where the addon is: $CHECKERBOARD_ADDON, else build/Release/checkerboard.node. */
@@ -171,6 +184,21 @@ export function nativeAddon(): Addon {
 }
 
 /**
+ * Resolves once no native work runs on another thread: no async call of the addon (model
+ * forward, backward, step, sample; nearestCodes) and no tracked sharp decode
+ * (src/util/in_flight.ts). The process must await it before Deno.exit: exit() runs the static
+ * destructors of the loaded libraries (OpenBLAS, the CUDA runtime, libvips, the C++ runtime)
+ * under any thread still computing, and the process then dies of SIGSEGV. Never loads the
+ * addon; cheap when nothing runs.
+ */
+export async function settleNativeWork(): Promise<void> {
+  do {
+    await settleInFlight();
+    if (loaded) await loaded.whenIdle();
+  } while (inFlightCount() > 0);
+}
+
+/**
  * Sets the threads of the cpu backend, OpenBLAS's included (0: one per hardware thread);
  * returns the count now in use. Results do not depend on it.
  */
@@ -194,6 +222,7 @@ export function engineInfo(): EngineInfo {
     },
     blas: { name: b.blas, threads: b.blasThreads, config: b.blasConfig },
     backends: b.backends,
+    modelBackends: b.modelBackends,
     cuda: addon.cudaStatus(),
   };
 }
@@ -217,19 +246,31 @@ export function resolveDevice(requested: DeviceChoice): Device {
   const status = cudaStatus();
   if (status.available) return "cuda";
   if (requested === "cuda") {
-    throw new UserError(`--device cuda: CUDA is not available (${status.reason})`);
+    throw new UserError(
+      `--device cuda: CUDA is not available (${status.reason || "no reason given"})`,
+    );
   }
   if (status.compiled && !noticePrinted) {
     noticePrinted = true;
-    console.error(`checkerboard: notice: no CUDA device (${status.reason}); using the CPU`);
+    console.error(
+      `checkerboard: notice: no CUDA device (${status.reason || "no reason given"}); using the CPU`,
+    );
   }
   return "cpu";
 }
 
 function checkCount(value: number, name: string, min: number, max = 2 ** 31 - 1): void {
   if (!Number.isSafeInteger(value) || value < min || value > max) {
-    throw new UserError(`${name} must be an integer in [${min}, ${max}], got ${value}`);
+    throw new UserError(`${name} must be an integer in [${min}, ${max}], got ${shown(value)}`);
   }
+}
+
+/** A value as an error message shows it: never "undefined", "null" or "[object Object]". */
+function shown(value: unknown): string {
+  if (typeof value === "number") return String(value);
+  if (typeof value === "string") return `the text '${value}'`;
+  if (value === undefined || value === null) return "no value";
+  return `a value of type ${Array.isArray(value) ? "array" : typeof value}`;
 }
 
 function checkBackend(backend: string): void {
@@ -320,4 +361,27 @@ export function gemm(device: Backend, g: GemmArgs): void {
     g.c,
     ldc,
   );
+}
+
+/** A model backend: the devices, `cpu-ref`, and `cuda-fp32` (the cuda model with fp32 matmuls). */
+export type ModelBackend = Backend | "cuda-fp32";
+
+/**
+ * Times the model's own linear, y (rows, out) = x (rows, in) . w^T + b, on a model backend, off
+ * the JS thread: the kernel the model's forward runs (on `cuda` the bf16 tensor-core kernel on a
+ * bf16 input and weight copy; OpenBLAS sgemm on `cpu`), on buffers allocated and filled once in
+ * the backend's memory, each run synchronized, after one warm-up run. The reference of the
+ * benchmarks' "fraction of the matmul rate". Returns the seconds of each of `repeats` runs.
+ */
+export async function linearSeconds(
+  device: ModelBackend,
+  shape: { rows: number; in: number; out: number },
+  repeats: number,
+): Promise<{ seconds: number[]; precision: string }> {
+  if (device !== "cuda-fp32") checkBackend(device);
+  checkCount(shape.rows, "linearSeconds: rows", 1, 2 ** 40);
+  checkCount(shape.in, "linearSeconds: in", 1);
+  checkCount(shape.out, "linearSeconds: out", 1);
+  checkCount(repeats, "linearSeconds: repeats", 1, 1_000_000);
+  return await nativeAddon().linearSeconds(device, shape.rows, shape.in, shape.out, repeats);
 }
