@@ -190,3 +190,16 @@ Deno.test("a safetensors path that is a folder is one clear error", async () => 
     return true;
   });
 });
+
+Deno.test("a tensor named __proto__ is an ordinary tensor", () => {
+  const file = raw({ __proto__x: f32(1) }, new Uint8Array(4));
+  // JSON.stringify cannot write a "__proto__" key from an object literal; rename it in the text.
+  const text = new TextDecoder().decode(file).replace("__proto__x", "__proto__ ");
+  const bytes = new TextEncoder().encode(text.replace('"__proto__ "', '"__proto__"'));
+  const fixed = new Uint8Array(bytes.length);
+  fixed.set(bytes);
+  new DataView(fixed.buffer).setBigUint64(0, BigInt(bytes.length - 8 - 4), true);
+  const { tensors } = decodeSafetensors(fixed, "p.safetensors");
+  assert.deepEqual(Object.keys(tensors), ["__proto__"]);
+  assert.equal(Object.getPrototypeOf(tensors), Object.prototype);
+});

@@ -150,9 +150,19 @@ export function decodeSafetensors(
   for (const { name, dtype, shape, begin, end } of entries) {
     // Copy so the view is aligned regardless of the header length.
     const buf = bytes.slice(dataStart + begin, dataStart + end).buffer;
-    tensors[name] = { shape, data: typedArray(dtype, buf) };
+    setOwn(tensors, name, { shape, data: typedArray(dtype, buf) });
   }
   return { tensors, metadata };
+}
+
+/** `record[key] = value`, also for the key "__proto__" (an ordinary name in a file). */
+function setOwn<T>(record: Record<string, T>, key: string, value: T) {
+  Object.defineProperty(record, key, {
+    value,
+    enumerable: true,
+    writable: true,
+    configurable: true,
+  });
 }
 
 function readMetadata(value: unknown, fail: (why: string) => never): Record<string, string> {
@@ -165,7 +175,7 @@ function readMetadata(value: unknown, fail: (why: string) => never): Record<stri
     if (typeof v !== "string") {
       fail(`'__metadata__.${key}' must be a text, got ${describeValue(v)}`);
     }
-    out[key] = v as string;
+    setOwn(out, key, v as string);
   }
   return out;
 }
