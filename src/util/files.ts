@@ -23,8 +23,18 @@ export function reason(err: unknown): string {
  */
 export function fileSystemError(err: unknown, doing: string): unknown {
   if (err instanceof UserError) return err;
-  const isFs = Object.values(Deno.errors).some((kind) => err instanceof kind);
-  return isFs ? new UserError(`${doing}: ${reason(err)}`) : err;
+  return isOsError(err) ? new UserError(`${doing}: ${reason(err)}`) : err;
+}
+
+/**
+ * True for an error the operating system raised: a Deno.errors kind, or one of the plain Errors
+ * Deno raises for the rest (EROFS read-only file system, ENOSPC full disk), which carry an errno
+ * name as `code`.
+ */
+export function isOsError(err: unknown): boolean {
+  if (Object.values(Deno.errors).some((kind) => err instanceof kind)) return true;
+  const code = (err as { code?: unknown })?.code;
+  return err instanceof Error && typeof code === "string" && /^E[A-Z0-9]+$/.test(code);
 }
 
 export async function writeFileAtomic(path: string, data: Uint8Array | string): Promise<void> {
