@@ -10,6 +10,7 @@ import {
   engineInfo,
   gemm,
   isNativeError,
+  linearSeconds,
   nativeAddon,
   nearestCodes,
   resolveDevice,
@@ -266,4 +267,119 @@ Deno.test("nearestCodes runs off the JS thread", async () => {
   } finally {
     clearInterval(timer);
   }
+});
+
+/** Calls `fn` (sync or async) and returns the message of the Error it throws or rejects with. */
+async function nativeMessage(fn: () => unknown): Promise<string> {
+  try {
+    await fn();
+  } catch (err) {
+    assert.ok(err instanceof Error, `an Error, got ${String(err)}`);
+    assert.doesNotMatch(err.message, /undefined|null|\[object Object\]/, err.message);
+    return err.message;
+  }
+  throw new assert.AssertionError({ message: "no error thrown" });
+}
+
+Deno.test("addon arguments of the wrong type, NaN, negative or huge get clear messages", async () => {
+  const addon = nativeAddon() as unknown as Record<string, (...args: unknown[]) => unknown>;
+  const points = new Float32Array(6), codebook = new Float32Array(6);
+  const cases: [unknown[], RegExp][] = [
+    [["cpu", points, "3", 2, codebook, 3], /nearestCodes: n must be an integer in .*got a string/],
+    [
+      ["cpu", points, NaN, 2, codebook, 3],
+      /nearestCodes: n must be an integer in .*got the number NaN/,
+    ],
+    [
+      ["cpu", points, -1, 2, codebook, 3],
+      /nearestCodes: n must be an integer in .*got the number -1/,
+    ],
+    [
+      ["cpu", points, 2 ** 60, 2, codebook, 3],
+      /nearestCodes: n must be .*got the number 1\.15292150460685e\+18/,
+    ],
+    [
+      ["cpu", points, 3, undefined, codebook, 3],
+      /nearestCodes: d must be an integer .*got no value/,
+    ],
+    [["cpu", {}, 3, 2, codebook, 3], /nearestCodes: points must be a Float32Array, got an object/],
+    // n * d = 2^64 wraps to 0 in 64 bits: still refused.
+    [
+      ["cpu", new Float32Array(0), 2 ** 40, 2 ** 24, codebook, 3],
+      /points has 0 values, expected n \* d/,
+    ],
+  ];
+  for (const [args, pattern] of cases) {
+    assert.match(await nativeMessage(() => addon.nearestCodes(...args)), pattern);
+  }
+  const c = new Float32Array(1);
+  const gemmArgs = ["cpu", false, false, 1, 1, 1, 1, c, 1, c, 1, 0, c, 1];
+  const withArg = (i: number, v: unknown) => gemmArgs.map((a, j) => (j === i ? v : a));
+  assert.match(
+    await nativeMessage(() => addon.gemm(...withArg(6, NaN))),
+    /gemm: alpha must be a finite number, got the number NaN/,
+  );
+  assert.match(
+    await nativeMessage(() => addon.gemm(...withArg(3, 1e300))),
+    /gemm: m must be an integer in \[0, 2147483647\], got the number 1e\+300/,
+  );
+  assert.match(
+    await nativeMessage(() => addon.gemm(...withArg(1, 1))),
+    /gemm: transA must be a boolean, got the number 1/,
+  );
+  const Model = (nativeAddon() as unknown as { Model: new (...a: unknown[]) => unknown }).Model;
+  const config = {
+    vocab: 5,
+    latentDim: 3,
+    classes: 2,
+    depth: 1,
+    width: 8,
+    heads: 2,
+    mlpRatio: 2,
+    scales: [1, 2],
+    ropeMixLayers: 0,
+  };
+  assert.match(
+    await nativeMessage(() => new Model({ ...config, width: "8" }, "cpu", 0)),
+    /field 'width' must be an integer in .*got a string/,
+  );
+  assert.match(
+    await nativeMessage(() => new Model({ ...config, scales: [1, NaN] }, "cpu", 0)),
+    /field 'scales' must hold integers in \[1, 2147483647\], got the number NaN at index 1/,
+  );
+  assert.match(
+    await nativeMessage(() => new Model(null, "cpu", 0)),
+    /model config must be an object, got no value/,
+  );
+  assert.match(
+    await nativeMessage(() => new Model(config, "cpu", -5)),
+    /Model: seed must be an integer in \[0, 9007199254740992\], got the number -5/,
+  );
+  const model = new Model(config, "cpu", 0) as { step(...a: unknown[]): Promise<void> };
+  assert.match(
+    await nativeMessage(() => model.step(NaN, 0.9, 0.95, 1e-8, 0)),
+    /step: lr must be a finite number, got the number NaN/,
+  );
+  assert.match(
+    await nativeMessage(() => model.step(1e-3, 1, 0.95, 1e-8, 0)),
+    /step: beta1 must be in \[0, 1\), got 1 /,
+  );
+});
+
+Deno.test("linearSeconds times the model's own linear; modelBackends lists cuda-fp32", async () => {
+  for (const device of ["cpu", "cpu-ref"] as const) {
+    const r = await linearSeconds(device, { rows: 64, in: 32, out: 48 }, 3);
+    assert.equal(r.seconds.length, 3);
+    assert.ok(r.seconds.every((s) => Number.isFinite(s) && s >= 0), String(r.seconds));
+    assert.equal(r.precision, "fp32");
+  }
+  await assert.rejects(() => linearSeconds("cpu", { rows: 0, in: 1, out: 1 }, 1), /rows must be/);
+  await assert.rejects(
+    () => linearSeconds("cpu", { rows: 1, in: 1, out: undefined as unknown as number }, 1),
+    /linearSeconds: out must be an integer in \[1, 2147483647\], got no value/,
+  );
+  if (!cudaStatus().available) {
+    await assert.rejects(() => linearSeconds("cuda", { rows: 1, in: 1, out: 1 }, 1), /cuda/);
+  }
+  assert.deepEqual(engineInfo().modelBackends, ["cpu-ref", "cpu", "cuda", "cuda-fp32"]);
 });

@@ -290,3 +290,51 @@ Deno.test("sampleCodes rejects bad requests with clear errors", async () => {
   );
   model.dispose();
 });
+
+Deno.test("the engine refuses bad sampling settings with one clear message each", async () => {
+  const scales = [1, 2];
+  const { model, codebook } = randomModel(scales);
+  const labels = Int32Array.from([0, 1]);
+  const cases: [Partial<SamplingOptions>, RegExp][] = [
+    [{ temperature: NaN }, /^sample: temperature must be a finite number >= 0, got NaN \(native\//],
+    [{ temperature: -1 }, /^sample: temperature must be a finite number >= 0, got -1 /],
+    [{ temperature: 1e300 }, /^sample: temperature must be a finite number >= 0, got 1e\+300 /],
+    [{ topK: 1.5 }, /^sample: topK must be an integer in \[0, 2147483647\], got 1\.5 /],
+    [
+      { topK: 2 ** 40 },
+      /^sample: topK must be an integer in \[0, 2147483647\], got 1099511627776 /,
+    ],
+    [{ topP: 0 }, /^sample: topP must be in \(0, 1\], got 0 /],
+    [{ topP: NaN }, /^sample: topP must be in \(0, 1\], got NaN /],
+    [{ guidance: Infinity }, /^sample: guidance must be a finite number, got Infinity /],
+    [
+      { guidanceStart: -3 },
+      /^sample: guidanceStart must be an integer in \[0, 2147483647\], got -3 /,
+    ],
+    [{ seed: -1 }, /^sample: seed must be an integer in \[0, 2\^53\), got -1 /],
+  ];
+  for (const [edit, pattern] of cases) {
+    const request = requestFor(scales, labels, codebook, { ...BASE, ...edit });
+    // The request as the CLI's own checks would never let through: straight to the addon.
+    Object.assign(request, edit.seed !== undefined ? { seed: edit.seed } : {});
+    await assert.rejects(async () => await model.sample(request), (err: Error) => {
+      assert.match(err.message, pattern, JSON.stringify(edit));
+      assert.doesNotMatch(err.message, /undefined|null|\[object Object\]/);
+      return true;
+    });
+  }
+  // A number of the wrong type is named as such, not cast.
+  const request = requestFor(scales, labels, codebook, BASE) as unknown as Record<string, unknown>;
+  await assert.rejects(
+    async () => await model.sample({ ...request, topK: "5" } as unknown as NativeSampleRequest),
+    /field 'topK' must be a number, got a string/,
+  );
+  await assert.rejects(
+    async () =>
+      await model.sample({ ...request, labels: undefined } as unknown as NativeSampleRequest),
+    /field 'labels' must be an Int32Array, got no value/,
+  );
+  // The model still samples afterwards.
+  const ok = await model.sample(requestFor(scales, labels, codebook, BASE));
+  assert.equal(ok.codes.length, 2 * (1 + 1 + 4));
+});
