@@ -32,6 +32,8 @@ interface Format {
   name: string;
   /** The corpus files this format covers. */
   files(all: string[]): string[];
+  /** How often a case picks each file (default: all alike). */
+  fileWeight?(file: string): number;
   command(rng: FuzzRng, file: string): CaseCommand;
   mutate(rng: FuzzRng, file: string, bytes: Uint8Array): Promise<CaseMutation> | CaseMutation;
 }
@@ -185,6 +187,8 @@ const resume: Format = {
       dirname(f) === "run" && f !== "run/model.safetensors" &&
       (f.endsWith(".safetensors") || f.endsWith(".jsonl") || f.endsWith(".json"))
     ),
+  // The state file is what resume reads; metrics.jsonl is a log it only trims.
+  fileWeight: (file) => (file.endsWith(".safetensors") ? 4 : 1),
   command: () => COMMANDS.resume,
   mutate(rng, file, bytes) {
     if (file.endsWith(".safetensors")) return safetensorsMutation(rng, file, bytes);
@@ -386,7 +390,7 @@ export async function makeCase(
   const files = format.files(await listAll(corpus));
   if (files.length === 0) throw new Error(`the corpus has no file of format ${formatName}`);
   const rng = new FuzzRng(seed, formatName, index);
-  const file = rng.pick(files);
+  const file = rng.weighted(files.map((f) => [format.fileWeight?.(f) ?? 1, f] as const));
   const bytes = await Deno.readFile(join(corpus, file));
   const mutation = await format.mutate(rng, file, bytes);
   return {
