@@ -3,7 +3,8 @@
  * line) or success. Bad, in order of precedence: HANG (past the time limit), MEMORY (past the
  * memory limit), SIGNAL, STACK TRACE (exit 70, "internal error", a JS stack or a Deno panic),
  * BAD MESSAGE (`undefined`, `null` or `[object Object]` in the output), NaN OUTPUT (exit 0 with
- * NaN/Infinity printed or written, a constant sampled image, or a non-finite input accepted),
+ * NaN/Infinity printed or written, a constant sampled image, a non-finite input accepted, or
+ * a success whose command's oracle, run after it in scripts/fuzz.ts, finds non-finite outputs),
  * SILENT ACCEPT (exit 0 without a warning on a file the mutation made invalid: a duplicate key,
  * overlapping tensors, a label past the classes, an empty class folder, ...),
  * WRITTEN ON ERROR (an error after files were written or changed), UNCLEAR ERROR (exit 1/2

@@ -10,7 +10,27 @@ export interface CaseCommand {
   args: string[];
   /** Files (relative to the case folder) checked for non-finite values after exit 0. */
   outputs: string[];
+  /**
+   * Run after a success to tell whether NaN went unnoticed: a sampled image of random codes
+   * looks like any other, but `eval nll` on the same model sees the non-finite outputs.
+   */
+  oracle?: string[];
 }
+
+const EVAL_ARGS = [
+  "eval",
+  "nll",
+  "--model",
+  "run",
+  "--data",
+  "data",
+  "--max-batches",
+  "1",
+  "--batch",
+  "2",
+  "--device",
+  "cpu",
+];
 
 export const COMMANDS = {
   sample: {
@@ -31,6 +51,7 @@ export const COMMANDS = {
       "samples",
     ],
     outputs: ["samples/samples.npz"],
+    oracle: EVAL_ARGS,
   },
   eval: {
     name: "eval nll",

@@ -176,7 +176,7 @@ const TOKENIZER_EDITS: TargetedEdit[] = [
 const model: Format = {
   name: "model",
   files: (all) => all.filter((f) => f === "run/model.safetensors"),
-  command: (rng) => rng.weighted([[65, COMMANDS.sample], [35, COMMANDS.eval]]),
+  command: (rng) => rng.weighted<CaseCommand>([[65, COMMANDS.sample], [35, COMMANDS.eval]]),
   mutate: safetensorsMutation,
 };
 
@@ -215,7 +215,10 @@ const tokenizer: Format = {
   command: (rng, file) =>
     file.startsWith("run/")
       ? COMMANDS.sample
-      : rng.weighted([[40, COMMANDS.data], [40, COMMANDS.train], [20, COMMANDS.recon]]),
+      : rng.weighted<CaseCommand>([[40, COMMANDS.data], [40, COMMANDS.train], [
+        20,
+        COMMANDS.recon,
+      ]]),
   mutate: (rng, file, bytes) =>
     file.endsWith(".json")
       ? jsonMutation(rng, file, bytes, TOKENIZER_EDITS)
@@ -236,7 +239,7 @@ const shards: Format = {
 const manifest: Format = {
   name: "manifest",
   files: (all) => all.filter((f) => f === "data/manifest.json"),
-  command: (rng) => rng.weighted([[40, COMMANDS.eval], [60, COMMANDS.train]]),
+  command: (rng) => rng.weighted<CaseCommand>([[40, COMMANDS.eval], [60, COMMANDS.train]]),
   mutate: (rng, file, bytes) => jsonMutation(rng, file, bytes, MANIFEST_EDITS),
 };
 
@@ -353,9 +356,11 @@ function folderMutation(rng: FuzzRng, file: string): CaseMutation {
 const images: Format = {
   name: "images",
   files: (all) => all.filter((f) => f.startsWith("imgs/")),
-  command: (rng) => rng.weighted([[50, COMMANDS.tokenizerFit], [50, COMMANDS.data]]),
+  command: (rng) => rng.weighted<CaseCommand>([[50, COMMANDS.tokenizerFit], [50, COMMANDS.data]]),
   async mutate(rng, file, bytes) {
-    const kind = rng.weighted([[65, "bytes"], [20, "folder"], [10, "unusual"], [5, "fs"]] as const);
+    const kind = rng.weighted(
+      [[65, "bytes"], [20, "folder"], [10, "unusual"], [5, "fs"]] as const,
+    );
     if (kind === "folder") return folderMutation(rng, file);
     if (kind === "unusual") return writes(file, await unusualImage(rng, file));
     if (kind === "fs") return fileSystemMutation(rng, file);

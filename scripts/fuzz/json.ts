@@ -167,7 +167,7 @@ function textEdit(rng: FuzzRng, text: string): JsonEdit {
 
 /**
  * One edit of `root` (which is not changed), as JSON text. `targeted` edits are picked a
- * quarter of the time, `textLevel` allows breaking the syntax (not wanted where the caller
+ * 40% of the time, `textLevel` allows breaking the syntax (not wanted where the caller
  * must keep the outer format parseable).
  */
 export function editJson(
@@ -177,7 +177,7 @@ export function editJson(
 ): JsonEdit {
   const value = structuredClone(root);
   if (textLevel && rng.chance(0.1)) return textEdit(rng, JSON.stringify(root, null, 2));
-  if (targeted.length > 0 && rng.chance(0.25)) {
+  if (targeted.length > 0 && rng.chance(0.4)) {
     const t = rng.pick(targeted);
     const mustRefuse = t.refuse ?? true;
     if (t.path.length === 0) {
