@@ -29,8 +29,6 @@ export interface MakeShardsOptions {
    * loaded from. The manifest names it relative to `out`, so the shards work from any folder.
    */
   tokenizerDir?: string;
-  /** @deprecated ignored (it meant a path from the working folder); use tokenizerDir. */
-  tokenizerPath?: string;
   /** The ratio name the scales came from, or "explicit". */
   ratio: string;
   scales: number[];
