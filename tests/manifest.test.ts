@@ -79,7 +79,7 @@ Deno.test("every manifest field is checked, with a message naming the file and t
   const { shards } = await writeShardFolder(dir.path);
   const original = await Deno.readTextFile(`${shards}/manifest.json`);
   const cases: [(m: any) => unknown, RegExp][] = [
-    [() => "null", /manifest\.json: a shard manifest must be a JSON object, got JSON null/],
+    [() => "null", /manifest\.json: a shard manifest must be a JSON object, got an empty JSON value/],
     [() => "[]", /must be a JSON object, got a list of 0/],
     [() => '{"format": 1, "format": 2}', /not valid JSON \(duplicate key 'format' at line 1/],
     [(m) => void (m.format = "x"), /'format' must be 'checkerboard-shards'.*got the text 'x'/],
@@ -146,7 +146,7 @@ Deno.test("every manifest field is checked, with a message naming the file and t
       (m) => void (m.shards = m.shards.filter((s: any) => s.split === "val")),
       /must list at least one 'train' shard/,
     ],
-    [(m) => void (m.shards[0] = null), /'shards\[0\]' must be a JSON object, got JSON null/],
+    [(m) => void (m.shards[0] = null), /'shards\[0\]' must be a JSON object, got an empty JSON value/],
     [
       (m) => void (m.shards[0].file = "../x.npz"),
       /'shards\[0\]\.file' must be a file name in the shard folder/,

@@ -39,7 +39,7 @@ Deno.test("a checkpoint's training options are read field by field", () => {
     [{ batch: undefined }, /'training\.batch' is missing/],
     [{ batch: 0 }, /'training\.batch' must be at least 1, got 0/],
     [{ accum: "2" }, /'training\.accum' must be an integer, got the text '2'/],
-    [{ lr: null }, /'training\.lr' must be a number, got JSON null/],
+    [{ lr: null }, /'training\.lr' must be a number, got an empty JSON value/],
     [{ order: "spiral" }, /'training\.order' must be one of/],
     [{ stepsChoices: [] }, /'training\.stepsChoices' must have at least 1 entry/],
     [{ stepsChoices: [1, 0] }, /'training\.stepsChoices\[1\]' must be at least 1/],

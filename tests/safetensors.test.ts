@@ -31,7 +31,7 @@ function rejects(bytes: Uint8Array, pattern: RegExp, label = String(pattern)) {
     assert.ok(err instanceof UserError, `${label}: ${err.stack}`);
     assert.match(err.message, /^w\.safetensors: not a valid safetensors file \(/, label);
     assert.match(err.message, pattern, label);
-    // describeValue (src/util/schema.ts) names a JSON null "JSON null"; a bare null is a bug.
+    // describeValue (src/util/schema.ts) names a JSON null "an empty JSON value"; a bare null is a bug.
     assert.doesNotMatch(err.message, /undefined|(?<!JSON )null|\[object Object\]/, label);
     assert.equal(err.message.split("\n").length, 1, label);
     return true;
@@ -39,7 +39,7 @@ function rejects(bytes: Uint8Array, pattern: RegExp, label = String(pattern)) {
 }
 
 Deno.test("a header that is not a JSON object is refused", () => {
-  rejects(raw("null"), /header must be a JSON object, got JSON null/);
+  rejects(raw("null"), /header must be a JSON object, got an empty JSON value/);
   rejects(raw("[1,2]"), /header must be a JSON object, got a list of 2/);
   rejects(raw('"x"'), /header must be a JSON object, got the text 'x'/);
   rejects(raw("7"), /header must be a JSON object, got 7/);
@@ -66,7 +66,7 @@ Deno.test("duplicate keys in the header are refused (JSON.parse would keep the l
 });
 
 Deno.test("__metadata__ must be an object of texts", () => {
-  rejects(raw({ __metadata__: null }), /'__metadata__' must be an object of texts, got JSON null/);
+  rejects(raw({ __metadata__: null }), /'__metadata__' must be an object of texts, got an empty JSON value/);
   rejects(raw({ __metadata__: ["a"] }), /'__metadata__' must be an object of texts, got a list/);
   rejects(raw({ __metadata__: { config: 3 } }), /'__metadata__\.config' must be a text, got 3/);
   rejects(
@@ -78,13 +78,13 @@ Deno.test("__metadata__ must be an object of texts", () => {
 Deno.test("tensor entries: object, dtype, shape and data_offsets are checked", () => {
   const d8 = new Uint8Array(8);
   const cases: [unknown, RegExp][] = [
-    [{ w: null }, /tensor 'w' must be an object, got JSON null/],
+    [{ w: null }, /tensor 'w' must be an object, got an empty JSON value/],
     [{ w: [1] }, /tensor 'w' must be an object, got a list of 1/],
     [{ w: 3 }, /tensor 'w' must be an object, got 3/],
     [{ w: { ...f32(2), dtype: "Q7" } }, /tensor 'w' has unsupported dtype the text 'Q7'/],
     [{ w: { ...f32(2), dtype: 4 } }, /tensor 'w': 'dtype' must be a text, got 4/],
     [{ w: { ...f32(2), dtype: undefined } }, /tensor 'w': 'dtype' must be a text, got nothing/],
-    [{ w: { ...f32(2), shape: null } }, /'shape' must be a list of integers, got JSON null/],
+    [{ w: { ...f32(2), shape: null } }, /'shape' must be a list of integers, got an empty JSON value/],
     [{ w: { ...f32(2), shape: "2" } }, /'shape' must be a list of integers, got the text '2'/],
     [{ w: { ...f32(2), shape: [-2] } }, /'shape' \[-2\] must hold non-negative integers/],
     [{ w: { ...f32(2), shape: [1.5] } }, /'shape' \[1.5\] must hold non-negative integers/],
@@ -100,7 +100,7 @@ Deno.test("tensor entries: object, dtype, shape and data_offsets are checked", (
       { w: { ...f32(2), data_offsets: 8 } },
       /'data_offsets' must be a list of two non-negative integers, got 8/,
     ],
-    [{ w: { ...f32(2), data_offsets: null } }, /'data_offsets' must be a list .* got JSON null/],
+    [{ w: { ...f32(2), data_offsets: null } }, /'data_offsets' must be a list .* got an empty JSON value/],
     [{ w: { ...f32(2), data_offsets: [0] } }, /'data_offsets' must be a list .* got a list of 1/],
     [{ w: { ...f32(2), data_offsets: [0, 8, 9] } }, /'data_offsets' must be a list/],
     [{ w: { ...f32(2), data_offsets: [-8, 0] } }, /'data_offsets' must be a list/],

@@ -22,7 +22,7 @@ Deno.test("every tokenizer.json field is checked", async () => {
   await writeTokenizer(tok);
   const original = await Deno.readTextFile(`${tok}/tokenizer.json`);
   const cases: [(c: any) => unknown, RegExp][] = [
-    [() => "null", /tokenizer\.json: a tokenizer description must be a JSON object, got JSON null/],
+    [() => "null", /tokenizer\.json: a tokenizer description must be a JSON object, got an empty JSON value/],
     [() => '{"patch": 4, "patch": 2}', /not valid JSON \(duplicate key 'patch'/],
     [(c) => void (c.format = "vq"), /'format' must be 'checkerboard-patch-vq'.*got the text 'vq'/],
     [(c) => void (c.version = 2), /'version' must be 1 .*got 2/],
@@ -37,7 +37,7 @@ Deno.test("every tokenizer.json field is checked", async () => {
     [(c) => void (c.imageSide = 0), /'imageSide' must be at least 1, got 0/],
     [(c) => void (c.imageSide = 100000), /'imageSide' must be at most 16384/],
     [(c) => void (c.dataset = 7), /'dataset' must be a text, got 7/],
-    [(c) => void (c.fitScales = null), /'fitScales' must be a list, got JSON null/],
+    [(c) => void (c.fitScales = null), /'fitScales' must be a list, got an empty JSON value/],
     [(c) => void (c.fitScales = [9]), /'fitScales\[0\]' must be at most 4, got 9/],
     [(c) => void delete c.hash, /'hash' is missing/],
     [(c) => void (c.fit = 1), /'fit' must be an object, got 1/],

@@ -213,7 +213,7 @@ function jsonValue(meta: Fields, key: string): unknown {
 
 /**
  * A metadata text as messages show it: the JSON value it spells when it spells one that is not
- * a text ("null" shows as JSON null, "[]" as a list), else the text itself.
+ * a text ("null" shows as an empty JSON value, "[]" as a list), else the text itself.
  */
 function shownText(text: string): unknown {
   try {

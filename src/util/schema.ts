@@ -10,7 +10,7 @@ import { UserError } from "../errors.ts";
 /** A short description of a found value for messages: never "undefined" or "[object Object]". */
 export function describeValue(value: unknown): string {
   if (value === undefined) return "nothing";
-  if (value === null) return "JSON null";
+  if (value === null) return "an empty JSON value";
   if (Array.isArray(value)) return `a list of ${value.length}`;
   if (typeof value === "object") return "an object";
   if (typeof value === "string") {
