@@ -1,7 +1,7 @@
 /**
  * The formats the tool reads, what files of the corpus each covers, how a case mutates one,
  * and which command reads it:
- *   model      run/model.safetensors            sample, eval nll, train --resume
+ *   model      run/model.safetensors            sample (then eval nll as its oracle), eval nll
  *   resume     run's resume state + metrics     train --resume
  *   tokenizer  tokenizer.json/.safetensors      sample (run/tokenizer), data, train, recon (tok)
  *   shards     data/*.npz                       train, eval nll
