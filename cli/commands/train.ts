@@ -31,7 +31,7 @@ import { parseLrDrops } from "../../src/train/schedule.ts";
 import { TRAIN_DEFAULTS as DEFAULTS } from "../../src/train/defaults.ts";
 import { resumeRun } from "../../src/train/resume.ts";
 import { checkTrainingData } from "../../src/train/preflight.ts";
-import { osErrorAsUserError } from "../../src/train/os_errors.ts";
+import { osErrorAsUserError } from "../../src/util/files.ts";
 import { checkRunFolder, prepareRunFolder } from "../../src/train/run_folder.ts";
 import {
   ADAMW,

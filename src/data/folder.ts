@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
-import { osError } from "../util/os_error.ts";
+import { fileSystemError } from "../util/files.ts";
 import type { ImageSet } from "./dataset.ts";
 import { decodeImageFile } from "./decode.ts";
 
@@ -16,7 +16,7 @@ async function sortedEntries(path: string): Promise<Deno.DirEntry[]> {
   try {
     for await (const e of Deno.readDir(path)) entries.push(e);
   } catch (err) {
-    throw osError(err, `${path}: cannot read the folder`);
+    throw fileSystemError(err, `${path}: cannot read the folder`);
   }
   return entries.sort((a, b) => (a.name < b.name ? -1 : a.name > b.name ? 1 : 0));
 }
@@ -34,7 +34,7 @@ async function kindOf(path: string, entry: Deno.DirEntry): Promise<"file" | "fol
     if (err instanceof Deno.errors.NotFound) {
       throw new UserError(`${path}: a symbolic link to a missing file (dangling link)`);
     }
-    throw osError(err, `${path}: cannot follow the symbolic link`);
+    throw fileSystemError(err, `${path}: cannot follow the symbolic link`);
   }
 }
 
@@ -46,7 +46,7 @@ export async function loadFolder(path: string, side: number, name: string): Prom
     if (err instanceof Deno.errors.NotFound) {
       throw new UserError(`${path}: dataset folder not found`);
     }
-    throw osError(err, `${path}: cannot read the dataset folder`);
+    throw fileSystemError(err, `${path}: cannot read the dataset folder`);
   }
   if (!stat.isDirectory) throw new UserError(`${path}: not a folder`);
   const classes: string[] = [];

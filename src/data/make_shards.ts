@@ -16,8 +16,7 @@ import {
 } from "./shards.ts";
 import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
-import { exists } from "../util/files.ts";
-import { osError } from "../util/os_error.ts";
+import { exists, fileSystemError } from "../util/files.ts";
 import { manifestTokenizerPath } from "./manifest_tokenizer.ts";
 import { Progress } from "../util/progress.ts";
 import type { Device } from "../engine.ts";
@@ -48,7 +47,7 @@ export async function checkShardOutput(out: string, replace: boolean): Promise<v
     info = await Deno.stat(out);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return;
-    throw osError(err, `--out ${out}: cannot check it`);
+    throw fileSystemError(err, `--out ${out}: cannot check it`);
   }
   if (!info.isDirectory) {
     throw new UserError(`--out ${out} is a file, not a folder (remove it or choose another --out)`);
@@ -102,7 +101,7 @@ export async function makeShards(set: ImageSet, out: string, o: MakeShardsOption
   try {
     await Deno.mkdir(partial, { recursive: true });
   } catch (err) {
-    throw osError(err, `cannot create ${partial}`);
+    throw fileSystemError(err, `cannot create ${partial}`);
   }
   try {
     const shards: ShardEntry[] = [];
@@ -143,12 +142,12 @@ export async function makeShards(set: ImageSet, out: string, o: MakeShardsOption
       if (await exists(out)) await Deno.remove(resolve(out), { recursive: true });
       await Deno.rename(partial, resolve(out));
     } catch (err) {
-      throw osError(err, `cannot move ${partial} to ${out}`);
+      throw fileSystemError(err, `cannot move ${partial} to ${out}`);
     }
     return manifest;
   } catch (err) {
     await Deno.remove(partial, { recursive: true }).catch(() => {});
     // A full disk while a shard is written (writeFileAtomic names the shard).
-    throw osError(err, `cannot write the shards into ${partial}`);
+    throw fileSystemError(err, `cannot write the shards into ${partial}`);
   }
 }

@@ -4,8 +4,7 @@
  */
 import { zipSync } from "fflate";
 import { UserError } from "../errors.ts";
-import { readFileOrFail } from "../util/files.ts";
-import { osError } from "../util/os_error.ts";
+import { fileSystemError, readFileOrFail } from "../util/files.ts";
 import { unzipStrict, ZipError } from "./unzip.ts";
 
 export type NpyData = Uint8Array | Uint16Array | Int32Array | Float32Array;
@@ -136,7 +135,7 @@ export async function readNpz(path: string): Promise<Record<string, NpyArray>> {
   try {
     bytes = await readFileOrFail(path);
   } catch (err) {
-    throw osError(err, `cannot read ${path}`);
+    throw fileSystemError(err, `cannot read ${path}`);
   }
   return decodeNpz(bytes, path);
 }

@@ -10,11 +10,10 @@ import { UserError } from "../errors.ts";
 import { nearestCodes } from "../engine.ts";
 import { imageAt, type ImageSet } from "../data/dataset.ts";
 import { readSafetensors, writeSafetensors } from "../util/safetensors.ts";
-import { writeFileAtomic } from "../util/files.ts";
+import { fileSystemError, writeFileAtomic } from "../util/files.ts";
 import { readJsonStrict } from "../util/json.ts";
 import { Fields } from "../util/schema.ts";
 import { checkFinite } from "../util/finite.ts";
-import { osError } from "../util/os_error.ts";
 import { MAX_CODES, MAX_IMAGE_SIDE } from "../data/shards.ts";
 import { Progress } from "../util/progress.ts";
 import { Rng } from "../util/rng.ts";
@@ -182,7 +181,7 @@ async function tokenizerFolder(path: string): Promise<string> {
     info = await Deno.stat(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) return path; // load names the missing tokenizer.json
-    throw osError(err, `cannot read ${path}`);
+    throw fileSystemError(err, `cannot read ${path}`);
   }
   if (info.isDirectory) return path;
   if (["tokenizer.json", "tokenizer.safetensors"].includes(basename(path))) return dirname(path);

@@ -27,6 +27,22 @@ export function fileSystemError(err: unknown, doing: string): unknown {
 }
 
 /**
+ * `err` as a UserError when the operating system raised it, wherever it was raised: a last net
+ * for a command's whole run. The message comes from Deno's "(os error N): op 'path'" text and
+ * names the file without the temporary suffix of writeFileAtomic, e.g. `cannot write
+ * out/run/model.safetensors: No space left on device (os error 28)`. Anything else unchanged.
+ */
+export function osErrorAsUserError(err: unknown): unknown {
+  if (err instanceof UserError || !(err instanceof Error) || !isOsError(err)) return err;
+  const m = err.message.match(/^(.*\(os error \d+\))(?:: (\w+) '([^']*)')?/);
+  if (!m) return new UserError(`cannot write the output: ${reason(err)}`);
+  const [, why, op, path] = m;
+  const where = path ? ` ${path.replace(/\.tmp-\d+-[a-z0-9]+$/, "")}` : "";
+  const doing = op === "mkdir" ? "make the folder" : op ? "write" : "write the output";
+  return new UserError(`cannot ${doing}${where}: ${why}`);
+}
+
+/**
  * True for an error the operating system raised: a Deno.errors kind, or one of the plain Errors
  * Deno raises for the rest (EROFS read-only file system, ENOSPC full disk), which carry an errno
  * name as `code`.

@@ -6,7 +6,7 @@
  * UserErrors naming the file, the line and the column.
  */
 import { UserError } from "../errors.ts";
-import { osError } from "./os_error.ts";
+import { fileSystemError } from "./files.ts";
 
 /** Deeper nesting than any of the tool's formats needs; refused rather than recursed into. */
 export const MAX_DEPTH = 64;
@@ -217,7 +217,7 @@ export async function readJsonStrict(path: string, hint: string): Promise<unknow
     bytes = await Deno.readFile(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) throw new UserError(`${path}: not found (${hint})`);
-    throw osError(err, `cannot read ${path}`);
+    throw fileSystemError(err, `cannot read ${path}`);
   }
   let text: string;
   try {

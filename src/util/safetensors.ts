@@ -4,8 +4,7 @@
  * the raw little-endian tensor bytes. PyTorch and Hugging Face read it.
  */
 import { UserError } from "../errors.ts";
-import { readFileOrFail, writeFileAtomic } from "./files.ts";
-import { osError } from "./os_error.ts";
+import { fileSystemError, readFileOrFail, writeFileAtomic } from "./files.ts";
 import { parseJsonStrict } from "./json.ts";
 import { describeValue } from "./schema.ts";
 
@@ -284,7 +283,7 @@ export async function readSafetensors(path: string) {
   try {
     bytes = await readFileOrFail(path);
   } catch (err) {
-    throw osError(err, `cannot read ${path}`);
+    throw fileSystemError(err, `cannot read ${path}`);
   }
   return decodeSafetensors(bytes, path);
 }
