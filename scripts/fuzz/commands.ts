@@ -32,6 +32,13 @@ const EVAL_ARGS = [
   "cpu",
 ];
 
+/** A checkpoint folder's files, under the resume state's old and new names (absent ones are skipped). */
+function stateFiles(dir: string): string[] {
+  return ["model.safetensors", "train-state.safetensors", "optim.safetensors", "metrics.jsonl"].map(
+    (f) => `${dir}/${f}`,
+  );
+}
+
 export const COMMANDS = {
   sample: {
     name: "sample",
@@ -85,7 +92,7 @@ export const COMMANDS = {
       "--device",
       "cpu",
     ],
-    outputs: ["run/model.safetensors", "run/metrics.jsonl"],
+    outputs: stateFiles("run"),
   },
   train: {
     name: "train",
@@ -107,7 +114,7 @@ export const COMMANDS = {
       "--device",
       "cpu",
     ],
-    outputs: ["new-run/model.safetensors", "new-run/metrics.jsonl"],
+    outputs: stateFiles("new-run"),
   },
   tokenizerFit: {
     name: "tokenizer fit",
