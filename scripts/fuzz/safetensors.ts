@@ -198,9 +198,12 @@ function metadataEdit(rng: FuzzRng, p: Parsed): Mutated {
     { path: [k], value: "x", refuse: false },
   ]);
   const edit = editJson(rng, meta, { targeted, textLevel: false });
-  header.__metadata__ = JSON.parse(edit.text);
+  // Spliced in as text: parsing it back would drop a duplicated key.
+  const marker = "\u0000metadata\u0000";
+  const text = JSON.stringify({ ...header, __metadata__: marker })
+    .replace(JSON.stringify(marker), () => edit.text);
   return {
-    data: encodeWithHeader(JSON.stringify(header), p.data),
+    data: encodeWithHeader(text, p.data),
     what: `metadata: ${edit.what}`,
     mustRefuse: edit.mustRefuse,
   };
