@@ -13,7 +13,7 @@
  * Exit status 0 when no case was bad, 1 when some were, 2 on bad usage.
  */
 import { parseArgs } from "node:util";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { judge, snapshot } from "./fuzz/classify.ts";
 import { buildCorpus, copyTree } from "./fuzz/corpus.ts";
 import { FORMAT_NAMES, type FuzzCase, makeCase } from "./fuzz/formats.ts";
@@ -52,6 +52,9 @@ function splitId(id: string): { format: string; index: number } {
 
 class UsageFailure extends Error {}
 
+/** An error line saying the model's outputs are NaN or Inf. */
+const NON_FINITE_ERROR = /error: .*(not finite|non-finite|overflow|NaN|Infinity)/;
+
 /** The lines of stderr that say what happened: from the first error line, else the last ones. */
 function stderrHead(stderr: string): string[] {
   const lines = stderr.split(/\r|\n/).filter((l) => l.trim());
@@ -86,6 +89,16 @@ async function runCase(
     before,
     earlierOutputs,
   });
+  if (j.outcome === "success" && c.command.oracle) {
+    const oracle = await runTool(c.command.oracle, { cwd: dir, timeoutMs: opts.timeoutS * 1000 });
+    const line = oracle.stderr.split("\n").find((l) => NON_FINITE_ERROR.test(l));
+    if (line !== undefined) {
+      j.outcome = "NaN OUTPUT";
+      j.detail = `exit 0, but 'checkerboard ${
+        c.command.oracle.slice(0, 2).join(" ")
+      }' on the same files says: ${line.slice(0, 200)}`;
+    }
+  }
   if (!opts.keep) await Deno.remove(dir, { recursive: true }).catch(() => {});
   return {
     id: c.id,
@@ -168,7 +181,10 @@ export async function runFuzz(opts: FuzzOptions): Promise<Report> {
       formats: opts.formats,
       seconds: (performance.now() - loopStart) / 1000,
     });
-    if (opts.out) await Deno.writeTextFile(opts.out, JSON.stringify(report, null, 2) + "\n");
+    if (opts.out) {
+      await Deno.mkdir(dirname(opts.out) || ".", { recursive: true });
+      await Deno.writeTextFile(opts.out, JSON.stringify(report, null, 2) + "\n");
+    }
     return report;
   } finally {
     if (!opts.keep) await Deno.remove(root, { recursive: true }).catch(() => {});
@@ -238,7 +254,7 @@ async function main(argv: string[]): Promise<number> {
         `  --formats LIST comma-separated subset of ${FORMAT_NAMES.join(",")} (default all)`,
         `  --jobs J       cases run at once (default 2)`,
         `  --timeout-s T  a case running longer is a HANG (default 30)`,
-        `  --out FILE     write the JSON report there (default fuzz-report.json)`,
+        `  --out FILE     write the JSON report there (default out/fuzz-report.json)`,
         `  --keep         keep the temporary folder (corpus and cases)`,
         `  --case ID      run one case (e.g. model-12) again and keep its folder`,
       ].join("\n"),
@@ -262,14 +278,14 @@ async function main(argv: string[]): Promise<number> {
     formats,
     jobs: intArg("jobs", values.jobs, 2, 1),
     timeoutS,
-    out: values.out ?? "fuzz-report.json",
+    out: values.out ?? "out/fuzz-report.json",
     keep: values.keep,
   });
   if (report.bad.length > 0) console.log(formatBad(report) + "\n");
   console.log(formatTable(report));
   console.log(
     `\n${report.cases} cases in ${report.seconds} s (${report.secondsPerCase} s each), ` +
-      `${report.bad.length} bad; report: ${values.out ?? "fuzz-report.json"}`,
+      `${report.bad.length} bad; report: ${values.out ?? "out/fuzz-report.json"}`,
   );
   return report.bad.length > 0 ? 1 : 0;
 }
