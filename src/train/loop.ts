@@ -14,6 +14,7 @@ import { Progress } from "../util/progress.ts";
 import { exists, fileSystemError, writeFileAtomic } from "../util/files.ts";
 import { countNonFinite } from "../util/finite.ts";
 import type { NativeModel } from "../model/native_model.ts";
+import { settleNativeWork } from "../engine.ts";
 import { type CheckpointInfo, writeCheckpoint } from "../model/checkpoint.ts";
 import type { Split } from "../data/dataset.ts";
 import { buildModelBatch } from "./inputs.ts";
@@ -356,7 +357,9 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
 
   let interruptRequested = false;
   const onSigint = () => {
-    if (interruptRequested) Deno.exit(130);
+    // Quit at once, but never while a native step runs on another thread (exit() would free
+    // what it uses): that waits for the current step at most.
+    if (interruptRequested) void settleNativeWork().finally(() => Deno.exit(130));
     interruptRequested = true;
     console.error("\ncheckerboard: stopping after this step (Ctrl-C again to quit at once)");
   };
