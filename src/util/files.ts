@@ -66,14 +66,16 @@ export async function writeFileAtomic(path: string, data: Uint8Array | string): 
   }
 }
 
-/** True when `path` exists (file or folder). */
+/** True when `path` exists (file or folder); a path under a file does not. */
 export async function exists(path: string): Promise<boolean> {
   try {
     await Deno.stat(path);
     return true;
   } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return false;
-    throw err;
+    if (err instanceof Deno.errors.NotFound || err instanceof Deno.errors.NotADirectory) {
+      return false;
+    }
+    throw fileSystemError(err, `cannot look at ${path}`);
   }
 }
 
