@@ -332,3 +332,32 @@ CB_TEST("sampling", sampler_refuses_bad_temperature_top_k_top_p_and_guidance) {
   const cb::SampleResult result = cb::sample_images(model, req, workspace, nullptr);
   EXPECT(!result.codes.empty(), "the bounds are valid settings");
 }
+
+// Logits that are not all finite (a damaged or overflowing model) never become a code: the draw
+// returns kNonFiniteLogits and the sampler stops with a message instead of drawing noise.
+CB_TEST("sampling", non_finite_logits_stop_the_sampler) {
+  cb::TokenSamplingScratch scratch;
+  const std::vector<float> row = {0.5f, std::nanf(""), 1.0f};
+  EXPECT(cb::sample_row<float>(3, row.data(), nullptr, 0.0f, TokenSampling{}, 0.5, scratch, nullptr) ==
+             cb::kNonFiniteLogits,
+         "a NaN logit is reported");
+  TokenSampling greedy;
+  greedy.temperature = 0;
+  EXPECT(cb::sample_row<float>(3, row.data(), nullptr, 0.0f, greedy, 0.5, scratch, nullptr) ==
+             cb::kNonFiniteLogits,
+         "greedy draws report it as well");
+
+  const cb::ModelConfig c = cbt::tiny_config(0);
+  cb::Model<float> model(c, cb::make_model_ops<float>("cpu"), 3);
+  cbt::randomize_params(model, 5);
+  model.params()[model.layout().offset("head.b")] = INFINITY;
+  cb::SampleWorkspace<float> workspace;
+  std::string got = "no error";
+  try {
+    cb::sample_images(model, cbt::plan_request(c, 2, 2, 2.0f), workspace, nullptr);
+  } catch (const cb::Error& e) {
+    got = e.what();
+  }
+  EXPECT(got.find("the model's logits are not finite (NaN or Inf) at sampling step 1 of") == 0,
+         "sampling a model with an infinite head bias: got '" + got + "'");
+}

@@ -230,6 +230,20 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
   const float* cond = a.cond + row * K;                                   // (K)
   const float* uncond = a.uncond != nullptr ? a.uncond + row * K : nullptr;  // (K)
 
+  // A row whose guided logits are not all finite draws kNonFiniteLogits (token_sampling.h), as
+  // on the host; the sampler reports it. The flag is block-uniform, so every thread returns.
+  bool non_finite = false;
+  for (int i = tid; i < K; i += kSampleThreads) {
+    non_finite |= !isfinite(guided(cond, uncond, a.guidance, i));
+  }
+  if (__syncthreads_or(non_finite)) {
+    if (tid == 0) {
+      a.codes[row] = kNonFiniteLogits;
+      if (a.entropy_bits != nullptr) a.entropy_bits[row] = 0.0f;
+    }
+    return;
+  }
+
   if (a.s.temperature <= 0.0f) {  // greedy: the first largest guided logit, entropy 0
     double best = -INFINITY;
     int at = INT_MAX;
@@ -242,7 +256,7 @@ __global__ void __launch_bounds__(kSampleThreads) sample_kernel(SampleArgs a) {
     }
     block_argmax(&best, &at, s_red, s_ired);
     if (tid == 0) {
-      a.codes[row] = at == INT_MAX ? 0 : at;  // INT_MAX only for an all-NaN row
+      a.codes[row] = at;
       if (a.entropy_bits != nullptr) a.entropy_bits[row] = 0.0f;
     }
     return;

@@ -477,6 +477,11 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
         const int t = t0 + j;
         if (t == 0) continue;
         const int64_t row = int64_t(i) * m + j, at = int64_t(i) * T + t;
+        if (drawn.host[row] == kNonFiniteLogits) {
+          CB_FAIL("the model's logits are not finite (NaN or Inf) at sampling step " +
+                  std::to_string(s + 1) + " of " + std::to_string(steps) +
+                  ": its weights are damaged or too large (is the checkpoint a trained model?)");
+        }
         grid[i * L + offset[k] + pos_of(i, t)] = drawn.host[row];
         out.codes[at] = drawn.host[row];
         if (req.want_entropy) out.entropy[at] = drawn_entropy.host[row];

@@ -31,8 +31,13 @@ struct TokenSamplingScratch {
   std::vector<uint8_t> kept;
 };
 
+// The code sample_row returns for a row whose guided logits are not all finite (NaN or Inf: a
+// model with damaged or overflowing weights); the sampler turns it into an error.
+constexpr int32_t kNonFiniteLogits = -1;
+
 // Samples one code from cond (K) (and uncond (K) when w != 0) with the uniform u in [0, 1).
-// Returns the code; *entropy_bits (when not null) gets the entropy of the final distribution.
+// Returns the code, or kNonFiniteLogits; *entropy_bits (when not null) gets the entropy of the
+// final distribution.
 template <typename Real>
 int32_t sample_row(int K, const Real* cond, const Real* uncond, float w, const TokenSampling& s,
                    double u, TokenSamplingScratch& scratch, float* entropy_bits) {
@@ -41,6 +46,10 @@ int32_t sample_row(int K, const Real* cond, const Real* uncond, float w, const T
   for (int i = 0; i < K; i++) {
     const double c = double(cond[i]);
     z[i] = uncond != nullptr && w != 0.0f ? c + double(w) * (c - double(uncond[i])) : c;
+  }
+  if (!std::all_of(z.begin(), z.end(), [](double v) { return std::isfinite(v); })) {
+    if (entropy_bits != nullptr) *entropy_bits = 0.0f;
+    return kNonFiniteLogits;
   }
   if (s.temperature <= 0.0f) {
     if (entropy_bits != nullptr) *entropy_bits = 0.0f;
