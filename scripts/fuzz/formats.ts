@@ -220,10 +220,14 @@ const tokenizer: Format = {
         20,
         COMMANDS.recon,
       ]]),
-  mutate: (rng, file, bytes) =>
-    file.endsWith(".json")
-      ? jsonMutation(rng, file, bytes, TOKENIZER_EDITS)
-      : safetensorsMutation(rng, file, bytes),
+  mutate(rng, file, bytes) {
+    if (file.endsWith(".json")) return jsonMutation(rng, file, bytes, TOKENIZER_EDITS);
+    const m = safetensorsMutation(rng, file, bytes);
+    // The codebook file's metadata holds a copy of tokenizer.json that the tool never reads
+    // (tokenizer.json is the configuration), so damage there may pass.
+    if (m.what.startsWith("metadata")) m.mustRefuse = false;
+    return m;
+  },
 };
 
 const shards: Format = {
