@@ -124,5 +124,9 @@ export async function main(argv: string[]): Promise<number> {
 
 if (import.meta.main) {
   const code = await main(Deno.args);
+  // exit() frees what native work on other threads may still use (a decode or an engine call
+  // left running by an error): wait for it first. It waits only for work already running.
+  const { settleNativeWork } = await import("../src/engine.ts");
+  await settleNativeWork();
   Deno.exit(code);
 }

@@ -16,6 +16,10 @@ Deno.test("info prints versions, the addon build, the BLAS and the CUDA status",
     stdout,
     /^cuda +(not compiled: .+|compiled with .+)$/m,
   );
+  // Every model backend, cuda-fp32 (the parity path) included.
+  const backends = stdout.match(/^backends +(.+?) \(gemm, nearest: (.+)\)$/m);
+  assert.ok(backends, stdout);
+  assert.deepEqual(backends[1].split(", "), ["cpu-ref", "cpu", "cuda", "cuda-fp32"]);
   if (/^cuda +compiled/m.test(stdout)) {
     assert.match(stdout, /^ +(status +not available: .+|device 0 +.+, [\d.]+ GiB, .+)$/m);
   }

@@ -4,7 +4,8 @@
  * as inputs of later slots) and changes some logits of later blocks.
  */
 import assert from "node:assert/strict";
-import { buildModelBatch, layoutFor, scaleOffsets } from "../src/train/inputs.ts";
+import { buildModelBatch } from "../src/train/inputs.ts";
+import { layoutFor, scaleOffsets } from "../src/plan/layout.ts";
 import { NativeModel } from "../src/model/native_model.ts";
 import { Rng } from "../src/util/rng.ts";
 import { randomNormals } from "./helpers.ts";

@@ -7,7 +7,8 @@
  */
 import assert from "node:assert/strict";
 import { NativeModel, type NativeSampleRequest } from "../src/model/native_model.ts";
-import { buildModelBatch, scaleOffsets } from "../src/train/inputs.ts";
+import { buildModelBatch } from "../src/train/inputs.ts";
+import { scaleOffsets } from "../src/plan/layout.ts";
 import {
   imageOrderSeed,
   sampleCodes,

@@ -55,7 +55,9 @@ function textReport(info: EngineInfo): string {
       });
     }
   }
-  lines.push(`backends      ${info.backends.join(", ")}`);
+  lines.push(
+    `backends      ${info.modelBackends.join(", ")} (gemm, nearest: ${info.backends.join(", ")})`,
+  );
   return lines.join("\n");
 }
 
@@ -86,6 +88,7 @@ export const command: Command = {
         addon: { version: info.addonVersion, path: info.addonPath, ...info.build },
         blas: info.blas,
         backends: info.backends,
+        modelBackends: info.modelBackends,
         cuda: info.cuda,
       }));
     } else {

@@ -10,7 +10,7 @@
  * where visible(t) is the number of keys slot t attends to (its block's end; 1 for the class
  * token). AdaLN rows, computed once per image, and the sampling draws are left out.
  */
-import { gemm } from "../engine.ts";
+import { linearSeconds } from "../engine.ts";
 import type { NativeModel } from "../model/native_model.ts";
 import { matmulParamsPerSlot } from "../model/config.ts";
 import { sampleCodes, samplingLayout, type SamplingOptions } from "../sample/sampler.ts";
@@ -45,17 +45,18 @@ export function samplingFlopsPerImage(
 }
 
 /**
- * The engine's sgemm rate (FLOP/s) on the forward matmuls of every step of a sampling call of
+ * The rate (FLOP/s) of the model's own linear (linearSeconds: sgemm on cpu, the bf16 kernel on
+ * cuda) on the forward matmuls of every step of a sampling call of
  * `images` images: (rows x W) by qkv, attention output, MLP up, MLP down and head weights, with
  * rows = images (x2 with guidance) x the step's slots.
  */
-export function samplingSgemmRate(
+export async function samplingSgemmRate(
   model: NativeModel,
   layout: SlotLayout,
   images: number,
   guided: boolean,
   repeats: number,
-): number {
+): Promise<number> {
   const c = model.config, W = c.width, F = c.mlpRatio * W, K = c.vocab;
   const shapes: [number, number][] = [[W, 3 * W], [W, W], [W, F], [F, W], [W, K]];
   const rowsOfStep = new Map<number, number>(); // rows -> how many steps have them
@@ -64,29 +65,14 @@ export function samplingSgemmRate(
     const rows = (guided ? 2 : 1) * images * m;
     rowsOfStep.set(rows, (rowsOfStep.get(rows) ?? 0) + 1);
   }
-  const rng = new Rng(1);
-  const maxRows = Math.max(...rowsOfStep.keys());
-  const a = randomFloats(maxRows * F, rng), b = randomFloats(F * K, rng);
-  const out = new Float32Array(maxRows * Math.max(3 * W, F, K));
-  const device = model.device === "cuda" ? "cuda" : "cpu";
   let flops = 0, seconds = 0;
   for (const [rows, count] of rowsOfStep) {
     for (const [k, n] of shapes) {
-      const args = {
-        m: rows,
-        n,
-        k,
-        a: a.subarray(0, rows * k),
-        b: b.subarray(0, k * n),
-        c: out.subarray(0, rows * n),
-      };
-      gemm(device, args); // warm-up
-      const times: number[] = [];
-      for (let r = 0; r < repeats; r++) {
-        const t0 = performance.now();
-        gemm(device, args);
-        times.push((performance.now() - t0) / 1000);
-      }
+      const { seconds: times } = await linearSeconds(
+        model.device,
+        { rows, in: k, out: n },
+        repeats,
+      );
       flops += count * 2 * rows * n * k;
       seconds += count * median(times);
     }
@@ -129,7 +115,7 @@ export async function benchSamplePoint(
   const layout = samplingLayout(c.scales, options, 0);
   const guided = options.guidance !== 0;
   const flops = samplingFlopsPerImage(model, layout, guided);
-  const sgemm = samplingSgemmRate(model, layout, batch, guided, repeats);
+  const sgemm = await samplingSgemmRate(model, layout, batch, guided, repeats);
   return {
     batch,
     secondsPerImage: perImage,

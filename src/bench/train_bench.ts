@@ -9,7 +9,7 @@
  * 512, latent 48 = 4x4x3 patches, 10 classes); S and L the paper's (scales 1,2,4,8,16 = ratio 2
  * on a 16x16 grid, codebook 4096, latent 8, 1000 classes). Checkerboard order.
  */
-import { gemm } from "../engine.ts";
+import { linearSeconds } from "../engine.ts";
 import { NativeModel } from "../model/native_model.ts";
 import {
   buildModelConfig,
@@ -30,8 +30,11 @@ export const BENCH_SETUPS: Record<string, ConfigRequest> = {
   L: { preset: "L", vocab: 4096, latentDim: 8, classes: 1000, scales: [1, 2, 4, 8, 16] },
 };
 
-/** sgemm FLOP rate on the model's forward matmul shapes (FLOP-weighted over the shapes). */
-function gemmRate(
+/**
+ * The FLOP rate of the model's own linear (src/engine.ts linearSeconds: sgemm on cpu, the bf16
+ * kernel on cuda) on the model's forward matmul shapes, FLOP-weighted over the shapes.
+ */
+async function gemmRate(
   device: "cpu" | "cuda",
   rows: number,
   width: number,
@@ -39,8 +42,7 @@ function gemmRate(
   vocab: number,
   repeats: number,
 ) {
-  const rng = new Rng(1);
-  // (M, k) x (k, n): qkv, attention output, MLP up, MLP down, head.
+  // (rows, k) x (k, n): qkv, attention output, MLP up, MLP down, head.
   const shapes: [number, number][] = [
     [width, 3 * width],
     [width, width],
@@ -50,15 +52,7 @@ function gemmRate(
   ];
   let flops = 0, seconds = 0;
   for (const [k, n] of shapes) {
-    const a = randomFloats(rows * k, rng), b = randomFloats(k * n, rng);
-    const c = new Float32Array(rows * n);
-    gemm(device, { m: rows, n, k, a, b, c }); // warm-up
-    const times: number[] = [];
-    for (let r = 0; r < repeats; r++) {
-      const t0 = performance.now();
-      gemm(device, { m: rows, n, k, a, b, c });
-      times.push((performance.now() - t0) / 1000);
-    }
+    const { seconds: times } = await linearSeconds(device, { rows, in: k, out: n }, repeats);
     flops += 2 * rows * n * k;
     seconds += median(times);
   }
@@ -103,7 +97,7 @@ export async function benchTrain(
     const tokens = batch * (T - 1);
     const flopsPerSlot = modelFlopsPerToken(config, meanVisibleSlots(mb.visibleEnd));
     const modelRate = (flopsPerSlot * batch * T) / seconds;
-    const sgemm = gemmRate(
+    const sgemm = await gemmRate(
       device,
       batch * T,
       config.width,

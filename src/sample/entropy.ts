@@ -6,7 +6,7 @@
  * Inputs are laid out like SampledCodes: (n, L) with scales concatenated and raster order
  * inside a scale; entropy in bits.
  */
-import { scaleOffsets } from "../train/inputs.ts";
+import { scaleOffsets } from "../plan/layout.ts";
 
 /** Percentile q in [0, 1] of ascending `sorted` values, with linear interpolation (numpy's default). */
 export function percentile(sorted: ArrayLike<number>, q: number): number {

@@ -9,7 +9,7 @@
  */
 import { encodeNpz } from "../data/npy.ts";
 import { scaleOfSteps } from "./entropy.ts";
-import { scaleOffsets } from "../train/inputs.ts";
+import { scaleOffsets } from "../plan/layout.ts";
 import { Canvas, GLYPH_H, type Rgb, textWidth } from "./plot.ts";
 
 /** What rendering needs of a tokenizer (PatchTokenizer fits). */

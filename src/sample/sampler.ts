@@ -10,7 +10,7 @@
  */
 import type { NativeModel, NativeSampleRequest } from "../model/native_model.ts";
 import type { OrderName } from "../plan/orders.ts";
-import { layoutFor, scaleOffsets } from "../train/inputs.ts";
+import { layoutFor, scaleOffsets } from "../plan/layout.ts";
 import type { SlotLayout } from "../plan/layout.ts";
 import { UserError } from "../errors.ts";
 import { deriveSeed } from "../util/rng.ts";

@@ -17,10 +17,6 @@ import { layoutFor, scaleOffsets, type SlotLayout } from "../plan/layout.ts";
 import type { OrderName } from "../plan/orders.ts";
 import type { ModelBatch } from "../model/native_model.ts";
 
-// The sequence plan lives in src/plan/layout.ts; re-exported for the modules that still import
-// it from here.
-export { layoutFor, randomOrderSeed, scaleOffsets } from "../plan/layout.ts";
-
 /** Position index of the class token. */
 export const CLASS_POSITION = 0;
 /** Position index of the learned "previous position" of a scale's first block. */
