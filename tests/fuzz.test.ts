@@ -48,7 +48,7 @@ async function outcomeOf(r: Partial<RunResult>, mustRefuse = false): Promise<str
 
 Deno.test("fuzz judge: each outcome from the exit status and the output", async () => {
   const clean =
-    "checkerboard: error: data/manifest.json: 'counts' must be an object, got JSON null\n";
+    "checkerboard: error: data/manifest.json: 'counts' must be an object, got an empty JSON value\n";
   equal(await outcomeOf({ stderr: clean }), "clean error");
   equal(await outcomeOf({ code: 0, stdout: "wrote x\n" }), "success");
   equal(
