@@ -178,6 +178,55 @@ Deno.test("NaN weights and NaN moments are refused by eval, sample and --resume"
   );
 });
 
+Deno.test("a resumed state with an extreme moment diverges: one line naming it, no file touched", async () => {
+  await using dir = await tempDir();
+  const { data } = await makeData(dir.path);
+  const out = `${dir.path}/run`;
+  const made = await runCli(trainArgs(data, out, "--iters", "3", "--stop-after", "2"));
+  assert.equal(made.code, 0, made.stderr);
+  // 3e38 in every first moment is finite, so it loads, and the next step overflows.
+  const statePath = join(out, "train-state.safetensors");
+  const state = await readSafetensors(statePath);
+  for (const [name, t] of Object.entries(state.tensors)) {
+    if (name.startsWith("m.")) (t.data as Float32Array).fill(3e38);
+  }
+  await writeSafetensors(statePath, state.tensors, state.metadata);
+  const before = await Promise.all(
+    ["train-state.safetensors", "model.safetensors", "metrics.jsonl"].map((f) =>
+      Deno.readFile(join(out, f))
+    ),
+  );
+  const r = await runCli([...trainArgs(data, out), "--resume"]);
+  assert.equal(r.code, 1, r.stderr);
+  assert.match(
+    r.stderr.trim().split("\n").pop()!,
+    /^checkerboard: error: training diverged at step 3: .*the checkpoint of step 2 .* is kept \(the resumed train state may be damaged/,
+  );
+  const after = await Promise.all(
+    ["train-state.safetensors", "model.safetensors", "metrics.jsonl"].map((f) =>
+      Deno.readFile(join(out, f))
+    ),
+  );
+  assert.deepEqual(after, before, "the run folder is as it was");
+});
+
+Deno.test("sample refuses a model whose logits overflow (finite but extreme weights)", async () => {
+  await using dir = await tempDir();
+  const { data } = await makeData(dir.path);
+  const out = `${dir.path}/run`;
+  const made = await runCli(trainArgs(data, out, "--iters", "2"));
+  assert.equal(made.code, 0, made.stderr);
+  const modelPath = join(out, "model.safetensors");
+  const model = await readSafetensors(modelPath);
+  (model.tensors["head.w"].data as Float32Array).fill(3e38);
+  await writeSafetensors(modelPath, model.tensors, model.metadata);
+  await expectOneLineError(
+    ["sample", "--model", out, "--count", "2", "--out", `${dir.path}/s`, "--device", "cpu"],
+    /the model's logits are not finite \(NaN or Inf\) at sampling step 1 of \d+/,
+  );
+  assert.equal(await Deno.stat(`${dir.path}/s`).then(() => true, () => false), false);
+});
+
 Deno.test("eval nll and sample take the model file as well as its folder; ',' separates per-scale P", async () => {
   await using dir = await tempDir();
   const { data } = await makeData(dir.path);

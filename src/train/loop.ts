@@ -379,19 +379,26 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       : `no checkpoint was written`;
     // On a resume the options are fixed by the checkpoint, so a lower lr means a new run.
     const hint = ctx.startStep > 0
-      ? "a lower --lr or a warmup needs a new run (another --out)"
+      ? "the resumed train state may be damaged; a lower --lr or a warmup needs a new run " +
+        "(another --out)"
       : "try a lower --lr or a warmup";
     return new UserError(`training diverged at step ${step}: ${what}; ${kept} (${hint})`);
   };
 
-  const checkpoint = async (step: number) => {
+  /** The model's state at `step`, refused when any value is NaN or Inf (the run diverged). */
+  const finiteState = (step: number) => {
     const params = model.getState("params");
     const adamM = model.getState("adamM");
     const adamV = model.getState("adamV");
-    // A diverged state is never written: the previous checkpoint stays.
     const bad = countNonFinite(params).count + countNonFinite(adamM).count +
       countNonFinite(adamV).count;
     if (bad > 0) throw diverged(step, `${bad} parameters or AdamW moments are NaN or Inf`);
+    return { params, adamM, adamV };
+  };
+
+  // A diverged state is never written: the previous checkpoint stays.
+  const checkpoint = async (step: number, state = finiteState(step)) => {
+    const { params, adamM, adamV } = state;
     const microBatches = step * o.accum;
     const pos = dataPosition(microBatches, perEpoch);
     await writeCheckpoint(
@@ -471,6 +478,13 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       };
       const evalNow = loop.evalEvery > 0 && step % loop.evalEvery === 0 && step < o.totalSteps;
       if (evalNow) lastVal = await validate(step, true);
+      const stopHere = interruptRequested ||
+        (loop.stopAfter > 0 && step - ctx.startStep >= loop.stopAfter);
+      const checkpointNow = (loop.checkpointEvery > 0 && step % loop.checkpointEvery === 0) ||
+        stopHere;
+      // A step to be checkpointed (or the last) is checked before its metrics line, so that a
+      // diverged step leaves no line behind.
+      const state = checkpointNow || step === o.totalSteps ? finiteState(step) : undefined;
       if (step % loop.logEvery === 0 || evalNow || step === o.totalSteps) {
         const entry: Record<string, unknown> = {
           step,
@@ -492,11 +506,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
         `loss ${formatLoss(loss)} ${formatRate(tokens / seconds)} tok/s` +
           (lastVal ? ` val ${lastVal.bitsPerToken.toFixed(3)} bit` : ""),
       );
-      const stopHere = interruptRequested ||
-        (loop.stopAfter > 0 && step - ctx.startStep >= loop.stopAfter);
-      if ((loop.checkpointEvery > 0 && step % loop.checkpointEvery === 0) || stopHere) {
-        await checkpoint(step);
-      }
+      if (checkpointNow) await checkpoint(step, state);
       if (stopHere) {
         if (!loop.quiet && Deno.stderr.isTerminal()) console.error(); // end the bar's line
         if (interruptRequested) {
