@@ -84,7 +84,7 @@ smoke() {
     "$root/$stage/deno" run -A --quiet --no-lock --no-remote --cached-only \
     --config "$root/$app/deno.json" "$root/$app/cli/main.ts" "$@")
 }
-smoke order --size 4 --steps 2 --json >/dev/null || fail "the staged program fails 'order'"
+smoke order --size 4 --steps-per-scale 2 --json >/dev/null || fail "the staged program fails 'order'"
 smoke info --json >/dev/null || fail "the staged program fails 'info' (the addon)"
 rm -rf dist/.smoke-home
 

@@ -69,7 +69,7 @@ Deno.test({
     assert.equal(help.code, 0, help.stderr);
     assert.match(help.stdout, /^Usage: checkerboard COMMAND/m);
 
-    const order = await runDist(bin, home.path, ["order", "--size", "8", "--steps", "4", "--json"]);
+    const order = await runDist(bin, home.path, ["order", "--size", "8", "--steps-per-scale", "4", "--json"]);
     assert.equal(order.code, 0, order.stderr);
     const json = JSON.parse(order.stdout);
     assert.equal(json.size, 8);
