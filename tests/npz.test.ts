@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { deflateSync } from "fflate";
 import { decodeNpy, decodeNpz, encodeNpy, encodeNpz } from "../src/data/npy.ts";
-import { crc32 } from "../src/data/unzip.ts";
+import { crc32 } from "../src/util/crc32.ts";
 import { UserError } from "../src/errors.ts";
 import { Rng } from "../src/util/rng.ts";
 import { tempDir } from "./helpers.ts";

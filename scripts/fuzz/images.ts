@@ -5,6 +5,7 @@
  */
 import { byteMutation, concat, type Mutated } from "./bytes.ts";
 import type { FuzzRng } from "./rng.ts";
+import { crc32 } from "../../src/util/crc32.ts";
 
 interface Chunk {
   at: number; // offset of the length field
@@ -135,20 +136,4 @@ export function mutateImage(rng: FuzzRng, bytes: Uint8Array): Mutated {
   if (bytes[0] === 0x89 && bytes[1] === 0x50) return mutatePng(rng, bytes);
   if (bytes[0] === 0xff && bytes[1] === 0xd8) return mutateJpeg(rng, bytes);
   return byteMutation(rng, bytes);
-}
-
-let crcTable: Uint32Array | undefined;
-
-function crc32(bytes: Uint8Array): number {
-  if (!crcTable) {
-    crcTable = new Uint32Array(256);
-    for (let n = 0; n < 256; n++) {
-      let c = n;
-      for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-      crcTable[n] = c >>> 0;
-    }
-  }
-  let c = 0xffffffff;
-  for (const b of bytes) c = crcTable[(c ^ b) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
 }

@@ -7,28 +7,13 @@
  * Zip64 sizes (numpy writes them for large arrays) are read.
  */
 import { inflateSync } from "fflate";
+import { crc32 } from "../util/crc32.ts";
 
 export class ZipError extends Error {}
 
 /** Deflate expands at most about 1032:1; declared sizes beyond that cannot be true. */
 const MAX_DEFLATE_RATIO = 1032;
 const MAX_ENTRY_BYTES = 2 ** 31 - 1;
-
-const CRC_TABLE = (() => {
-  const table = new Uint32Array(256);
-  for (let n = 0; n < 256; n++) {
-    let c = n;
-    for (let k = 0; k < 8; k++) c = c & 1 ? 0xedb88320 ^ (c >>> 1) : c >>> 1;
-    table[n] = c >>> 0;
-  }
-  return table;
-})();
-
-export function crc32(data: Uint8Array): number {
-  let c = 0xffffffff;
-  for (let i = 0; i < data.length; i++) c = CRC_TABLE[(c ^ data[i]) & 0xff] ^ (c >>> 8);
-  return (c ^ 0xffffffff) >>> 0;
-}
 
 interface Entry {
   name: string;
