@@ -54,15 +54,21 @@ export function unzipStrict(bytes: Uint8Array): Record<string, Uint8Array> {
   let count = u16(eocd + 10);
   let dirSize = u32(eocd + 12);
   let dirOffset = u32(eocd + 16);
-  if (count === 0xffff || dirSize === 0xffffffff || dirOffset === 0xffffffff) {
-    const locator = eocd - 20;
-    if (locator < 0 || u32(locator) !== 0x07064b50) fail("zip64 directory locator missing");
+  // A zip64 end record (numpy writes one for large arrays; torch.save always) sits between the
+  // directory and the end record; its values count when the 32-bit ones are saturated.
+  const saturated = count === 0xffff || dirSize === 0xffffffff || dirOffset === 0xffffffff;
+  const locator = eocd - 20;
+  if (locator >= 0 && u32(locator) === 0x07064b50) {
     const at = u64(locator + 8);
     if (!inFile(at, 56) || u32(at) !== 0x06064b50) fail("zip64 directory record missing");
     directoryEnd = at;
-    count = u64(at + 32);
-    dirSize = u64(at + 40);
-    dirOffset = u64(at + 48);
+    if (saturated) {
+      count = u64(at + 32);
+      dirSize = u64(at + 40);
+      dirOffset = u64(at + 48);
+    }
+  } else if (saturated) {
+    fail("zip64 directory locator missing");
   }
   if (!inFile(dirOffset, dirSize)) fail("the zip directory lies outside the file");
   // The directory ends where the end record starts: nothing inserted, nothing cut.
