@@ -1,7 +1,7 @@
 /** The tokenizer and data commands end to end on a small folder dataset, and their errors. */
 import assert from "node:assert/strict";
 import { readManifest, streamBatches } from "../src/data/shards.ts";
-import { expectOneLineError, runCli, tempDir } from "./helpers.ts";
+import { expectOneLineError, mountTmpfs, runCli, tempDir } from "./helpers.ts";
 import { writeShapesFolder } from "./fixtures.ts";
 import { writeTokenizer } from "./shard_fixture.ts";
 
@@ -220,19 +220,6 @@ Deno.test("data --force never replaces a file or a folder that is not a shard fo
   assert.deepEqual((await listing(dir.path)).filter((n) => n.includes("partial")), []);
 });
 
-/** A read-only folder: a read-only tmpfs where this process may mount one, else none. */
-async function readOnlyFolder(path: string): Promise<(() => Promise<void>) | undefined> {
-  await Deno.mkdir(path, { recursive: true });
-  const mount = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", "ro,size=1m", "tmpfs", path],
-    stderr: "null",
-  }).output().catch(() => null);
-  if (!mount?.success) return undefined;
-  return async () => {
-    await new Deno.Command("umount", { args: [path] }).output();
-  };
-}
-
 Deno.test("data into a read-only location is one clear line", async () => {
   await using dir = await tempDir();
   const images = await writeShapesFolder(`${dir.path}/images`, 3, 16);
@@ -253,7 +240,7 @@ Deno.test("data into a read-only location is one clear line", async () => {
     args(`${dir.path}/f/shards`),
     /--out .*f\/shards: cannot check it: Not a directory/,
   );
-  const unmount = await readOnlyFolder(`${dir.path}/ro`);
+  const unmount = await mountTmpfs(`${dir.path}/ro`, "ro,size=1m");
   if (unmount) {
     try {
       await expectOneLineError(

@@ -53,3 +53,24 @@ export function randomNormals(n: number, rng: Rng, scale: number): Float32Array 
     return scale * Math.sqrt(-2 * Math.log(u)) * Math.cos(2 * Math.PI * v);
   });
 }
+
+/**
+ * Mounts a tmpfs with mount `options` (e.g. "ro,size=1m", "size=300k") at `path`, made if
+ * missing: a read-only or a small file system for the tests of such failures. Returns the
+ * function that unmounts it, or undefined where this process may not mount (not root).
+ */
+export async function mountTmpfs(
+  path: string,
+  options: string,
+): Promise<(() => Promise<void>) | undefined> {
+  await Deno.mkdir(path, { recursive: true });
+  const r = await new Deno.Command("mount", {
+    args: ["-t", "tmpfs", "-o", options, "tmpfs", path],
+    stdout: "null",
+    stderr: "null",
+  }).output().catch(() => null);
+  if (!r?.success) return undefined;
+  return async () => {
+    await new Deno.Command("umount", { args: [path], stdout: "null", stderr: "null" }).output();
+  };
+}

@@ -4,26 +4,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { expectOneLineError, repoRoot, tempDir } from "./helpers.ts";
+import { expectOneLineError, mountTmpfs, repoRoot, tempDir } from "./helpers.ts";
 
 const TOKENIZER = join(repoRoot, "models", "mnist-tiny", "tokenizer");
-
-/** A read-only folder: a read-only tmpfs where mount works (as root), else null. */
-async function readOnlyMount(dir: string): Promise<(() => Promise<void>) | null> {
-  try {
-    const r = await new Deno.Command("mount", {
-      args: ["-t", "tmpfs", "-o", "ro", "tmpfs", dir],
-      stdout: "null",
-      stderr: "null",
-    }).output();
-    if (!r.success) return null;
-  } catch {
-    return null;
-  }
-  return async () => {
-    await new Deno.Command("umount", { args: [dir], stdout: "null", stderr: "null" }).output();
-  };
-}
 
 Deno.test("tokenizer fit --out FILE and recon --out DIR are one clear line", async () => {
   await using tmp = await tempDir();
@@ -81,7 +64,7 @@ Deno.test("tokenizer fit and recon on a read-only file system: one clear line", 
   await using tmp = await tempDir();
   const ro = join(tmp.path, "ro");
   await Deno.mkdir(ro);
-  const unmount = await readOnlyMount(ro);
+  const unmount = await mountTmpfs(ro, "ro");
   // Without mount (not root, or no tmpfs) the case cannot be made (root ignores permissions):
   // it is skipped with a warning. The file-as-folder case above covers the same code path.
   if (!unmount) {

@@ -4,7 +4,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { expectOneLineError, runCli, tempDir } from "./helpers.ts";
+import { expectOneLineError, mountTmpfs, runCli, tempDir } from "./helpers.ts";
 import { makeData, SMALL } from "./train_fixtures.ts";
 import { readSafetensors, writeSafetensors } from "../src/util/safetensors.ts";
 import { countNonFinite } from "../src/util/finite.ts";
@@ -337,28 +337,12 @@ Deno.test("train --out FILE, --tokenizer override, and a model file behind its t
   );
 });
 
-/** Mounts a tmpfs with `options` at a fresh folder; undefined where mounting is not allowed. */
-async function tmpfs(options: string): Promise<string | undefined> {
-  const dir = await Deno.makeTempDir({ prefix: "checkerboard-mnt-" });
-  const r = await new Deno.Command("mount", {
-    args: ["-t", "tmpfs", "-o", options, "tmpfs", dir],
-    stdout: "null",
-    stderr: "null",
-  }).output().catch(() => ({ code: -1 }));
-  if (r.code === 0) return dir;
-  await Deno.remove(dir);
-  return undefined;
-}
-
-async function unmount(dir: string) {
-  await new Deno.Command("umount", { args: [dir] }).output();
-  await Deno.remove(dir, { recursive: true });
-}
-
 const canMount = await (async () => {
-  const probe = await tmpfs("size=64k");
-  if (probe) await unmount(probe);
-  return probe !== undefined;
+  const probe = await Deno.makeTempDir({ prefix: "checkerboard-mnt-" });
+  const unmount = await mountTmpfs(probe, "size=64k");
+  if (unmount) await unmount();
+  await Deno.remove(probe);
+  return unmount !== undefined;
 })();
 
 Deno.test({
@@ -367,7 +351,8 @@ Deno.test({
   async fn() {
     await using dir = await tempDir();
     const { data } = await makeData(dir.path);
-    const ro = (await tmpfs("ro,size=1m"))!;
+    const ro = join(dir.path, "ro");
+    const unmountRo = (await mountTmpfs(ro, "ro,size=1m"))!;
     try {
       const r = await expectOneLineError(
         trainArgs(data, `${ro}/run`, "--iters", "2"),
@@ -375,10 +360,11 @@ Deno.test({
       );
       assert.equal(r.code, 1);
     } finally {
-      await unmount(ro);
+      await unmountRo();
     }
     // 300 KiB: the tokenizer copy fits, the train state (3 x a model of 0.8 MB) does not.
-    const small = (await tmpfs("size=300k"))!;
+    const small = join(dir.path, "small");
+    const unmountSmall = (await mountTmpfs(small, "size=300k"))!;
     try {
       const out = `${small}/run`;
       const r = await runCli(
@@ -414,7 +400,7 @@ Deno.test({
       // No temporary file is left, and nothing half-written under a real name.
       for (const name of await names(out)) assert.doesNotMatch(name, /\.tmp-/);
     } finally {
-      await unmount(small);
+      await unmountSmall();
     }
   },
 });
