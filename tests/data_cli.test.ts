@@ -187,21 +187,17 @@ Deno.test("help texts list the options with their defaults", async () => {
   assert.match(data.stdout, /--shard-size N .*\(default: 4096\)/);
 });
 
+/** `data` of a folder dataset with a given tokenizer into `out`. */
+function folderDataArgs(images: string, tok: string, out: string): string[] {
+  return ["data", "--dataset", `folder:${images}`, "--tokenizer", tok, "--out", out];
+}
+
 Deno.test("data --force never replaces a file or a folder that is not a shard folder", async () => {
   await using dir = await tempDir();
   const images = await writeShapesFolder(`${dir.path}/images`, 3, 16);
   const tok = `${dir.path}/tok`;
   await writeTokenizer(tok);
-  const data = (out: string) => [
-    "data",
-    "--dataset",
-    `folder:${images}`,
-    "--tokenizer",
-    tok,
-    "--out",
-    out,
-    "--force",
-  ];
+  const data = (out: string) => [...folderDataArgs(images, tok, out), "--force"];
   const file = `${dir.path}/notes.txt`;
   await Deno.writeTextFile(file, "keep me");
   await expectOneLineError(data(file), /--out .*notes\.txt is a file, not a folder/);
@@ -225,15 +221,7 @@ Deno.test("data into a read-only location is one clear line", async () => {
   const images = await writeShapesFolder(`${dir.path}/images`, 3, 16);
   const tok = `${dir.path}/tok`;
   await writeTokenizer(tok);
-  const args = (out: string) => [
-    "data",
-    "--dataset",
-    `folder:${images}`,
-    "--tokenizer",
-    tok,
-    "--out",
-    out,
-  ];
+  const args = (out: string) => folderDataArgs(images, tok, out);
   // Below a file: the folder cannot be made.
   await Deno.writeTextFile(`${dir.path}/f`, "");
   await expectOneLineError(
