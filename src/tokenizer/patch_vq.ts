@@ -19,6 +19,8 @@ import { Progress } from "../util/progress.ts";
 import { Rng } from "../util/rng.ts";
 import { extractPatches, pastePatches } from "./patches.ts";
 import { kmeans } from "./kmeans.ts";
+import type { ImageTokenizer } from "./tokenizer.ts";
+import type { Device } from "../engine.ts";
 
 export const TOKENIZER_FORMAT = "checkerboard-patch-vq";
 
@@ -48,13 +50,30 @@ export function tokenizerHash(patch: number, codes: number, codebook: Float32Arr
   return h.digest("hex").slice(0, 16);
 }
 
-export class PatchTokenizer {
+export class PatchTokenizer implements ImageTokenizer {
+  readonly kind = "patch";
   constructor(
     readonly config: TokenizerConfig,
     readonly codebook: Float32Array, // (K, p*p*3)
     /** The folder it was loaded from (as given to load), if any. */
     readonly dir?: string,
   ) {}
+
+  get hash() {
+    return this.config.hash;
+  }
+  get codes() {
+    return this.config.codes;
+  }
+  get fixedSide() {
+    return this.config.imageSide;
+  }
+  get defaultSide() {
+    return this.config.imageSide;
+  }
+  get defaultDataset() {
+    return this.config.dataset;
+  }
 
   get patch() {
     return this.config.patch;
@@ -108,6 +127,37 @@ export class PatchTokenizer {
       progress?.tick(count);
     }
     return out;
+  }
+
+  /** ImageTokenizer.encodeImages: the n images of `pixels` (n, side, side, 3) at every scale. */
+  encodeImages(
+    pixels: Uint8Array,
+    n: number,
+    side: number,
+    scales: readonly number[],
+    device: Device,
+    progress?: Progress,
+  ): Promise<Uint16Array> {
+    const set: ImageSet = {
+      name: this.config.dataset,
+      classes: [],
+      side,
+      count: n,
+      pixels,
+      labels: new Int32Array(n),
+    };
+    return this.encode(set, Int32Array.from({ length: n }, (_, i) => i), [...scales], device, progress);
+  }
+
+  /** ImageTokenizer.decodeGrids: n grids (n, s*s) -> (n, s*p, s*p, 3). */
+  decodeGrids(codes: ArrayLike<number>, n: number, s: number): Promise<Uint8Array> {
+    const size = s * this.patch * s * this.patch * 3;
+    const out = new Uint8Array(n * size);
+    const all = Array.from(codes);
+    for (let i = 0; i < n; i++) {
+      out.set(this.decodeScale(all.slice(i * s * s, (i + 1) * s * s), s), i * size);
+    }
+    return Promise.resolve(out);
   }
 
   /** Decodes one scale's codes (s*s, raster order) into an (s*p, s*p, 3) image. */
@@ -175,7 +225,7 @@ export class PatchTokenizer {
  * The tokenizer folder `path` names: the folder itself, or the folder of its tokenizer.json or
  * tokenizer.safetensors (so either file may be given for the folder).
  */
-async function tokenizerFolder(path: string): Promise<string> {
+export async function tokenizerFolder(path: string): Promise<string> {
   let info: Deno.FileInfo;
   try {
     info = await Deno.stat(path);

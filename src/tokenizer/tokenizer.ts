@@ -55,4 +55,7 @@ export interface ImageTokenizer {
    * (n, s*patch, s*patch, 3) uint8 RGB.
    */
   decodeGrids(codes: ArrayLike<number>, n: number, s: number, device: Device): Promise<Uint8Array>;
+
+  /** Writes tokenizer.json and tokenizer.safetensors into `dir` (made if missing). */
+  save(dir: string): Promise<void>;
 }
