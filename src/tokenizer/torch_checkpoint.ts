@@ -48,8 +48,9 @@ class Global {
 const MARK = Symbol("mark");
 
 /**
- * The state dict of a torch.save file: `{"model": state_dict}` (LlamaGen's layout), or a
- * state dict at the top level. Tensor names map to contiguous float32 tensors.
+ * The state dict of a torch.save file: `{"model": state_dict}` (LlamaGen's layout; also under
+ * "ema" or "state_dict"), or a state dict at the top level. Tensor names map to contiguous
+ * float32 tensors.
  */
 export async function readTorchCheckpoint(path: string): Promise<Record<string, TorchTensor>> {
   return decodeTorchCheckpoint(await readFileOrFail(path), path);
@@ -77,7 +78,11 @@ export function decodeTorchCheckpoint(
     fail("its storages are big-endian");
   }
   const root = runPickle(entries[pickleName], fail);
-  const dict = root instanceof Map && root.get("model") instanceof Map ? root.get("model") : root;
+  // LlamaGen's vq_demo.py looks under "ema", then "model", then "state_dict"; else the top level.
+  const nested = root instanceof Map
+    ? ["ema", "model", "state_dict"].map((key) => root.get(key)).find((v) => v instanceof Map)
+    : undefined;
+  const dict = nested ?? root;
   if (!(dict instanceof Map)) return fail("the pickle holds no dict of tensors");
   const out: Record<string, TorchTensor> = {};
   for (const [name, value] of dict as Map<unknown, unknown>) {
