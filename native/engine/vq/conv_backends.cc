@@ -3,6 +3,7 @@
 #include "../error.h"
 #include "conv_backends_cuda.h"
 #include "conv_ops.h"
+#include "conv_ops_cpu.h"
 #include "conv_ops_ref.h"
 
 namespace cb {
@@ -16,8 +17,7 @@ const std::vector<std::string>& conv_backend_names() {
 template <>
 std::unique_ptr<ConvOps<float>> make_conv_ops<float>(const std::string& name) {
   if (name == "cpu-ref") return std::make_unique<RefConvOps<float>>();
-  // The fast cpu ops (vq/conv_ops_cpu.h) are the next step; until then cpu is refused.
-  if (name == "cpu") CB_FAIL("the cpu conv backend is not built yet (use cpu-ref)");
+  if (name == "cpu") return std::make_unique<CpuConvOps>();
   if (name == "cuda") return make_cuda_conv_ops();
   CB_FAIL("unknown conv backend '" + name + "' (cpu-ref, cpu, cuda)");
 }

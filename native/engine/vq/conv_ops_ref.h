@@ -1,7 +1,8 @@
 // The reference backend of the VQ tokenizer's conv ops ("cpu-ref"): the plainest loops that are
 // obviously right, no BLAS, no threads, no scratch beyond one softmax row. Header-only and
 // templated on the scalar so the native tests run it in double as the oracle, and the cpu and
-// cuda backends are checked against it. Sums accumulate in `Real`, in index order. Semantics of every op: vq/conv_ops.h.
+// cuda backends are checked against it. Sums accumulate in `Real`, in index order.
+// Semantics of every op: vq/conv_ops.h.
 #pragma once
 
 #include <algorithm>

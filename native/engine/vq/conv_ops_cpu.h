@@ -1,0 +1,66 @@
+// The fast cpu backend of the VQ tokenizer's conv ops (float, "cpu"): every conv, the attention
+// products and the quantiser's dot products through cpu_sgemm (OpenBLAS or the blocked loop),
+// the elementwise ops as threaded, vectorisable loops (vq/conv_ops_cpu_elementwise.cc).
+//
+// Scratch: the im2col columns, attention's score tiles and the quantiser's normalised latents
+// and dot products live in one buffer owned by the object (grown, never shrunk) and bounded by
+// `scratch_bytes`: a conv or an attention too big for it is cut into tiles of output rows (query
+// rows), each one sgemm. So one CpuConvOps must not be called from two threads at once.
+//
+// Determinism: outputs depend on the inputs and scratch_bytes alone, never on thread timing or
+// the thread count: tiles are cut by the scratch bound, every output element is written by one
+// thread, and reductions (GroupNorm's statistics) run in a fixed order per (b, group).
+//
+// Files: conv_ops_cpu_conv.cc (conv2d), conv_ops_cpu_elementwise.cc (group norm, swish, add,
+// upsample, l2 normalisation), conv_ops_cpu_attention.cc, conv_ops_cpu_quantize.cc.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <vector>
+
+#include "conv_ops.h"
+
+namespace cb {
+
+class CpuConvOps final : public ConvOps<float> {
+ public:
+  static constexpr size_t kDefaultScratchBytes = size_t(16) << 20;  // 16 MiB
+
+  // scratch_bytes bounds every tile; the tests pass a small value to exercise the tiling.
+  explicit CpuConvOps(size_t scratch_bytes = kDefaultScratchBytes);
+
+  const char* name() const override { return "cpu"; }
+  DeviceMemory& memory() override { return host_memory(); }
+
+  void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias,
+              float* y) override;
+  void group_norm(int B, int C, int64_t HW, int groups, float eps, const float* x,
+                  const float* gamma, const float* beta, float* y) override;
+  void group_norm_swish(int B, int C, int64_t HW, int groups, float eps, const float* x,
+                        const float* gamma, const float* beta, float* y) override;
+  void swish(int64_t count, const float* x, float* y) override;
+  void add_inplace(int64_t count, float* y, const float* x) override;
+  void upsample_nearest2x(int B, int C, int H, int W, const float* x, float* y) override;
+  void spatial_attention(int B, int C, int64_t HW, const float* q, const float* k,
+                         const float* v, float* out) override;
+  void l2_normalize_rows(int64_t n, int d, const float* x, float* y) override;
+  void quantize_l2(int B, int D, int64_t HW, const float* z, const float* codebook, int K,
+                   int32_t* index, float* zq, float* dist2) override;
+  void embed_codes(int B, int D, int64_t HW, const int32_t* index, const float* codebook,
+                   int K, float* zq) override;
+
+ private:
+  // At least `floats` floats of scratch (contents undefined).
+  float* scratch(size_t floats);
+  // How many floats a tile may use: scratch_bytes / 4, at least `minimum` (one row of work).
+  size_t tile_floats(size_t minimum) const;
+
+  void normalise(int B, int C, int64_t HW, int groups, float eps, const float* x,
+                 const float* gamma, const float* beta, float* y, bool with_swish);
+
+  size_t scratch_bytes_;
+  std::vector<float> scratch_;
+};
+
+}  // namespace cb
