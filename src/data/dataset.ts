@@ -4,6 +4,7 @@
  */
 import { UsageError } from "../errors.ts";
 import { permutation } from "../util/rng.ts";
+import type { ImageSource } from "./image_source.ts";
 
 export interface ImageSet {
   /** Dataset spec as the user gave it ("mnist", "emoji", "folder:PATH"). */
@@ -54,6 +55,20 @@ export async function loadDataset(spec: string, opts: { side?: number } = {}): P
   throw new UsageError(
     `--dataset: unknown dataset '${spec}' (use mnist, emoji or folder:PATH)`,
   );
+}
+
+/**
+ * A dataset by spec as a source that decodes images on demand (image_source.ts): a folder is
+ * only listed here, never loaded; mnist and emoji are loaded (emoji at `side`).
+ */
+export async function openSource(spec: string, opts: { side?: number } = {}): Promise<ImageSource> {
+  if (spec.startsWith("folder:")) {
+    const path = spec.slice("folder:".length);
+    if (!path) throw new UsageError("--dataset folder: needs a path, e.g. folder:./images");
+    return (await import("./folder.ts")).FolderSource.open(path, spec);
+  }
+  const { ImageSetSource } = await import("./image_source.ts");
+  return new ImageSetSource(await loadDataset(spec, opts));
 }
 
 export const DATASET_HELP =

@@ -13,6 +13,7 @@ import { Fields } from "../util/schema.ts";
 import { RATIO_NAMES, scalesForRatio } from "../plan/scales.ts";
 import { Rng } from "../util/rng.ts";
 import type { Split } from "./dataset.ts";
+import { type Augment, AUGMENTS } from "./crops.ts";
 
 export const SHARDS_FORMAT = "checkerboard-shards";
 
@@ -40,7 +41,23 @@ export interface Manifest {
   counts: Record<Split, number>;
   shards: ShardEntry[];
   layout: string;
+  /**
+   * The crops of each training image (crops.ts); validation images are always centre-cropped.
+   * Absent in manifests written before it existed (they are "none").
+   */
+  augment?: Augment;
+  /** Images that could not be decoded and so have no rows; absent in older manifests. */
+  skipped?: SkippedImages;
 }
+
+export interface SkippedImages {
+  count: number;
+  /** The first MAX_SKIPPED_NAMES of them, relative to the dataset folder, in encoding order. */
+  files: string[];
+}
+
+/** How many skipped files a manifest names (the count is always complete). */
+export const MAX_SKIPPED_NAMES = 100;
 
 export const CODES_LAYOUT =
   "codes uint16 (n, L): scales concatenated from coarsest to finest, raster order (row y, then column x) inside a scale";
@@ -152,6 +169,8 @@ export function parseManifest(value: unknown, file: string): Manifest {
     }
   }
   const layout = f.has("layout") ? f.string("layout") : CODES_LAYOUT;
+  const augment = f.has("augment") ? f.choice("augment", AUGMENTS) : undefined;
+  const skipped = f.has("skipped") ? readSkipped(f.object("skipped")) : undefined;
   return {
     format: SHARDS_FORMAT,
     version: 1,
@@ -167,7 +186,21 @@ export function parseManifest(value: unknown, file: string): Manifest {
     counts,
     shards,
     layout,
+    ...(augment === undefined ? {} : { augment }),
+    ...(skipped === undefined ? {} : { skipped }),
   };
+}
+
+function readSkipped(s: Fields): SkippedImages {
+  const count = s.int("count", { min: 0 });
+  const files = s.stringList("files", { nonEmpty: true });
+  if (files.length > Math.min(count, MAX_SKIPPED_NAMES)) {
+    s.fail(
+      "files",
+      `must name at most 'count' (${count}) and at most ${MAX_SKIPPED_NAMES} files, got ${files.length}`,
+    );
+  }
+  return { count, files };
 }
 
 /** Positive integers, strictly increasing, ending at the final grid side. */
