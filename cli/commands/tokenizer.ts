@@ -1,10 +1,29 @@
-/** `checkerboard tokenizer fit|recon`: the patch-VQ tokenizer. */
+/**
+ * `checkerboard tokenizer fit|import|retrain-codebook|recon`: the patch VQ (fit), LlamaGen's
+ * VQ-16 (import, retrain-codebook), and reconstructions of either kind (recon).
+ */
 import { dirname, join } from "node:path";
 import type { Command, OptionValues } from "../command.ts";
 import { intOption, requiredString, stringOption } from "../options.ts";
 import { deviceFrom, deviceOption, ratioOptions, scalesFrom } from "./common.ts";
-import { DATASET_HELP, imageAt, loadDataset, splitIndices } from "../../src/data/dataset.ts";
-import { fitTokenizer, PatchTokenizer, psnr } from "../../src/tokenizer/patch_vq.ts";
+import {
+  DATASET_HELP,
+  imageAt,
+  type ImageSet,
+  loadDataset,
+  splitIndices,
+} from "../../src/data/dataset.ts";
+import { fitTokenizer, psnr } from "../../src/tokenizer/patch_vq.ts";
+import { loadTokenizer } from "../../src/tokenizer/load.ts";
+import { VqTokenizer } from "../../src/tokenizer/vq_tokenizer.ts";
+import { openSizedImages } from "../../src/tokenizer/retrain_images.ts";
+import { retrainCodebook } from "../../src/tokenizer/retrain_codebook.ts";
+import {
+  checkTokenizerOutput,
+  writeTokenizerFolder,
+} from "../../src/tokenizer/tokenizer_output.ts";
+import type { ImageTokenizer } from "../../src/tokenizer/tokenizer.ts";
+import type { Device } from "../../src/engine.ts";
 import { resizeArea, upscaleNearest } from "../../src/tokenizer/resize.ts";
 import { tileGrid, writePng } from "../../src/data/png.ts";
 import { Progress } from "../../src/util/progress.ts";
@@ -15,6 +34,10 @@ import { reason, tempNameFor } from "../../src/util/files.ts";
 /** Limits that keep every buffer of a fit far below what a machine can allocate. */
 const MAX_SIDE = 256, MAX_PATCH = 64, MAX_FIT_PATCHES = 5_000_000, MAX_ITERATIONS = 100_000;
 const MAX_RECON_IMAGES = 10_000;
+/** Limits of retrain-codebook: image sides, latents held (8 floats each), training images. */
+const MAX_RETRAIN_SIDE = 1024, MAX_LATENTS = 50_000_000, MAX_RETRAIN_IMAGES = 10_000_000;
+/** Validation images encoded and decoded at a time by recon (bounds its image buffers). */
+const RECON_CHUNK = 64;
 
 /**
  * Checks, before any work, that `path` can be written as one file: not a folder, in a folder
@@ -155,86 +178,271 @@ async function fitAndSave(
   );
 }
 
+const importLlamagen: Command = {
+  name: "import",
+  summary: "import LlamaGen's VQ-16 checkpoint (vq_ds16_c2i.pt) as a vq tokenizer folder",
+  usage: "import --llamagen FILE.pt --out DIR [--force]",
+  options: {
+    llamagen: {
+      type: "string",
+      valueName: "FILE.pt",
+      description: "LlamaGen VQ checkpoint written by torch.save (required; never executed)",
+    },
+    out: {
+      type: "string",
+      valueName: "DIR",
+      description: "folder for tokenizer.safetensors and tokenizer.json (required)",
+    },
+    force: { type: "boolean", description: "replace a tokenizer folder already at --out" },
+  },
+  details: [
+    "The checkpoint's pickle is read by an interpreter of torch.save's opcodes only: any other",
+    "opcode or global is refused, nothing in the file is run. The architecture (channels, levels,",
+    "blocks, codebook size) is derived from the tensor shapes and checked tensor by tensor.",
+    "",
+    "Example: checkerboard tokenizer import --llamagen vq_ds16_c2i.pt --out out/vq16",
+  ].join("\n"),
+  async run(values) {
+    const file = requiredString(values, "llamagen");
+    const out = requiredString(values, "out");
+    const force = values.force === true;
+    await checkTokenizerOutput(out, force);
+    const tokenizer = await VqTokenizer.importLlamagen(file);
+    await writeTokenizerFolder(tokenizer, out, force);
+    const a = tokenizer.architecture;
+    console.log(
+      `imported ${file} (sha256 ${tokenizer.config.source.sha256.slice(0, 16)}...): ch ${a.ch}, ` +
+        `ch_mult [${a.chMult}], z ${a.zChannels}, ${a.codes} codes of ${a.codeDim}, ` +
+        `${tokenizer.patch} px per code`,
+    );
+    console.log(
+      `wrote ${join(out, "tokenizer.safetensors")} and tokenizer.json (hash ${tokenizer.hash})`,
+    );
+  },
+};
+
+const retrain: Command = {
+  name: "retrain-codebook",
+  summary: "fit a new codebook to a vq tokenizer's latents (paper 4.1; encoder, decoder frozen)",
+  usage:
+    "retrain-codebook --tokenizer DIR --dataset D --out DIR [--codes 4096] [--min-side 16] [--max-side 256] [options]",
+  options: {
+    tokenizer: {
+      type: "string",
+      valueName: "DIR",
+      description: "vq tokenizer folder from 'tokenizer import' (required)",
+    },
+    dataset: { type: "string", valueName: "D", description: `${DATASET_HELP} (required)` },
+    out: {
+      type: "string",
+      valueName: "DIR",
+      description: "folder for the new tokenizer (required)",
+    },
+    codes: { type: "string", valueName: "K", default: "4096", description: "new codebook size" },
+    "min-side": {
+      type: "string",
+      valueName: "PX",
+      default: "16",
+      description: "smallest image side, a multiple of 16",
+    },
+    "max-side": {
+      type: "string",
+      valueName: "PX",
+      default: "256",
+      description: "largest image side, a multiple of 16",
+    },
+    images: {
+      type: "string",
+      valueName: "N",
+      default: "10000",
+      description: "training images read (a seeded choice; each at a seeded random side)",
+    },
+    iterations: {
+      type: "string",
+      valueName: "N",
+      default: "20",
+      description: "spherical k-means iterations after k-means++ seeding",
+    },
+    seed: { type: "string", valueName: "S", default: "0", description: "random seed" },
+    "max-latents": {
+      type: "string",
+      valueName: "N",
+      default: "1000000",
+      description: "latent vectors kept for the fit (an evenly spread deterministic subset)",
+    },
+    device: deviceOption,
+    force: { type: "boolean", description: "replace a tokenizer folder already at --out" },
+    json: { type: "boolean", description: "print the report as one JSON object" },
+  },
+  details: [
+    "Each image is read at a random side between --min-side and --max-side (multiples of 16),",
+    "encoded, and its pre-quantisation latents are l2-normalised. The new codebook minimises the",
+    "mean |z/|z| - e|^2 over unit codes e (spherical k-means), the error the l2 quantiser makes.",
+    "The report gives that error per image side with the old and the new codebook.",
+    "",
+    "Example: checkerboard tokenizer retrain-codebook --tokenizer out/vq16 \\",
+    "  --dataset folder:./imagenet/train --codes 4096 --out out/vq16-4096",
+  ].join("\n"),
+  async run(values) {
+    const out = requiredString(values, "out");
+    const spec = requiredString(values, "dataset");
+    const codes = intOption(values, "codes", { min: 2, max: 65536 })!;
+    const minSide = intOption(values, "min-side", { min: 1, max: MAX_RETRAIN_SIDE })!;
+    const maxSide = intOption(values, "max-side", { min: 1, max: MAX_RETRAIN_SIDE })!;
+    const images = intOption(values, "images", { min: 1, max: MAX_RETRAIN_IMAGES })!;
+    const iterations = intOption(values, "iterations", { min: 0, max: MAX_ITERATIONS })!;
+    const seed = intOption(values, "seed", { min: 0, max: 2 ** 53 - 1 })!;
+    const maxLatents = intOption(values, "max-latents", { min: 1, max: MAX_LATENTS })!;
+    const force = values.force === true;
+    const tokenizer = await loadTokenizer(requiredString(values, "tokenizer"));
+    if (!(tokenizer instanceof VqTokenizer)) {
+      throw new UserError(
+        `--tokenizer ${tokenizer.dir}: a ${tokenizer.kind} tokenizer; retrain-codebook needs a ` +
+          `vq tokenizer from 'tokenizer import' (a patch VQ is refitted with 'tokenizer fit')`,
+      );
+    }
+    const p = tokenizer.patch;
+    for (const [name, side] of [["min-side", minSide], ["max-side", maxSide]] as const) {
+      if (side % p !== 0) {
+        throw new UsageError(`--${name} must be a multiple of ${p} (pixels per code), got ${side}`);
+      }
+    }
+    if (minSide > maxSide) {
+      throw new UsageError(`--min-side ${minSide} is larger than --max-side ${maxSide}`);
+    }
+    await checkTokenizerOutput(out, force);
+    const device = await deviceFrom(values);
+    const set = await openSizedImages(spec);
+    console.error(
+      `retraining ${codes} codes on latents of ${Math.min(images, set.train.length)} images of ` +
+        `${set.name} at sides ${minSide}..${maxSide}px (was ${tokenizer.codes} codes)`,
+    );
+    const { tokenizer: retrained, report } = await retrainCodebook(tokenizer, set, {
+      codes,
+      minSide,
+      maxSide,
+      images,
+      iterations,
+      seed,
+      maxLatents,
+      device,
+    });
+    await writeTokenizerFolder(retrained, out, force);
+    if (values.json) {
+      console.log(JSON.stringify({ tokenizer: retrained.hash, out, ...report }));
+      return;
+    }
+    console.log(
+      `latent error |z/|z| - e|^2 per image side (${report.latents} latents of ` +
+        `${report.images} images; before: ${tokenizer.codes} imported codes, after: ${codes}):`,
+    );
+    console.log("   side   latents     before      after");
+    for (const x of report.perSide) {
+      console.log(
+        `  ${String(x.side).padStart(4)}px ${String(x.latents).padStart(9)} ` +
+          `${x.before.toFixed(5).padStart(10)} ${x.after.toFixed(5).padStart(10)}`,
+      );
+    }
+    console.log(
+      `    all ${String(report.latents).padStart(9)} ${
+        report.latentErrorBefore.toFixed(5).padStart(10)
+      } ` +
+        `${report.latentErrorAfter.toFixed(5).padStart(10)}`,
+    );
+    console.log(
+      `wrote ${join(out, "tokenizer.safetensors")} and tokenizer.json (hash ${retrained.hash})`,
+    );
+  },
+};
+
 const recon: Command = {
   name: "recon",
   summary: "write originals beside their per-scale reconstructions and print PSNR per scale",
-  usage: "recon --tokenizer DIR --out grid.png [--dataset D] [--count N] [--json]",
+  usage: "recon --tokenizer DIR --out grid.png [--dataset D] [--side PX] [--count N] [--json]",
   options: {
-    tokenizer: { type: "string", valueName: "DIR", description: "tokenizer folder (required)" },
+    tokenizer: {
+      type: "string",
+      valueName: "DIR",
+      description: "tokenizer folder of either kind (required)",
+    },
     dataset: {
       type: "string",
       valueName: "D",
-      description: "dataset (default: the one the tokenizer was fitted on)",
+      description: "dataset (default: the one a patch VQ was fitted on; required for vq)",
     },
     out: { type: "string", valueName: "FILE", description: "PNG grid to write (required)" },
+    side: {
+      type: "string",
+      valueName: "PX",
+      description: "image side (default: the patch VQ's fit side; 256 for vq; mnist is 32)",
+    },
     count: {
       type: "string",
       valueName: "N",
       default: "16",
       description: "validation images shown in the grid",
     },
+    "max-images": {
+      type: "string",
+      valueName: "N",
+      description: "validation images the PSNR is measured on (default: the whole split)",
+    },
     ...ratioOptions,
     device: deviceOption,
     json: { type: "boolean", description: "print the PSNR figures as one JSON object" },
   },
   details: [
-    "PSNR per scale compares each scale's reconstruction with the image area-resized to that",
-    "scale's pixel size, over the whole validation split. Grid rows: original, then scales",
-    "coarse to fine (each enlarged to the image side); the shown images are spread over the split.",
+    "Every scale is encoded from the image area-resized to that scale's pixel size and decoded",
+    "again (patch VQ: the code patches; vq: LlamaGen's decoder); PSNR per scale compares each",
+    "reconstruction with that resized image over the validation split. Grid rows: original, then",
+    "scales coarse to fine (each enlarged to the image side); shown images spread over the split.",
+    "",
+    "Examples: checkerboard tokenizer recon --tokenizer out/tok --out out/recon.png",
+    "          checkerboard tokenizer recon --tokenizer out/vq16 --dataset folder:./val \\",
+    "            --scales 1,2,4,8,16 --out out/vq-recon.png",
   ].join("\n"),
   async run(values) {
     const out = requiredString(values, "out");
     const count = intOption(values, "count", { min: 1, max: MAX_RECON_IMAGES })!;
-    const tokenizer = await PatchTokenizer.load(requiredString(values, "tokenizer"));
+    const maxImages = intOption(values, "max-images", { min: 1 });
+    const tokenizer = await loadTokenizer(requiredString(values, "tokenizer"));
     await checkFileTarget(out);
-    const { scales } = scalesFrom(values, tokenizer.finalSide);
-    const set = await loadDataset(stringOption(values, "dataset") ?? tokenizer.config.dataset, {
-      side: tokenizer.config.imageSide,
-    });
-    tokenizer.checkImages(set);
-    const device = await deviceFrom(values);
-    const val = splitIndices(set.count, "val");
-    const progress = new Progress("encode", val.length, "img");
-    const codes = await tokenizer.encode(set, val, scales, device, progress);
-    progress.finish();
-    const L = scales.reduce((a, s) => a + s * s, 0);
-    const p = tokenizer.patch;
-    const sqErr = new Float64Array(scales.length);
-    // Shown images are spread evenly over the split (which is sorted, hence grouped by class).
-    const shown = new Set(
-      Array.from(
-        { length: Math.min(count, val.length) },
-        (_, j) => Math.floor((j * val.length) / Math.min(count, val.length)),
-      ),
-    );
-    const tileSide = Math.max(set.side, 64); // small images are enlarged so the grid is legible
-    const tiles: Uint8Array[] = [];
-    for (let i = 0; i < val.length; i++) {
-      const original = imageAt(set, val[i]);
-      if (shown.has(i)) tiles.push(upscaleNearest(original, set.side, tileSide));
-      let offset = i * L;
-      scales.forEach((s, k) => {
-        const decoded = tokenizer.decodeScale(codes.subarray(offset, offset + s * s), s);
-        offset += s * s;
-        // Reference: the original area-resized to this scale (one s x s patch grid).
-        const reference = resizeArea(original, set.side, s * p);
-        let e = 0;
-        for (let j = 0; j < decoded.length; j++) {
-          const diff = decoded[j] / 255 - reference[j];
-          e += diff * diff;
-        }
-        sqErr[k] += e / decoded.length;
-        if (shown.has(i)) tiles.push(upscaleNearest(decoded, s * p, tileSide));
-      });
+    const spec = stringOption(values, "dataset") ?? tokenizer.defaultDataset;
+    if (spec === undefined) {
+      throw new UsageError(`--dataset is required for a ${tokenizer.kind} tokenizer`);
     }
+    const side = intOption(values, "side", { min: 1, max: MAX_SIDE }) ??
+      tokenizer.fixedSide ?? tokenizer.defaultSide;
+    const set = await loadDataset(spec, { side });
+    if (tokenizer.fixedSide !== undefined && set.side !== tokenizer.fixedSide) {
+      throw new UserError(
+        `dataset ${set.name} has ${set.side}px images but the tokenizer was fitted for ` +
+          `${tokenizer.fixedSide}px`,
+      );
+    }
+    if (set.side % tokenizer.patch !== 0) {
+      throw new UserError(
+        `dataset ${set.name} has ${set.side}px images, not a multiple of the tokenizer's ` +
+          `${tokenizer.patch} px per code (give --side)`,
+      );
+    }
+    const { scales } = scalesFrom(values, set.side / tokenizer.patch);
+    const device = await deviceFrom(values);
+    const allVal = splitIndices(set.count, "val");
+    const val = allVal.subarray(0, Math.min(allVal.length, maxImages ?? allVal.length));
+    const { sqErr, tiles } = await reconstruct(tokenizer, set, val, scales, count, device);
+    const tileSide = Math.max(set.side, 64);
     const perScale = scales.map((s, k) => ({ side: s, psnr: psnr(sqErr[k] / val.length) }));
     // Each group (original, then every scale) sits on one row, several groups side by side.
-    const groupsPerRow = Math.max(1, Math.min(shown.size, Math.floor(20 / (scales.length + 1))));
+    const shown = tiles.length / (scales.length + 1);
+    const groupsPerRow = Math.max(1, Math.min(shown, Math.floor(20 / (scales.length + 1))));
     const grid = tileGrid(tiles, tileSide, tileSide, groupsPerRow * (scales.length + 1));
     await writePng(out, grid.rgb, grid.width, grid.height);
     const result = {
-      tokenizer: tokenizer.config.hash,
+      tokenizer: tokenizer.hash,
+      kind: tokenizer.kind,
       dataset: set.name,
+      side: set.side,
       validationImages: val.length,
       scales: perScale.map((x) => ({ side: x.side, psnrDb: Number(x.psnr.toFixed(3)) })),
       finalPsnrDb: Number(perScale[perScale.length - 1].psnr.toFixed(3)),
@@ -243,7 +451,9 @@ const recon: Command = {
     if (values.json) {
       console.log(JSON.stringify(result));
     } else {
-      console.log(`validation PSNR per scale (${val.length} images of ${set.name}):`);
+      console.log(
+        `validation PSNR per scale (${val.length} images of ${set.name}, ${set.side}px):`,
+      );
       for (const x of perScale) {
         console.log(`  ${String(x.side).padStart(3)}x${x.side}: ${x.psnr.toFixed(2)} dB`);
       }
@@ -252,10 +462,69 @@ const recon: Command = {
   },
 };
 
+/**
+ * Encodes the validation images `val` of `set` at every scale and decodes each scale again, in
+ * chunks: the summed per-image mean squared error per scale (values in [0, 1]) against the image
+ * area-resized to the scale's pixel size, and the grid tiles of `count` images spread over `val`.
+ */
+async function reconstruct(
+  tokenizer: ImageTokenizer,
+  set: ImageSet,
+  val: Int32Array,
+  scales: number[],
+  count: number,
+  device: Device,
+): Promise<{ sqErr: Float64Array; tiles: Uint8Array[] }> {
+  const p = tokenizer.patch, side = set.side;
+  const L = scales.reduce((a, s) => a + s * s, 0);
+  const shownCount = Math.min(count, val.length);
+  // Shown images are spread evenly over the split (which is sorted, hence grouped by class).
+  const shown = new Set(
+    Array.from({ length: shownCount }, (_, j) => Math.floor((j * val.length) / shownCount)),
+  );
+  const tileSide = Math.max(side, 64); // small images are enlarged so the grid is legible
+  const sqErr = new Float64Array(scales.length);
+  const tiles: Uint8Array[] = [];
+  const progress = new Progress("recon", val.length, "img");
+  for (let start = 0; start < val.length; start += RECON_CHUNK) {
+    const n = Math.min(RECON_CHUNK, val.length - start);
+    const pixels = new Uint8Array(n * side * side * 3); // (n, side, side, 3)
+    for (let b = 0; b < n; b++) pixels.set(imageAt(set, val[start + b]), b * side * side * 3);
+    const codes = await tokenizer.encodeImages(pixels, n, side, scales, device); // (n, L)
+    const decoded: Uint8Array[] = []; // per scale: (n, s*p, s*p, 3)
+    let offset = 0;
+    for (const s of scales) {
+      const grids = new Uint16Array(n * s * s); // (n, s*s)
+      for (let b = 0; b < n; b++) {
+        grids.set(codes.subarray(b * L + offset, b * L + offset + s * s), b * s * s);
+      }
+      decoded.push(await tokenizer.decodeGrids(grids, n, s, device));
+      offset += s * s;
+    }
+    for (let b = 0; b < n; b++) {
+      const original = pixels.subarray(b * side * side * 3, (b + 1) * side * side * 3);
+      const show = shown.has(start + b);
+      if (show) tiles.push(upscaleNearest(original, side, tileSide));
+      scales.forEach((s, k) => {
+        const size = s * p * s * p * 3;
+        const image = decoded[k].subarray(b * size, (b + 1) * size);
+        const reference = resizeArea(original, side, s * p); // (s*p, s*p, 3) in [0, 1]
+        let e = 0;
+        for (let j = 0; j < size; j++) e += (image[j] / 255 - reference[j]) ** 2;
+        sqErr[k] += e / size;
+        if (show) tiles.push(upscaleNearest(image, s * p, tileSide));
+      });
+    }
+    progress.tick(n);
+  }
+  progress.finish();
+  return { sqErr, tiles };
+}
+
 export const command: Command = {
   name: "tokenizer",
-  summary: "fit a patch-VQ tokenizer or write reconstructions",
-  usage: "tokenizer fit|recon [OPTIONS]",
+  summary: "fit a patch VQ, import or retrain LlamaGen's VQ-16, or write reconstructions",
+  usage: "tokenizer fit|import|retrain-codebook|recon [OPTIONS]",
   options: {},
-  subcommands: [fit, recon],
+  subcommands: [fit, importLlamagen, retrain, recon],
 };

@@ -138,8 +138,12 @@ export function architectureProblem(arch: VqArchitecture): string | null {
     }
   }
   if (!positive(zChannels, MAX_CHANNELS)) return `z_channels ${zChannels} is not a channel count`;
-  if (!positive(codes, MAX_CODES) || codes < 2) return `the codebook size ${codes} is not 2..${MAX_CODES}`;
-  if (!positive(codeDim, MAX_CODE_DIM)) return `the code dimension ${codeDim} is not 1..${MAX_CODE_DIM}`;
+  if (!positive(codes, MAX_CODES) || codes < 2) {
+    return `the codebook size ${codes} is not 2..${MAX_CODES}`;
+  }
+  if (!positive(codeDim, MAX_CODE_DIM)) {
+    return `the code dimension ${codeDim} is not 1..${MAX_CODE_DIM}`;
+  }
   if (!positive(encoderBlocks, MAX_BLOCKS)) return `${encoderBlocks} encoder blocks per level`;
   if (!positive(decoderBlocks, MAX_BLOCKS)) return `${decoderBlocks} decoder blocks per level`;
   return null;
