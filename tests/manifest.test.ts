@@ -23,7 +23,7 @@ Deno.test("data names the tokenizer relative to the shard folder, so any working
   const manifest = await readManifest(shards);
   assert.equal(manifest.tokenizer.path, "../../tok");
   const tokenizer = await tokenizerForManifest(manifest, shards);
-  assert.equal(tokenizer.config.hash, manifest.tokenizer.hash);
+  assert.equal(tokenizer.hash, manifest.tokenizer.hash);
 });
 
 Deno.test("an absolute tokenizer.path is used as is; --tokenizer replaces it", async () => {
@@ -31,7 +31,7 @@ Deno.test("an absolute tokenizer.path is used as is; --tokenizer replaces it", a
   const { tok, shards, manifest } = await writeShardFolder(dir.path);
   assert.equal(manifest.tokenizer.path, "../tok");
   const absolute = { ...manifest, tokenizer: { ...manifest.tokenizer, path: tok } };
-  assert.equal((await tokenizerForManifest(absolute, shards)).config.hash, manifest.tokenizer.hash);
+  assert.equal((await tokenizerForManifest(absolute, shards)).hash, manifest.tokenizer.hash);
   const missing = { ...manifest, tokenizer: { ...manifest.tokenizer, path: "nowhere" } };
   await assert.rejects(
     () => tokenizerForManifest(missing, shards),
@@ -46,7 +46,7 @@ Deno.test("an absolute tokenizer.path is used as is; --tokenizer replaces it", a
     },
   );
   assert.equal(
-    (await tokenizerForManifest(missing, shards, tok)).config.hash,
+    (await tokenizerForManifest(missing, shards, tok)).hash,
     manifest.tokenizer.hash,
   );
   // Another tokenizer (another fit, another hash) is refused, naming both files.

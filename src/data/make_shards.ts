@@ -55,6 +55,7 @@ export interface MakeShardsOptions {
   /** Rows (crops) per tokenizer call; default DEFAULT_ENCODE_BATCH. */
   batchSize?: number;
   device: Device;
+  /** No progress display (skipped images and resuming are still reported on stderr). */
   quiet?: boolean;
 }
 
@@ -302,7 +303,7 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
     const p = item.position;
     if (item.square === undefined) {
       if (!source.skipsUnreadable) throw item.error;
-      if (!job.quiet) console.error(`data: skipped ${firstLine(item.error)}`);
+      console.error(`data: skipped ${firstLine(item.error)}`);
       writer.skip(p, source.nameOf(indices[p]));
       progress.tick(1);
       continue;
@@ -358,7 +359,7 @@ export async function makeShards(
     device: o.device,
   };
   try {
-    const journal = await openPartial(partial, job, o.quiet);
+    const journal = await openPartial(partial, job);
     const tally = { skipped: journal.shards.at(-1)?.skipped ?? 0 };
     for (const split of ["train", "val"] as const) {
       const writer = new SplitWriter(partial, split, L, o.shardSize, journal, tally);

@@ -107,11 +107,17 @@ export function decodeNpy(bytes: Uint8Array, label: string): NpyArray {
   return { shape, data: new ctor(bytes.slice(start).buffer) };
 }
 
+/**
+ * The time stamp of every zip entry: fixed (the zip format's first date), so the same arrays
+ * always give the same bytes (fflate's default is the time of writing).
+ */
+const NPZ_ENTRY_TIME = new Date(1980, 0, 1);
+
 /** Encodes named arrays as an .npz (deflated, as numpy.savez_compressed). */
 export function encodeNpz(arrays: Record<string, NpyArray>, level: 0 | 6 = 6): Uint8Array {
   const files: Record<string, Uint8Array> = {};
   for (const [name, arr] of Object.entries(arrays)) files[`${name}.npy`] = encodeNpy(arr);
-  return zipSync(files, { level });
+  return zipSync(files, { level, mtime: NPZ_ENTRY_TIME });
 }
 
 export function decodeNpz(bytes: Uint8Array, label: string): Record<string, NpyArray> {

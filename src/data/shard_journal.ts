@@ -138,10 +138,10 @@ const OWN_FILE = /^((train|val)-\d+\.npz|journal\.json|manifest\.json)(\.tmp-\d+
 /**
  * Opens the partial folder for `job`: the journal of the same job, cut to the shards that
  * check out (every other file removed), or a fresh journal in an emptied folder. Says on
- * stderr (unless quiet) whether it resumes or starts over, and why.
+ * stderr whether it resumes or starts over, and why.
  */
-export async function openPartial(partial: string, job: ShardJob, quiet = false): Promise<Journal> {
-  const say = (line: string) => quiet || console.error(`data: ${line}`);
+export async function openPartial(partial: string, job: ShardJob): Promise<Journal> {
+  const say = (line: string) => console.error(`data: ${line}`);
   const names: string[] = [];
   try {
     for await (const e of Deno.readDir(partial)) names.push(e.name);
