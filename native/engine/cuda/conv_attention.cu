@@ -1,0 +1,179 @@
+// CudaConvOps::spatial_attention: single-head attention over the HW positions of each image, in
+// three launches per chunk of images, with the (HW, HW) weights of each image in scratch:
+//   1. scores[b] (HW_i, HW_j) = q[b]^T (HW_i, C) . k[b] (C, HW_j) / sqrt(C)   (tile product)
+//   2. softmax of every row of scores over j (max subtracted), in place     (one warp per row)
+//   3. out[b] (C, HW_i) = v[b] (C, HW_j) . scores[b]^T (HW_j, HW_i)          (tile product)
+// fp32 throughout, the same steps as the reference. At the tokenizer's 16x16 level (HW 256)
+// an image's weights are 256 KiB, so a chunk holds hundreds of images.
+//
+// Thread mapping of the tile products (conv_tile.cuh): blockIdx.x walks the 64-column tiles of
+// the product, blockIdx.y its 64-row tiles, blockIdx.z the image within the chunk. Staging
+// follows each operand's contiguous direction so consecutive threads read consecutive
+// addresses: q and k are contiguous along positions (rows of q^T, columns of k), v along its
+// depth j, and scores^T along its depth j as well.
+#include <algorithm>
+#include <cmath>
+#include <cstdint>
+#include <string>
+
+#include "check.h"
+#include "conv_ops_cuda.h"
+#include "conv_tile.cuh"
+#include "stream.h"
+
+namespace cb {
+namespace {
+
+// C (M, N) = alpha A (M, K) . B (K, N) for each image z of a chunk, with
+//   A(i, l) = a[z a_batch + i a_row + l a_depth],  B(l, j) = b[z b_batch + l b_depth + j b_col],
+//   C(i, j) = c[z c_batch + i c_row + j].
+struct BatchedProduct {
+  int64_t M, N, K;
+  float alpha;
+  const float* a;
+  int64_t a_batch, a_row, a_depth;
+  const float* b;
+  int64_t b_batch, b_depth, b_col;
+  float* c;
+  int64_t c_batch, c_row;
+};
+
+// kAAlongM: A is contiguous along its rows i (else along its depth l); kBAlongN: B is
+// contiguous along its columns j (else along its depth l).
+template <bool kAAlongM, bool kBAlongN>
+__global__ void __launch_bounds__(conv_tile::kThreads) batched_product_kernel(BatchedProduct p) {
+  using namespace conv_tile;
+  __shared__ Slices s;
+  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
+  const int64_t m0 = (int64_t)blockIdx.y * kM, n0 = (int64_t)blockIdx.x * kN;
+  const int64_t z = blockIdx.z;
+  const float* a = p.a + z * p.a_batch;
+  const float* b = p.b + z * p.b_batch;
+  float* c = p.c + z * p.c_batch;
+
+  float acc[4][4] = {};
+  for (int64_t k0 = 0; k0 < p.K; k0 += kK) {
+#pragma unroll
+    for (int t = 0; t < kLoads; t++) {
+      const int idx = tid + kThreads * t;
+      const int i = kAAlongM ? idx % kM : idx / kK, l = kAAlongM ? idx / kM : idx % kK;
+      const int64_t gi = m0 + i, gl = k0 + l;
+      s.a[l][i] = (gi < p.M && gl < p.K) ? a[gi * p.a_row + gl * p.a_depth] : 0.0f;
+    }
+#pragma unroll
+    for (int t = 0; t < kLoads; t++) {
+      const int idx = tid + kThreads * t;
+      const int j = kBAlongN ? idx % kN : idx / kK, l = kBAlongN ? idx / kN : idx % kK;
+      const int64_t gj = n0 + j, gl = k0 + l;
+      s.b[l][j] = (gj < p.N && gl < p.K) ? b[gl * p.b_depth + gj * p.b_col] : 0.0f;
+    }
+    __syncthreads();
+    multiply_slices(s, tx, ty, acc);
+    __syncthreads();  // everyone is done reading the slices before they are overwritten
+  }
+
+#pragma unroll
+  for (int ia = 0; ia < 4; ia++) {
+    const int64_t i = m0 + ty + 16 * ia;
+    if (i >= p.M) continue;
+#pragma unroll
+    for (int jb = 0; jb < 4; jb++) {
+      const int64_t j = n0 + tx + 16 * jb;
+      if (j < p.N) c[i * p.c_row + j] = acc[ia][jb] * p.alpha;
+    }
+  }
+}
+
+constexpr int kSoftmaxThreads = 256;
+constexpr int kSoftmaxWarps = kSoftmaxThreads / 32;
+constexpr int64_t kMaxBlocks = int64_t(1) << 16;
+
+__device__ inline float warp_sum(float v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+__device__ inline float warp_max(float v) {
+  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+  return v;
+}
+
+// Each row of s (rows, len) becomes its softmax: exp(x - max) / sum. One warp per row (rows are
+// warp-uniform, so every shuffle sees all 32 lanes), the lanes striding along the row.
+__global__ void softmax_rows_kernel(int64_t rows, int64_t len, float* s) {
+  const int lane = threadIdx.x % 32;
+  for (int64_t r = (int64_t)blockIdx.x * kSoftmaxWarps + threadIdx.x / 32; r < rows;
+       r += (int64_t)gridDim.x * kSoftmaxWarps) {
+    float* row = s + r * len;  // (len)
+    float m = -INFINITY;
+    for (int64_t j = lane; j < len; j += 32) m = fmaxf(m, row[j]);
+    m = warp_max(m);
+    float sum = 0.0f;
+    for (int64_t j = lane; j < len; j += 32) {
+      const float e = expf(row[j] - m);
+      row[j] = e;
+      sum += e;
+    }
+    sum = warp_sum(sum);
+    for (int64_t j = lane; j < len; j += 32) row[j] = row[j] / sum;
+  }
+}
+
+template <bool kAAlongM, bool kBAlongN>
+void launch_product(const BatchedProduct& p, int64_t images) {
+  using conv_tile::kM;
+  using conv_tile::kN;
+  const int64_t tiles_n = (p.N + kN - 1) / kN, tiles_m = (p.M + kM - 1) / kM;
+  const dim3 grid((unsigned)tiles_n, (unsigned)tiles_m, (unsigned)images);
+  batched_product_kernel<kAAlongM, kBAlongN><<<grid, conv_tile::kThreads, 0, launch_stream()>>>(p);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+// Scores of at most this many floats per chunk (128 MiB), and at least one image.
+constexpr int64_t kMaxScoreFloats = int64_t(1) << 25;
+
+}  // namespace
+
+void CudaConvOps::spatial_attention(int B, int C, int64_t HW,
+                                    const float* q,  // (B, C, HW)
+                                    const float* k,  // (B, C, HW)
+                                    const float* v,  // (B, C, HW)
+                                    float* out) {    // (B, C, HW)
+  CB_CHECK(B >= 0 && C >= 0 && HW >= 0,
+           "cuda spatial_attention: invalid shape (B " + std::to_string(B) + ", C " +
+               std::to_string(C) + ", HW " + std::to_string(HW) + ")");
+  if (B == 0 || C == 0 || HW == 0) return;
+  // Grid limits: the row tiles of the scores (HW / 64) and of the output (C / 64) on y.
+  CB_CHECK(HW <= int64_t(65535) * conv_tile::kM && C <= 65535 * conv_tile::kM,
+           "cuda spatial_attention: too large (C " + std::to_string(C) + ", HW " +
+               std::to_string(HW) + ")");
+  const int64_t per_image = HW * HW;  // floats of one image's weights
+  const int64_t chunk =
+      std::min<int64_t>({(int64_t)B, std::max<int64_t>(1, kMaxScoreFloats / per_image), 65535});
+  float* scores = scratch_floats(chunk * per_image);  // (chunk, HW_i, HW_j)
+  const int64_t image = (int64_t)C * HW;              // floats of one image of q, k, v, out
+  const float scale = 1.0f / std::sqrt((float)C);
+
+  for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+    const int64_t images = std::min<int64_t>(chunk, B - b0);
+    const int64_t offset = b0 * image;
+
+    // scores (HW_i, HW_j): A(i, c) = q[c HW + i], B(c, j) = k[c HW + j].
+    BatchedProduct sp{HW, HW, C, scale, q + offset, image, 1, HW, k + offset, image, HW, 1,
+                      scores, per_image, HW};
+    launch_product<true, true>(sp, images);
+
+    const int64_t rows = images * HW;
+    const unsigned blocks = (unsigned)std::min<int64_t>(
+        (rows + kSoftmaxWarps - 1) / kSoftmaxWarps, kMaxBlocks);
+    softmax_rows_kernel<<<blocks, kSoftmaxThreads, 0, launch_stream()>>>(rows, HW, scores);
+    CB_CUDA_CHECK_LAUNCH();
+
+    // out (C, HW_i): A(c, j) = v[c HW + j], B(j, i) = weights[i HW + j].
+    BatchedProduct op{C, HW, HW, 1.0f, v + offset, image, HW, 1, scores, per_image, 1, HW,
+                      out + offset, image, HW};
+    launch_product<false, false>(op, images);
+  }
+}
+
+}  // namespace cb
