@@ -6,7 +6,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import sharp from "sharp";
 import { UserError } from "../src/errors.ts";
 import { unzipStrict } from "../src/data/unzip.ts";
 import { decodeTorchCheckpoint } from "../src/tokenizer/torch_checkpoint.ts";
@@ -27,6 +26,7 @@ import { retrainCodebook, sphericalKMeans } from "../src/tokenizer/retrain_codeb
 import { Rng } from "../src/util/rng.ts";
 import { randomNormals, repoRoot, tempDir } from "./helpers.ts";
 import { floatStorage, stateDictPickle, tensorOps, torchZip } from "./torch_pickles.ts";
+import { writeMixedImages } from "./mixed_images.ts";
 
 const FIXTURE = join(repoRoot, "..", "shared", "fixtures", "llamagen-vq-small");
 const PT = join(FIXTURE, "vq_small.pt");
@@ -364,28 +364,6 @@ fixtureTest("decodeGrids: (n, 16s, 16s, 3) images, the fixture's decode_code out
   assert.equal(two.length, 2 * 32 * 32 * 3);
   await assert.rejects(() => tok.decodeGrids([512], 1, 1, "cpu"), /code 512 .* 512 codes/);
 });
-
-/** Writes `count` PNG and JPEG images of mixed sizes (soft shapes, 4 classes) under `root`. */
-export async function writeMixedImages(root: string, count: number, seed: number) {
-  const rng = new Rng(seed);
-  for (let i = 0; i < count; i++) {
-    const dir = join(root, `class${i % 4}`);
-    await Deno.mkdir(dir, { recursive: true });
-    const w = 24 + rng.int(200), h = 24 + rng.int(200);
-    const rgb = new Uint8Array(w * h * 3);
-    const [r, g, b] = [rng.int(256), rng.int(256), rng.int(256)];
-    const fx = 1 + rng.int(6), fy = 1 + rng.int(6);
-    for (let y = 0; y < h; y++) {
-      for (let x = 0; x < w; x++) {
-        const wave = Math.sin((fx * x) / w * 6.28) * Math.cos((fy * y) / h * 6.28);
-        rgb.set([r * (0.5 + wave / 2), g * (1 - y / h), (b + 128 * wave) & 255], (y * w + x) * 3);
-      }
-    }
-    const image = sharp(rgb, { raw: { width: w, height: h, channels: 3 } });
-    const file = join(dir, `img${i}.${i % 2 ? "png" : "jpg"}`);
-    await (i % 2 ? image.png() : image.jpeg({ quality: 90 })).toFile(file);
-  }
-}
 
 fixtureTest(
   "retrain: a new codebook on images of random sides, error at or below the import's",
