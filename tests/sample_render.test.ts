@@ -30,16 +30,19 @@ import { encodePng } from "../src/data/png.ts";
 function fakeDecoder(patch: number): ScaleDecoder {
   return {
     patch,
-    decodeScale(codes, s) {
+    decodeGrids(codes, n, s) {
       const px = s * patch;
-      const out = new Uint8Array(px * px * 3); // (px, px, 3)
-      for (let y = 0; y < px; y++) {
-        for (let x = 0; x < px; x++) {
-          const c = codes[Math.floor(y / patch) * s + Math.floor(x / patch)];
-          out.fill(10 * c + 5, (y * px + x) * 3, (y * px + x) * 3 + 3);
+      const out = new Uint8Array(n * px * px * 3); // (n, px, px, 3)
+      for (let i = 0; i < n; i++) {
+        for (let y = 0; y < px; y++) {
+          for (let x = 0; x < px; x++) {
+            const c = codes[i * s * s + Math.floor(y / patch) * s + Math.floor(x / patch)];
+            const at = ((i * px + y) * px + x) * 3;
+            out.fill(10 * c + 5, at, at + 3);
+          }
         }
       }
-      return out;
+      return Promise.resolve(out);
     },
   };
 }
@@ -124,10 +127,10 @@ Deno.test("stepLabels: step and scale of every column of the progressive view", 
   assert.equal(progressivePanelSide(200), 200);
 });
 
-Deno.test("decodeFinal decodes the last scale of every row", () => {
+Deno.test("decodeFinal decodes the last scale of every row", async () => {
   const scales = [1, 2], L = 5;
   const codes = Int32Array.from([9, 1, 2, 3, 4, 9, 5, 6, 7, 8]); // (2, L)
-  const images = decodeFinal(fakeDecoder(1), codes, 2, scales);
+  const images = await decodeFinal(fakeDecoder(1), codes, 2, scales, "cpu");
   assert.equal(images.length, 2);
   assert.deepEqual(Array.from(images[1].filter((_, i) => i % 3 === 0)), [55, 65, 75, 85]);
   assert.equal(images[0].length, 2 * 2 * 3);
@@ -143,8 +146,8 @@ Deno.test("resizeNearest repeats pixels", () => {
   );
 });
 
-Deno.test("maskedScaleCanvas masks the locations not sampled yet, at the output size", () => {
-  const out = maskedScaleCanvas(fakeDecoder(2), [3, -1, -1, 7], 2, 8); // 2x2 grid of 2px -> 8px
+Deno.test("maskedScaleCanvas masks the locations not sampled yet, at the output size", async () => {
+  const out = await maskedScaleCanvas(fakeDecoder(2), [3, -1, -1, 7], 2, 8, "cpu"); // 2x2 grid of 2px -> 8px
   for (let y = 0; y < 8; y++) {
     for (let x = 0; x < 8; x++) {
       const loc = (y < 4 ? 0 : 2) + (x < 4 ? 0 : 1);
@@ -157,14 +160,14 @@ Deno.test("maskedScaleCanvas masks the locations not sampled yet, at the output 
   assert.equal(masked.size, 2);
 });
 
-Deno.test("progressivePanels: a panel per step, showing that step's scale", () => {
+Deno.test("progressivePanels: a panel per step, showing that step's scale", async () => {
   // Scales [1, 2]: step 0 samples the 1x1 scale, step 1 locations 0 and 3, step 2 locations 1, 2.
   const scales = [1, 2], L = 5, steps = 3, n = 2;
   const stepOf = Int32Array.from([0, 1, 2, 2, 1, 0, 1, 2, 2, 1]); // (n, L)
   const final = Int32Array.from([4, 1, 2, 3, 5, 6, 7, 8, 9, 1]); // (n, L)
   assert.equal(final.length, n * L);
   assert.deepEqual(Array.from(scaleOfSteps(stepOf.subarray(0, L), scales, steps)), [0, 1, 1]);
-  const panels = progressivePanels(fakeDecoder(1), final, stepOf, scales, steps, 1, 4);
+  const panels = await progressivePanels(fakeDecoder(1), final, stepOf, scales, steps, 1, 4, "cpu");
   assert.equal(panels.length, 3);
   // Step 0: the 1x1 scale of image 1 (code 6) over the whole panel.
   assert.ok(panels[0].every((v) => v === 65));

@@ -12,7 +12,8 @@ import { UsageError, UserError } from "../../src/errors.ts";
 import { ORDER_NAMES } from "../../src/plan/orders.ts";
 import { stepsPerScale } from "../../src/plan/blocks.ts";
 import type { CheckpointInfo } from "../../src/model/checkpoint.ts";
-import { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
+import type { ImageTokenizer } from "../../src/tokenizer/tokenizer.ts";
+import type { Device } from "../../src/engine.ts";
 import { encodePng } from "../../src/data/png.ts";
 import { exists, reason } from "../../src/util/files.ts";
 import { Progress } from "../../src/util/progress.ts";
@@ -400,7 +401,7 @@ export const command: Command = {
         (done, step, total) => progress.update(done, `step ${step}/${total}`),
       );
       progress.finish("");
-      await writeOutputs(out, values, sampled, tokenizer, o, rowOrder, info.classes);
+      await writeOutputs(out, values, sampled, tokenizer, o, rowOrder, info.classes, device);
       const written = await out.commit();
       const perImage = sampled.seconds / Math.max(1, n);
       console.log(
@@ -423,14 +424,15 @@ async function writeOutputs(
   out: OutputFolder,
   values: OptionValues,
   r: SampledCodes,
-  tokenizer: PatchTokenizer,
+  tokenizer: ImageTokenizer,
   o: SamplingOptions,
   rowOrder: number[],
   classNames: readonly string[],
+  device: Device,
 ) {
   const n = r.labels.length, scales = r.scales;
   const side = scales[scales.length - 1] * tokenizer.patch;
-  const images = decodeFinal(tokenizer, r.codes, n, scales); // n x (side, side, 3)
+  const images = await decodeFinal(tokenizer, r.codes, n, scales, device); // n x (side, side, 3)
   const grid = classGrid(images, side, r.labels, rowOrder, { classNames });
   await out.stage("grid.png", pngFile(grid));
   await out.stage("samples.npz", samplesNpz(images, side, r.labels));
@@ -446,9 +448,12 @@ async function writeOutputs(
   if (values.progressive === true) {
     const panel = progressivePanelSide(side);
     const shown = progressiveSelection(r.labels, rowOrder, PROGRESSIVE_ROWS);
-    const rows = shown.map((i) =>
-      progressivePanels(tokenizer, r.codes, r.stepOf, r.scales, r.totalSteps, i, panel)
-    );
+    const rows: Uint8Array[][] = [];
+    for (const i of shown) {
+      rows.push(
+        await progressivePanels(tokenizer, r.codes, r.stepOf, r.scales, r.totalSteps, i, panel, device),
+      );
+    }
     const picture = panelRows(rows, panel, r.totalSteps, {
       columnLabels: stepLabels(r.stepOf.subarray(0, r.length), scales, r.totalSteps),
       rowLabels: shown.map((i) => classNames[r.labels[i]] ?? String(r.labels[i])),

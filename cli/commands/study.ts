@@ -18,7 +18,7 @@ import { exists, readJsonFile, writeFileAtomic } from "../../src/util/files.ts";
 import { Fields } from "../../src/util/schema.ts";
 import type { Device } from "../../src/engine.ts";
 import { reason } from "../../src/util/files.ts";
-import type { PatchTokenizer } from "../../src/tokenizer/patch_vq.ts";
+import type { ImageTokenizer } from "../../src/tokenizer/tokenizer.ts";
 import {
   parseParts,
   PART_NAMES,
@@ -164,7 +164,7 @@ class RatioData {
 
   constructor(
     private readonly given: { dir: string; manifest: Manifest },
-    private readonly tokenizer: PatchTokenizer,
+    private readonly tokenizer: ImageTokenizer,
     private readonly outDir: string,
     private readonly device: Device,
   ) {}
@@ -200,7 +200,7 @@ class RatioData {
       });
     }
     const manifest = await readManifest(dir);
-    if (manifest.tokenizer.hash !== this.tokenizer.config.hash) {
+    if (manifest.tokenizer.hash !== this.tokenizer.hash) {
       throw new UserError(
         `${
           join(dir, "manifest.json")
@@ -502,7 +502,7 @@ async function planIters(
   runs: readonly RunSpec[],
   parts: ReturnType<typeof parseParts>,
   data: RatioData,
-  tokenizer: PatchTokenizer,
+  tokenizer: ImageTokenizer,
   device: Device,
   budgetMinutes: number,
   started: number,

@@ -7,7 +7,8 @@
 import { isAbsolute, join, relative, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { exists } from "../util/files.ts";
-import { PatchTokenizer } from "../tokenizer/patch_vq.ts";
+import { loadTokenizer } from "../tokenizer/load.ts";
+import type { ImageTokenizer } from "../tokenizer/tokenizer.ts";
 import type { Manifest } from "./shards.ts";
 
 /** The folder of the tokenizer a manifest in `dataDir` names (absolute, or from the working folder). */
@@ -24,7 +25,7 @@ export async function tokenizerForManifest(
   manifest: Manifest,
   dataDir: string,
   override?: string,
-): Promise<PatchTokenizer> {
+): Promise<ImageTokenizer> {
   const manifestPath = join(dataDir, "manifest.json");
   const dir = override ?? tokenizerDirOf(manifest, dataDir);
   const named = override === undefined
@@ -37,17 +38,17 @@ export async function tokenizerForManifest(
       : "";
     throw new UserError(`${named} is missing: no ${join(dir, "tokenizer.json")}${how}`);
   }
-  const tokenizer = await PatchTokenizer.load(dir);
-  if (tokenizer.config.hash !== manifest.tokenizer.hash) {
+  const tokenizer = await loadTokenizer(dir);
+  if (tokenizer.hash !== manifest.tokenizer.hash) {
     throw new UserError(
-      `${named}: ${join(dir, "tokenizer.json")} has hash ${tokenizer.config.hash} but ` +
+      `${named}: ${join(dir, "tokenizer.json")} has hash ${tokenizer.hash} but ` +
         `${manifestPath} was encoded with ${manifest.tokenizer.hash} (was the tokenizer ` +
         `refitted? re-run 'checkerboard data')`,
     );
   }
-  if (tokenizer.config.codes !== manifest.codes) {
+  if (tokenizer.codes !== manifest.codes) {
     throw new UserError(
-      `${named}: ${join(dir, "tokenizer.json")} has ${tokenizer.config.codes} codes but ` +
+      `${named}: ${join(dir, "tokenizer.json")} has ${tokenizer.codes} codes but ` +
         `${manifestPath} says ${manifest.codes}`,
     );
   }

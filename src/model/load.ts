@@ -6,7 +6,8 @@
 import { dirname, join } from "node:path";
 import { UserError } from "../errors.ts";
 import { exists } from "../util/files.ts";
-import { PatchTokenizer } from "../tokenizer/patch_vq.ts";
+import { loadTokenizer } from "../tokenizer/load.ts";
+import type { ImageTokenizer } from "../tokenizer/tokenizer.ts";
 import { type CheckpointInfo, checkpointParams, readCheckpoint } from "./checkpoint.ts";
 import type { Backend } from "../engine.ts";
 import { NativeModel } from "./native_model.ts";
@@ -18,7 +19,7 @@ export interface LoadedCheckpoint {
   info: CheckpointInfo;
   /** The model.safetensors file read. */
   path: string;
-  tokenizer: PatchTokenizer;
+  tokenizer: ImageTokenizer;
   tokenizerDir: string;
 }
 
@@ -56,17 +57,17 @@ export async function readCheckpointWithTokenizer(
         : `--tokenizer ${tokDir}: not a tokenizer folder (no tokenizer.json in it)`,
     );
   }
-  const tokenizer = await PatchTokenizer.load(tokDir);
+  const tokenizer = await loadTokenizer(tokDir);
   const info = ckpt.info;
-  if (tokenizer.config.hash !== info.tokenizerHash) {
+  if (tokenizer.hash !== info.tokenizerHash) {
     throw new UserError(
       `checkpoint from another tokenizer: ${ckpt.path} was trained with tokenizer hash ` +
-        `${info.tokenizerHash} but ${tokDir} has hash ${tokenizer.config.hash}`,
+        `${info.tokenizerHash} but ${tokDir} has hash ${tokenizer.hash}`,
     );
   }
-  if (tokenizer.config.codes !== info.config.vocab || tokenizer.dim !== info.config.latentDim) {
+  if (tokenizer.codes !== info.config.vocab || tokenizer.dim !== info.config.latentDim) {
     throw new UserError(
-      `${tokDir} has ${tokenizer.config.codes} codes of ${tokenizer.dim} values but ${ckpt.path} ` +
+      `${tokDir} has ${tokenizer.codes} codes of ${tokenizer.dim} values but ${ckpt.path} ` +
         `needs ${info.config.vocab} of ${info.config.latentDim}`,
     );
   }

@@ -8,30 +8,37 @@
  * order inside a scale. Images are (side, side, 3) uint8 RGB.
  */
 import { encodeNpz } from "../data/npy.ts";
+import type { Device } from "../engine.ts";
+import type { ImageTokenizer } from "../tokenizer/tokenizer.ts";
 import { scaleOfSteps } from "./entropy.ts";
 import { scaleOffsets } from "../plan/layout.ts";
 import { Canvas, GLYPH_H, type Rgb, textWidth } from "./plot.ts";
 
-/** What rendering needs of a tokenizer (PatchTokenizer fits). */
-export interface ScaleDecoder {
-  readonly patch: number;
-  /** (s*s) codes in raster order -> (s*p, s*p, 3) image. */
-  decodeScale(codes: ArrayLike<number>, s: number): Uint8Array;
-}
+/** What rendering needs of a tokenizer (either kind of ImageTokenizer fits). */
+export type ScaleDecoder = Pick<ImageTokenizer, "patch" | "decodeGrids">;
 
 /** Each image decoded at the final scale: n images of (sK*p, sK*p, 3). */
-export function decodeFinal(
+export async function decodeFinal(
   decoder: ScaleDecoder,
   codes: Int32Array, // (n, L)
   n: number,
   scales: readonly number[],
-): Uint8Array[] {
+  device: Device,
+): Promise<Uint8Array[]> {
   const L = scales.reduce((a, s) => a + s * s, 0);
   const sK = scales[scales.length - 1], start = L - sK * sK;
-  return Array.from(
-    { length: n },
-    (_, i) => decoder.decodeScale(codes.subarray(i * L + start, (i + 1) * L), sK),
-  );
+  const grids = new Int32Array(n * sK * sK); // (n, sK*sK)
+  for (let i = 0; i < n; i++) grids.set(codes.subarray(i * L + start, (i + 1) * L), i * sK * sK);
+  const size = (sK * decoder.patch) ** 2 * 3;
+  const images: Uint8Array[] = [];
+  // A bounded number of grids per call: the VQ decoder's activations grow with the batch.
+  const chunk = 8;
+  for (let i = 0; i < n; i += chunk) {
+    const m = Math.min(chunk, n - i);
+    const rgb = await decoder.decodeGrids(grids.subarray(i * sK * sK, (i + m) * sK * sK), m, sK, device);
+    for (let j = 0; j < m; j++) images.push(rgb.slice(j * size, (j + 1) * size));
+  }
+  return images;
 }
 
 /**
@@ -188,15 +195,17 @@ export function maskPixel(x: number, y: number): number {
  * to (outSide, outSide, 3). Masking is applied at the output resolution, so the pattern stays
  * thin at every scale.
  */
-export function maskedScaleCanvas(
+export async function maskedScaleCanvas(
   decoder: ScaleDecoder,
   codes: ArrayLike<number>, // (s*s) raster, -1 where not sampled
   s: number,
   outSide: number,
-): Uint8Array {
+  device: Device,
+): Promise<Uint8Array> {
   const safe = Int32Array.from(codes, (c) => Math.max(0, c));
   const px = s * decoder.patch;
-  const image = resizeNearest(decoder.decodeScale(safe, s), px, px, outSide, outSide);
+  const decoded = await decoder.decodeGrids(safe, 1, s, device);
+  const image = resizeNearest(decoded, px, px, outSide, outSide);
   for (let y = 0; y < outSide; y++) {
     const ty = Math.floor((y * s) / outSide);
     for (let x = 0; x < outSide; x++) {
@@ -213,7 +222,7 @@ export function maskedScaleCanvas(
  * (those with stepOf <= step) decoded and the rest masked, each panel (outSide, outSide, 3).
  * Returns totalSteps panels.
  */
-export function progressivePanels(
+export async function progressivePanels(
   decoder: ScaleDecoder,
   codes: Int32Array, // (n, L) final codes
   stepOf: Int32Array, // (n, L)
@@ -221,19 +230,22 @@ export function progressivePanels(
   totalSteps: number,
   img: number,
   outSide: number,
-): Uint8Array[] {
+  device: Device,
+): Promise<Uint8Array[]> {
   const L = scales.reduce((a, s) => a + s * s, 0);
   const starts = scaleOffsets(scales);
   const scaleOf = scaleOfSteps(stepOf.subarray(img * L, (img + 1) * L), scales, totalSteps);
-  return Array.from({ length: totalSteps }, (_, step) => {
+  const panels: Uint8Array[] = [];
+  for (let step = 0; step < totalSteps; step++) {
     const k = scaleOf[step], s = scales[k];
     const at = img * L + starts[k];
     const known = Int32Array.from(
       { length: s * s },
       (_, p) => stepOf[at + p] <= step ? codes[at + p] : -1,
     );
-    return maskedScaleCanvas(decoder, known, s, outSide);
-  });
+    panels.push(await maskedScaleCanvas(decoder, known, s, outSide, device));
+  }
+  return panels;
 }
 
 /**

@@ -7,7 +7,7 @@
 import type { Device } from "../engine.ts";
 import { UserError } from "../errors.ts";
 import type { Manifest } from "../data/shards.ts";
-import type { PatchTokenizer } from "../tokenizer/patch_vq.ts";
+import type { ImageTokenizer } from "../tokenizer/tokenizer.ts";
 import { NativeModel } from "../model/native_model.ts";
 import { buildModelBatch } from "../train/inputs.ts";
 import { ADAMW, trainBatches } from "../train/loop.ts";
@@ -36,7 +36,7 @@ const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.len
 export async function timeShape(
   run: Pick<RunSpec, "ropeMix">,
   data: { dir: string; manifest: Manifest },
-  tokenizer: PatchTokenizer,
+  tokenizer: ImageTokenizer,
   s: Pick<
     StudySettings,
     "model" | "depth" | "width" | "heads" | "batch" | "guidance" | "guidanceStart"

@@ -11,7 +11,7 @@ import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import type { Device } from "../engine.ts";
 import type { Manifest } from "../data/shards.ts";
-import type { PatchTokenizer } from "../tokenizer/patch_vq.ts";
+import type { ImageTokenizer } from "../tokenizer/tokenizer.ts";
 import { buildModelConfig, type ModelConfig } from "../model/config.ts";
 import { NativeModel } from "../model/native_model.ts";
 import {
@@ -92,7 +92,7 @@ export interface RunContext {
   settings: StudySettings;
   /** The shard folder of the run's ratio and its manifest. */
   data: { dir: string; manifest: Manifest };
-  tokenizer: PatchTokenizer;
+  tokenizer: ImageTokenizer;
   device: Device;
   runsDir: string;
   quiet: boolean;
@@ -118,7 +118,7 @@ export function studyModelConfig(
   s: Pick<StudySettings, "model" | "depth" | "width" | "heads">,
   ropeMix: string,
   manifest: Manifest,
-  tokenizer: PatchTokenizer,
+  tokenizer: ImageTokenizer,
 ): ModelConfig {
   return buildModelConfig({
     preset: s.model,
@@ -371,7 +371,7 @@ async function writeSamples(
       labels,
       samplingOptions(ctx, P, false),
     );
-    const images = decodeFinal(ctx.tokenizer, r.codes, labels.length, scales);
+    const images = await decodeFinal(ctx.tokenizer, r.codes, labels.length, scales, ctx.device);
     const folder = join("samples", `P${P}`);
     await Deno.mkdir(join(dir, folder), { recursive: true }).catch((err) => {
       throw fileSystemError(err, `cannot create ${join(dir, folder)}`);

@@ -5,7 +5,7 @@
 import { join } from "node:path";
 import { UserError } from "../errors.ts";
 import { fileSystemError } from "../util/files.ts";
-import type { PatchTokenizer } from "../tokenizer/patch_vq.ts";
+import type { ImageTokenizer } from "../tokenizer/tokenizer.ts";
 import { hasCheckpoint, hasTrainState, MODEL_FILE, TRAIN_STATE_FILE } from "../model/checkpoint.ts";
 import { CHECKPOINT_TOKENIZER_DIR } from "../model/load.ts";
 
@@ -57,7 +57,7 @@ async function removeStaleTemporaries(outDir: string): Promise<void> {
  */
 export async function prepareRunFolder(
   outDir: string,
-  tokenizer: PatchTokenizer,
+  tokenizer: ImageTokenizer,
   resume: boolean,
 ): Promise<void> {
   try {
