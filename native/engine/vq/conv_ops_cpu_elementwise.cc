@@ -48,14 +48,18 @@ CB_CONV_CLONES double squared_deviation_span(const float* x, int64_t n, double c
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-// y = x a + c over n values, then swish when asked.
-CB_CONV_CLONES void affine_span(const float* x, int64_t n, float a, float c, float* y) {
-  for (int64_t i = 0; i < n; i++) y[i] = x[i] * a + c;
+// y = (x - mean) a + c over n values, then swish when asked. Subtracting first (rather than
+// x a + (c - mean a)) keeps a large common offset out of the rounding: a constant group gives
+// exactly c.
+CB_CONV_CLONES void affine_span(const float* x, int64_t n, float mean, float a, float c,
+                                float* y) {
+  for (int64_t i = 0; i < n; i++) y[i] = (x[i] - mean) * a + c;
 }
 
-CB_CONV_CLONES void affine_swish_span(const float* x, int64_t n, float a, float c, float* y) {
+CB_CONV_CLONES void affine_swish_span(const float* x, int64_t n, float mean, float a, float c,
+                                      float* y) {
   for (int64_t i = 0; i < n; i++) {
-    const float v = x[i] * a + c;
+    const float v = (x[i] - mean) * a + c;
     y[i] = v / (1.0f + exp_approx(-v));  // v sigmoid(v)
   }
 }
@@ -82,7 +86,8 @@ size_t CpuConvOps::tile_floats(size_t minimum) const {
 }
 
 // Per (b, group), one thread: the mean in double, then the biased variance about it in double
-// (two passes, so a large common offset costs no precision), then y = x a_c + c_c per channel.
+// (two passes, so a large common offset costs no precision), then y = (x - mean) a_c + beta_c
+// per channel with a_c = rstd gamma_c.
 void CpuConvOps::normalise(int B, int C, int64_t HW, int groups, float eps,
                            const float* x,      // (B, C, HW)
                            const float* gamma,  // (C)
@@ -99,15 +104,15 @@ void CpuConvOps::normalise(int B, int C, int64_t HW, int groups, float eps,
       const double mean = sum_span(x + first, n) / (double)n;
       const double var = squared_deviation_span(x + first, n, mean) / (double)n;
       const double rstd = 1.0 / std::sqrt(var + (double)eps);
+      const float mean_f = (float)mean;
       for (int cc = 0; cc < per_group; cc++) {
         const int c = g * per_group + cc;
-        const double a = rstd * gamma[c];
-        const float af = (float)a, cf = (float)(beta[c] - mean * a);
+        const float a = (float)(rstd * gamma[c]);
         const int64_t at = first + (int64_t)cc * HW;
         if (with_swish) {
-          affine_swish_span(x + at, HW, af, cf, y + at);
+          affine_swish_span(x + at, HW, mean_f, a, beta[c], y + at);
         } else {
-          affine_span(x + at, HW, af, cf, y + at);
+          affine_span(x + at, HW, mean_f, a, beta[c], y + at);
         }
       }
     }

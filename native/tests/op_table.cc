@@ -1,0 +1,133 @@
+#include "op_table.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+
+#include "cuda/cuda.h"
+#include "harness.h"
+#include "vq/conv_ops_cpu.h"
+#include "vq/conv_ops_ref.h"
+
+namespace cbt {
+namespace {
+
+constexpr size_t kAlignments[] = {0, sizeof(float)};
+
+std::string fmt(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.3g", v);
+  return buf;
+}
+
+// The worst figures of one backend over the table, for its summary line.
+struct Worst {
+  double nmse_ratio = 0, elem_ratio = 0;
+  std::string nmse_what, elem_what;
+};
+
+void compare_reals(const std::string& what, const std::vector<double>& got,
+                   const std::vector<double>& want, const OpTolerance& tol, Worst& worst) {
+  EXPECT(got.size() == want.size(), what + ": " + std::to_string(got.size()) +
+                                        " values, the oracle has " + std::to_string(want.size()));
+  const size_t n = got.size();
+  for (size_t i = 0; i < n; i++) {
+    EXPECT(std::isfinite(want[i]), what + ": the oracle is not finite at " + std::to_string(i));
+    EXPECT(std::isfinite(got[i]), what + ": NaN or Inf at " + std::to_string(i) +
+                                      " (an unwritten output starts as NaN)");
+  }
+  double err2 = 0, ref2 = 0;
+  for (size_t i = 0; i < n; i++) {
+    err2 += (got[i] - want[i]) * (got[i] - want[i]);
+    ref2 += want[i] * want[i];
+  }
+  const double nmse = ref2 > 0 ? err2 / ref2 : err2;
+  EXPECT(nmse <= tol.nmse, what + ": nmse " + fmt(nmse) + " > " + fmt(tol.nmse));
+  if (tol.nmse > 0 && nmse / tol.nmse >= worst.nmse_ratio) {
+    worst.nmse_ratio = nmse / tol.nmse;
+    worst.nmse_what = what;
+  }
+  const double rms = n > 0 ? std::sqrt(ref2 / double(n)) : 0.0;
+  for (size_t i = 0; i < n; i++) {
+    const double diff = std::fabs(got[i] - want[i]);
+    const double bound = tol.atol * rms + tol.rtol * std::fabs(want[i]) + tol.floor;
+    EXPECT(diff <= bound, what + ": at " + std::to_string(i) + " got " + fmt(got[i]) +
+                              ", oracle " + fmt(want[i]) + " (|diff| " + fmt(diff) + " > " +
+                              fmt(bound) + "; nmse " + fmt(nmse) + ")");
+    if (bound > 0 && diff / bound >= worst.elem_ratio) {
+      worst.elem_ratio = diff / bound;
+      worst.elem_what = what;
+    }
+  }
+}
+
+void compare_indices(const std::string& what, const std::vector<int32_t>& got,
+                     const std::vector<int32_t>& want) {
+  EXPECT(got.size() == want.size(), what + ": " + std::to_string(got.size()) +
+                                        " indices, the oracle has " + std::to_string(want.size()));
+  for (size_t i = 0; i < got.size(); i++) {
+    EXPECT(got[i] == want[i], what + ": index " + std::to_string(got[i]) + " at " +
+                                  std::to_string(i) + ", the oracle picks " +
+                                  std::to_string(want[i]));
+  }
+}
+
+// Whether `name` can run here; prints the SKIP line for an unusable cuda.
+bool backend_usable(const std::string& name) {
+  if (name != "cuda") return true;
+  const cb::CudaStatus status = cb::cuda_status();
+  if (!status.available) std::printf("SKIP cuda: %s\n", status.reason.c_str());
+  return status.available;
+}
+
+}  // namespace
+
+std::unique_ptr<cb::ConvOps<float>> make_table_backend(const std::string& name) {
+  if (name == "cpu-small-scratch") return std::make_unique<cb::CpuConvOps>(size_t(64) << 10);
+  std::unique_ptr<cb::ConvOps<float>> ops = cb::make_conv_ops<float>(name);
+  EXPECT(ops->name() == name, "asked for conv backend " + name + ", got " + ops->name());
+  return ops;
+}
+
+void run_op_table(const std::vector<OpCase>& cases, const std::vector<std::string>& backends) {
+  // The oracle's outputs, once per case (they do not depend on the alignment).
+  cb::RefConvOps<double> oracle;
+  std::vector<std::vector<OpOutput>> expected;
+  for (const OpCase& c : cases) {
+    OpRun<double> run(oracle, 0);
+    c.run_oracle(run);
+    run.check_guards();
+    expected.push_back(run.outputs());
+  }
+  for (const std::string& name : backends) {
+    if (!backend_usable(name)) continue;
+    std::unique_ptr<cb::ConvOps<float>> ops = make_table_backend(name);
+    Worst worst;
+    for (size_t ci = 0; ci < cases.size(); ci++) {
+      const OpCase& c = cases[ci];
+      for (size_t misalign : kAlignments) {
+        const std::string what = name + " " + c.op + " " + c.params +
+                                 (misalign != 0 ? " (misaligned)" : "");
+        OpRun<float> run(*ops, misalign);
+        c.run(run);
+        const std::vector<OpOutput> got = run.outputs();
+        EXPECT(got.size() == expected[ci].size(), what + ": outputs differ from the oracle's");
+        for (size_t o = 0; o < got.size(); o++) {
+          const std::string out_what = what + ": " + got[o].name;
+          if (got[o].is_index) {
+            compare_indices(out_what, got[o].indices, expected[ci][o].indices);
+          } else {
+            compare_reals(out_what, got[o].values, expected[ci][o].values, c.tol, worst);
+          }
+        }
+        run.check_guards();
+      }
+    }
+    std::printf("     %s: %zu cases; worst nmse/bound %s (%s); worst |diff|/bound %s (%s)\n",
+                name.c_str(), cases.size(), fmt(worst.nmse_ratio).c_str(),
+                worst.nmse_what.c_str(), fmt(worst.elem_ratio).c_str(),
+                worst.elem_what.c_str());
+  }
+}
+
+}  // namespace cbt

@@ -1,0 +1,119 @@
+// Table-driven op tests in the way of ggml's test-backend-ops: a test case is an op name, its
+// shape parameters as text, a tolerance and one function that fills the inputs, runs the op on
+// a given backend and names its outputs. The runner runs every case on RefConvOps<double> (the
+// oracle), then on each backend under test from the same float inputs, and checks each output in
+// this order:
+//   1. every value finite (outputs start as NaN, so an element an op forgets to write fails),
+//   2. the normalised MSE  sum (got - ref)^2 / sum ref^2 <= nmse,
+//   3. elementwise |got - ref| <= atol rms(ref) + rtol |ref| + floor (index outputs: equal),
+//   4. the guard bytes around every buffer (guarded_buffer.h) unchanged.
+// Every case runs twice per backend: on aligned buffers and on buffers one float past an
+// aligned address, "(misaligned)" in messages (a model's tensors sit at any float offset).
+#pragma once
+
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "guarded_buffer.h"
+#include "vq/conv_ops.h"
+
+namespace cbt {
+
+struct OpTolerance {
+  double atol;   // times the reference's RMS
+  double rtol;   // times |ref|
+  double nmse;   // bound on the normalised MSE
+  double floor;  // absolute, for outputs that are zero in exact arithmetic
+};
+
+// One output of a case as the runner compares it: values as double, or indices.
+struct OpOutput {
+  std::string name;
+  std::vector<double> values;   // real outputs
+  std::vector<int32_t> indices; // index outputs
+  bool is_index = false;
+};
+
+// One run of a case on one backend: the buffers of the call, in that backend's memory. A case
+// function asks for its inputs and outputs by name; the runner reads the outputs afterwards.
+template <typename Real>
+class OpRun {
+ public:
+  OpRun(cb::ConvOps<Real>& ops, size_t misalign) : ops_(ops), buffers_(ops.memory(), misalign) {}
+
+  cb::ConvOps<Real>& ops() { return ops_; }
+
+  // A read-only input, converted from the case's float values.
+  const Real* in(const std::string& name, const std::vector<float>& host) {
+    return buffers_.upload(name, std::vector<Real>(host.begin(), host.end()));
+  }
+  const int32_t* in_index(const std::string& name, const std::vector<int32_t>& host) {
+    return buffers_.upload(name, host);
+  }
+  // An output of `count` values, pre-filled with NaN.
+  Real* out(const std::string& name, size_t count) {
+    Real* p = buffers_.template output<Real>(name, count);
+    reals_.push_back({name, p});
+    return p;
+  }
+  int32_t* out_index(const std::string& name, size_t count) {
+    int32_t* p = buffers_.template output<int32_t>(name, count);
+    indices_.push_back({name, p});
+    return p;
+  }
+  // An input the op overwrites or accumulates into (in-place ops): uploaded, read back after.
+  Real* inout(const std::string& name, const std::vector<float>& host) {
+    Real* p = buffers_.upload(name, std::vector<Real>(host.begin(), host.end()));
+    reals_.push_back({name, p});
+    return p;
+  }
+
+  // Every output, in the order the case asked for them (reals first, then indices).
+  std::vector<OpOutput> outputs() const {
+    std::vector<OpOutput> all;
+    for (const auto& r : reals_) {
+      const std::vector<Real> host = buffers_.download(r.second);
+      all.push_back({r.first, std::vector<double>(host.begin(), host.end()), {}, false});
+    }
+    for (const auto& r : indices_) all.push_back({r.first, {}, buffers_.download(r.second), true});
+    return all;
+  }
+  void check_guards() const { buffers_.check_guards(); }
+
+ private:
+  cb::ConvOps<Real>& ops_;
+  DeviceBuffers buffers_;
+  std::vector<std::pair<std::string, Real*>> reals_;
+  std::vector<std::pair<std::string, int32_t*>> indices_;
+};
+
+struct OpCase {
+  std::string op;      // "conv2d"
+  std::string params;  // "B=2 Cin=5 H=7 ..."
+  OpTolerance tol;
+  std::function<void(OpRun<double>&)> run_oracle;
+  std::function<void(OpRun<float>&)> run;
+};
+
+// A case from one generic function `fn(OpRun<Real>&)`, used for the oracle and the backends.
+template <typename Fn>
+OpCase op_case(std::string op, std::string params, OpTolerance tol, Fn fn) {
+  return OpCase{std::move(op), std::move(params), tol,
+                [fn](OpRun<double>& r) { fn(r); }, [fn](OpRun<float>& r) { fn(r); }};
+}
+
+// The backends op tables run on: the names make_conv_ops<float> takes, and "cpu-small-scratch",
+// the cpu ops with 64 KiB of scratch so that convs, attention and the quantiser run in many
+// tiles. "cuda" prints `SKIP cuda: <reason>` and is left out when no GPU is usable.
+std::unique_ptr<cb::ConvOps<float>> make_table_backend(const std::string& name);
+
+// Runs every case on every backend named (see above); fails (EXPECT) at the first bad output,
+// naming the backend, the op, its parameters and the output. Prints one summary line per backend:
+// cases run, the worst nmse / bound and the worst |diff| / bound with the case they came from.
+void run_op_table(const std::vector<OpCase>& cases, const std::vector<std::string>& backends);
+
+}  // namespace cbt
