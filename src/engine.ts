@@ -9,6 +9,7 @@ import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { UserError } from "./errors.ts";
 import { inFlightCount, settleInFlight } from "./util/in_flight.ts";
+import type { NativeVqNetConstructor } from "./tokenizer/vq_net.ts";
 
 /** The `--device` choices. */
 export const DEVICES = ["auto", "cpu", "cuda"] as const;
@@ -127,6 +128,8 @@ export interface Addon {
     outFeatures: number,
     repeats: number,
   ): Promise<{ seconds: number[]; precision: string }>;
+  /** LlamaGen's VQ-16 network (native/addon/vq.cc); used through src/tokenizer/vq_net.ts only. */
+  VqNet: NativeVqNetConstructor;
 }
 
 /** Where the addon is: $CHECKERBOARD_ADDON, else build/Release/checkerboard.node. */

@@ -16,6 +16,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearSeconds", Napi::Function::New(env, linear_seconds, "linearSeconds"));
   exports.Set("whenIdle", Napi::Function::New(env, when_idle, "whenIdle"));
   register_model(env, exports);
+  register_vq(env, exports);
   return exports;
 }
 
