@@ -37,4 +37,11 @@ if ! have_openblas; then
   fi
 fi
 
+# /usr/bin/time (the `time` package): scripts/data-scale.ts reads peak memory from `time -v`.
+if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+  echo "setup: installing time (/usr/bin/time, for scripts/data-scale.ts) with apt-get" >&2
+  apt-get update -qq >&2
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq time >&2
+fi
+
 bash scripts/build-addon.sh

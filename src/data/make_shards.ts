@@ -190,6 +190,11 @@ class SplitWriter {
     this.index = journal.shards.filter((s) => s.split === split).length;
   }
 
+  /** Rows the current shard can still take. */
+  get room(): number {
+    return this.shardSize - this.rows;
+  }
+
   skip(image: number, file: string) {
     this.pending.push({ image, file });
   }
@@ -314,7 +319,9 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
       labels[rows] = source.labels[indices[p]];
       after[2 * rows] = c + 1 < crops ? p : p + 1;
       after[2 * rows + 1] = c + 1 < crops ? c + 1 : 0;
-      if (++rows === batchSize) await encodeBatch();
+      // A batch never spans two shards, so a resumed run (which starts at a shard) encodes
+      // the same batches: a batch's composition can move a near-tie between two codes.
+      if (++rows === Math.min(batchSize, writer.room)) await encodeBatch();
     }
     progress.tick(1);
   }
