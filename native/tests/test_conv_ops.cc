@@ -78,6 +78,7 @@ std::vector<OpCase> conv_cases() {
       {{1, 3, 17, 17, 13, 3, 1, 1, 1}, false},  // conv_in-like: Cin 3
       {{1, 9, 1, 1, 4, 3, 1, 1, 1}, true},      // 3x3 on a 1x1 image: padding only
       {{2, 32, 35, 33, 20, 3, 1, 1, 1}, true},  // wide enough for the per-tap sgemm path
+      {{1, 64, 32, 40, 64, 3, 1, 1, 1}, true},  // per-tap path, weights above 64 KiB of scratch
       {{1, 40, 32, 32, 3, 3, 1, 1, 1}, false},  // conv_out-like: Cout 3
       {{1, 6, 16, 16, 7, 3, 2, 0, 1}, true},    // the downsampler: pad (0, 1), stride 2
       {{2, 11, 9, 11, 5, 3, 2, 0, 1}, false},   // downsampler at odd sizes

@@ -79,14 +79,18 @@ void fill_bias(int Cout, int64_t n, int64_t ld, const float* bias, float* y) {
 // k - 1, Wp), and on an output grid as wide as the padded row, every tap (ky, kx) is one sgemm
 // of K = Cin over the shifted view xp + ky Wp + kx, accumulated: yp (Cout, rows Wp) += w_tap
 // (Cout, Cin) xp_shifted; the k - 1 columns of each row past Wo are discarded.
+// Scratch floats of conv2d_shifted: the re-laid weights, the padded input and the output
+// grid, for tiles of `tile_rows` output rows.
+int64_t shifted_scratch_floats(const Conv2dShape& s, int tile_rows) {
+  const int64_t Wp = s.W + s.pad_begin + s.pad_end;
+  return (int64_t)s.k * s.k * s.Cout * s.Cin + (int64_t)s.Cin * (tile_rows + s.k - 1) * Wp +
+         (int64_t)s.Cout * tile_rows * Wp;
+}
+
 void conv2d_shifted(const Conv2dShape& s, const float* x, const float* w, const float* bias,
-                    float* y, float* scratch, size_t scratch_floats) {
+                    float* y, float* scratch, int tile_rows) {
   const int Ho = s.out_h(), Wo = s.out_w(), kk = s.k * s.k;
   const int Wp = s.W + s.pad_begin + s.pad_end;
-  const int64_t per_row = (int64_t)(s.Cin + s.Cout) * Wp;
-  const int64_t fixed = (int64_t)kk * s.Cout * s.Cin + (int64_t)s.Cin * (s.k - 1) * Wp;
-  const int tile_rows = (int)std::min<int64_t>(
-      Ho, std::max<int64_t>(1, ((int64_t)scratch_floats - fixed) / per_row));
   float* wt = scratch;                                    // (kk, Cout, Cin)
   float* xp = wt + (int64_t)kk * s.Cout * s.Cin;          // (Cin, tile_rows + k - 1, Wp)
   float* yp = xp + (int64_t)s.Cin * (tile_rows + s.k - 1) * Wp;  // (Cout, tile_rows Wp)
@@ -157,8 +161,12 @@ void CpuConvOps::conv2d(const Conv2dShape& s,
     return;
   }
   if (s.stride == 1 && s.Cin >= 32 && Wo >= 32) {
-    const size_t want = tile_floats(0);
-    conv2d_shifted(s, x, w, bias, y, scratch(want), want);
+    // As many output rows per tile as the scratch bound allows, at least one.
+    const int64_t per_row = shifted_scratch_floats(s, 1) - shifted_scratch_floats(s, 0);
+    const int64_t spare = (int64_t)tile_floats(0) - shifted_scratch_floats(s, 0);
+    const int tile_rows = (int)std::min<int64_t>(Ho, std::max<int64_t>(1, spare / per_row));
+    conv2d_shifted(s, x, w, bias, y, scratch((size_t)shifted_scratch_floats(s, tile_rows)),
+                   tile_rows);
     return;
   }
   const int K = s.Cin * s.k * s.k;
