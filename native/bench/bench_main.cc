@@ -7,6 +7,7 @@
 //   cb_engine_bench sample --preset S|L [--batches 1,16,64] [--graphs on|off] [--device D]
 //                          [--repeats R] [--peak F]
 //   cb_engine_bench gemm   [--m 4096] [--n 4096] [--k 4096] [--device D] [--repeats R] [--peak F]
+//   cb_engine_bench vq     [--size 256] [--batch 1] [--codes 16384] [--device D] [--repeats R]
 //
 // --device: cuda (bf16 tensor-core matmuls; training with bf16 activations and fp32 master
 // weights), cuda-fp32, cpu or cpu-ref; default cuda when a GPU is usable, else cpu. --graphs:
@@ -21,6 +22,9 @@
 //   train, per slot:   6 M + depth * 12 * meanVisible * W      (forward + backward)
 //   sample, per image: rows * sum_t (2 M + depth * 4 * visible(t) * W), rows = 2 under CFG
 //   gemm:              2 m n k
+//   vq, per image:     sum over the pass's convolutions of 2 Cout Cin k k Ho Wo (attention,
+//                      norms and the quantiser are not counted); the sgemm reference runs the
+//                      model's linear on each convolution's GEMM shape (Ho Wo B, Cin k k, Cout)
 // The sampling plan is raster order in blocks of even sizes (the larger last): the same block
 // sizes, hence the same work, as the checkerboard order.
 #include <algorithm>
@@ -41,6 +45,9 @@
 #include "model_fixture.h"
 #include "sample/raster_plan.h"
 #include "sample/sampler.h"
+#include "vq/conv_ops.h"
+#include "vq/vq_config.h"
+#include "vq/vq_model.h"
 
 namespace {
 
@@ -56,8 +63,9 @@ const char* kUsage =
     "usage: cb_engine_bench train  --preset S|L [--batch N] [--steps-per-scale P] [options]\n"
     "       cb_engine_bench sample --preset S|L [--batches 1,16,64] [--graphs on|off] [options]\n"
     "       cb_engine_bench gemm   [--m 4096] [--n 4096] [--k 4096] [options]\n"
+    "       cb_engine_bench vq     [--size 256] [--batch 1] [--codes 16384] [options]\n"
     "options: --device cuda|cuda-fp32|cpu|cpu-ref (default cuda when a GPU is usable, else cpu)\n"
-    "         --repeats R (timed runs after one warm-up; default 5, train 3)\n"
+    "         --repeats R (timed runs after one warm-up; default 5, train 3, vq 2)\n"
     "         --peak FLOP/s for MFU (default 989.4e12, the H200's dense bf16 rate)\n";
 
 bool on_off(const std::string& v, const char* name) {
@@ -314,6 +322,144 @@ std::string bench_gemm(const Args& a, const std::string& device, int repeats, do
          ",\"points\":[" + points + "]}";
 }
 
+
+// ---- vq ---------------------------------------------------------------------------------------
+
+// Forwards every op to a backend and, while armed, records each conv2d's geometry: the list of
+// convolutions a VQ pass runs, for its FLOP count and the sgemm reference on the same shapes.
+class RecordingConvOps final : public cb::ConvOps<float> {
+ public:
+  explicit RecordingConvOps(std::unique_ptr<cb::ConvOps<float>> inner) : inner_(std::move(inner)) {}
+  std::vector<cb::Conv2dShape> convs;
+  bool armed = false;
+
+  const char* name() const override { return inner_->name(); }
+  cb::DeviceMemory& memory() override { return inner_->memory(); }
+  void conv2d(const cb::Conv2dShape& s, const float* x, const float* w, const float* bias,
+              float* y) override {
+    if (armed) convs.push_back(s);
+    inner_->conv2d(s, x, w, bias, y);
+  }
+  void group_norm(int B, int C, int64_t HW, int groups, float eps, const float* x,
+                  const float* gamma, const float* beta, float* y) override {
+    inner_->group_norm(B, C, HW, groups, eps, x, gamma, beta, y);
+  }
+  void group_norm_swish(int B, int C, int64_t HW, int groups, float eps, const float* x,
+                        const float* gamma, const float* beta, float* y) override {
+    inner_->group_norm_swish(B, C, HW, groups, eps, x, gamma, beta, y);
+  }
+  void swish(int64_t count, const float* x, float* y) override { inner_->swish(count, x, y); }
+  void add_inplace(int64_t count, float* y, const float* x) override {
+    inner_->add_inplace(count, y, x);
+  }
+  void upsample_nearest2x(int B, int C, int H, int W, const float* x, float* y) override {
+    inner_->upsample_nearest2x(B, C, H, W, x, y);
+  }
+  void spatial_attention(int B, int C, int64_t HW, const float* q, const float* k, const float* v,
+                         float* out) override {
+    inner_->spatial_attention(B, C, HW, q, k, v, out);
+  }
+  void l2_normalize_rows(int64_t n, int d, const float* x, float* y) override {
+    inner_->l2_normalize_rows(n, d, x, y);
+  }
+  void quantize_l2(int B, int D, int64_t HW, const float* z, const float* codebook, int K,
+                   int32_t* index, float* zq, float* dist2) override {
+    inner_->quantize_l2(B, D, HW, z, codebook, K, index, zq, dist2);
+  }
+  void embed_codes(int B, int D, int64_t HW, const int32_t* index, const float* codebook, int K,
+                   float* zq) override {
+    inner_->embed_codes(B, D, HW, index, codebook, K, zq);
+  }
+
+ private:
+  std::unique_ptr<cb::ConvOps<float>> inner_;
+};
+
+// One network pass (encoder or decoder) timed, beside the model's linear (sgemm on cpu, fp32 on
+// cuda) on each of its convolutions' GEMM shapes: y (Ho Wo B, Cout) = x (Ho Wo B, Cin k k) w^T.
+struct VqPassTiming {
+  double seconds = 0;      // median of the pass
+  double conv_flops = 0;   // 2 Cout Cin k k Ho Wo B, summed over the pass's convolutions
+  double sgemm_seconds = 0;  // the reference linear on the same shapes, summed
+  size_t convs = 0, shapes = 0;
+};
+
+VqPassTiming time_vq_pass(RecordingConvOps& rec, const std::string& linear_backend, int repeats,
+                          const std::function<void()>& pass) {
+  VqPassTiming t;
+  bool first = true;
+  const std::vector<double> runs = time_runs(repeats, [&] {
+    rec.armed = first;  // the warm-up run records the convolutions
+    pass();
+    rec.armed = first = false;
+  });
+  t.seconds = median(runs);
+  // (rows, in, out) -> how many convolutions of that GEMM shape the pass runs.
+  std::map<std::vector<int64_t>, int> shapes;
+  for (const cb::Conv2dShape& s : rec.convs) {
+    const int64_t rows = int64_t(s.B) * s.out_h() * s.out_w(), in = int64_t(s.Cin) * s.k * s.k;
+    t.conv_flops += 2.0 * double(rows) * double(in) * s.Cout;
+    shapes[{rows, in, s.Cout}]++;
+  }
+  t.convs = rec.convs.size();
+  t.shapes = shapes.size();
+  rec.convs.clear();
+  std::unique_ptr<cb::ModelOps<float>> ops = cb::make_model_ops<float>(linear_backend);
+  for (const auto& [shape, count] : shapes) {
+    const std::vector<double> s =
+        cb::time_model_linear(*ops, shape[0], (int)shape[1], (int)shape[2], std::max(1, repeats));
+    t.sgemm_seconds += median(s) * count;
+  }
+  return t;
+}
+
+// LlamaGen's full ds16 tokenizer with random weights at --size px: encoder and decoder images/s
+// and their conv FLOP rate as a fraction of the model's linear (sgemm) on the same GEMM shapes.
+std::string bench_vq(const Args& a, const std::string& device, int repeats) {
+  const int B = (int)a.integer("batch", 1), S = (int)a.integer("size", 256);
+  const int codes = (int)a.integer("codes", 16384);
+  const cb::VqConfig config = cb::VqConfig::ds16(codes);
+  auto recorder = std::make_unique<RecordingConvOps>(cb::make_conv_ops<float>(device));
+  RecordingConvOps& rec = *recorder;
+  cb::VqModel<float> model(std::move(recorder), config, 0);
+  const std::string linear_backend = device == "cuda" ? "cuda-fp32" : device;
+  const int h = S / config.downsample();
+  std::vector<float> images(size_t(B) * 3 * S * S), latent(size_t(B) * config.code_dim * h * h);
+  std::mt19937 rng(5);
+  std::uniform_real_distribution<float> pixel(-1.0f, 1.0f);
+  for (float& v : images) v = pixel(rng);
+  std::vector<int32_t> index(size_t(B) * h * h);
+  std::vector<float> decoded(images.size());
+  const VqPassTiming enc = time_vq_pass(rec, linear_backend, repeats, [&] {
+    model.encode(images.data(), B, S, S, latent.data());
+    model.quantize(latent.data(), B, h, h, index.data(), nullptr, nullptr);
+  });
+  const VqPassTiming dec = time_vq_pass(rec, linear_backend, repeats, [&] {
+    model.decode_codes(index.data(), B, h, h, decoded.data());
+  });
+  std::string points;
+  for (const auto& [pass, t] : {std::make_pair("encoder", enc), std::make_pair("decoder", dec)}) {
+    const double rate = t.conv_flops / t.seconds, sgemm = t.conv_flops / t.sgemm_seconds;
+    std::printf("vq %s ds16 on %s: %d x %d px, batch %d: %s s/pass, %s images/s, %s GFLOP/image "
+                "in %zu convs (%zu GEMM shapes), %s GFLOP/s = %s%% of sgemm on the same shapes "
+                "(%s GFLOP/s)\n",
+                pass, device.c_str(), S, S, B, num(t.seconds).c_str(),
+                num(B / t.seconds, "%.3f").c_str(), num(t.conv_flops / B / 1e9, "%.1f").c_str(),
+                t.convs, t.shapes, num(rate / 1e9, "%.1f").c_str(),
+                num(100 * rate / sgemm, "%.0f").c_str(), num(sgemm / 1e9, "%.1f").c_str());
+    points += std::string(points.empty() ? "" : ",") + "{\"pass\":\"" + pass +
+              "\",\"seconds\":" + num(t.seconds, "%.6g") + ",\"imagesPerSec\":" +
+              num(B / t.seconds, "%.6g") + ",\"convFlopsPerImage\":" +
+              num(t.conv_flops / B, "%.6g") + ",\"gflops\":" + num(rate / 1e9, "%.6g") +
+              ",\"sgemmGflops\":" + num(sgemm / 1e9, "%.6g") + ",\"fractionOfSgemm\":" +
+              num(rate / sgemm, "%.6g") + "}";
+  }
+  return "{\"bench\":\"vq\",\"model\":\"ds16\",\"device\":\"" + device + "\",\"size\":" +
+         std::to_string(S) + ",\"batch\":" + std::to_string(B) + ",\"codes\":" +
+         std::to_string(codes) + ",\"repeats\":" + std::to_string(repeats) + ",\"points\":[" +
+         points + "]}";
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
@@ -322,8 +468,10 @@ int main(int argc, char** argv) {
     const Args a = parse(argc, argv);
     const std::string device = a.get("device", default_device());
     const double peak = a.real("peak", kH200Bf16Dense);
-    const int repeats = (int)a.integer("repeats", a.command == "train" ? 3 : 5);
-    if (a.command != "train" && a.command != "sample" && a.command != "gemm") {
+    const int repeats =
+        (int)a.integer("repeats", a.command == "train" ? 3 : a.command == "vq" ? 2 : 5);
+    if (a.command != "train" && a.command != "sample" && a.command != "gemm" &&
+        a.command != "vq") {
       std::fputs(kUsage, stderr);
       return 2;
     }
@@ -339,6 +487,7 @@ int main(int argc, char** argv) {
     if (a.command == "train") json = bench_train(a, device, repeats, peak);
     if (a.command == "sample") json = bench_sample(a, device, repeats, peak);
     if (a.command == "gemm") json = bench_gemm(a, device, repeats, peak);
+    if (a.command == "vq") json = bench_vq(a, device, repeats);
     std::printf("%s\n", json.c_str());
     return 0;
   } catch (const cb::Error& e) {
