@@ -14,6 +14,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstdio>
+#include <cstring>
 #include <random>
 #include <string>
 #include <vector>
@@ -21,6 +22,8 @@
 #include "compare.h"
 #include "harness.h"
 #include "op_table.h"
+#include "cpu/parallel.h"
+#include "vq/conv_ops_cpu.h"
 #include "vq/conv_ops_ref.h"
 
 namespace {
@@ -324,6 +327,46 @@ std::vector<OpCase> quantizer_cases() {
 
 const std::vector<std::string> kCpuBackends = {"cpu-ref", "cpu", "cpu-small-scratch"};
 
+// Restores the cpu thread setting when a test ends, also on failure.
+struct ThreadSetting {
+  ~ThreadSetting() { cb::set_cpu_threads(0); }
+};
+
+// The outputs of the reduction-heavy cpu ops on model-like shapes, with `threads` threads.
+std::vector<float> cpu_outputs(int threads) {
+  cb::set_cpu_threads(threads);
+  cb::CpuConvOps cpu;
+  std::vector<float> all;
+  auto keep = [&](const Vec& v) { all.insert(all.end(), v.begin(), v.end()); };
+  const cb::Conv2dShape wide{1, 64, 40, 48, 64, 3, 1, 1, 1}, down{2, 32, 33, 31, 48, 3, 2, 0, 1};
+  for (const cb::Conv2dShape& s : {wide, down}) {
+    const Vec x = rand_vec((size_t)s.B * s.Cin * s.H * s.W, 2000 + s.Cin);
+    const Vec w = rand_vec((size_t)s.Cout * s.Cin * 9, 2001 + s.Cin), b = rand_vec(s.Cout, 2002);
+    Vec y((size_t)s.B * s.Cout * s.out_h() * s.out_w());
+    cpu.conv2d(s, x.data(), w.data(), b.data(), y.data());
+    keep(y);
+  }
+  const int B = 2, C = 128;
+  const int64_t HW = 400;
+  Vec x = rand_vec((size_t)B * C * HW, 2010, -3.0f, 5.0f);
+  const Vec gamma = rand_vec(C, 2011), beta = rand_vec(C, 2012);
+  Vec y(x.size());
+  cpu.group_norm_swish(B, C, HW, 32, 1e-6f, x.data(), gamma.data(), beta.data(), y.data());
+  keep(y);
+  const Vec k = rand_vec(x.size(), 2013), v = rand_vec(x.size(), 2014);
+  cpu.spatial_attention(B, C, HW, x.data(), k.data(), v.data(), y.data());
+  keep(y);
+  const int K = 4096;
+  const Vec codebook = unit_rows(K, 8, 2015);
+  const Vec z = rand_vec((size_t)B * 8 * HW, 2016);
+  std::vector<int32_t> index(B * HW);
+  Vec dist2(B * HW);
+  cpu.quantize_l2(B, 8, HW, z.data(), codebook.data(), K, index.data(), nullptr, dist2.data());
+  keep(dist2);
+  for (int32_t i : index) all.push_back((float)i);
+  return all;
+}
+
 }  // namespace
 
 CB_TEST("conv-ops-cpu", conv2d_matches_oracle) { cbt::run_op_table(conv_cases(), kCpuBackends); }
@@ -338,6 +381,43 @@ CB_TEST("conv-ops-cpu", spatial_attention_matches_oracle) {
 }
 CB_TEST("conv-ops-cpu", quantizer_matches_oracle) {
   cbt::run_op_table(quantizer_cases(), kCpuBackends);
+}
+
+void expect_bitwise(const std::string& what, const std::vector<float>& a,
+                    const std::vector<float>& b) {
+  EXPECT(a.size() == b.size(), what + ": output sizes differ");
+  for (size_t i = 0; i < a.size(); i++) {
+    EXPECT(std::memcmp(&a[i], &b[i], sizeof(float)) == 0,
+           what + ": value " + std::to_string(i) + " differs (" + number(a[i]) + " vs " +
+               number(b[i]) + ")");
+  }
+}
+
+// Tiles are cut by the scratch bound and every output has one writer, so repeated runs are
+// bitwise equal at any thread count. (Across thread counts only the sgemm-free ops are: OpenBLAS
+// partitions a product differently with another thread count, which moves last bits.)
+CB_TEST("conv-ops-cpu", results_do_not_depend_on_thread_timing) {
+  ThreadSetting restore;
+  for (int threads : {1, 2, 3}) {
+    expect_bitwise(std::to_string(threads) + " threads, second run", cpu_outputs(threads),
+                   cpu_outputs(threads));
+  }
+  const int B = 2, C = 96;
+  const int64_t HW = 1000;
+  const Vec x = rand_vec((size_t)B * C * HW, 2020, -3.0f, 5.0f);
+  const Vec gamma = rand_vec(C, 2021), beta = rand_vec(C, 2022);
+  auto norm = [&](int threads) {
+    cb::set_cpu_threads(threads);
+    cb::CpuConvOps cpu;
+    Vec y(x.size());
+    cpu.group_norm_swish(B, C, HW, 32, 1e-6f, x.data(), gamma.data(), beta.data(), y.data());
+    return y;
+  };
+  const Vec one = norm(1);
+  for (int threads : {2, 3}) {
+    expect_bitwise("group_norm_swish, " + std::to_string(threads) + " threads vs 1", norm(threads),
+                   one);
+  }
 }
 
 CB_TEST("cuda", conv_ops_conv2d_matches_oracle) { cbt::run_op_table(conv_cases(), {"cuda"}); }
