@@ -1,6 +1,7 @@
 /**
- * `checkerboard bench train|sample|all`: throughput of training and time per image of
- * sampling, each beside the engine's sgemm rate on the same shapes measured in the same run.
+ * `checkerboard bench train|sample|vq|all`: throughput of training, time per image of
+ * sampling, and images/s of the VQ tokenizer, each beside the engine's sgemm rate on the same
+ * shapes measured in the same run.
  */
 import type { Command, OptionValues } from "../command.ts";
 import { floatOption, intListOption, intOption, stringOption } from "../options.ts";
@@ -217,6 +218,57 @@ const sample: Command = {
   run: runSample,
 };
 
+const vq: Command = {
+  name: "vq",
+  summary: "the VQ-16 tokenizer (LlamaGen ds16, random weights): images/s, FLOP rate against sgemm",
+  usage: "vq [--size 256] [--batch 1] [--codes 16384] [options]",
+  options: {
+    size: { type: "string", valueName: "PX", default: "256", description: "image side (x16)" },
+    batch: { type: "string", valueName: "N", default: "1", description: "images per pass" },
+    codes: { type: "string", valueName: "K", default: "16384", description: "codebook size" },
+    ...commonOptions,
+  },
+  details: [
+    "The full ds16 architecture (ch 128, ch_mult 1,1,2,2,4, z 256, codes of 8) with random",
+    "weights: the encoder with quantisation and the decoder from codes, each after a warm-up,",
+    "median of --repeats. The FLOP rate counts the convolutions (2 Cout Cin k k Ho Wo) and is",
+    "compared with the engine's sgemm on each convolution's GEMM shape in the same run.",
+  ].join("\n"),
+  async run(values) {
+    const size = intOption(values, "size", { min: 16, max: 4096 }) ?? 256;
+    if (size % 16 !== 0) throw new UsageError(`--size must be a multiple of 16, got ${size}`);
+    const batch = intOption(values, "batch", { min: 1, max: 1024 }) ?? 1;
+    const codes = intOption(values, "codes", { min: 2, max: 65536 }) ?? 16384;
+    const { device, repeats } = await setup(values);
+    const { benchVq } = await import("../../src/bench/vq_bench.ts");
+    const results = await benchVq(device, { size, batch, codes, repeats });
+    if (values.json) {
+      console.log(
+        JSON.stringify({
+          bench: "vq",
+          model: "ds16",
+          device,
+          size,
+          batch,
+          codes,
+          repeats,
+          results,
+        }),
+      );
+      return;
+    }
+    for (const r of results) {
+      console.log(
+        `vq ${r.pass} ds16 on ${device}: ${size} x ${size} px, batch ${batch}: ` +
+          `${r.secondsPerPass.toFixed(2)} s/pass, ${r.imagesPerSec.toFixed(3)} images/s, ` +
+          `${r.gflopsPerImage.toFixed(1)} GFLOP/image in ${r.convs} convs, ` +
+          `${r.modelGflops.toFixed(1)} GFLOP/s = ${(100 * r.fractionOfSgemm).toFixed(0)}% of ` +
+          `sgemm on the same shapes (${r.sgemmGflops.toFixed(1)} GFLOP/s)`,
+      );
+    }
+  },
+};
+
 const all: Command = {
   name: "all",
   summary: "the standard set: train tiny and S, sample S at batches 1 and 16 (deno task bench)",
@@ -242,5 +294,5 @@ export const command: Command = {
   summary: "benchmark training throughput and sampling time per image",
   usage: "bench COMMAND [options]",
   options: {},
-  subcommands: [train, sample, all],
+  subcommands: [train, sample, vq, all],
 };
