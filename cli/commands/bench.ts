@@ -294,5 +294,5 @@ export const command: Command = {
   summary: "benchmark training throughput and sampling time per image",
   usage: "bench COMMAND [options]",
   options: {},
-  subcommands: [train, sample, vq, all],
+  subcommands: [train, sample, all, vq],
 };
