@@ -3,10 +3,13 @@
 // of the block size (coalesced). Two passes, as the reference: the mean, then the biased
 // variance about it. Each pass is a compensated (Kahan) float sum per thread (about 500 values
 // per thread at the largest level of a 256 px image) combined by a fixed tree (warp
-// butterflies, then the 16 warp sums in order): stable without double, and identical on every
-// run. The third pass
-// writes y = (x - mean) * rstd * gamma[c] + beta[c], then swish when asked; every value is read
-// by the thread that writes it and only after both reductions, so y may alias x.
+// butterflies, then the 16 warp sums in order): identical on every run. The values are
+// summed relative to a pivot, the group's first value, and the mean is kept as pivot + shift:
+// a group whose mean is large against its spread (activations around 50 with spread 1) would
+// otherwise lose the low bits of x - mean to the float mean's rounding. No double is needed.
+// The third pass writes y = ((x - pivot) - shift) * rstd * gamma[c] + beta[c], then swish when
+// asked; every value is read by the thread that writes it and only after both reductions, so
+// y may alias x.
 #include <cstdint>
 #include <string>
 
@@ -68,13 +71,14 @@ __global__ void __launch_bounds__(kThreads)
   const float* xg = x + first;                    // (per_group, HW)
   float* yg = y + first;                          // (per_group, HW)
 
+  const float pivot = xg[0];  // every thread reads the same value (n >= 1)
   CompensatedSum s;
-  for (int64_t t = threadIdx.x; t < n; t += kThreads) s.add(xg[t]);
-  const float mean = block_sum(s.sum, partial) / (float)n;
+  for (int64_t t = threadIdx.x; t < n; t += kThreads) s.add(xg[t] - pivot);
+  const float shift = block_sum(s.sum, partial) / (float)n;  // mean = pivot + shift
 
   CompensatedSum q;
   for (int64_t t = threadIdx.x; t < n; t += kThreads) {
-    const float d = xg[t] - mean;
+    const float d = (xg[t] - pivot) - shift;
     q.add(d * d);
   }
   const float var = block_sum(q.sum, partial) / (float)n;
@@ -82,7 +86,7 @@ __global__ void __launch_bounds__(kThreads)
 
   for (int64_t t = threadIdx.x; t < n; t += kThreads) {
     const int c = g * per_group + (int)(t / HW);
-    float v = (xg[t] - mean) * rstd * gamma[c] + beta[c];
+    float v = ((xg[t] - pivot) - shift) * rstd * gamma[c] + beta[c];
     if (kSwish) v = swish(v);
     yg[t] = v;
   }
