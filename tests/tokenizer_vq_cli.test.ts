@@ -150,6 +150,10 @@ Deno.test({
     assert.equal((await runCli(["tokenizer", "import", "--llamagen", PT, "--out", vq])).code, 0);
     const images = join(tmp.path, "images");
     await writeMixedImages(images, 48, 11);
+    // Damaged files are skipped with a warning naming each, as data skips them.
+    for (const k of [0, 1, 2]) {
+      await Deno.writeFile(join(images, `class${k}`, "broken.jpg"), new Uint8Array([0xff, 0xd8, 1]));
+    }
     const dataset = `folder:${images}`;
     const base = ["tokenizer", "retrain-codebook", "--tokenizer", vq, "--dataset", dataset];
     const out = join(tmp.path, "vq64");
@@ -208,8 +212,10 @@ Deno.test({
     const report = JSON.parse(r.stdout);
     assert.ok(report.latentErrorAfter <= report.latentErrorBefore, r.stdout);
     assert.deepEqual(report.perSide.map((x: { side: number }) => x.side), [16, 32, 48, 64]);
-    assert.match(r.stderr, /latents .*img/, "progress of the latent extraction");
-    assert.match(r.stderr, /k-means/, "progress per iteration");
+    assert.match(r.stderr, /latents: 100% .* img\/s/, "progress of the latent extraction");
+    assert.match(r.stderr, /k-means: 100% \(5\/5\) .*iter\/s.*error \d/, "progress per iteration");
+    assert.match(r.stderr, /^warning: skipped .*broken\.jpg: cannot decode image/m);
+    assert.match(r.stderr, /^skipped \d unreadable image\(s\)/m);
     const retrained = await VqTokenizer.load(out);
     assert.equal(retrained.hash, report.tokenizer);
     assert.equal(retrained.codes, 64);
@@ -220,6 +226,8 @@ Deno.test({
     assert.match(text.stdout, /^ +all +\d+ +\d\.\d{5} +\d\.\d{5}$/m);
     assert.equal((await VqTokenizer.load(out)).hash, retrained.hash, "deterministic");
 
+    // recon reads the dataset whole (loadDataset), which refuses a damaged file: remove them.
+    for (const k of [0, 1, 2]) await Deno.remove(join(images, `class${k}`, "broken.jpg"));
     const png = join(tmp.path, "recon.png");
     const recon = await runCli([
       "tokenizer",

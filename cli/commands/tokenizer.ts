@@ -313,10 +313,6 @@ const retrain: Command = {
     await checkTokenizerOutput(out, force);
     const device = await deviceFrom(values);
     const set = await openSizedImages(spec);
-    console.error(
-      `retraining ${codes} codes on latents of ${Math.min(images, set.train.length)} images of ` +
-        `${set.name} at sides ${minSide}..${maxSide}px (was ${tokenizer.codes} codes)`,
-    );
     const { tokenizer: retrained, report } = await retrainCodebook(tokenizer, set, {
       codes,
       minSide,
@@ -326,6 +322,12 @@ const retrain: Command = {
       seed,
       maxLatents,
       device,
+      onPlan: (plan) =>
+        console.error(
+          `retraining ${codes} codes (was ${tokenizer.codes}) on ${plan.latents} latents of ` +
+            `${plan.images} images of ${set.name} at sides ${minSide}..${maxSide}px` +
+            (plan.latents < plan.positions ? ` (a subset of ${plan.positions})` : ""),
+        ),
     });
     await writeTokenizerFolder(retrained, out, force);
     if (values.json) {

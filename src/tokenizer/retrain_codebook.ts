@@ -42,6 +42,8 @@ export interface RetrainOptions {
   maxLatents: number;
   device: Device;
   quiet?: boolean;
+  /** Told, once the images and their sides are drawn, how many latents the fit will see. */
+  onPlan?: (plan: { images: number; latents: number; positions: number }) => void;
 }
 
 /** Unit latents (n, D), each tagged with the side bucket its image was read at. */
@@ -82,25 +84,37 @@ export async function extractLatents(
   );
   const total = order.reduce((a, i) => a + (sides[sideOf[i]] / p) ** 2, 0);
   const n = Math.min(total, opts.maxLatents);
+  // Known before any image is read: refused at once rather than after minutes of encoding.
+  if (n < opts.codes) throw tooFewLatents(n, opts.codes);
+  opts.onPlan?.({ images: count, latents: n, positions: total });
   // Position j (of `total`, in processing order) is kept when it starts a new step of n/total.
   const kept = (j: number) => Math.floor(((j + 1) * n) / total) > Math.floor((j * n) / total);
 
   const unit = new Float32Array(n * D); // (n, D)
   const bucket = new Uint8Array(n);
   const progress = new Progress("latents", count, "img", { quiet: opts.quiet });
-  let position = 0, filled = 0;
+  let position = 0, filled = 0, skipped = 0;
   for (let start = 0; start < count;) {
     const k = sideOf[order[start]], side = sides[k], s = side / p;
     let b = 1;
     const most = Math.min(MAX_IMAGES_PER_BATCH, batchFor(side));
     while (b < most && start + b < count && sideOf[order[start + b]] === k) b++;
-    const batchInput = new Float32Array(b * 3 * side * side); // (b, 3, side, side)
     const parts = await Promise.all(
-      Array.from({ length: b }, (_, j) => images.read(chosen[order[start + j]], side)),
+      Array.from({ length: b }, (_, j) => readOrSkip(images, chosen[order[start + j]], side)),
     );
-    parts.forEach((part, j) => batchInput.set(part, j * 3 * side * side));
-    const { latent } = await tokenizer.encodeInput(batchInput, b, side, opts.device); // (b, D, s, s)
-    for (let img = 0; img < b; img++) {
+    const good = parts.filter((part) => part !== null);
+    skipped += b - good.length;
+    const batchInput = new Float32Array(good.length * 3 * side * side); // (good, 3, side, side)
+    good.forEach((part, j) => batchInput.set(part, j * 3 * side * side));
+    const { latent } = good.length // (good, D, s, s)
+      ? await tokenizer.encodeInput(batchInput, good.length, side, opts.device)
+      : { latent: new Float32Array(0) };
+    let img = 0; // index among the good images of the batch
+    for (const part of parts) {
+      if (part === null) { // an unreadable file: its positions are passed over
+        position += s * s;
+        continue;
+      }
       for (let q = 0; q < s * s; q++, position++) {
         if (!kept(position)) continue;
         // (D) latent at position q, strided by s*s in NCHW; stored as a unit row.
@@ -112,13 +126,42 @@ export async function extractLatents(
         }
         bucket[filled++] = k;
       }
+      img++;
     }
     start += b;
     progress.tick(b, `${side}px, ${filled} latents`);
   }
   progress.finish();
-  if (filled !== n) throw new Error(`extractLatents: kept ${filled} latents, expected ${n}`);
-  return { unit, n, bucket, sides, images: count };
+  if (skipped > 0) console.error(`skipped ${skipped} unreadable image(s) of ${images.name}`);
+  if (filled === 0) throw new UserError(`${images.name}: no readable training image to retrain on`);
+  return {
+    unit: unit.subarray(0, filled * D),
+    n: filled,
+    bucket: bucket.subarray(0, filled),
+    sides,
+    images: count - skipped,
+  };
+}
+
+function tooFewLatents(n: number, K: number): UserError {
+  return new UserError(
+    `only ${n} latents to fit ${K} codes; use fewer --codes, more --images or larger sides ` +
+      `(--min-side, --max-side)`,
+  );
+}
+
+/**
+ * Image `i` at `side`, or null (with a warning naming the file) when a folder's file cannot be
+ * decoded: a damaged file among a million is skipped, as `data` skips it.
+ */
+async function readOrSkip(images: SizedImages, i: number, side: number) {
+  try {
+    return await images.read(i, side);
+  } catch (err) {
+    if (!(err instanceof UserError) || !images.skipsUnreadable) throw err;
+    console.error(`warning: skipped ${err.message}`);
+    return null;
+  }
 }
 
 /** |u_i - e|^2 of each unit latent to its nearest unit code of `book` (K, D), clamped at 0. */
@@ -230,12 +273,7 @@ export async function retrainCodebook(
 ): Promise<{ tokenizer: VqTokenizer; report: RetrainedCodebook }> {
   const D = tokenizer.dim, K = opts.codes;
   const latents = await extractLatents(tokenizer, images, opts);
-  if (latents.n < K) {
-    throw new UserError(
-      `only ${latents.n} latents to fit ${K} codes; use fewer --codes, more --images or ` +
-        `larger sides (--min-side, --max-side)`,
-    );
-  }
+  if (latents.n < K) throw tooFewLatents(latents.n, K); // unreadable images were skipped
   const before = await quantisationErrors(
     latents,
     D,

@@ -195,7 +195,7 @@ export class VqTokenizer implements ImageTokenizer {
     let net = this.nets.get(device);
     if (!net) {
       const { VqNet } = await import("./vq_net.ts");
-      net = await VqNet.fromTensors(device, this.tensors);
+      net = VqNet.fromTensors(device, this.tensors, this.dir ?? "the VQ tokenizer");
       this.nets.set(device, net);
     }
     return net;
