@@ -4,8 +4,10 @@
 #include <cmath>
 #include <cstdio>
 
+#include "cpu/model_ops_ref.h"
 #include "cuda/cuda.h"
 #include "harness.h"
+#include "model/backends.h"
 #include "vq/conv_ops_cpu.h"
 #include "vq/conv_ops_ref.h"
 
@@ -74,13 +76,37 @@ void compare_indices(const std::string& what, const std::vector<int32_t>& got,
 
 // Whether `name` can run here; prints the SKIP line for an unusable cuda.
 bool backend_usable(const std::string& name) {
-  if (name != "cuda") return true;
+  if (name.rfind("cuda", 0) != 0) return true;
   const cb::CudaStatus status = cb::cuda_status();
   if (!status.available) std::printf("SKIP cuda: %s\n", status.reason.c_str());
   return status.available;
 }
 
+// Each family's oracle and backends.
+template <template <typename> class Ops>
+struct Family;
+template <>
+struct Family<cb::ConvOps> {
+  using Oracle = cb::RefConvOps<double>;
+  static std::unique_ptr<cb::ConvOps<float>> make(const std::string& name) {
+    return make_table_backend(name);
+  }
+};
+template <>
+struct Family<cb::ModelOps> {
+  using Oracle = cb::RefModelOps<double>;
+  static std::unique_ptr<cb::ModelOps<float>> make(const std::string& name) {
+    return make_model_table_backend(name);
+  }
+};
+
 }  // namespace
+
+std::unique_ptr<cb::ModelOps<float>> make_model_table_backend(const std::string& name) {
+  std::unique_ptr<cb::ModelOps<float>> ops = cb::make_model_ops<float>(name);
+  EXPECT(ops->name() == name, "asked for model backend " + name + ", got " + ops->name());
+  return ops;
+}
 
 std::unique_ptr<cb::ConvOps<float>> make_table_backend(const std::string& name) {
   if (name == "cpu-small-scratch") return std::make_unique<cb::CpuConvOps>(size_t(64) << 10);
@@ -89,26 +115,28 @@ std::unique_ptr<cb::ConvOps<float>> make_table_backend(const std::string& name) 
   return ops;
 }
 
-void run_op_table(const std::vector<OpCase>& cases, const std::vector<std::string>& backends) {
+template <template <typename> class Ops>
+void run_op_table(const std::vector<OpCaseOn<Ops>>& cases,
+                  const std::vector<std::string>& backends) {
   // The oracle's outputs, once per case (they do not depend on the alignment).
-  cb::RefConvOps<double> oracle;
+  typename Family<Ops>::Oracle oracle;
   std::vector<std::vector<OpOutput>> expected;
-  for (const OpCase& c : cases) {
-    OpRun<double> run(oracle, 0);
+  for (const OpCaseOn<Ops>& c : cases) {
+    OpRunOn<Ops, double> run(oracle, 0);
     c.run_oracle(run);
     run.check_guards();
     expected.push_back(run.outputs());
   }
   for (const std::string& name : backends) {
     if (!backend_usable(name)) continue;
-    std::unique_ptr<cb::ConvOps<float>> ops = make_table_backend(name);
+    std::unique_ptr<Ops<float>> ops = Family<Ops>::make(name);
     Worst worst;
     for (size_t ci = 0; ci < cases.size(); ci++) {
-      const OpCase& c = cases[ci];
+      const OpCaseOn<Ops>& c = cases[ci];
       for (size_t misalign : kAlignments) {
         const std::string what = name + " " + c.op + " " + c.params +
                                  (misalign != 0 ? " (misaligned)" : "");
-        OpRun<float> run(*ops, misalign);
+        OpRunOn<Ops, float> run(*ops, misalign);
         c.run(run);
         const std::vector<OpOutput> got = run.outputs();
         EXPECT(got.size() == expected[ci].size(), what + ": outputs differ from the oracle's");
@@ -129,5 +157,10 @@ void run_op_table(const std::vector<OpCase>& cases, const std::vector<std::strin
                 worst.elem_what.c_str());
   }
 }
+
+template void run_op_table<cb::ConvOps>(const std::vector<OpCaseOn<cb::ConvOps>>&,
+                                         const std::vector<std::string>&);
+template void run_op_table<cb::ModelOps>(const std::vector<OpCaseOn<cb::ModelOps>>&,
+                                          const std::vector<std::string>&);
 
 }  // namespace cbt

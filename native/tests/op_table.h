@@ -1,8 +1,9 @@
 // Table-driven op tests in the way of ggml's test-backend-ops: a test case is an op name, its
 // shape parameters as text, a tolerance and one function that fills the inputs, runs the op on
-// a given backend and names its outputs. The runner runs every case on RefConvOps<double> (the
-// oracle), then on each backend under test from the same float inputs, and checks each output in
-// this order:
+// a given backend and names its outputs. The runner runs every case on the family's reference
+// in double (the oracle: RefConvOps<double> for the conv ops, RefModelOps<double> for the
+// transformer's), then on each backend under test from the same float inputs, and checks each
+// output in this order:
 //   1. every value finite (outputs start as NaN, so an element an op forgets to write fails),
 //   2. the normalised MSE  sum (got - ref)^2 / sum ref^2 <= nmse,
 //   3. elementwise |got - ref| <= atol rms(ref) + rtol |ref| + floor (index outputs: equal),
@@ -19,6 +20,7 @@
 #include <vector>
 
 #include "guarded_buffer.h"
+#include "model/model_ops.h"
 #include "vq/conv_ops.h"
 
 namespace cbt {
@@ -38,14 +40,15 @@ struct OpOutput {
   bool is_index = false;
 };
 
-// One run of a case on one backend: the buffers of the call, in that backend's memory. A case
-// function asks for its inputs and outputs by name; the runner reads the outputs afterwards.
-template <typename Real>
-class OpRun {
+// One run of a case on one backend of an op family (Ops: cb::ConvOps or cb::ModelOps): the
+// buffers of the call, in that backend's memory. A case function asks for its inputs and
+// outputs by name; the runner reads the outputs afterwards.
+template <template <typename> class Ops, typename Real>
+class OpRunOn {
  public:
-  OpRun(cb::ConvOps<Real>& ops, size_t misalign) : ops_(ops), buffers_(ops.memory(), misalign) {}
+  OpRunOn(Ops<Real>& ops, size_t misalign) : ops_(ops), buffers_(ops.memory(), misalign) {}
 
-  cb::ConvOps<Real>& ops() { return ops_; }
+  Ops<Real>& ops() { return ops_; }
 
   // A read-only input, converted from the case's float values.
   const Real* in(const std::string& name, const std::vector<float>& host) {
@@ -85,35 +88,59 @@ class OpRun {
   void check_guards() const { buffers_.check_guards(); }
 
  private:
-  cb::ConvOps<Real>& ops_;
+  Ops<Real>& ops_;
   DeviceBuffers buffers_;
   std::vector<std::pair<std::string, Real*>> reals_;
   std::vector<std::pair<std::string, int32_t*>> indices_;
 };
 
-struct OpCase {
+template <template <typename> class Ops>
+struct OpCaseOn {
   std::string op;      // "conv2d"
   std::string params;  // "B=2 Cin=5 H=7 ..."
   OpTolerance tol;
-  std::function<void(OpRun<double>&)> run_oracle;
-  std::function<void(OpRun<float>&)> run;
+  std::function<void(OpRunOn<Ops, double>&)> run_oracle;
+  std::function<void(OpRunOn<Ops, float>&)> run;
 };
 
-// A case from one generic function `fn(OpRun<Real>&)`, used for the oracle and the backends.
-template <typename Fn>
-OpCase op_case(std::string op, std::string params, OpTolerance tol, Fn fn) {
-  return OpCase{std::move(op), std::move(params), tol,
-                [fn](OpRun<double>& r) { fn(r); }, [fn](OpRun<float>& r) { fn(r); }};
+// A case from one generic function `fn(OpRunOn<Ops, Real>&)`, used for the oracle and the
+// backends.
+template <template <typename> class Ops, typename Fn>
+OpCaseOn<Ops> op_case_on(std::string op, std::string params, OpTolerance tol, Fn fn) {
+  return OpCaseOn<Ops>{std::move(op), std::move(params), tol,
+                       [fn](OpRunOn<Ops, double>& r) { fn(r); },
+                       [fn](OpRunOn<Ops, float>& r) { fn(r); }};
 }
 
-// The backends op tables run on: the names make_conv_ops<float> takes, and "cpu-small-scratch",
-// the cpu ops with 64 KiB of scratch so that convs, attention and the quantiser run in many
-// tiles. "cuda" prints `SKIP cuda: <reason>` and is left out when no GPU is usable.
+// The conv-op family (vq/conv_ops.h), the one most tables use.
+template <typename Real>
+using OpRun = OpRunOn<cb::ConvOps, Real>;
+using OpCase = OpCaseOn<cb::ConvOps>;
+template <typename Fn>
+OpCase op_case(std::string op, std::string params, OpTolerance tol, Fn fn) {
+  return op_case_on<cb::ConvOps>(std::move(op), std::move(params), tol, fn);
+}
+
+// The transformer's op family (model/model_ops.h).
+using ModelOpCase = OpCaseOn<cb::ModelOps>;
+template <typename Fn>
+ModelOpCase model_op_case(std::string op, std::string params, OpTolerance tol, Fn fn) {
+  return op_case_on<cb::ModelOps>(std::move(op), std::move(params), tol, fn);
+}
+
+// The backends a table runs on, by name. Conv ops: the names make_conv_ops<float> takes, and
+// "cpu-small-scratch", the cpu ops with 64 KiB of scratch so that convs, attention and the
+// quantiser run in many tiles. Model ops: the names make_model_ops<float> takes. "cuda" (and
+// "cuda-fp32") print `SKIP cuda: <reason>` and are left out when no GPU is usable.
 std::unique_ptr<cb::ConvOps<float>> make_table_backend(const std::string& name);
+std::unique_ptr<cb::ModelOps<float>> make_model_table_backend(const std::string& name);
 
 // Runs every case on every backend named (see above); fails (EXPECT) at the first bad output,
 // naming the backend, the op, its parameters and the output. Prints one summary line per backend:
 // cases run, the worst nmse / bound and the worst |diff| / bound with the case they came from.
-void run_op_table(const std::vector<OpCase>& cases, const std::vector<std::string>& backends);
+// Defined for Ops = cb::ConvOps and cb::ModelOps.
+template <template <typename> class Ops>
+void run_op_table(const std::vector<OpCaseOn<Ops>>& cases,
+                  const std::vector<std::string>& backends);
 
 }  // namespace cbt

@@ -23,6 +23,7 @@
 #include "cpu/model_ops_cpu.h"
 #include "cpu/model_ops_ref.h"
 #include "harness.h"
+#include "op_table.h"
 
 namespace {
 
@@ -225,33 +226,41 @@ CB_TEST("model-ops-cpu", linear_matches_ref) {
   }
 }
 
+// On the op table (op_table.h): cpu-ref in float and cpu, each against RefModelOps<double>.
 CB_TEST("model-ops-cpu", elementwise_ops_match_ref) {
-  cb::CpuModelOps cpu;
-  cb::RefModelOps<float> ref;
+  // One tanh or exp per element and a few roundings: ulps of the result.
+  constexpr cbt::OpTolerance kUlps{1e-6, 1e-5, 1e-9, 0};
+  // One float add, correctly rounded: within 2^-24 of the exact sum, as the float reference.
+  constexpr cbt::OpTolerance kOneRounding{0, 5.9604645e-8 * (1 + 1e-9), 1e-14, 0};
+  std::vector<cbt::ModelOpCase> cases;
   uint32_t seed = 100;
   for (int64_t count : {int64_t(1), int64_t(7), int64_t(1000), int64_t(200003)}) {
-    const std::string n = " count " + std::to_string(count);
+    const std::string n = "count=" + std::to_string(count);
     const Vec x = rand_vec(count, seed++, -4.0f, 4.0f), dy = rand_vec(count, seed++);
-    Vec a(count, kNaN), b(count, kNaN);
-    // One tanh or exp per element and a few roundings: ulps of the result.
-    cpu.gelu(count, x.data(), a.data());
-    ref.gelu(count, x.data(), b.data());
-    expect_close("gelu" + n, a, b, kTight);
-    cpu.gelu_backward(count, x.data(), dy.data(), a.data());
-    ref.gelu_backward(count, x.data(), dy.data(), b.data());
-    expect_close("gelu_backward" + n, a, b, kTight);
-    cpu.silu(count, x.data(), a.data());
-    ref.silu(count, x.data(), b.data());
-    expect_close("silu" + n, a, b, kTight);
-    cpu.silu_backward(count, x.data(), dy.data(), a.data());
-    ref.silu_backward(count, x.data(), dy.data(), b.data());
-    expect_close("silu_backward" + n, a, b, kTight);
-    a = x;
-    b = x;
-    cpu.add_inplace(count, a.data(), dy.data());
-    ref.add_inplace(count, b.data(), dy.data());
-    expect_close("add_inplace" + n, a, b, {0, 0});  // one rounding, same on both sides
+    cases.push_back(cbt::model_op_case("gelu", n, kUlps, [=](auto& r) {
+      const auto* gx = r.in("x", x);
+      r.ops().gelu(count, gx, r.out("y", count));
+    }));
+    cases.push_back(cbt::model_op_case("gelu_backward", n, kUlps, [=](auto& r) {
+      const auto* gx = r.in("x", x);
+      const auto* gdy = r.in("dy", dy);
+      r.ops().gelu_backward(count, gx, gdy, r.out("dx", count));
+    }));
+    cases.push_back(cbt::model_op_case("silu", n, kUlps, [=](auto& r) {
+      const auto* gx = r.in("x", x);
+      r.ops().silu(count, gx, r.out("y", count));
+    }));
+    cases.push_back(cbt::model_op_case("silu_backward", n, kUlps, [=](auto& r) {
+      const auto* gx = r.in("x", x);
+      const auto* gdy = r.in("dy", dy);
+      r.ops().silu_backward(count, gx, gdy, r.out("dx", count));
+    }));
+    cases.push_back(cbt::model_op_case("add_inplace", n, kOneRounding, [=](auto& r) {
+      const auto* gdy = r.in("dy", dy);
+      r.ops().add_inplace(count, r.inout("y", x), gdy);
+    }));
   }
+  cbt::run_op_table(cases, {"cpu-ref", "cpu"});
 }
 
 CB_TEST("model-ops-cpu", strided_copies_match_ref) {
