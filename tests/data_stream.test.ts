@@ -337,9 +337,35 @@ Deno.test("resume redoes a damaged shard; other arguments start over", async () 
   assert.equal(await Deno.readTextFile(`${partial}/notes.txt`), "keep");
 });
 
+Deno.test("a partial folder another running data process holds is refused; a dead one's lock is taken over", async () => {
+  await using dir = await tempDir();
+  const images = await writeJpegFolder(`${dir.path}/images`, 3);
+  const tokenizer = await writeTokenizer(`${dir.path}/tok`);
+  const source = await FolderSource.open(images, "folder:x");
+  const out = `${dir.path}/out`, partial = `${out}.partial`;
+  const other = new Deno.Command("sleep", { args: ["60"] }).spawn();
+  try {
+    await Deno.mkdir(partial);
+    await Deno.writeTextFile(`${partial}/lock`, `${other.pid}\n`);
+    await assert.rejects(
+      () => makeShards(source, out, options(tokenizer)),
+      new RegExp(
+        `out\\.partial is being written by another 'checkerboard data' run \\(process ${other.pid}\\)`,
+      ),
+    );
+    assert.equal(await Deno.readTextFile(`${partial}/lock`), `${other.pid}\n`);
+  } finally {
+    other.kill("SIGKILL");
+    await other.status;
+  }
+  // Its process is gone now: the lock is stale, and the run goes ahead.
+  await makeShards(source, out, options(tokenizer));
+  assert.ok(!(await filesOf(out)).has("lock"));
+});
+
 Deno.test("SIGKILL halfway through `data`, then the same command: byte-identical shards", async () => {
   await using dir = await tempDir();
-  const images = await writeJpegFolder(`${dir.path}/images`, 30);
+  const images = await writeJpegFolder(`${dir.path}/images`, 6);
   const tok = `${dir.path}/tok`;
   await writeTokenizer(tok);
   const args = (out: string) => [
@@ -354,9 +380,9 @@ Deno.test("SIGKILL halfway through `data`, then the same command: byte-identical
     "--out",
     out,
     "--shard-size",
-    "2",
+    "3",
     "--batch",
-    "1",
+    "2",
     "--augment",
     "ten-crop",
     "--device",

@@ -32,6 +32,7 @@ import {
   type Journal,
   JOURNAL_FILE,
   openPartial,
+  release,
   sha256Hex,
   type ShardJob,
   writeJournal,
@@ -365,8 +366,10 @@ export async function makeShards(
     batchSize,
     device: o.device,
   };
+  let claimed = false;
   try {
     const journal = await openPartial(partial, job);
+    claimed = true;
     const tally = { skipped: journal.shards.at(-1)?.skipped ?? 0 };
     for (const split of ["train", "val"] as const) {
       const writer = new SplitWriter(partial, split, L, o.shardSize, journal, tally);
@@ -412,6 +415,7 @@ export async function makeShards(
     };
     await writeManifest(partial, manifest);
     await Deno.remove(join(partial, JOURNAL_FILE));
+    await release(partial);
     await checkShardOutput(out, true); // again: it may have appeared while encoding
     try {
       if (await exists(out)) await Deno.remove(resolve(out), { recursive: true });
@@ -423,6 +427,7 @@ export async function makeShards(
   } catch (err) {
     // A full disk while a shard is written (writeFileAtomic names the shard). The shards
     // written so far stay in `partial` for the next run of the same command.
+    if (claimed) await release(partial);
     throw fileSystemError(err, `cannot write the shards into ${partial}`);
   }
 }

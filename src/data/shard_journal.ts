@@ -14,6 +14,8 @@ import { fileSystemError, writeFileAtomic } from "../util/files.ts";
 import { UserError } from "../errors.ts";
 
 export const JOURNAL_FILE = "journal.json";
+/** Holds the process id of the run writing the folder. */
+export const LOCK_FILE = "lock";
 const JOURNAL_FORMAT = "checkerboard-shards-journal";
 
 /** Everything the shard bytes depend on; a resumed run must have all of it equal. */
@@ -133,7 +135,44 @@ function before(skip: JournalSkip, end: JournalShard): boolean {
 }
 
 /** What `data` itself leaves in a partial folder: shards, the journal, the manifest, temps. */
-const OWN_FILE = /^((train|val)-\d+\.npz|journal\.json|manifest\.json)(\.tmp-\d+-[a-z0-9]+)?$/;
+const OWN_FILE = /^((train|val)-\d+\.npz|journal\.json|manifest\.json|lock)(\.tmp-\d+-[a-z0-9]+)?$/;
+
+/** True when process `pid` runs (Linux's /proc; elsewhere every other process counts as gone). */
+function running(pid: number): boolean {
+  if (pid === Deno.pid) return false;
+  try {
+    Deno.statSync(`/proc/${pid}`);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/**
+ * Claims the partial folder for this process: two runs into one folder would mix their shards.
+ * A lock left by a killed run (its process is gone) is taken over.
+ */
+async function claim(partial: string) {
+  const lock = join(partial, LOCK_FILE);
+  try {
+    const pid = Number((await Deno.readTextFile(lock)).trim());
+    if (Number.isSafeInteger(pid) && pid > 0 && running(pid)) {
+      throw new UserError(
+        `${partial} is being written by another 'checkerboard data' run (process ${pid}); ` +
+          `wait for it, or stop it and run this command again (remove ${lock} if that ` +
+          `process is not 'checkerboard data')`,
+      );
+    }
+  } catch (err) {
+    if (!(err instanceof Deno.errors.NotFound)) throw fileSystemError(err, `cannot read ${lock}`);
+  }
+  await writeFileAtomic(lock, `${Deno.pid}\n`);
+}
+
+/** Gives the partial folder up (after a failure: the next run may continue it). */
+export async function release(partial: string) {
+  await Deno.remove(join(partial, LOCK_FILE)).catch(() => {});
+}
 
 /**
  * Opens the partial folder for `job`: the journal of the same job, cut to the shards that
@@ -157,8 +196,14 @@ export async function openPartial(partial: string, job: ShardJob): Promise<Journ
         `unfinished work in that folder (move ${foreign} away or remove the folder)`,
     );
   }
+  try {
+    await Deno.mkdir(partial, { recursive: true });
+  } catch (err) {
+    throw fileSystemError(err, `cannot create ${partial}`);
+  }
+  await claim(partial);
   let journal: Journal = { job, shards: [], skippedFiles: [] };
-  if (names.length > 0) {
+  if (names.some((n) => n !== LOCK_FILE)) {
     const found = await readJournal(partial);
     const why = typeof found === "string" ? found : jobDifference(found.job, job);
     if (why !== undefined) {
@@ -185,15 +230,10 @@ export async function openPartial(partial: string, job: ShardJob): Promise<Journ
         );
       }
     }
-    const keep = new Set(journal.shards.map((s) => s.file));
+    const keep = new Set([LOCK_FILE, ...journal.shards.map((s) => s.file)]);
     for (const name of names) {
       if (!keep.has(name)) await Deno.remove(join(partial, name), { recursive: true });
     }
-  }
-  try {
-    await Deno.mkdir(partial, { recursive: true });
-  } catch (err) {
-    throw fileSystemError(err, `cannot create ${partial}`);
   }
   await writeJournal(partial, journal);
   return journal;
