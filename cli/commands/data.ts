@@ -81,7 +81,9 @@ export const command: Command = {
     "is run again, with the same bytes as an uninterrupted run; a run with other arguments",
     "(dataset files, tokenizer, scales, side, augment, shard size, batch, device) starts over.",
     "",
-    "Example: checkerboard data --tokenizer out/tok --ratio 2 --out out/mnist-r2",
+    "Examples: checkerboard data --tokenizer out/tok --ratio 2 --out out/mnist-r2",
+    "  checkerboard data --dataset folder:imagenet/train --tokenizer out/vq16 --side 256 \\",
+    "    --augment ten-crop --out out/imagenet-256",
   ].join("\n"),
   async run(values) {
     const tokenizerDir = requiredString(values, "tokenizer");

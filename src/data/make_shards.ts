@@ -282,6 +282,8 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
   const labels = new Int32Array(batchSize); // (batchSize)
   const after = new Int32Array(batchSize * 2); // (batchSize, 2): (nextImage, nextCrop) per row
   let rows = 0;
+  /** Images decoded (or skipped) whose rows are not encoded yet: progress counts them after. */
+  let waiting = 0;
   const L = scales.reduce((a, s) => a + s * s, 0);
   const encodeBatch = async () => {
     const codes = await tokenizer.encodeImages(
@@ -300,6 +302,8 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
       );
     }
     rows = 0;
+    if (waiting > 0) progress.tick(waiting);
+    waiting = 0;
   };
   const progress = new Progress(`encode ${split}`, indices.length - start.image, "img", {
     quiet: job.quiet,
@@ -311,10 +315,11 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
       if (!source.skipsUnreadable) throw item.error;
       console.error(`data: skipped ${firstLine(item.error)}`);
       writer.skip(p, source.nameOf(indices[p]));
-      progress.tick(1);
+      waiting++;
       continue;
     }
     const all = cropsOf(item.square, big, side, augment); // (crops, side, side, 3)
+    waiting++;
     for (let c = p === start.image ? start.crop : 0; c < crops; c++) {
       pixels.set(all.subarray(c * size, (c + 1) * size), rows * size);
       labels[rows] = source.labels[indices[p]];
@@ -324,9 +329,9 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
       // the same batches: a batch's composition can move a near-tie between two codes.
       if (++rows === Math.min(batchSize, writer.room)) await encodeBatch();
     }
-    progress.tick(1);
   }
   if (rows > 0) await encodeBatch();
+  if (waiting > 0) progress.tick(waiting);
   await writer.finish(indices.length);
   progress.finish();
 }
