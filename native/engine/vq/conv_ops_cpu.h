@@ -2,10 +2,16 @@
 // products and the quantiser's dot products through cpu_sgemm (OpenBLAS or the blocked loop),
 // the elementwise ops as threaded, vectorisable loops (vq/conv_ops_cpu_elementwise.cc).
 //
-// Scratch: the im2col columns, attention's score tiles and the quantiser's normalised latents
-// and dot products live in one buffer owned by the object (grown, never shrunk) and bounded by
-// `scratch_bytes`: a conv or an attention too big for it is cut into tiles of output rows (query
-// rows), each one sgemm. So one CpuConvOps must not be called from two threads at once.
+// Scratch: one buffer owned by the object (grown, never shrunk) holds the im2col columns or the
+// padded input and output grid of a conv, attention's score rows and the quantiser's dot
+// products; each is cut into tiles of output rows (query rows, positions) of at most
+// `scratch_bytes` (at least one row), each tile one sgemm or one per tap. Whole-call parts come
+// on top: a conv's re-laid tap weights, the quantiser's normalised latents of one image. So one
+// CpuConvOps must not be called from two threads at once.
+//
+// Speed (one thread, process CPU time, AMD EPYC, OpenBLAS): LlamaGen's ds16 encoder at 256 px
+// takes 2.2 s, 62 GFLOP/s over its 138 GFLOP of convs against 76 GFLOP/s for sgemm alone on the
+// same M, N, K (0.82 of it); the decoder 0.85 (252 GFLOP). Group norm + swish is ~6% of it.
 //
 // Determinism: outputs never depend on thread timing: tiles are cut by the scratch bound, every
 // output element is written by one thread, and reductions (GroupNorm's statistics) run in a

@@ -5,12 +5,15 @@
 //     one sgemm per tile; tiles are as tall as the scratch bound allows.
 //   stride 1, Cin >= 32, Wo >= 32 (shifted): no im2col; one sgemm per tap over a padded copy
 //     of the input (conv2d_shifted below).
-// Measured on 2 cores (AMD EPYC, OpenBLAS, machine shared, so +-20%), 3x3 Cin = Cout, GFLOP/s
-// im2col / shifted / one sgemm of the same M, N, K: 128 at 256x256 54 / 70 / 86, 128 at 128x128
-// 127 / 142 / 82, 256 at 64x64 148 / 175 / 183, 256 at 32x32 33 / 53 / 64, 512 at 16x16
-// 60 / 48 / 91 (there each row wastes 2 of 18 columns and the tap weights are re-laid per call),
-// 3 -> 128 at 256x256 (conv_in) 77 / 44 / 121. So shifted for the wide stride-1 convs with
-// enough channels, im2col for the rest.
+// Measured (one thread, process CPU time, so that the shared machine's load counts little; AMD
+// EPYC, OpenBLAS), 3x3 pad 1, GFLOP/s im2col / shifted / one sgemm of the same M, N, K:
+//   128 -> 128 at 256x256  69 / 79 / 73      256 -> 256 at 32x32   84 / 81 / 90
+//   128 -> 128 at 128x128  77 / 75 / 83      512 -> 512 at 16x16   85 / 67 / 92
+//   256 -> 256 at 64x64    78 / 82 / 91      3 -> 128 at 256x256   48 / 18 / 52
+//   32 -> 32 at 64x64      70 / 76 / 85      128 -> 3 at 256x256    7 / 11 / 10
+// At 16x16 each row of the shifted grid wastes 2 of 18 columns and the tap weights are re-laid
+// per call; with 3 input channels each tap's sgemm has K = 3. So shifted for the wide stride-1
+// convs with enough channels, im2col for the rest (the two are even in between).
 #include <algorithm>
 #include <cstring>
 
