@@ -225,7 +225,7 @@ std::vector<OpCase> attention_cases() {
   return cases;
 }
 
-// ---- l2 normalisation, quantiser, code lookup ------------------------------------------------------
+// ---- l2 normalisation, quantiser, code lookup ----------------------------------------------
 
 // K random unit rows of d values (normalised in double, rounded to float).
 Vec unit_rows(int K, int D, uint32_t seed) {
