@@ -152,7 +152,10 @@ Deno.test({
     await writeMixedImages(images, 48, 11);
     // Damaged files are skipped with a warning naming each, as data skips them.
     for (const k of [0, 1, 2]) {
-      await Deno.writeFile(join(images, `class${k}`, "broken.jpg"), new Uint8Array([0xff, 0xd8, 1]));
+      await Deno.writeFile(
+        join(images, `class${k}`, "broken.jpg"),
+        new Uint8Array([0xff, 0xd8, 1]),
+      );
     }
     const dataset = `folder:${images}`;
     const base = ["tokenizer", "retrain-codebook", "--tokenizer", vq, "--dataset", dataset];
@@ -224,6 +227,10 @@ Deno.test({
     const text = await runCli([...args.filter((a) => a !== "--json"), "--force"]);
     assert.equal(text.code, 0, text.stderr);
     assert.match(text.stdout, /^ +all +\d+ +\d\.\d{5} +\d\.\d{5}$/m);
+    assert.match(
+      text.stdout,
+      /^held out \(\d+ latents of \d+ validation images, never fitted\): /m,
+    );
     assert.equal((await VqTokenizer.load(out)).hash, retrained.hash, "deterministic");
 
     // recon reads the dataset whole (loadDataset), which refuses a damaged file: remove them.

@@ -392,6 +392,10 @@ fixtureTest(
       [],
     );
     assert.equal(report.perSide.reduce((a, x) => a + x.latents, 0), 400);
+    // Held out: validation images in proportion 1:9, never fitted. 64 codes on 400 latents need
+    // not beat 512 random codes there (they do not here); the figures are squared distances.
+    assert.ok(report.heldOut && report.heldOut.images === 4 && report.heldOut.latents <= 44);
+    for (const e of [report.heldOut.before, report.heldOut.after]) assert.ok(e > 0 && e < 4);
     assert.equal(tokenizer.codes, 64);
     assert.notEqual(tokenizer.hash, tok.hash);
     assert.deepEqual(

@@ -351,6 +351,13 @@ const retrain: Command = {
       } ` +
         `${report.latentErrorAfter.toFixed(5).padStart(10)}`,
     );
+    const h = report.heldOut;
+    if (h) {
+      console.log(
+        `held out (${h.latents} latents of ${h.images} validation images, never fitted): ` +
+          `before ${h.before.toFixed(5)}, after ${h.after.toFixed(5)}`,
+      );
+    }
     console.log(
       `wrote ${join(out, "tokenizer.safetensors")} and tokenizer.json (hash ${retrained.hash})`,
     );

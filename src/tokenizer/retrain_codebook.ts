@@ -59,21 +59,37 @@ const MAX_IMAGES_PER_BATCH = 32;
 /** k-means++ seeding runs on a random sample of this many latents (at least 4 K). */
 const SEEDING_SAMPLE = 20000;
 
+/** Which images extractLatents reads, and how many latents it keeps. */
+export interface LatentDraw {
+  /** Image indices to draw from (a split). */
+  pool: Int32Array;
+  /** Images drawn (at most the pool's size). */
+  count: number;
+  seed: number;
+  maxLatents: number;
+  /** Fewer latents than this (known before reading) is an error: the codebook size. */
+  minLatents: number;
+  /** Progress label. */
+  label: string;
+}
+
 /**
- * Latents of `count` training images (seeded choice) at seeded random sides: encoder ->
- * quant_conv -> l2-normalised, at most `maxLatents` of them (every position of every image
- * when they fit, else an evenly spaced subset of the positions in processing order).
+ * Latents of `draw.count` images of `draw.pool` (seeded choice) at seeded random sides
+ * between opts.minSide and opts.maxSide: encoder -> quant_conv -> l2-normalised, at most
+ * `draw.maxLatents` of them (every position of every image when they fit, else an evenly spaced
+ * subset of the positions in processing order).
  */
 export async function extractLatents(
   tokenizer: VqTokenizer,
   images: SizedImages,
-  opts: RetrainOptions,
+  draw: LatentDraw,
+  opts: Pick<RetrainOptions, "minSide" | "maxSide" | "device" | "quiet" | "onPlan">,
 ): Promise<LatentSet & { images: number }> {
   const p = tokenizer.patch, D = tokenizer.dim;
-  const rng = new Rng(opts.seed);
-  const chosen = Int32Array.from(images.train);
+  const rng = new Rng(draw.seed);
+  const chosen = Int32Array.from(draw.pool);
   rng.shuffle(chosen);
-  const count = Math.min(opts.images, chosen.length);
+  const count = Math.min(draw.count, chosen.length);
   if (count === 0) throw new UserError(`${images.name}: no training images to retrain on`);
   const sides: number[] = [];
   for (let s = opts.minSide; s <= opts.maxSide; s += p) sides.push(s);
@@ -83,16 +99,16 @@ export async function extractLatents(
     sideOf[a] - sideOf[b] || a - b
   );
   const total = order.reduce((a, i) => a + (sides[sideOf[i]] / p) ** 2, 0);
-  const n = Math.min(total, opts.maxLatents);
+  const n = Math.min(total, draw.maxLatents);
   // Known before any image is read: refused at once rather than after minutes of encoding.
-  if (n < opts.codes) throw tooFewLatents(n, opts.codes);
+  if (n < draw.minLatents) throw tooFewLatents(n, draw.minLatents);
   opts.onPlan?.({ images: count, latents: n, positions: total });
   // Position j (of `total`, in processing order) is kept when it starts a new step of n/total.
   const kept = (j: number) => Math.floor(((j + 1) * n) / total) > Math.floor((j * n) / total);
 
   const unit = new Float32Array(n * D); // (n, D)
   const bucket = new Uint8Array(n);
-  const progress = new Progress("latents", count, "img", { quiet: opts.quiet });
+  const progress = new Progress(draw.label, count, "img", { quiet: opts.quiet });
   let position = 0, filled = 0, skipped = 0;
   for (let start = 0; start < count;) {
     const k = sideOf[order[start]], side = sides[k], s = side / p;
@@ -133,7 +149,7 @@ export async function extractLatents(
   }
   progress.finish();
   if (skipped > 0) console.error(`skipped ${skipped} unreadable image(s) of ${images.name}`);
-  if (filled === 0) throw new UserError(`${images.name}: no readable training image to retrain on`);
+  if (filled === 0) throw new UserError(`${images.name}: no readable image to retrain on`);
   return {
     unit: unit.subarray(0, filled * D),
     n: filled,
@@ -272,17 +288,33 @@ export async function retrainCodebook(
   opts: RetrainOptions,
 ): Promise<{ tokenizer: VqTokenizer; report: RetrainedCodebook }> {
   const D = tokenizer.dim, K = opts.codes;
-  const latents = await extractLatents(tokenizer, images, opts);
+  const latents = await extractLatents(tokenizer, images, {
+    pool: images.train,
+    count: opts.images,
+    seed: opts.seed,
+    maxLatents: opts.maxLatents,
+    minLatents: K,
+    label: "latents",
+  }, opts);
   if (latents.n < K) throw tooFewLatents(latents.n, K); // unreadable images were skipped
-  const before = await quantisationErrors(
-    latents,
-    D,
-    tokenizer.codebook,
-    tokenizer.codes,
-    opts.device,
-  );
+  const oldBook = tokenizer.codebook, oldK = tokenizer.codes;
+  const before = await quantisationErrors(latents, D, oldBook, oldK, opts.device);
   const book = await sphericalKMeans(latents, D, K, opts);
   const after = await quantisationErrors(latents, D, book, K, opts.device);
+  // The same measure on validation images the fit never saw, in proportion to the split (1:9).
+  const heldOut = await extractLatents(tokenizer, images, {
+    pool: images.val,
+    count: Math.max(1, Math.round(latents.images / 9)),
+    seed: deriveSeed(opts.seed, 2),
+    maxLatents: Math.max(1, Math.round(opts.maxLatents / 9)),
+    minLatents: 1,
+    label: "held-out latents",
+  }, { ...opts, onPlan: undefined }).catch((err) => {
+    if (err instanceof UserError) return null; // no readable validation image
+    throw err;
+  });
+  const heldOutError = async (book: Float32Array, K: number) =>
+    meansPerSide(heldOut!, (await quantisationErrors(heldOut!, D, book, K, opts.device)).dist2).all;
   const b = meansPerSide(latents, before.dist2), a = meansPerSide(latents, after.dist2);
   const report: RetrainedCodebook = {
     origin: "retrained",
@@ -299,6 +331,12 @@ export async function retrainCodebook(
     perSide: latents.sides
       .map((side, k) => ({ side, latents: b.count[k], before: b.perSide[k], after: a.perSide[k] }))
       .filter((x) => x.latents > 0),
+    heldOut: heldOut && {
+      images: heldOut.images,
+      latents: heldOut.n,
+      before: await heldOutError(oldBook, oldK),
+      after: await heldOutError(book, K),
+    },
   };
   return { tokenizer: tokenizer.withCodebook(book, K, report), report };
 }

@@ -16,6 +16,8 @@ export interface SizedImages {
   readonly name: string;
   /** Indices of the training split (the validation split stays unseen). */
   readonly train: Int32Array;
+  /** Indices of the validation split (the held-out measure of the fit). */
+  readonly val: Int32Array;
   /** Whether an image that cannot be decoded is skipped (a folder's files) or an error. */
   readonly skipsUnreadable: boolean;
   /** Image i as the encoder's input (3, side, side) in [-1, 1]. */
@@ -31,6 +33,7 @@ export async function openSizedImages(spec: string): Promise<SizedImages> {
     return {
       name: spec,
       train: splitIndices(listing.files.length, "train"),
+      val: splitIndices(listing.files.length, "val"),
       skipsUnreadable: true,
       read: async (i, side) =>
         imagesToInput(await decodeImageFile(join(root, listing.files[i]), side), 1, side, side),
@@ -40,6 +43,7 @@ export async function openSizedImages(spec: string): Promise<SizedImages> {
   return {
     name: spec,
     train: splitIndices(set.count, "train"),
+    val: splitIndices(set.count, "val"),
     skipsUnreadable: false,
     read: (i, side) => Promise.resolve(imagesToInput(imageAt(set, i), 1, set.side, side)),
   };

@@ -50,6 +50,8 @@ export interface RetrainedCodebook {
   latentErrorBefore: number;
   latentErrorAfter: number;
   perSide: { side: number; latents: number; before: number; after: number }[];
+  /** The same error on latents of validation images the fit never saw (null: none readable). */
+  heldOut: { images: number; latents: number; before: number; after: number } | null;
 }
 
 export type CodebookOrigin = { origin: "imported" } | RetrainedCodebook;
@@ -513,5 +515,14 @@ function parseCodebookOrigin(c: Fields, codes: number): CodebookOrigin {
       before: p.number("before", { min: 0 }),
       after: p.number("after", { min: 0 }),
     })),
+    heldOut: c.raw("heldOut") === null ? null : (() => {
+      const h = c.object("heldOut");
+      return {
+        images: h.int("images", { min: 1 }),
+        latents: h.int("latents", { min: 1 }),
+        before: h.number("before", { min: 0 }),
+        after: h.number("after", { min: 0 }),
+      };
+    })(),
   };
 }
