@@ -346,6 +346,13 @@ fixtureTest(
     // Each scale is encoded from the image resized to s * 16 px, the same image alone or batched.
     const one = await tok.encodeImages(pixels.subarray(64 * 64 * 3), 1, 64, scales, "cpu");
     assert.deepEqual(one, all.subarray(L));
+    // Callers sharing the tokenizer at once are served one after another (VqNet takes one call).
+    const [x, y] = await Promise.all([
+      tok.encodeImages(pixels, 2, 64, scales, "cpu"),
+      tok.decodeGrids(indices.values, 2, 4, "cpu"),
+    ]);
+    assert.deepEqual(x, all);
+    assert.equal(y.length, 2 * 64 * 64 * 3);
     await assert.rejects(() => tok.encodeImages(pixels, 2, 64, [1, 2], "cpu"), /scales end at 2/);
   },
 );

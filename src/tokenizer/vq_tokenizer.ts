@@ -160,8 +160,9 @@ export class VqTokenizer implements ImageTokenizer {
   readonly kind = "vq";
   readonly defaultSide = 256;
   readonly fixedSide = undefined;
-  private readonly nets = new Map<Device, VqNet>();
+  private readonly nets = new Map<Device, Promise<VqNet>>();
   private normalised?: Float32Array;
+  private queue: Promise<void> = Promise.resolve();
 
   constructor(
     readonly config: VqTokenizerConfig,
@@ -193,19 +194,31 @@ export class VqTokenizer implements ImageTokenizer {
   }
 
   /** The native network for `device`, made on first use and kept. */
-  async net(device: Device): Promise<VqNet> {
+  net(device: Device): Promise<VqNet> {
     let net = this.nets.get(device);
     if (!net) {
-      const { VqNet } = await import("./vq_net.ts");
-      net = VqNet.fromTensors(device, this.tensors, this.dir ?? "the VQ tokenizer");
+      net = import("./vq_net.ts").then(({ VqNet }) =>
+        VqNet.fromTensors(device, this.tensors, this.dir ?? "the VQ tokenizer")
+      );
       this.nets.set(device, net);
+      net.catch(() => this.nets.delete(device)); // a failed start is tried again next time
     }
     return net;
   }
 
+  /**
+   * Runs native calls one after another: a VqNet refuses a call while another is in flight, and
+   * two commands' callers (e.g. decoding while encoding) may share one tokenizer.
+   */
+  private serially<T>(call: () => Promise<T>): Promise<T> {
+    const result = this.queue.then(call);
+    this.queue = result.then(() => {}, () => {});
+    return result;
+  }
+
   /** Frees the native networks (they are made again on the next use). */
   dispose() {
-    for (const net of this.nets.values()) net.dispose();
+    for (const net of this.nets.values()) net.then((n) => n.dispose(), () => {});
     this.nets.clear();
   }
 
@@ -228,7 +241,7 @@ export class VqTokenizer implements ImageTokenizer {
     for (let start = 0; start < count; start += batch) {
       const b = Math.min(batch, count - start);
       const part = input.subarray(start * 3 * px * px, (start + b) * 3 * px * px);
-      const r = await net.encode(part, b, px, px);
+      const r = await this.serially(() => net.encode(part, b, px, px));
       latent.set(r.latent, start * D * s * s);
       indices.set(r.indices, start * s * s);
     }
@@ -303,11 +316,13 @@ export class VqTokenizer implements ImageTokenizer {
     const batch = batchFor(px);
     for (let start = 0; start < n; start += batch) {
       const b = Math.min(batch, n - start);
-      const { images } = await net.decodeCodes(
-        indices.subarray(start * s * s, (start + b) * s * s),
-        b,
-        s,
-        s,
+      const { images } = await this.serially(() =>
+        net.decodeCodes(
+          indices.subarray(start * s * s, (start + b) * s * s),
+          b,
+          s,
+          s,
+        )
       ); // (b, 3, px, px)
       out.set(outputToPixels(images, b, px), start * px * px * 3);
     }
