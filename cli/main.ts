@@ -27,7 +27,7 @@ const commands: { name: string; summary: string; load: () => Promise<{ command: 
   },
   {
     name: "tokenizer",
-    summary: "fit a patch-VQ tokenizer or write reconstructions",
+    summary: "fit a patch VQ, import or retrain LlamaGen's VQ-16, or write reconstructions",
     load: () => import("./commands/tokenizer.ts"),
   },
   {
