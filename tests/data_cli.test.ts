@@ -150,6 +150,10 @@ Deno.test("bad input: one-line errors, non-zero exit, no partial output", async 
     [["tokenizer", "fit", "--patch", "0", "--out", `${dir.path}/t3`], /--patch must be at least 1/],
     [["tokenizer", "fit"], /--out is required/],
     [["tokenizer", "fit", "--bogus", "--out", "x"], /bogus/],
+    [
+      ["data", "--tokenizer", `${dir.path}/none`, "--out", `${dir.path}/s2`, "--augment", "flip"],
+      /--augment must be one of none, ten-crop, got 'flip'/,
+    ],
   ];
   for (const [args, pattern] of cases) await expectOneLineError(args, pattern);
   // A corrupt image stops `tokenizer fit` before anything is written.
@@ -185,6 +189,8 @@ Deno.test("help texts list the options with their defaults", async () => {
   const data = await runCli(["data", "--help"]);
   assert.match(data.stdout, /--ratio R .*\(default: 2\)/);
   assert.match(data.stdout, /--shard-size N .*\(default: 4096\)/);
+  assert.match(data.stdout, /--augment none\|ten-crop .*\(default: none\)/);
+  assert.match(data.stdout, /Validation images always get\s+the centre crop only/);
 });
 
 /** `data` of a folder dataset with a given tokenizer into `out`. */
