@@ -12,15 +12,12 @@
  *    file with the uninterrupted run's.
  * Exit status 0 when the kill test passes.
  */
-import { Buffer } from "node:buffer";
 import { createHash } from "node:crypto";
 import { join } from "node:path";
-import sharp from "sharp";
-import { Rng } from "../src/util/rng.ts";
 import { exists } from "../src/util/files.ts";
+import { generateImages } from "./generated_images.ts";
 
 const repo = new URL("..", import.meta.url).pathname;
-const CLASSES = 10;
 
 interface Settings {
   images: number;
@@ -80,58 +77,6 @@ function parseArgs(args: string[]): Settings {
   return s;
 }
 
-/**
- * One image of class `c`: a class-coloured gradient, a few rectangles and discs, and noise;
- * (h, w, 3) RGB.
- */
-function drawImage(rng: Rng, c: number, w: number, h: number): Uint8Array {
-  const rgb = new Uint8Array(w * h * 3);
-  const base = [(c * 73) % 256, (c * 151 + 40) % 256, (c * 29 + 90) % 256];
-  for (let y = 0; y < h; y++) {
-    for (let x = 0; x < w; x++) {
-      const g = (x / w + y / h) * 60;
-      rgb.set([base[0] + g, base[1] - g, base[2] + g / 2].map((v) => v & 255), (y * w + x) * 3);
-    }
-  }
-  for (let k = 0; k < 3 + rng.int(5); k++) {
-    const colour = [rng.int(256), rng.int(256), rng.int(256)];
-    const cx = rng.int(w), cy = rng.int(h), r = 8 + rng.int(Math.min(w, h) / 3);
-    const disc = (k + c) % 2 === 0;
-    for (let y = Math.max(0, cy - r); y < Math.min(h, cy + r); y++) {
-      for (let x = Math.max(0, cx - r); x < Math.min(w, cx + r); x++) {
-        if (!disc || (x - cx) ** 2 + (y - cy) ** 2 < r * r) rgb.set(colour, (y * w + x) * 3);
-      }
-    }
-  }
-  for (let i = 0; i < rgb.length; i++) {
-    rgb[i] = Math.max(0, Math.min(255, rgb[i] + rng.int(31) - 15));
-  }
-  return rgb;
-}
-
-/** Writes the dataset into `dir` unless a complete one of the same settings is there. */
-async function generate(dir: string, images: number, seed: number) {
-  const stamp = join(dir, ".complete");
-  if (await exists(stamp)) return console.log(`images: ${dir} (kept from an earlier run)`);
-  await Deno.remove(dir, { recursive: true }).catch(() => {});
-  const rng = new Rng(seed);
-  const started = performance.now();
-  for (let i = 0; i < images; i++) {
-    const c = i % CLASSES;
-    const classDir = join(dir, `class-${String(c).padStart(2, "0")}`);
-    if (i < CLASSES) await Deno.mkdir(classDir, { recursive: true });
-    const w = 64 + rng.int(437), h = 64 + rng.int(437);
-    await sharp(Buffer.from(drawImage(rng, c, w, h)), { raw: { width: w, height: h, channels: 3 } })
-      .jpeg({ quality: 85 })
-      .toFile(join(classDir, `img-${String(i).padStart(6, "0")}.jpg`));
-  }
-  await Deno.writeTextFile(stamp, "");
-  const s = (performance.now() - started) / 1000;
-  console.log(
-    `images: generated ${images} JPEGs (64-500 px, ${CLASSES} classes) in ${s.toFixed(1)} s`,
-  );
-}
-
 function cli(args: string[]): Deno.Command {
   return new Deno.Command(Deno.execPath(), {
     args: ["run", "-A", join(repo, "cli/main.ts"), ...args],
@@ -178,7 +123,7 @@ if (!(await exists("/usr/bin/time"))) {
 const work = s.work ?? join(repo, "out", "data-scale");
 const images = join(work, `images-${s.images}-seed${s.seed}`);
 await Deno.mkdir(work, { recursive: true });
-await generate(images, s.images, s.seed);
+await generateImages(images, s.images, s.seed);
 
 let tokenizer = s.tokenizer;
 if (tokenizer === undefined) {

@@ -3,6 +3,10 @@ import sharp from "sharp";
 import { UserError } from "../errors.ts";
 import { settleInFlight, trackInFlight } from "../util/in_flight.ts";
 
+// Every file is decoded once, so libvips' operation cache (up to 50 MB by default) only holds
+// memory that a streaming `data` run never reuses.
+sharp.cache(false);
+
 /**
  * Decodes `path` into a (side, side, 3) uint8 RGB image.
  *
