@@ -10,7 +10,8 @@
 // the product, blockIdx.y its 64-row tiles, blockIdx.z the image within the chunk. Staging
 // follows each operand's contiguous direction so consecutive threads read consecutive
 // addresses: q and k are contiguous along positions (rows of q^T, columns of k), v along its
-// depth j, and scores^T along its depth j as well.
+// depth j, and scores^T along its depth j as well. Each thread fetches its 4 + 4 values of the
+// next slice into registers while the block multiplies the current one.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -51,23 +52,35 @@ __global__ void __launch_bounds__(conv_tile::kThreads) batched_product_kernel(Ba
   const float* b = p.b + z * p.b_batch;
   float* c = p.c + z * p.c_batch;
 
+  // Staged element idx = tid + 256 t of this thread: A (a_row, a_depth), B (b_depth, b_col)
+  // within the tile; the next slice is fetched into registers while this one is multiplied.
+  auto a_row = [&](int idx) { return kAAlongM ? idx % kM : idx / kK; };
+  auto a_depth = [&](int idx) { return kAAlongM ? idx / kM : idx % kK; };
+  auto b_col = [&](int idx) { return kBAlongN ? idx % kN : idx / kK; };
+  auto b_depth = [&](int idx) { return kBAlongN ? idx / kN : idx % kK; };
+  float ra[kLoads], rb[kLoads];
+  auto fetch = [&](int64_t k0) {
+#pragma unroll
+    for (int t = 0; t < kLoads; t++) {
+      const int idx = tid + kThreads * t;
+      const int64_t gi = m0 + a_row(idx), gl = k0 + a_depth(idx);
+      ra[t] = (gi < p.M && gl < p.K) ? a[gi * p.a_row + gl * p.a_depth] : 0.0f;
+      const int64_t gj = n0 + b_col(idx), glb = k0 + b_depth(idx);
+      rb[t] = (gj < p.N && glb < p.K) ? b[glb * p.b_depth + gj * p.b_col] : 0.0f;
+    }
+  };
+
   float acc[4][4] = {};
+  fetch(0);
   for (int64_t k0 = 0; k0 < p.K; k0 += kK) {
 #pragma unroll
     for (int t = 0; t < kLoads; t++) {
       const int idx = tid + kThreads * t;
-      const int i = kAAlongM ? idx % kM : idx / kK, l = kAAlongM ? idx / kM : idx % kK;
-      const int64_t gi = m0 + i, gl = k0 + l;
-      s.a[l][i] = (gi < p.M && gl < p.K) ? a[gi * p.a_row + gl * p.a_depth] : 0.0f;
-    }
-#pragma unroll
-    for (int t = 0; t < kLoads; t++) {
-      const int idx = tid + kThreads * t;
-      const int j = kBAlongN ? idx % kN : idx / kK, l = kBAlongN ? idx / kN : idx % kK;
-      const int64_t gj = n0 + j, gl = k0 + l;
-      s.b[l][j] = (gj < p.N && gl < p.K) ? b[gl * p.b_depth + gj * p.b_col] : 0.0f;
+      s.a[a_depth(idx)][a_row(idx)] = ra[t];
+      s.b[b_depth(idx)][b_col(idx)] = rb[t];
     }
     __syncthreads();
+    if (k0 + kK < p.K) fetch(k0 + kK);
     multiply_slices(s, tx, ty, acc);
     __syncthreads();  // everyone is done reading the slices before they are overwritten
   }

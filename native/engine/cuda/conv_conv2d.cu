@@ -10,7 +10,8 @@
 // Cout. For the B slice each thread owns one column (tid % 64, fixed for the whole kernel, so
 // its pixel is decoded once) and stages depths tid / 64 + 4 s; consecutive threads read
 // consecutive output pixels, i.e. input addresses `stride` apart. For the A slice consecutive
-// threads read consecutive depths of a weight row. The kernel is specialised for k = 1 and
+// threads read consecutive depths of a weight row. Each thread fetches its 4 + 4 values of the
+// next slice into registers while the block multiplies the current one. The kernel is specialised for k = 1 and
 // k = 3 (constant tap arithmetic) with a runtime-k version for any other side.
 #include <cstdint>
 #include <string>
@@ -59,19 +60,19 @@ __global__ void __launch_bounds__(conv_tile::kThreads) conv2d_kernel(ConvGeometr
     ximg += img * g.Cin * g.H * g.W;
   }
 
-  float acc[4][4] = {};
-  for (int64_t k0 = 0; k0 < g.depth; k0 += kK) {
+  // The next slice's values are fetched into registers while the current one is multiplied.
+  float wa[kLoads], xb[kLoads];
+  auto fetch = [&](int64_t k0) {
 #pragma unroll
     for (int t = 0; t < kLoads; t++) {
       const int idx = tid + kThreads * t;
       const int i = idx / kK, l = idx % kK;
       const int64_t gm = m0 + i, gk = k0 + l;
-      s.a[l][i] = (gm < g.Cout && gk < g.depth) ? g.w[gm * g.depth + gk] : 0.0f;
+      wa[t] = (gm < g.Cout && gk < g.depth) ? g.w[gm * g.depth + gk] : 0.0f;
     }
 #pragma unroll
     for (int t = 0; t < kLoads; t++) {
-      const int l = lb + (kThreads / kN) * t;
-      const int64_t gk = k0 + l;
+      const int64_t gk = k0 + lb + (kThreads / kN) * t;
       float v = 0.0f;
       if (col_ok && gk < g.depth) {
         const int ci = (int)(gk / taps), tap = (int)(gk - (int64_t)ci * taps);
@@ -81,9 +82,21 @@ __global__ void __launch_bounds__(conv_tile::kThreads) conv2d_kernel(ConvGeometr
           v = ximg[((int64_t)ci * g.H + iy) * g.W + ix];
         }
       }
-      s.b[l][jb] = v;
+      xb[t] = v;
+    }
+  };
+
+  float acc[4][4] = {};
+  fetch(0);
+  for (int64_t k0 = 0; k0 < g.depth; k0 += kK) {
+#pragma unroll
+    for (int t = 0; t < kLoads; t++) {
+      const int idx = tid + kThreads * t;
+      s.a[idx % kK][idx / kK] = wa[t];
+      s.b[lb + (kThreads / kN) * t][jb] = xb[t];
     }
     __syncthreads();
+    if (k0 + kK < g.depth) fetch(k0 + kK);
     multiply_slices(s, tx, ty, acc);
     __syncthreads();  // everyone is done reading the slices before they are overwritten
   }
