@@ -70,7 +70,7 @@ void im2col_tile(const Conv2dShape& s, const float* x,  // x: (Cin, H, W) of one
   const int Wo = s.out_w(), kk = s.k * s.k;
   const int64_t K = (int64_t)s.Cin * kk, ncols = (int64_t)rows * Wo;
   // Each column row is a few kilobytes at least; parallel over them.
-  parallel_for(K, std::max<int64_t>(1, 4096 / std::max<int64_t>(1, ncols)),
+  parallel_for(K, std::max<int64_t>(1, kConvCopyGrainFloats / std::max<int64_t>(1, ncols)),
                [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const int ci = (int)(r / kk), ky = (int)(r % kk) / s.k, kx = (int)(r % s.k);
@@ -104,7 +104,7 @@ void im2col_tile(const Conv2dShape& s, const float* x,  // x: (Cin, H, W) of one
 
 // y rows (Cout, n) at stride ld set to the bias (the sgemm then accumulates with beta 1).
 void fill_bias(int Cout, int64_t n, int64_t ld, const float* bias, float* y) {
-  parallel_for(Cout, std::max<int64_t>(1, 16384 / std::max<int64_t>(1, n)),
+  parallel_for(Cout, std::max<int64_t>(1, kConvCopyGrainFloats / std::max<int64_t>(1, n)),
                [&](int64_t c0, int64_t c1) {
     for (int64_t c = c0; c < c1; c++) std::fill(y + c * ld, y + c * ld + n, bias[c]);
   });
@@ -129,7 +129,7 @@ void conv2d_shifted(const Conv2dShape& s, const float* x, const float* w, const 
   float* wt = scratch;                                    // (kk, Cout, Cin)
   float* xp = wt + (int64_t)kk * s.Cout * s.Cin;          // (Cin, tile_rows + k - 1, Wp)
   float* yp = xp + (int64_t)s.Cin * (tile_rows + s.k - 1) * Wp;  // (Cout, tile_rows Wp)
-  parallel_for((int64_t)kk * s.Cout, std::max<int64_t>(1, 16384 / s.Cin),
+  parallel_for((int64_t)kk * s.Cout, std::max<int64_t>(1, kConvCopyGrainFloats / s.Cin),
                [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {  // r = t Cout + co: one contiguous row of wt
       const int64_t t = r / s.Cout, co = r % s.Cout;
@@ -143,7 +143,8 @@ void conv2d_shifted(const Conv2dShape& s, const float* x, const float* w, const 
     for (int y0 = 0; y0 < Ho; y0 += tile_rows) {
       const int rows = std::min(tile_rows, Ho - y0), hp = rows + s.k - 1;
       const int64_t xp_plane = (int64_t)hp * Wp;
-      parallel_for(s.Cin, 1, [&](int64_t c0, int64_t c1) {
+      parallel_for(s.Cin, std::max<int64_t>(1, kConvCopyGrainFloats / xp_plane),
+                   [&](int64_t c0, int64_t c1) {
         for (int64_t ci = c0; ci < c1; ci++) {
           for (int t = 0; t < hp; t++) {
             float* dst = xp + ci * xp_plane + (int64_t)t * Wp;
@@ -161,7 +162,9 @@ void conv2d_shifted(const Conv2dShape& s, const float* x, const float* w, const 
         cpu_sgemm(false, false, s.Cout, n, s.Cin, 1.0f, wt + (int64_t)t * s.Cout * s.Cin, s.Cin,
                   xp + (int64_t)ky * Wp + kx, (int)xp_plane, t == 0 ? 0.0f : 1.0f, yp, n);
       }
-      parallel_for(s.Cout, 1, [&](int64_t c0, int64_t c1) {
+      const int64_t tile_plane = (int64_t)rows * Wo;
+      parallel_for(s.Cout, std::max<int64_t>(1, kConvCopyGrainFloats / tile_plane),
+                   [&](int64_t c0, int64_t c1) {
         for (int64_t co = c0; co < c1; co++) {
           const float add = bias != nullptr ? bias[co] : 0.0f;
           for (int r = 0; r < rows; r++) {

@@ -18,7 +18,7 @@
 namespace cb {
 namespace {
 
-constexpr int64_t kElementGrain = 1 << 15;  // elements a thread gets at least
+constexpr int64_t kElementGrain = kConvComputeGrainElements;  // see conv_ops_cpu.h
 
 // Sums of x and of (x - center)^2 over n values, in double. Eight running sums, each over every
 // eighth value, so the loop vectorises without reassociation and the result depends on n alone.
@@ -136,7 +136,7 @@ void CpuConvOps::swish(int64_t count, const float* x, float* y) {
 }
 
 void CpuConvOps::add_inplace(int64_t count, float* y, const float* x) {
-  parallel_for(count, kElementGrain,
+  parallel_for(count, kConvCopyGrainFloats,
                [&](int64_t i0, int64_t i1) { add_span(y + i0, x + i0, i1 - i0); });
 }
 
@@ -145,7 +145,7 @@ void CpuConvOps::upsample_nearest2x(int B, int C, int H, int W,
                                     float* y) {      // (B, C, 2H, 2W)
   // One task per input row: it writes the two output rows it becomes.
   const int64_t rows = (int64_t)B * C * H;
-  parallel_for(rows, std::max<int64_t>(1, kElementGrain / std::max(1, 4 * W)),
+  parallel_for(rows, std::max<int64_t>(1, kConvCopyGrainFloats / std::max(1, 4 * W)),
                [&](int64_t r0, int64_t r1) {
     for (int64_t r = r0; r < r1; r++) {
       const float* src = x + r * W;          // (W)
