@@ -2,14 +2,16 @@
 # Every GPU test and benchmark in one go, for a machine with an NVIDIA GPU, nvcc and CMake (no
 # Node, Deno or network needed), in under 5 minutes:
 #   1. configure and build native/ (Release, CUDA on, tests on) into build/device;
-#   2. `cb_engine_tests cuda`: every GPU parity test (each model op against cpu-ref in double,
-#      guard bytes around every buffer; the whole model; the sampler). A skip counts as a failure
+#   2. `cb_engine_tests cuda`: every GPU parity test (each model op and each conv op of the VQ
+#      tokenizer against cpu-ref in double, guard bytes around every buffer; the whole model; the
+#      VQ-16 network; the sampler). A skip counts as a failure
 #      here: on this machine the GPU must be usable;
 #   3. `cb_engine_bench`: gemm 4096^3 (bf16 vs fp32); train S and L on `cuda` (bf16
 #      activations, fp32 master weights): tokens/s and MFU against the H200's dense bf16 rate;
 #      sample S and L (ratio 2, final 16x16 tokens, 17 steps, CFG on) at batches 1 and 64 with
 #      each step replayed as a CUDA graph: time per image; and L at batch 1 without graphs, for
-#      comparison (small repeat counts);
+#      comparison (small repeat counts); the VQ-16 encoder and decoder (full ds16, random weights)
+#      at 256 px, batch 8: images/s and the conv FLOP rate against fp32 GEMM on the same shapes;
 #   4. a compact summary at the end.
 #
 # With the device tool (run from the repository root; it needs no carry: it builds from the
@@ -122,6 +124,7 @@ bench 60 sample --preset S --batches 1,64 --device cuda --repeats 3
 bench 80 train --preset L --batch 32 --device cuda --repeats 2
 bench 80 sample --preset L --batches 1,64 --device cuda --repeats 3
 bench 40 sample --preset L --batches 1 --graphs off --device cuda --repeats 3
+bench 40 vq --size 256 --batch 8 --device cuda --repeats 2
 
 # ---- 4. summary -----------------------------------------------------------------------------
 summary+=("total $SECONDS s; log $log; JSON lines $jsonl")
