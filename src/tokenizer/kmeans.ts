@@ -65,6 +65,50 @@ export function kmeansPlusPlus(
   return centroids;
 }
 
+/**
+ * `size` rows of `points` for the seeding: all of them in order when size === n, else rows drawn
+ * uniformly with replacement from `rng`.
+ */
+export function sampleRows(
+  points: Float32Array, // (n, d)
+  n: number,
+  d: number,
+  size: number,
+  rng: Rng,
+): Float32Array {
+  const sample = new Float32Array(size * d); // (size, d)
+  for (let i = 0; i < size; i++) {
+    const from = size === n ? i : rng.int(n);
+    sample.set(points.subarray(from * d, (from + 1) * d), i * d);
+  }
+  return sample;
+}
+
+/**
+ * A Lloyd step's accumulation: per cluster the sum of its members (`sums`, (k, d)) and their
+ * count (`counts`, (k)), both overwritten; returns the summed squared distance.
+ */
+export function sumClusters(
+  points: Float32Array, // (n, d)
+  n: number,
+  d: number,
+  index: Int32Array, // (n): each point's cluster
+  dist2: Float32Array, // (n): its squared distance to that cluster's centre
+  sums: Float64Array, // (k, d)
+  counts: Int32Array, // (k)
+): number {
+  sums.fill(0);
+  counts.fill(0);
+  let total = 0;
+  for (let i = 0; i < n; i++) {
+    const c = index[i];
+    counts[c]++;
+    total += dist2[i];
+    for (let j = 0; j < d; j++) sums[c * d + j] += points[i * d + j];
+  }
+  return total;
+}
+
 export async function kmeans(
   points: Float32Array, // (n, d)
   n: number,
@@ -74,11 +118,7 @@ export async function kmeans(
   const { k, iterations } = opts;
   const rng = new Rng(opts.seed);
   const sampleSize = Math.min(n, opts.seedingSample ?? 20000);
-  const sample = new Float32Array(sampleSize * d);
-  for (let i = 0; i < sampleSize; i++) {
-    const src = sampleSize === n ? i : rng.int(n);
-    sample.set(points.subarray(src * d, (src + 1) * d), i * d);
-  }
+  const sample = sampleRows(points, n, d, sampleSize, rng); // (sampleSize, d)
   const centroids = kmeansPlusPlus(sample, sampleSize, d, k, rng);
   const inertia: number[] = [];
   const progress = new Progress("k-means", iterations, "iter", { quiet: opts.quiet });
@@ -86,15 +126,7 @@ export async function kmeans(
   const counts = new Int32Array(k);
   for (let it = 0; it < iterations; it++) {
     const { index, dist2 } = await nearestCodes(opts.device, points, n, d, centroids, k);
-    sums.fill(0);
-    counts.fill(0);
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      const c = index[i];
-      counts[c]++;
-      total += dist2[i];
-      for (let j = 0; j < d; j++) sums[c * d + j] += points[i * d + j];
-    }
+    const total = sumClusters(points, n, d, index, dist2, sums, counts);
     inertia.push(total / n);
     // Empty clusters restart at the points farthest from their centres.
     const empty = [];
@@ -118,8 +150,9 @@ export async function kmeans(
   return { centroids, inertia };
 }
 
-/** Indices of the `m` largest values of `dist2`, largest first. */
-function farthestPoints(dist2: Float32Array, m: number): number[] {
-  const order = Array.from(dist2.keys()).sort((a, b) => dist2[b] - dist2[a]);
+/** Indices of the `m` largest values of `dist2`, largest first (ties: lower index first). */
+export function farthestPoints(dist2: Float32Array, m: number): number[] {
+  if (m === 0) return [];
+  const order = Array.from(dist2.keys()).sort((a, b) => dist2[b] - dist2[a] || a - b);
   return order.slice(0, m);
 }

@@ -16,7 +16,7 @@ import { type Device, nearestCodes } from "../engine.ts";
 import { UserError } from "../errors.ts";
 import { Progress } from "../util/progress.ts";
 import { deriveSeed, Rng } from "../util/rng.ts";
-import { kmeansPlusPlus } from "./kmeans.ts";
+import { farthestPoints, kmeansPlusPlus, sampleRows, sumClusters } from "./kmeans.ts";
 import type { SizedImages } from "./retrain_images.ts";
 import {
   batchFor,
@@ -207,11 +207,7 @@ export async function sphericalKMeans(
   const { n, unit } = set;
   const rng = new Rng(deriveSeed(opts.seed, 1));
   const sampleSize = Math.min(n, Math.max(SEEDING_SAMPLE, 4 * K));
-  const sample = new Float32Array(sampleSize * D); // (sampleSize, D)
-  for (let i = 0; i < sampleSize; i++) {
-    const from = sampleSize === n ? i : rng.int(n);
-    sample.set(unit.subarray(from * D, (from + 1) * D), i * D);
-  }
+  const sample = sampleRows(unit, n, D, sampleSize, rng); // (sampleSize, D)
   // Squared L2 between unit vectors is 2 - 2 cos, so k-means++'s D^2 weighting is the spherical one.
   let centroids = normaliseRows(kmeansPlusPlus(sample, sampleSize, D, K, rng), K, D); // (K, D)
   const sums = new Float64Array(K * D); // (K, D)
@@ -219,15 +215,7 @@ export async function sphericalKMeans(
   const progress = new Progress("k-means", opts.iterations, "iter", { quiet: opts.quiet });
   for (let it = 0; it < opts.iterations; it++) {
     const { index, dist2 } = await quantisationErrors(set, D, centroids, K, opts.device);
-    sums.fill(0);
-    counts.fill(0);
-    let total = 0;
-    for (let i = 0; i < n; i++) {
-      const c = index[i];
-      counts[c]++;
-      total += dist2[i];
-      for (let d = 0; d < D; d++) sums[c * D + d] += unit[i * D + d];
-    }
+    const total = sumClusters(unit, n, D, index, dist2, sums, counts);
     const next = new Float32Array(K * D); // (K, D)
     const empty: number[] = [];
     for (let c = 0; c < K; c++) {
@@ -241,7 +229,7 @@ export async function sphericalKMeans(
       const scale = 1 / Math.sqrt(norm);
       for (let d = 0; d < D; d++) next[c * D + d] = sums[c * D + d] * scale;
     }
-    farthest(dist2, empty.length).forEach((from, e) => {
+    farthestPoints(dist2, empty.length).forEach((from, e) => {
       next.set(unit.subarray(from * D, (from + 1) * D), empty[e] * D);
     });
     centroids = next;
@@ -252,13 +240,6 @@ export async function sphericalKMeans(
   }
   progress.finish();
   return centroids;
-}
-
-/** Indices of the `m` largest values of `dist2`, largest first (ties: lower index first). */
-function farthest(dist2: Float32Array, m: number): number[] {
-  if (m === 0) return [];
-  const order = Array.from(dist2.keys()).sort((a, b) => dist2[b] - dist2[a] || a - b);
-  return order.slice(0, m);
 }
 
 /** Mean of `values` per bucket of `set` and overall. */
