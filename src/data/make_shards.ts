@@ -22,7 +22,7 @@ import {
 import { encodeNpz, readNpz } from "./npy.ts";
 import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
-import { exists, fileSystemError, writeFileAtomic } from "../util/files.ts";
+import { exists, fileSystemError, outFolderExists, writeFileAtomic } from "../util/files.ts";
 import { manifestTokenizerPath } from "./manifest_tokenizer.ts";
 import { Progress } from "../util/progress.ts";
 import type { Device } from "../engine.ts";
@@ -71,16 +71,7 @@ const MIN_DECODE_AHEAD = 16;
  * replaced: `--force` must not delete what 'checkerboard data' did not make.
  */
 export async function checkShardOutput(out: string, replace: boolean): Promise<void> {
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(out);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return;
-    throw fileSystemError(err, `--out ${out}: cannot check it`);
-  }
-  if (!info.isDirectory) {
-    throw new UserError(`--out ${out} is a file, not a folder (remove it or choose another --out)`);
-  }
+  if (!(await outFolderExists(out))) return;
   if (!replace) throw new UserError(`${out}: already exists (use --force to replace it)`);
   if (await exists(join(out, "manifest.json"))) return;
   for await (const _ of Deno.readDir(out)) {

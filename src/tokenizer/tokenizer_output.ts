@@ -5,7 +5,7 @@
  */
 import { resolve } from "node:path";
 import { UserError } from "../errors.ts";
-import { exists, fileSystemError } from "../util/files.ts";
+import { exists, fileSystemError, outFolderExists } from "../util/files.ts";
 import type { ImageTokenizer } from "./tokenizer.ts";
 
 /**
@@ -14,16 +14,7 @@ import type { ImageTokenizer } from "./tokenizer.ts";
  */
 export async function checkTokenizerOutput(out: string, force: boolean): Promise<void> {
   if (out.trim() === "") throw new UserError("--out needs a folder name, got ''");
-  let info: Deno.FileInfo;
-  try {
-    info = await Deno.stat(out);
-  } catch (err) {
-    if (err instanceof Deno.errors.NotFound) return;
-    throw fileSystemError(err, `--out ${out}: cannot check it`);
-  }
-  if (!info.isDirectory) {
-    throw new UserError(`--out ${out} is a file, not a folder (remove it or choose another --out)`);
-  }
+  if (!(await outFolderExists(out))) return;
   const entries: string[] = [];
   try {
     for await (const e of Deno.readDir(out)) entries.push(e.name);

@@ -79,6 +79,24 @@ export async function exists(path: string): Promise<boolean> {
   }
 }
 
+/**
+ * For an output folder `--out`: false when `out` is absent, true when it is a folder; a file
+ * there (never replaced) or a stat failure is an error naming --out.
+ */
+export async function outFolderExists(out: string): Promise<boolean> {
+  let info: Deno.FileInfo;
+  try {
+    info = await Deno.stat(out);
+  } catch (err) {
+    if (err instanceof Deno.errors.NotFound) return false;
+    throw fileSystemError(err, `--out ${out}: cannot check it`);
+  }
+  if (!info.isDirectory) {
+    throw new UserError(`--out ${out} is a file, not a folder (remove it or choose another --out)`);
+  }
+  return true;
+}
+
 /** Reads a file; a missing file is a UserError naming it. */
 export async function readFileOrFail(path: string): Promise<Uint8Array> {
   try {
