@@ -1,28 +1,21 @@
 // CudaConvOps elementwise ops: swish, y += x and nearest 2x upsampling. Each is a grid-stride
 // loop with one thread per output element at a time (int64 indices, a grid of at most 2^16
 // blocks of 256), so any count works; consecutive threads write consecutive outputs.
-#include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "check.h"
 #include "conv_ops_cuda.h"
+#include "grid_stride.cuh"
 #include "stream.h"
 
 namespace cb {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = int64_t(1) << 16;
-
-unsigned blocks_for(int64_t count) {
-  return (unsigned)std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks);
-}
-
-__device__ inline int64_t thread_index() {
-  return (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-}
-__device__ inline int64_t thread_stride() { return (int64_t)gridDim.x * blockDim.x; }
+using grid_stride::blocks_for;
+using grid_stride::kThreads;
+using grid_stride::thread_index;
+using grid_stride::thread_stride;
 
 // x * sigmoid(x), sigmoid as the reference writes it: 1 / (1 + exp(-x)).
 __global__ void swish_kernel(int64_t count, const float* x, float* y) {

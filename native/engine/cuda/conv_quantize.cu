@@ -16,29 +16,22 @@
 // fixed order with the tie rule and writes index, dist2 and zq. The codes' squared norms are
 // computed once per call into scratch. Latent columns of up to 16 values live in registers;
 // longer ones are re-read from z, as the reference does.
-#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
 
 #include "check.h"
 #include "conv_ops_cuda.h"
+#include "grid_stride.cuh"
 #include "stream.h"
 
 namespace cb {
 namespace {
 
-constexpr int kThreads = 256;
-constexpr int64_t kMaxBlocks = int64_t(1) << 16;
-
-unsigned blocks_for(int64_t count) {
-  return (unsigned)std::min<int64_t>((count + kThreads - 1) / kThreads, kMaxBlocks);
-}
-
-__device__ inline int64_t thread_index() {
-  return (int64_t)blockIdx.x * blockDim.x + threadIdx.x;
-}
-__device__ inline int64_t thread_stride() { return (int64_t)gridDim.x * blockDim.x; }
+using grid_stride::blocks_for;
+using grid_stride::kThreads;
+using grid_stride::thread_index;
+using grid_stride::thread_stride;
 
 // sum over j < d of x[j * stride]^2, in index order, without contraction.
 __device__ inline float sum_squares(const float* x, int d, int64_t stride) {
