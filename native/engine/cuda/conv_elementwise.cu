@@ -12,10 +12,7 @@
 namespace cb {
 namespace {
 
-using grid_stride::blocks_for;
-using grid_stride::kThreads;
-using grid_stride::thread_index;
-using grid_stride::thread_stride;
+using namespace grid_stride;  // kThreads, blocks_for, thread_index, thread_stride
 
 // x * sigmoid(x), sigmoid as the reference writes it: 1 / (1 + exp(-x)).
 __global__ void swish_kernel(int64_t count, const float* x, float* y) {

@@ -28,10 +28,7 @@
 namespace cb {
 namespace {
 
-using grid_stride::blocks_for;
-using grid_stride::kThreads;
-using grid_stride::thread_index;
-using grid_stride::thread_stride;
+using namespace grid_stride;  // kThreads, blocks_for, thread_index, thread_stride
 
 // sum over j < d of x[j * stride]^2, in index order, without contraction.
 __device__ inline float sum_squares(const float* x, int d, int64_t stride) {
