@@ -229,7 +229,10 @@ Deno.test("checkpoint metadata: every field is checked, and no message shows und
       { config: configWith({ width: "8" }) },
       /'config\.width' must be an integer, got the text '8'/,
     ],
-    [{ config: configWith({ depth: null }) }, /'config\.depth' must be an integer, got an empty JSON value/],
+    [
+      { config: configWith({ depth: null }) },
+      /'config\.depth' must be an integer, got an empty JSON value/,
+    ],
     [{ config: configWith({ heads: 0 }) }, /'config\.heads' must be at least 1, got 0/],
     [{ config: configWith({ scales: 3 }) }, /'config\.scales' must be a list, got 3/],
     [{ config: configWith({ width: 6 }) }, /impossible model config: head dimension/],
@@ -311,17 +314,18 @@ Deno.test("loading reports missing tensors, wrong shapes and truncation", async 
 });
 
 Deno.test("a checkpoint is checked against the data manifest", () => {
-  const check = (m: Partial<Manifest>) =>
+  const check = (m: Partial<Manifest>, latentDim = info.config.latentDim) =>
     checkAgainstManifest(
       info,
       { ...manifest, ...m } as Manifest,
+      latentDim,
       "ckpt/model.safetensors",
       "data/manifest.json",
     );
   check({});
   assert.throws(() => check({ codes: 32 }), /codebook size 16 vs 32/);
   assert.throws(() => check({ scales: [1, 2, 4] }), /scales 1,2 vs 1,2,4/);
-  assert.throws(() => check({ patch: 4 }), /latent dimension 12 vs 48/);
+  assert.throws(() => check({}, 48), /latent dimension 12 vs the tokenizer's 48/);
   assert.throws(() => check({ classes: ["a"] }), /3 classes vs 1/);
   assert.throws(
     () => check({ tokenizer: { ...manifest.tokenizer, hash: "zzz" } }),

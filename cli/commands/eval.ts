@@ -106,13 +106,19 @@ const nll: Command = {
     const stepsList = stringListOption(values, "steps-per-scale")
       .map((text) => parseEvalSteps(text, manifest.scales.length));
     const ckpt = await readCheckpoint(modelPath);
-    checkAgainstManifest(ckpt.info, manifest, ckpt.path, join(dataDir, "manifest.json"));
-    const order = choiceOption(values, "order", ORDER_NAMES) ?? ckpt.info.order;
     const tokenizer = await tokenizerForManifest(
       manifest,
       dataDir,
       stringOption(values, "tokenizer"),
     );
+    checkAgainstManifest(
+      ckpt.info,
+      manifest,
+      tokenizer.dim,
+      ckpt.path,
+      join(dataDir, "manifest.json"),
+    );
+    const order = choiceOption(values, "order", ORDER_NAMES) ?? ckpt.info.order;
     const device = await deviceFrom(values);
     const model = modelFromCheckpoint(ckpt, device);
     try {

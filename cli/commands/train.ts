@@ -336,7 +336,7 @@ async function trainCommand(values: OptionValues): Promise<void> {
   await checkTrainingData(dataDir, manifest);
 
   const run = resume
-    ? await resumedRun(values, outDir, manifest, manifestPath, given, device)
+    ? await resumedRun(values, outDir, manifest, manifestPath, tokenizer.dim, given, device)
     : await freshRun(values, dataDir, manifest, tokenizer.dim, given, givenTotal, device);
   const { model, options, startStep, info } = run;
 
@@ -446,13 +446,14 @@ async function resumedRun(
   outDir: string,
   manifest: Manifest,
   manifestPath: string,
+  latentDim: number,
   given: Omit<TrainOptions, "totalSteps">,
   device: "cpu" | "cuda",
 ): Promise<PreparedRun> {
   const run = await resumeRun(outDir, device);
   try {
     checkShapeOnResume(values, run.info);
-    checkAgainstManifest(run.info, manifest, run.path, manifestPath);
+    checkAgainstManifest(run.info, manifest, latentDim, run.path, manifestPath);
     const stored = run.options;
     for (const [flag, key] of FIXED_ON_RESUME) {
       if (values[flag] === undefined) continue;

@@ -522,12 +522,14 @@ export async function modelFileStep(dir: string): Promise<number | undefined> {
 }
 
 /**
- * Checks that a checkpoint fits a data manifest: codebook size, scales, latent dimension
- * (p*p*3 for the patch tokenizer), class count and tokenizer hash.
+ * Checks that a checkpoint fits a data manifest: codebook size, scales, latent dimension (the
+ * length of the manifest's tokenizer's code vectors, `latentDim`: p*p*3 for the patch VQ, 8 for
+ * VQ-16), class count and tokenizer hash.
  */
 export function checkAgainstManifest(
   info: CheckpointInfo,
   manifest: Manifest,
+  latentDim: number,
   checkpointPath: string,
   manifestPath: string,
 ): void {
@@ -541,9 +543,8 @@ export function checkAgainstManifest(
   const same = c.scales.length === manifest.scales.length &&
     c.scales.every((s, i) => s === manifest.scales[i]);
   if (!same) fail(`scales ${c.scales.join(",")} vs ${manifest.scales.join(",")}`);
-  const latent = manifest.patch * manifest.patch * 3;
-  if (c.latentDim !== latent) {
-    fail(`latent dimension ${c.latentDim} vs ${latent} (patch ${manifest.patch})`);
+  if (c.latentDim !== latentDim) {
+    fail(`latent dimension ${c.latentDim} vs the tokenizer's ${latentDim}`);
   }
   if (c.classes !== manifest.classes.length) {
     fail(`${c.classes} classes vs ${manifest.classes.length}`);
