@@ -39,6 +39,27 @@ async function writeJpegFolder(dir: string, perClass: number, seed = 1): Promise
   return dir;
 }
 
+/**
+ * A JPEG folder (6 images per class) and a patch tokenizer under `dir`, with `dataArgs`, the
+ * `data` command line that shards the folder with that tokenizer into `out`, then `extra`.
+ */
+async function folderWithTokenizer(dir: string) {
+  const images = await writeJpegFolder(`${dir}/images`, 6);
+  const tok = `${dir}/tok`;
+  await writeTokenizer(tok);
+  const dataArgs = (out: string, ...extra: string[]) => [
+    "data",
+    "--dataset",
+    `folder:${images}`,
+    "--tokenizer",
+    tok,
+    "--out",
+    out,
+    ...extra,
+  ];
+  return { images, dataArgs };
+}
+
 /** Every row of a shard folder's split, in shard order: codes (n, L) and labels (n). */
 async function rowsOf(dir: string, split: "train" | "val") {
   const manifest = await readManifest(dir);
@@ -186,20 +207,8 @@ Deno.test("data --augment ten-crop: 10 rows per training image, the centre crop 
 
 Deno.test("a corrupt JPEG is skipped with one warning naming it, counted, and changes no other row", async () => {
   await using dir = await tempDir();
-  const images = await writeJpegFolder(`${dir.path}/images`, 6);
-  const tok = `${dir.path}/tok`;
-  await writeTokenizer(tok);
-  const args = (out: string) => [
-    "data",
-    "--dataset",
-    `folder:${images}`,
-    "--tokenizer",
-    tok,
-    "--out",
-    out,
-    "--shard-size",
-    "4",
-  ];
+  const { images, dataArgs } = await folderWithTokenizer(dir.path);
+  const args = (out: string) => dataArgs(out, "--shard-size", "4");
   const good = await runCli(args(`${dir.path}/good`));
   assert.equal(good.code, 0, good.stderr);
   const victim = "b/002.jpg";
@@ -365,28 +374,22 @@ Deno.test("a partial folder another running data process holds is refused; a dea
 
 Deno.test("SIGKILL halfway through `data`, then the same command: byte-identical shards", async () => {
   await using dir = await tempDir();
-  const images = await writeJpegFolder(`${dir.path}/images`, 6);
-  const tok = `${dir.path}/tok`;
-  await writeTokenizer(tok);
+  const { dataArgs } = await folderWithTokenizer(dir.path);
   const args = (out: string) => [
     "run",
     "-A",
     new URL("../cli/main.ts", import.meta.url).pathname,
-    "data",
-    "--dataset",
-    `folder:${images}`,
-    "--tokenizer",
-    tok,
-    "--out",
-    out,
-    "--shard-size",
-    "3",
-    "--batch",
-    "2",
-    "--augment",
-    "ten-crop",
-    "--device",
-    "cpu",
+    ...dataArgs(
+      out,
+      "--shard-size",
+      "3",
+      "--batch",
+      "2",
+      "--augment",
+      "ten-crop",
+      "--device",
+      "cpu",
+    ),
   ];
   const run = (out: string) =>
     new Deno.Command(Deno.execPath(), { args: args(out), stdout: "null", stderr: "null" });
