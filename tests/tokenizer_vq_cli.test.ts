@@ -18,10 +18,9 @@ import {
 } from "./torch_pickles.ts";
 import { writeMixedImages } from "./mixed_images.ts";
 import { VqTokenizer } from "../src/tokenizer/vq_tokenizer.ts";
+import { haveVqFixture, VQ_FIXTURE_PT } from "./vq_fixture.ts";
 
-const FIXTURE = join(repoRoot, "..", "shared", "fixtures", "llamagen-vq-small");
-const PT = join(FIXTURE, "vq_small.pt");
-const haveFixture = await Deno.stat(PT).then(() => true, () => false);
+const PT = VQ_FIXTURE_PT;
 const PATCH_TOKENIZER = join(repoRoot, "models", "mnist-tiny", "tokenizer");
 
 async function entriesOf(dir: string): Promise<string[]> {
@@ -111,7 +110,7 @@ Deno.test("tokenizer import of hostile or damaged checkpoints: one line, nothing
 
 Deno.test({
   name: "tokenizer import on the fixture, then --force rules for the output folder",
-  ignore: !haveFixture,
+  ignore: !haveVqFixture,
   async fn() {
     await using tmp = await tempDir();
     const out = join(tmp.path, "vq");
@@ -142,7 +141,7 @@ Deno.test({
 
 Deno.test({
   name: "tokenizer retrain-codebook and recon on the fixture: report, files, PSNR per scale",
-  ignore: !haveFixture,
+  ignore: !haveVqFixture,
   sanitizeResources: false,
   async fn() {
     await using tmp = await tempDir();

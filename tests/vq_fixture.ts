@@ -10,10 +10,23 @@ import { unzipStrict } from "../src/data/unzip.ts";
 import { repoRoot } from "./helpers.ts";
 
 export const VQ_FIXTURE = join(repoRoot, "..", "shared", "fixtures", "llamagen-vq-small");
+/** The checkpoint (LlamaGen's state dict of the random-weight model). */
+export const VQ_FIXTURE_PT = join(VQ_FIXTURE, "vq_small.pt");
 export const haveVqFixture = await Deno.stat(join(VQ_FIXTURE, "vq_small_ref.npz")).then(
-  () => Deno.stat(join(VQ_FIXTURE, "vq_small.pt")).then(() => true, () => false),
+  () => Deno.stat(VQ_FIXTURE_PT).then(() => true, () => false),
   () => false,
 );
+
+/** The architecture of the fixture's model (vq_small.json's model_args, as derived from it). */
+export const VQ_FIXTURE_ARCHITECTURE = {
+  ch: 32,
+  chMult: [1, 1, 2, 2, 4],
+  zChannels: 64,
+  codes: 512,
+  codeDim: 8,
+  encoderBlocks: 2,
+  decoderBlocks: 3,
+};
 
 export interface RefArray {
   shape: number[];

@@ -7,11 +7,16 @@
  * per array and backend is printed as a table. Skipped where the fixture is absent (CI).
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { readTorchCheckpoint } from "../src/tokenizer/torch_checkpoint.ts";
 import { type VqBackend, VqNet } from "../src/tokenizer/vq_net.ts";
 import { cudaStatus } from "../src/engine.ts";
-import { haveVqFixture, readVqReference, type RefArray, VQ_FIXTURE } from "./vq_fixture.ts";
+import {
+  haveVqFixture,
+  readVqReference,
+  type RefArray,
+  VQ_FIXTURE_ARCHITECTURE,
+  VQ_FIXTURE_PT,
+} from "./vq_fixture.ts";
 
 type Floats = Float32Array | Float64Array;
 
@@ -96,7 +101,7 @@ function printTable(rows: Row[]): void {
 }
 
 async function fixture() {
-  const tensors = await readTorchCheckpoint(join(VQ_FIXTURE, "vq_small.pt"));
+  const tensors = await readTorchCheckpoint(VQ_FIXTURE_PT);
   const ref = await readVqReference();
   return { tensors, ref };
 }
@@ -109,15 +114,7 @@ async function parity(backend: VqBackend): Promise<void> {
   const net = VqNet.fromTensors(backend, tensors, "vq_small.pt");
   const rows: Row[] = [];
   try {
-    assert.deepEqual(net.arch, {
-      ch: 32,
-      chMult: [1, 1, 2, 2, 4],
-      zChannels: 64,
-      codes: 512,
-      codeDim: 8,
-      encoderBlocks: 2,
-      decoderBlocks: 3,
-    });
+    assert.deepEqual(net.arch, VQ_FIXTURE_ARCHITECTURE);
     const [B, , H, W] = ref.images_f32.shape, h = H / 16, w = W / 16;
     const enc = await net.encode(ref.images_f32.data as Float32Array, B, H, W, { encOut: true });
     assert.deepEqual([...enc.indices], [...ref.indices.data], `${backend}: indices`);
@@ -138,57 +135,35 @@ async function parity(backend: VqBackend): Promise<void> {
     const fixed = await net.decodeCodes(ref.decode_codes_in.data as Int32Array, 1, h, w, {
       intermediates: true,
     });
+    // [array, what the backend returned, the reference array it is held to, the bound]
+    const comparisons: [string, Floats | undefined, string, { maxAbs: number; rmsRel?: number }][] =
+      [];
     if (backend === "cpu-ref-f64") {
       const tight = { maxAbs: F64_BOUND };
-      check(rows, backend, "h", enc.latent, ref.h_f64, "h_f64", tight);
-      // dec_f64 decodes float64 normalised rows: here the rows at the (identical) indices.
-      check(rows, backend, "dec", codes.images, ref.dec_f64, "dec_f64", tight);
-      check(
-        rows,
-        backend,
-        "decode_codes_out",
-        fixed.images,
-        ref.decode_codes_out_f64,
-        "decode_codes_out_f64",
-        tight,
+      comparisons.push(
+        ["h", enc.latent, "h_f64", tight],
+        // dec_f64 decodes float64 normalised rows: here the rows at the (identical) indices.
+        ["dec", codes.images, "dec_f64", tight],
+        ["decode_codes_out", fixed.images, "decode_codes_out_f64", tight],
       );
     } else {
       const t = F32_TOLERANCE;
-      check(rows, backend, "enc_out", enc.encOut, ref.enc_out, "enc_out", t.enc_out);
-      check(rows, backend, "h", enc.latent, ref.h, "h", t.h);
-      check(rows, backend, "h", enc.latent, ref.h_f64, "h_f64", t.h);
-      check(rows, backend, "quant", codes.quant, ref.quant, "quant", t.quant);
-      check(rows, backend, "post_quant", dec.postQuant, ref.post_quant, "post_quant", t.post_quant);
-      check(rows, backend, "dec_mid", dec.decMid, ref.dec_mid, "dec_mid", t.dec_mid);
-      check(rows, backend, "dec", dec.images, ref.dec, "dec", t.dec);
-      check(rows, backend, "dec", dec.images, ref.dec_f64, "dec_f64", t.dec);
-      check(
-        rows,
-        backend,
-        "decode_codes_quant",
-        fixed.quant,
-        ref.decode_codes_quant,
-        "decode_codes_quant",
-        t.decode_codes_quant,
+      comparisons.push(
+        ["enc_out", enc.encOut, "enc_out", t.enc_out],
+        ["h", enc.latent, "h", t.h],
+        ["h", enc.latent, "h_f64", t.h],
+        ["quant", codes.quant, "quant", t.quant],
+        ["post_quant", dec.postQuant, "post_quant", t.post_quant],
+        ["dec_mid", dec.decMid, "dec_mid", t.dec_mid],
+        ["dec", dec.images, "dec", t.dec],
+        ["dec", dec.images, "dec_f64", t.dec],
+        ["decode_codes_quant", fixed.quant, "decode_codes_quant", t.decode_codes_quant],
+        ["decode_codes_out", fixed.images, "decode_codes_out", t.decode_codes_out],
+        ["decode_codes_out", fixed.images, "decode_codes_out_f64", t.decode_codes_out],
       );
-      check(
-        rows,
-        backend,
-        "decode_codes_out",
-        fixed.images,
-        ref.decode_codes_out,
-        "decode_codes_out",
-        t.decode_codes_out,
-      );
-      check(
-        rows,
-        backend,
-        "decode_codes_out",
-        fixed.images,
-        ref.decode_codes_out_f64,
-        "decode_codes_out_f64",
-        t.decode_codes_out,
-      );
+    }
+    for (const [array, got, wantName, bound] of comparisons) {
+      check(rows, backend, array, got, ref[wantName], wantName, bound);
     }
     // The distances are those of normalised vectors: 2 - 2 cos, in [0, 4].
     assert.ok(enc.dist2.every((d) => d >= -1e-6 && d <= 4 + 1e-6), `${backend}: dist2 range`);

@@ -7,7 +7,6 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { UserError } from "../src/errors.ts";
-import { unzipStrict } from "../src/data/unzip.ts";
 import { decodeTorchCheckpoint } from "../src/tokenizer/torch_checkpoint.ts";
 import {
   CODEBOOK_KEY,
@@ -24,54 +23,39 @@ import { loadTokenizer } from "../src/tokenizer/load.ts";
 import { openSizedImages } from "../src/tokenizer/retrain_images.ts";
 import { retrainCodebook, sphericalKMeans } from "../src/tokenizer/retrain_codebook.ts";
 import { Rng } from "../src/util/rng.ts";
-import { randomNormals, repoRoot, tempDir } from "./helpers.ts";
+import { randomNormals, tempDir } from "./helpers.ts";
 import { floatStorage, stateDictPickle, tensorOps, torchZip } from "./torch_pickles.ts";
 import { writeMixedImages } from "./mixed_images.ts";
+import {
+  haveVqFixture,
+  readVqReference,
+  VQ_FIXTURE,
+  VQ_FIXTURE_ARCHITECTURE,
+  VQ_FIXTURE_PT,
+} from "./vq_fixture.ts";
 
-const FIXTURE = join(repoRoot, "..", "shared", "fixtures", "llamagen-vq-small");
-const PT = join(FIXTURE, "vq_small.pt");
-const haveFixture = await Deno.stat(PT).then(() => true, () => false);
-const spec = haveFixture
-  ? JSON.parse(await Deno.readTextFile(join(FIXTURE, "vq_small.json")))
+const spec = haveVqFixture
+  ? JSON.parse(await Deno.readTextFile(join(VQ_FIXTURE, "vq_small.json")))
   : undefined;
 
 /** One fixture import shared by the tests (reading 18 MB once). */
 let imported: Promise<VqTokenizer> | undefined;
-const fixtureTokenizer = () => imported ??= VqTokenizer.importLlamagen(PT);
+const fixtureTokenizer = () => imported ??= VqTokenizer.importLlamagen(VQ_FIXTURE_PT);
 
-/** An array of the fixture's npz by name: uint8 or int64 (as numbers). */
+/** An array of the fixture's npz by name, its values as numbers. */
 async function refArray(name: string): Promise<{ shape: number[]; values: number[] }> {
-  const entries = unzipStrict(await Deno.readFile(join(FIXTURE, "vq_small_ref.npz")));
-  const bytes = entries[`${name}.npy`];
-  const headerLength = bytes[8] | (bytes[9] << 8);
-  const header = new TextDecoder().decode(bytes.subarray(10, 10 + headerLength));
-  const shape = JSON.parse(`[${/'shape': \(([^)]*)\)/.exec(header)![1].replace(/,\s*$/, "")}]`);
-  const body = bytes.slice(10 + headerLength);
-  const descr = /'descr': '([^']*)'/.exec(header)![1];
-  const values = descr === "<i8"
-    ? Array.from(new BigInt64Array(body.buffer), Number)
-    : descr === "|u1"
-    ? Array.from(body)
-    : Array.from(new Float32Array(body.buffer));
-  return { shape, values };
+  const { shape, data } = (await readVqReference())[name];
+  return { shape, values: Array.from(data, Number) };
 }
 
 const fixtureTest = (name: string, fn: () => Promise<void>) =>
-  Deno.test({ name, ignore: !haveFixture, fn, sanitizeResources: false, sanitizeOps: false });
+  Deno.test({ name, ignore: !haveVqFixture, fn, sanitizeResources: false, sanitizeOps: false });
 
 fixtureTest(
   "import: the fixture's architecture, codebook and source are read and described",
   async () => {
     const tok = await fixtureTokenizer();
-    assert.deepEqual(tok.architecture, {
-      ch: 32,
-      chMult: [1, 1, 2, 2, 4],
-      zChannels: 64,
-      codes: 512,
-      codeDim: 8,
-      encoderBlocks: 2,
-      decoderBlocks: 3,
-    });
+    assert.deepEqual(tok.architecture, VQ_FIXTURE_ARCHITECTURE);
     assert.equal(tok.kind, "vq");
     assert.equal(tok.patch, 16);
     assert.equal(tok.dim, 8);
@@ -192,7 +176,7 @@ fixtureTest(
 );
 
 Deno.test("the architecture of the real ds16 key list, and a wrong shape named by its key", async () => {
-  const keysFile = join(FIXTURE, "vq_ds16_keys.json");
+  const keysFile = join(VQ_FIXTURE, "vq_ds16_keys.json");
   if (!await Deno.stat(keysFile).then(() => true, () => false)) return; // CI: no ../shared
   const ds16 = JSON.parse(await Deno.readTextFile(keysFile));
   const shapes: Record<string, number[]> = Object.fromEntries(
