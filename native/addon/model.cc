@@ -22,6 +22,7 @@
 #include "model/backends.h"
 #include "model/model.h"
 #include "model_args.h"
+#include "promise_worker.h"
 #include "sample/sampler.h"
 #include "work_tracker.h"
 
@@ -29,52 +30,6 @@ namespace cbn {
 namespace {
 
 using ModelF = cb::Model<float>;
-
-// Runs `work` on a worker thread, then `done` on the JS thread to build the resolved value.
-class ModelWorker : public TrackedWorker<Napi::AsyncWorker> {
- public:
-  ModelWorker(Napi::Env env, bool* busy, std::function<void()> work,
-              std::function<Napi::Value(Napi::Env)> done)
-      : TrackedWorker(env, "checkerboard.model"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        busy_(busy),
-        work_(std::move(work)),
-        done_(std::move(done)) {
-    *busy_ = true;
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      work_();
-    } catch (...) {
-      failure_ = describe(std::current_exception(), __FILE__, __LINE__);
-      SetError(failure_.message);
-    }
-  }
-  void OnOK() override {
-    *busy_ = false;
-    try {
-      deferred_.Resolve(done_(Env()));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    } catch (...) {
-      deferred_.Reject(to_js_error(Env(), describe(std::current_exception(), __FILE__, __LINE__)).Value());
-    }
-  }
-  void OnError(const Napi::Error&) override {
-    *busy_ = false;
-    deferred_.Reject(to_js_error(Env(), failure_).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  bool* busy_;
-  std::function<void()> work_;
-  std::function<Napi::Value(Napi::Env)> done_;
-  Failure failure_;
-};
 
 template <typename T>
 Napi::TypedArrayOf<T> typed_copy(Napi::Env env, const std::vector<T>& values) {
@@ -224,8 +179,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const bool want_logits = bool_arg(info, 1, "forward: wantLogits");
       const bool for_backward = bool_arg(info, 2, "forward: forBackward");
       auto result = std::make_shared<cb::ForwardResult>();
-      auto* worker = new ModelWorker(
-          info.Env(), &busy_, [&model, batch, for_backward, result] {
+      auto* worker = new PromiseWorker(
+          info.Env(), "checkerboard.model", &busy_, [&model, batch, for_backward, result] {
             *result = model.forward(*batch, for_backward);
           },
           [&model, result, want_logits](Napi::Env env) -> Napi::Value {
@@ -252,8 +207,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value backward(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
-      auto* worker = new ModelWorker(
-          info.Env(), &busy_, [&model] { model.backward(); },
+      auto* worker = new PromiseWorker(
+          info.Env(), "checkerboard.model", &busy_, [&model] { model.backward(); },
           [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
       worker->Queue();
       return worker->promise();
@@ -269,8 +224,8 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       s.beta2 = (float)number_arg(info, 2, "step: beta2");
       s.eps = (float)number_arg(info, 3, "step: eps");
       s.weight_decay = (float)number_arg(info, 4, "step: weightDecay");
-      auto* worker = new ModelWorker(
-          info.Env(), &busy_, [&model, s] { model.step(s); },
+      auto* worker = new PromiseWorker(
+          info.Env(), "checkerboard.model", &busy_, [&model, s] { model.step(s); },
           [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
       worker->Queue();
       return worker->promise();

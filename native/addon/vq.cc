@@ -25,64 +25,14 @@
 #include "args.h"
 #include "bindings.h"
 #include "errors.h"
+#include "promise_worker.h"
 #include "vq/conv_ops.h"
 #include "vq/vq_model.h"
-#include "work_tracker.h"
 
 namespace cbn {
 namespace {
 
 const char* kF64 = "cpu-ref-f64";
-
-// Runs `work` on a worker thread, then `done` on the JS thread to build the resolved value.
-// Holds a reference to the VqNet object until then, so it cannot be collected mid-call.
-class VqWorker : public TrackedWorker<Napi::AsyncWorker> {
- public:
-  VqWorker(Napi::Env env, Napi::Object owner, bool* busy, std::function<void()> work,
-           std::function<Napi::Value(Napi::Env)> done)
-      : TrackedWorker(env, "checkerboard.vq"),
-        deferred_(Napi::Promise::Deferred::New(env)),
-        owner_(Napi::Persistent(owner)),
-        busy_(busy),
-        work_(std::move(work)),
-        done_(std::move(done)) {
-    *busy_ = true;
-  }
-  Napi::Promise promise() { return deferred_.Promise(); }
-
- protected:
-  void Execute() override {
-    try {
-      work_();
-    } catch (...) {
-      failure_ = describe(std::current_exception(), __FILE__, __LINE__);
-      SetError(failure_.message);
-    }
-  }
-  void OnOK() override {
-    *busy_ = false;
-    try {
-      deferred_.Resolve(done_(Env()));
-    } catch (const Napi::Error& e) {
-      deferred_.Reject(e.Value());
-    } catch (...) {
-      deferred_.Reject(
-          to_js_error(Env(), describe(std::current_exception(), __FILE__, __LINE__)).Value());
-    }
-  }
-  void OnError(const Napi::Error&) override {
-    *busy_ = false;
-    deferred_.Reject(to_js_error(Env(), failure_).Value());
-  }
-
- private:
-  Napi::Promise::Deferred deferred_;
-  Napi::ObjectReference owner_;
-  bool* busy_;
-  std::function<void()> work_;
-  std::function<Napi::Value(Napi::Env)> done_;
-  Failure failure_;
-};
 
 // A typed array of the host values: Float32Array for float, Float64Array for double.
 template <typename T>
@@ -252,7 +202,8 @@ class VqNetWrap : public Napi::ObjectWrap<VqNetWrap> {
 
   Napi::Value queue(const Napi::CallbackInfo& info, std::function<void()> work,
                     std::function<Napi::Value(Napi::Env)> done) {
-    auto* worker = new VqWorker(info.Env(), Value(), &busy_, std::move(work), std::move(done));
+    auto* worker = new PromiseWorker(info.Env(), "checkerboard.vq", &busy_, std::move(work),
+                                    std::move(done), Value());
     worker->Queue();  // the worker deletes itself when done
     return worker->promise();
   }
