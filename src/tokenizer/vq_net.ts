@@ -51,6 +51,18 @@ export interface VqDecoded<F extends VqFloats = Float32Array> {
   decMid?: F;
 }
 
+/** A state dict: float32 tensors by name (e.g. readTorchCheckpoint's result). */
+export type VqStateDict = Record<string, { shape: number[]; data: Float32Array }>;
+
+/** The addon's decodeCodes and decodeLatents: a (B, h, w) grid of `Input` -> images. */
+type NativeDecode<Input> = (
+  input: Input,
+  B: number,
+  h: number,
+  w: number,
+  opts: { intermediates: boolean },
+) => Promise<VqDecoded<VqFloats>>;
+
 /** The addon's VqNet object (native/addon/vq.cc). */
 interface NativeVqNet {
   encode(
@@ -60,20 +72,8 @@ interface NativeVqNet {
     W: number,
     opts: { encOut: boolean },
   ): Promise<VqEncoded<VqFloats>>;
-  decodeCodes(
-    indices: Int32Array,
-    B: number,
-    h: number,
-    w: number,
-    opts: { intermediates: boolean },
-  ): Promise<VqDecoded<VqFloats>>;
-  decodeLatents(
-    zq: VqFloats,
-    B: number,
-    h: number,
-    w: number,
-    opts: { intermediates: boolean },
-  ): Promise<VqDecoded<VqFloats>>;
+  decodeCodes: NativeDecode<Int32Array>; // indices (B, h, w)
+  decodeLatents: NativeDecode<VqFloats>; // zq (B, D, h, w)
   setCodebook(codebook: Float32Array, K: number, D: number): void;
   config(): VqArchitecture;
   dispose(): void;
@@ -81,10 +81,7 @@ interface NativeVqNet {
 
 /** The addon's VqNet constructor (src/engine.ts's Addon). */
 export interface NativeVqNetConstructor {
-  new (
-    backend: string,
-    tensors: Record<string, { shape: number[]; data: Float32Array }>,
-  ): NativeVqNet;
+  new (backend: string, tensors: VqStateDict): NativeVqNet;
   new (backend: string, random: "random", arch: VqArchitecture, seed: number): NativeVqNet;
 }
 
@@ -123,22 +120,18 @@ export class VqNet<F extends VqFloats = Float32Array> {
    */
   static fromTensors(
     backend: "cpu-ref-f64",
-    tensors: Record<string, { shape: number[]; data: Float32Array }>,
+    tensors: VqStateDict,
     source?: string,
   ): VqNet<Float64Array>;
   static fromTensors(
     backend: F32Backend,
-    tensors: Record<string, { shape: number[]; data: Float32Array }>,
+    tensors: VqStateDict,
     source?: string,
   ): VqNet<Float32Array>;
+  static fromTensors(backend: VqBackend, tensors: VqStateDict, source?: string): VqNet<VqFloats>;
   static fromTensors(
     backend: VqBackend,
-    tensors: Record<string, { shape: number[]; data: Float32Array }>,
-    source?: string,
-  ): VqNet<VqFloats>;
-  static fromTensors(
-    backend: VqBackend,
-    tensors: Record<string, { shape: number[]; data: Float32Array }>,
+    tensors: VqStateDict,
     source = "the VQ tensors",
   ): VqNet<VqFloats> {
     checkBackend(backend);
