@@ -12,7 +12,6 @@
 // model is never used from two threads at once.
 #include <napi.h>
 
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -24,19 +23,13 @@
 #include "model_args.h"
 #include "promise_worker.h"
 #include "sample/sampler.h"
+#include "typed_copy.h"
 #include "work_tracker.h"
 
 namespace cbn {
 namespace {
 
 using ModelF = cb::Model<float>;
-
-template <typename T>
-Napi::TypedArrayOf<T> typed_copy(Napi::Env env, const std::vector<T>& values) {
-  Napi::TypedArrayOf<T> out = Napi::TypedArrayOf<T>::New(env, values.size());
-  std::memcpy(out.Data(), values.data(), values.size() * sizeof(T));
-  return out;
-}
 
 // Runs the sampling loop on a worker thread; after each step `on_step(step, steps)` is called
 // on the JS thread (when given). Resolves with the SampleResult as typed arrays.

@@ -16,7 +16,6 @@
 #include <napi.h>
 
 #include <climits>
-#include <cstring>
 #include <functional>
 #include <memory>
 #include <string>
@@ -26,6 +25,7 @@
 #include "bindings.h"
 #include "errors.h"
 #include "promise_worker.h"
+#include "typed_copy.h"
 #include "vq/conv_ops.h"
 #include "vq/vq_model.h"
 
@@ -33,14 +33,6 @@ namespace cbn {
 namespace {
 
 const char* kF64 = "cpu-ref-f64";
-
-// A typed array of the host values: Float32Array for float, Float64Array for double.
-template <typename T>
-Napi::Value typed_copy(Napi::Env env, const std::vector<T>& values) {
-  Napi::TypedArrayOf<T> out = Napi::TypedArrayOf<T>::New(env, values.size());
-  if (!values.empty()) std::memcpy(out.Data(), values.data(), values.size() * sizeof(T));
-  return out;
-}
 
 // A Float32Array or Float64Array argument of exactly `count` values, copied as Real.
 template <typename Real>
