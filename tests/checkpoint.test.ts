@@ -26,7 +26,7 @@ import type { ParamInfo } from "../src/model/native_model.ts";
 import type { Manifest } from "../src/data/shards.ts";
 import { UsageError, UserError } from "../src/errors.ts";
 import { readSafetensors, type Tensor, writeSafetensors } from "../src/util/safetensors.ts";
-import { tempDir } from "./helpers.ts";
+import { folderNames, tempDir } from "./helpers.ts";
 
 const config = buildModelConfig({
   preset: "tiny",
@@ -70,12 +70,6 @@ function ramp(n: number, scale: number) {
 }
 
 const position = { microBatches: 14, epoch: 1, batch: 4 };
-
-async function folderNames(dir: string): Promise<string[]> {
-  const names = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
-}
 
 Deno.test("a checkpoint is one train state (parameters, moments, metadata) plus the model file", async () => {
   await using dir = await tempDir();

@@ -1,15 +1,9 @@
 /** The tokenizer and data commands end to end on a small folder dataset, and their errors. */
 import assert from "node:assert/strict";
 import { readManifest, streamBatches } from "../src/data/shards.ts";
-import { expectOneLineError, mountTmpfs, runCli, tempDir } from "./helpers.ts";
+import { expectOneLineError, folderNames, mountTmpfs, runCli, tempDir } from "./helpers.ts";
 import { writeShapesFolder } from "./fixtures.ts";
 import { writeTokenizer } from "./shard_fixture.ts";
-
-async function listing(dir: string): Promise<string[]> {
-  const names: string[] = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
-}
 
 Deno.test("tokenizer fit, recon and data write readable files", async () => {
   await using dir = await tempDir();
@@ -34,7 +28,7 @@ Deno.test("tokenizer fit, recon and data write readable files", async () => {
     "cpu",
   ]);
   assert.equal(fit.code, 0, fit.stderr);
-  assert.deepEqual(await listing(tok), ["tokenizer.json", "tokenizer.safetensors"]);
+  assert.deepEqual(await folderNames(tok), ["tokenizer.json", "tokenizer.safetensors"]);
 
   const recon = await runCli([
     "tokenizer",
@@ -73,7 +67,7 @@ Deno.test("tokenizer fit, recon and data write readable files", async () => {
   assert.deepEqual(manifest.classes, ["bars", "blocks"]);
   assert.equal(manifest.counts.train + manifest.counts.val, 30);
   assert.equal(manifest.counts.val, 3);
-  assert.deepEqual(await listing(shards), [
+  assert.deepEqual(await folderNames(shards), [
     "manifest.json",
     "train-00000.npz",
     "train-00001.npz",
@@ -173,7 +167,7 @@ Deno.test("bad input: one-line errors, non-zero exit, no partial output", async 
   ]);
   assert.notEqual(r.code, 0);
   assert.match(r.stderr, /zz\.png: cannot decode image/);
-  assert.deepEqual((await listing(dir.path)).filter((n) => n.startsWith("t")), []);
+  assert.deepEqual((await folderNames(dir.path)).filter((n) => n.startsWith("t")), []);
 });
 
 Deno.test("help texts list the options with their defaults", async () => {
@@ -218,8 +212,8 @@ Deno.test("data --force never replaces a file or a folder that is not a shard fo
   await Deno.mkdir(shards);
   assert.equal((await runCli(data(shards))).code, 0);
   assert.equal((await runCli(data(shards))).code, 0);
-  assert.ok((await listing(shards)).includes("manifest.json"));
-  assert.deepEqual((await listing(dir.path)).filter((n) => n.includes("partial")), []);
+  assert.ok((await folderNames(shards)).includes("manifest.json"));
+  assert.deepEqual((await folderNames(dir.path)).filter((n) => n.includes("partial")), []);
 });
 
 Deno.test("data into a read-only location is one clear line", async () => {
@@ -271,5 +265,5 @@ Deno.test("data refuses a dataset whose training split would lack a class", asyn
     args(images),
     /has 1 image: too few for a training and a validation split/,
   );
-  assert.deepEqual((await listing(dir.path)).sort(), ["images", "tok"]);
+  assert.deepEqual((await folderNames(dir.path)).sort(), ["images", "tok"]);
 });

@@ -33,6 +33,13 @@ export async function tempDir(): Promise<{ path: string; [Symbol.asyncDispose]()
   };
 }
 
+/** The names in folder `dir`, sorted. */
+export async function folderNames(dir: string): Promise<string[]> {
+  const names: string[] = [];
+  for await (const e of Deno.readDir(dir)) names.push(e.name);
+  return names.sort();
+}
+
 /**
  * Runs `checkerboard ARGS` and asserts a failure with exactly one error line matching
  * `pattern` (a device notice, printed where no GPU is present, may precede it).

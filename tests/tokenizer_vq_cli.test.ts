@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { expectOneLineError, repoRoot, runCli, tempDir } from "./helpers.ts";
+import { expectOneLineError, folderNames, repoRoot, runCli, tempDir } from "./helpers.ts";
 import {
   callPickle,
   floatStorage,
@@ -22,12 +22,6 @@ import { haveVqFixture, VQ_FIXTURE_PT } from "./vq_fixture.ts";
 
 const PT = VQ_FIXTURE_PT;
 const PATCH_TOKENIZER = join(repoRoot, "models", "mnist-tiny", "tokenizer");
-
-async function entriesOf(dir: string): Promise<string[]> {
-  const names = [];
-  for await (const e of Deno.readDir(dir)) names.push(e.name);
-  return names.sort();
-}
 
 Deno.test("tokenizer import of hostile or damaged checkpoints: one line, nothing run or written", async () => {
   await using tmp = await tempDir();
@@ -90,7 +84,7 @@ Deno.test("tokenizer import of hostile or damaged checkpoints: one line, nothing
     );
     assert.equal(await Deno.stat(marker).then(() => true, () => false), false, `${name} ran code`);
   }
-  assert.deepEqual(await entriesOf(tmp.path), cases.map(([n]) => n).sort(), "no output folder");
+  assert.deepEqual(await folderNames(tmp.path), cases.map(([n]) => n).sort(), "no output folder");
   await expectOneLineError(
     [
       "tokenizer",
@@ -117,8 +111,8 @@ Deno.test({
     const r = await runCli(["tokenizer", "import", "--llamagen", PT, "--out", out]);
     assert.equal(r.code, 0, r.stderr);
     assert.match(r.stdout, /ch 32, ch_mult \[1,1,2,2,4\], z 64, 512 codes of 8, 16 px per code/);
-    assert.deepEqual(await entriesOf(out), ["tokenizer.json", "tokenizer.safetensors"]);
-    assert.deepEqual(await entriesOf(tmp.path), ["vq"], "no temporary folder left");
+    assert.deepEqual(await folderNames(out), ["tokenizer.json", "tokenizer.safetensors"]);
+    assert.deepEqual(await folderNames(tmp.path), ["vq"], "no temporary folder left");
     const tok = await VqTokenizer.load(out);
     assert.match(r.stdout, new RegExp(`hash ${tok.hash}`));
     await expectOneLineError(
@@ -135,7 +129,7 @@ Deno.test({
       ["tokenizer", "import", "--llamagen", PT, "--out", other, "--force"],
       /holds no tokenizer\.json; only a tokenizer folder is replaced/,
     );
-    assert.deepEqual(await entriesOf(other), ["notes.txt"]);
+    assert.deepEqual(await folderNames(other), ["notes.txt"]);
   },
 });
 
@@ -190,7 +184,7 @@ Deno.test({
       /a patch tokenizer; retrain-codebook needs a vq tokenizer/,
     );
     assert.deepEqual(
-      await entriesOf(tmp.path),
+      await folderNames(tmp.path),
       ["images", "vq"],
       "nothing written by the failures",
     );
