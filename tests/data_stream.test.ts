@@ -217,7 +217,7 @@ Deno.test("a corrupt JPEG is skipped with one warning naming it, counted, and ch
   assert.equal(bad.code, 0, bad.stderr);
   const warnings = bad.stderr.split("\n").filter((l) => /skipped/.test(l));
   assert.equal(warnings.length, 1, bad.stderr);
-  assert.match(warnings[0], /^data: skipped .*images\/b\/002\.jpg: cannot decode image/);
+  assert.match(warnings[0], /^data: warning: skipped .*images\/b\/002\.jpg: cannot decode image/);
   assert.match(bad.stdout, /1 unreadable image skipped/);
   const manifest = await readManifest(`${dir.path}/bad`);
   assert.deepEqual(manifest.skipped, { count: 1, files: [victim] });

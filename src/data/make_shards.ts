@@ -304,7 +304,7 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
     const p = item.position;
     if (item.square === undefined) {
       if (!source.skipsUnreadable) throw item.error;
-      console.error(`data: skipped ${firstLine(item.error)}`);
+      console.error(`data: warning: skipped ${firstLine(item.error)}`);
       writer.skip(p, source.nameOf(indices[p]));
       waiting++;
       continue;

@@ -148,7 +148,7 @@ export async function extractLatents(
     progress.tick(b, `${side}px, ${filled} latents`);
   }
   progress.finish();
-  if (skipped > 0) console.error(`skipped ${skipped} unreadable image(s) of ${images.name}`);
+  if (skipped > 0) console.error(`warning: skipped ${skipped} unreadable image(s) of ${images.name}`);
   if (filled === 0) throw new UserError(`${images.name}: no readable image to retrain on`);
   return {
     unit: unit.subarray(0, filled * D),
