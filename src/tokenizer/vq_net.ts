@@ -99,6 +99,26 @@ function checkBackend(backend: string): void {
   }
 }
 
+/**
+ * Checks that `value` is one of `types` holding `count` values (`formula` names the count, e.g.
+ * "B * h * w"); a UserError naming `name` otherwise.
+ */
+function checkArray(
+  value: unknown,
+  types: readonly (Float32ArrayConstructor | Float64ArrayConstructor | Int32ArrayConstructor)[],
+  count: number,
+  name: string,
+  formula: string,
+): void {
+  const typed = types.some((T) => value instanceof T);
+  const length = typed ? (value as ArrayLike<number>).length : undefined;
+  if (length === count) return;
+  throw new UserError(
+    `${name} must be ${types.map((T) => `a ${T.name}`).join(" or ")} of ${formula} = ${count} ` +
+      `values, got ${length ?? "another type"}`,
+  );
+}
+
 function checkInt(value: number, name: string, min: number, max = 2 ** 31 - 1): void {
   if (!Number.isSafeInteger(value) || value < min || value > max) {
     throw new UserError(`${name} must be an integer in [${min}, ${max}], got ${value}`);
@@ -220,12 +240,7 @@ export class VqNet<F extends VqFloats = Float32Array> {
   ): Promise<VqEncoded<F>> {
     const native = this.#ready();
     this.#checkImageSize("encode", B, H, W);
-    if (!(images instanceof Float32Array) || images.length !== B * 3 * H * W) {
-      throw new UserError(
-        `encode: images must be a Float32Array of B * 3 * H * W = ${B * 3 * H * W} values, got ` +
-          `${images instanceof Float32Array ? images.length : "another type"}`,
-      );
-    }
+    checkArray(images, [Float32Array], B * 3 * H * W, "encode: images", "B * 3 * H * W");
     return await native.encode(images, B, H, W, { encOut: opts.encOut ?? false }) as VqEncoded<F>;
   }
 
@@ -239,11 +254,7 @@ export class VqNet<F extends VqFloats = Float32Array> {
   ): Promise<VqDecoded<F>> {
     const native = this.#ready();
     this.#checkGrid("decodeCodes", B, h, w);
-    if (!(indices instanceof Int32Array) || indices.length !== B * h * w) {
-      throw new UserError(
-        `decodeCodes: indices must be an Int32Array of B * h * w = ${B * h * w} values`,
-      );
-    }
+    checkArray(indices, [Int32Array], B * h * w, "decodeCodes: indices", "B * h * w");
     const K = this.#arch.codes;
     for (let i = 0; i < indices.length; i++) {
       if (indices[i] < 0 || indices[i] >= K) {
@@ -267,11 +278,7 @@ export class VqNet<F extends VqFloats = Float32Array> {
     const native = this.#ready();
     this.#checkGrid("decodeLatents", B, h, w);
     const want = B * this.#arch.codeDim * h * w;
-    if (!(zq instanceof Float32Array || zq instanceof Float64Array) || zq.length !== want) {
-      throw new UserError(
-        `decodeLatents: zq must be a Float32Array of B * D * h * w = ${want} values`,
-      );
-    }
+    checkArray(zq, [Float32Array, Float64Array], want, "decodeLatents: zq", "B * D * h * w");
     const intermediates = opts.intermediates ?? false;
     return await native.decodeLatents(zq, B, h, w, { intermediates }) as VqDecoded<F>;
   }
