@@ -211,7 +211,7 @@ Deno.test({
     assert.match(r.stderr, /latents: 100% .* img\/s/, "progress of the latent extraction");
     assert.match(r.stderr, /k-means: 100% \(5\/5\) .*iter\/s.*error \d/, "progress per iteration");
     assert.match(r.stderr, /^warning: skipped .*broken\.jpg: cannot decode image/m);
-    assert.match(r.stderr, /^skipped \d unreadable image\(s\)/m);
+    assert.match(r.stderr, /^warning: skipped \d unreadable image\(s\) of folder:/m);
     const retrained = await VqTokenizer.load(out);
     assert.equal(retrained.hash, report.tokenizer);
     assert.equal(retrained.codes, 64);
