@@ -82,7 +82,7 @@ function cli(args: string[]): Deno.Command {
     args: ["run", "-A", join(repo, "cli/main.ts"), ...args],
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", MALLOC_ARENA_MAX: "1" }, // as `deno task cli` runs it
   });
 }
 
@@ -187,7 +187,7 @@ const timed = await mustRun(
     args: ["-v", Deno.execPath(), "run", "-A", join(repo, "cli/main.ts"), ...dataArgs(whole)],
     stdout: "piped",
     stderr: "piped",
-    env: { NO_COLOR: "1" },
+    env: { NO_COLOR: "1", MALLOC_ARENA_MAX: "1" }, // as `deno task cli` runs it
   }),
 );
 const rssKb = Number(timed.match(/Maximum resident set size \(kbytes\): (\d+)/)?.[1]);
@@ -210,7 +210,7 @@ const child = new Deno.Command(Deno.execPath(), {
   args: ["run", "-A", join(repo, "cli/main.ts"), ...dataArgs(killed)],
   stdout: "null",
   stderr: "null",
-  env: { NO_COLOR: "1" },
+  env: { NO_COLOR: "1", MALLOC_ARENA_MAX: "1" }, // as `deno task cli` runs it
 }).spawn();
 const half = Math.max(1, Math.floor(shards / 2));
 let finished = false;

@@ -56,6 +56,10 @@ export CHECKERBOARD_ADDON="$app/build/Release/checkerboard.node"
 export DENO_DIR="$cache/deno-dir"
 export DENO_NO_UPDATE_CHECK=1
 export DENO_NO_PROMPT=1
+# One malloc arena: with many decoder and worker threads, glibc's per-thread arenas fragment and
+# a long `data` run's peak memory creeps up with its length (native/addon/addon.cc). The
+# user's own setting wins.
+export MALLOC_ARENA_MAX="${MALLOC_ARENA_MAX:-1}"
 # The user's working directory stays as it is, so relative paths in arguments mean the same.
 exec "$dir/deno" run -A --quiet --no-lock --no-remote --cached-only --config "$app/deno.json" \
   "$app/cli/main.ts" "$@"

@@ -121,6 +121,7 @@ export interface Addon {
   ): Promise<{ index: Int32Array; dist2: Float32Array }>;
   /** Resolves once none of the addon's async calls (nearestCodes, model calls) is running. */
   whenIdle(): Promise<void>;
+  releaseFreeMemory(): boolean;
   linearSeconds(
     backend: string,
     rows: number,
@@ -207,6 +208,15 @@ export async function settleNativeWork(): Promise<void> {
  */
 export function setThreads(threads: number): number {
   return nativeAddon().setThreads(threads);
+}
+
+/**
+ * Hands the free pages of the process's malloc arenas back to the system (glibc's malloc_trim);
+ * a streaming job calls it between batches so that its peak memory does not creep up with its
+ * length. Returns whether anything was released.
+ */
+export function releaseFreeMemory(): boolean {
+  return nativeAddon().releaseFreeMemory();
 }
 
 export function engineInfo(): EngineInfo {

@@ -14,17 +14,33 @@ namespace {
 
 // glibc gives every thread that allocates its own arena (up to 8 per core), and keeps what each
 // arena once held; it also raises its mmap threshold each time a large block is freed, so image
-// buffers (a decoded JPEG is about 1 MB) move from mmap into the arenas and fragment them. sharp's
-// decoder threads and the engine's workers allocate side by side, so a long `data` run's peak
-// memory crept up with the dataset's length though nothing is kept (patch tokenizer, 64 px:
-// 290 MiB at 1,000 images, 390 at 5,000). Two arenas and a fixed 256 KiB mmap threshold (large
-// blocks go back to the system when freed) give 147 and 185 MiB. The engine allocates outside its
-// hot loops, so nothing measurable is lost. MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ set by the
-// user win.
+// buffers (a decoded 256 px square is 192 KiB) move from mmap into the arenas and fragment them.
+// sharp's decoder threads and the engine's workers allocate side by side, so a long `data` run's
+// peak memory crept up with the dataset's length though nothing is kept (patch tokenizer, 64 px:
+// 290 MiB at 1,000 images, 390 at 5,000). Here, at load time, the threads that Deno and V8
+// started have their arenas already: this caps the ones made after, and a fixed 64 KiB mmap
+// threshold sends image-sized blocks straight back to the system when freed. The launchers
+// (deno.json's task, dist/checkerboard) also set MALLOC_ARENA_MAX=1 before the process starts,
+// which with src/util/memory.ts's settleMemory keeps the peak flat. The engine allocates outside
+// its hot loops, so nothing measurable is lost. MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ set by
+// the user win.
 void limit_malloc_growth() {
 #if defined(__GLIBC__) && defined(M_ARENA_MAX)
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 256 * 1024);
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+#endif
+}
+
+// releaseFreeMemory(): hands the free pages of every malloc arena back to the system
+// (malloc_trim). A long streaming run calls it between batches: blocks freed by sharp's decoder
+// threads and the engine's workers leave holes in the arenas that glibc keeps resident, so
+// without it the peak crept up with the run's length though nothing is kept. Returns whether
+// any memory was released (always false without glibc).
+Napi::Value release_free_memory(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__)
+  return Napi::Boolean::New(info.Env(), malloc_trim(0) != 0);
+#else
+  return Napi::Boolean::New(info.Env(), false);
 #endif
 }
 
@@ -40,6 +56,8 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("nearestCodes", Napi::Function::New(env, nearest_codes, "nearestCodes"));
   exports.Set("linearSeconds", Napi::Function::New(env, linear_seconds, "linearSeconds"));
   exports.Set("whenIdle", Napi::Function::New(env, when_idle, "whenIdle"));
+  exports.Set("releaseFreeMemory",
+              Napi::Function::New(env, release_free_memory, "releaseFreeMemory"));
   register_model(env, exports);
   register_vq(env, exports);
   return exports;

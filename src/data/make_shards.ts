@@ -26,6 +26,7 @@ import { exists, fileSystemError, outFolderExists, writeFileAtomic } from "../ut
 import { manifestTokenizerPath } from "./manifest_tokenizer.ts";
 import { Progress } from "../util/progress.ts";
 import type { Device } from "../engine.ts";
+import { settleMemory } from "../util/memory.ts";
 import { asSource, type ImageSource } from "./image_source.ts";
 import { type Augment, cropsOf, cropsPerImage, squareSideFor } from "./crops.ts";
 import {
@@ -62,6 +63,8 @@ export interface MakeShardsOptions {
 
 /** Rows per tokenizer call: at 256 px about 6 MB of pixels; a few such batches are held. */
 export const DEFAULT_ENCODE_BATCH = 32;
+/** Decoded pixels between two settleMemory calls: 10 squares of 256 px, 170 of 64 px. */
+const SETTLE_AFTER_BYTES = 2 << 20;
 /** Images decoded ahead of the encoder at least (sharp decodes them on its own threads). */
 const MIN_DECODE_AHEAD = 16;
 
@@ -275,6 +278,8 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
   let rows = 0;
   /** Images decoded (or skipped) whose rows are not encoded yet: progress counts them after. */
   let waiting = 0;
+  /** Bytes of decoded squares since memory was last settled (util/memory.ts). */
+  let decodedBytes = 0;
   const L = scales.reduce((a, s) => a + s * s, 0);
   const encodeBatch = async () => {
     const codes = await tokenizer.encodeImages(
@@ -295,6 +300,13 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
     rows = 0;
     if (waiting > 0) progress.tick(waiting);
     waiting = 0;
+    // After a fixed volume of decoded pixels, so that the garbage left between two
+    // collections is the same whatever the images' sizes and the dataset's length; not after
+    // every batch: a collection costs tens of milliseconds, and small images are fast.
+    if (decodedBytes >= SETTLE_AFTER_BYTES) {
+      await settleMemory();
+      decodedBytes = 0;
+    }
   };
   const progress = new Progress(`encode ${split}`, indices.length - start.image, "img", {
     quiet: job.quiet,
@@ -309,6 +321,7 @@ async function encodeSplit(job: SplitJob, split: Split, writer: SplitWriter, jou
       waiting++;
       continue;
     }
+    decodedBytes += item.square.length;
     const all = cropsOf(item.square, big, side, augment); // (crops, side, side, 3)
     waiting++;
     for (let c = p === start.image ? start.crop : 0; c < crops; c++) {

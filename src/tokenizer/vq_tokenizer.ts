@@ -110,16 +110,18 @@ export function batchFor(px: number): number {
  * `count` RGB images (count, side, side, 3) u8, area-resized to `to` px, as the encoder's input
  * (count, 3, to, to) in [-1, 1]: u8 / 127.5 - 1 (LlamaGen's vq_demo.py convention). Without a
  * resize the value is computed from the byte in double precision and rounded once, as the
- * fixture's images_f32 are.
+ * fixture's images_f32 are. Written into `into` when given (at least count * 3 * to^2 values: a
+ * caller that converts batch after batch reuses one buffer), else into a new array.
  */
 export function imagesToInput(
   pixels: Uint8Array, // (count, side, side, 3)
   count: number,
   side: number,
   to: number,
+  into?: Float32Array,
 ): Float32Array {
   const plane = to * to;
-  const out = new Float32Array(count * 3 * plane); // (count, 3, to, to)
+  const out = into ? into.subarray(0, count * 3 * plane) : new Float32Array(count * 3 * plane); // (count, 3, to, to)
   for (let b = 0; b < count; b++) {
     const rgb = pixels.subarray(b * side * side * 3, (b + 1) * side * side * 3);
     const base = b * 3 * plane;
@@ -163,6 +165,8 @@ export class VqTokenizer implements ImageTokenizer {
   private readonly nets = new Map<Device, Promise<VqNet>>();
   private normalised?: Float32Array;
   private queue: Promise<void> = Promise.resolve();
+  /** encodeImages' input buffer (chunk, 3, px, px), kept for its next call. */
+  private spareInput?: Float32Array;
 
   constructor(
     readonly config: VqTokenizerConfig,
@@ -269,6 +273,13 @@ export class VqTokenizer implements ImageTokenizer {
     }
     const L = scales.reduce((a, s) => a + s * s, 0);
     const out = new Uint16Array(n * L); // (n, L)
+    // One input buffer for every chunk and scale, kept between calls: a streaming run calls
+    // this batch after batch, and tens of MB of garbage per call would leave its peak memory
+    // to the GC's timing. Taken while in use, so concurrent calls never share it.
+    const need = Math.min(n, IMAGES_PER_CHUNK) * 3 * side * side;
+    let input = this.spareInput;
+    this.spareInput = undefined;
+    if (input === undefined || input.length < need) input = new Float32Array(need);
     for (let start = 0; start < n; start += IMAGES_PER_CHUNK) {
       const count = Math.min(IMAGES_PER_CHUNK, n - start);
       const chunk = pixels.subarray(start * side * side * 3, (start + count) * side * side * 3);
@@ -276,7 +287,7 @@ export class VqTokenizer implements ImageTokenizer {
       for (const s of scales) {
         const px = s * this.patch;
         const { indices } = await this.encodeInput(
-          imagesToInput(chunk, count, side, px),
+          imagesToInput(chunk, count, side, px, input),
           count,
           px,
           device,
@@ -288,6 +299,7 @@ export class VqTokenizer implements ImageTokenizer {
       }
       progress?.tick(count);
     }
+    this.spareInput = input;
     return out;
   }
 
