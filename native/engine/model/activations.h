@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "adaln.h"
 #include "config.h"
 #include "mixed_ops.h"
 
@@ -153,14 +154,14 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
     L.f1 = take(n * F);
     take_input(n * F, &L.g, &L.g_16);
     L.f2 = take(n * W);
-    L.ada = take(B * 6 * W);
+    L.ada = take(B * kLayerAdaChunks * W);
   }
   x_final = take(n * W);
   xnf = take(n * W);
   meanf = take(n);
   rstdf = take(n);
   take_input(n * W, &hf, &hf_16);
-  head_ada = take(B * 2 * W);
+  head_ada = take(B * kHeadAdaChunks * W);
   logits = take(n * K);
   dlogits = take(n * K);
   loss_rows = take(n);
@@ -174,7 +175,7 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
   datt = take(n * W);
   dF1 = take(n * F);
   dF2 = take(n * F);
-  dada = take(B * 6 * W);
+  dada = take(B * kLayerAdaChunks * W);
   dc_act = take(B * W);
   dc_tmp = take(B * W);
   dc_emb = take(B * W);

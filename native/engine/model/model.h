@@ -1,6 +1,9 @@
 // The progressive-checkerboard transformer (DESIGN.md, Sequence and inputs; Transformer):
-// parameters in one flat buffer described by a ParamLayout, activations in one arena, and the
-// forward and backward as explicit call sequences over a ModelOps<Real> backend.
+// parameters in one flat buffer described by a ParamLayout (typed views in param_views.h),
+// activations in one arena, and the forward as ONE call sequence over a ModelOps<Real> backend
+// (run_slots, model_sequence.cc): Eq. 1, the layers and the head over a range of slots, with
+// full blockwise attention for training and evaluation (forward/backward here) or a KV cache
+// for the sampler (sample/sampler.cc). The backward is that sequence's mirror.
 #pragma once
 
 #include <cstdint>
@@ -13,6 +16,8 @@
 #include "config.h"
 #include "model_ops.h"
 #include "param_layout.h"
+#include "param_views.h"
+#include "slot_run.h"
 
 namespace cb {
 
@@ -69,6 +74,15 @@ class Model {
   // Sizes the arena for (B, T) as a forward would; for tests of the allocation limits.
   void ensure_arena_for_test(int B, int T) { ensure_arena(B, T); }
 
+  // ---- the call sequence (model_sequence.cc), shared by forward() and the sampler ----------
+  // Conditioning of `rows` sequences: c_emb (rows, W) = class_emb[labels], c_act = SiLU(c_emb),
+  // and from it every layer's AdaLN rows (layers[l].ada, (rows, 6W)) and the head's
+  // head_ada (rows, 2W).
+  void condition(int rows, const int32_t* labels, Real* c_emb, Real* c_act,
+                 const std::vector<LayerActivations<Real>>& layers, Real* head_ada);
+  // Eq. 1, the layers and the head over run's slots (slot_run.h), up to run.logits.
+  void run_slots(const SlotRun<Real>& run);
+
  private:
   // A matmul input: the Real activation, or under mixed precision its bf16 copy (the other
   // is null).
@@ -76,12 +90,12 @@ class Model {
     const Real* full;
     const bf16_t* half;
   };
-  // ModelOps::linear / linear_backward on the parameters named w and b (their gradients for the
-  // backward), through the mixed-precision ops and the bf16 weights when the model has them.
-  void linear(int64_t n, int in, int out, MatmulInput x, const std::string& w,
-              const std::string& b, Real* y);
-  void linear_backward(int64_t n, int in, int out, MatmulInput x, const std::string& w,
-                       const std::string& b, const Real* dy, Real* dx);
+  // ModelOps::linear / linear_backward on the layer p of params() (and its gradients in
+  // grads() for the backward), through the mixed-precision ops and the bf16 weights when the
+  // model has them.
+  void linear(int64_t n, int in, int out, MatmulInput x, const LinearView<Real>& p, Real* y);
+  void linear_backward(int64_t n, int in, int out, MatmulInput x, const LinearView<Real>& p,
+                       const Real* dy, Real* dx);
   // Producers of matmul inputs: y or, under mixed precision, y16.
   void modulate_input(int B, int T, int c, const Real* xn, const Real* shift, const Real* scale,
                       int ld, Real* y, bf16_t* y16);
@@ -91,8 +105,10 @@ class Model {
 
   void check_batch(const Batch<Real>& batch) const;
   void ensure_arena(int B, int T);
-  Real* param(const std::string& name) { return params_.data() + layout_.offset(name); }
-  Real* grad(const std::string& name) { return grads_.data() + layout_.offset(name); }
+  // The gradient (or the bf16 copy) of the parameter at p: the same offset in grads_
+  // (params16_).
+  Real* grad_of(const Real* p) { return grads_.data() + (p - params_.data()); }
+  const bf16_t* half_of(const Real* p) { return params16() + (p - params_.data()); }
 
   DeviceArray<Real>& state(const std::string& which);
 
@@ -100,6 +116,7 @@ class Model {
   ParamLayout layout_;
   std::unique_ptr<ModelOps<Real>> ops_;
   DeviceArray<Real> params_, grads_, adam_m_, adam_v_;
+  ParamView<Real> P_;  // every tensor of params_
   int64_t step_ = 0;
   MixedPrecisionOps* mixed_ = nullptr;  // ops_->mixed() for a float model
   DeviceArray<bf16_t> params16_;        // (total) bf16 copy of params_ under mixed precision
