@@ -48,7 +48,9 @@ template <typename Real>
 struct Activations {
   int B = 0, T = 0;
   int64_t n = 0;  // B * T
-  // inputs, copied from the batch
+  // Eq. 1 latents, built from the batch's codes (Model::forward)
+  Real* code_lat;  // (B*L, Dl) the codes' latents, scale-major: scale k at B*scale_offset(k)
+  Real* up_lat;    // (B*L, Dl) scale k's u grid (scale k-1 upsampled) at the same place
   Real* u_latent;  // (n, Dl) followed directly by v_latent: the latent MLP runs on 2n rows
   Real* v_latent;  // (n, Dl)
   // conditioning
@@ -122,6 +124,9 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
     *half = base16 ? base16 + used16 : nullptr;
     used16 += count;
   };
+  const int64_t L = c.sequence_length() - 1;
+  code_lat = take(B * L * Dl);
+  up_lat = take(B * L * Dl);
   u_latent = take(n * Dl);
   v_latent = take(n * Dl);
   c_emb = take(B * W);

@@ -58,8 +58,10 @@ Model<Real>::Model(const ModelConfig& config, std::unique_ptr<ModelOps<Real>> op
   for (DeviceArray<int32_t>* a : {&labels_, &pos_p_, &pos_q_, &targets_, &visible_end_}) {
     a->bind(memory);
   }
+  for (DeviceArray<int32_t>* a : {&code_index_, &u_index_, &v_index_}) a->bind(memory);
   u_learned_.bind(memory);
   v_learned_.bind(memory);
+  codebook_.bind(memory);
   if constexpr (std::is_same<Real, float>::value) mixed_ = ops_->mixed();
   params16_.bind(memory);
   arena16_.bind(memory);
@@ -174,8 +176,72 @@ void Model<Real>::read_logits(Real* host) const {
 }
 
 template <typename Real>
+void Model<Real>::read_input_latents(Real* host) const {
+  ops_->memory().download(host, act_.u_latent,
+                          size_t(2 * act_.n) * config_.latent_dim * sizeof(Real));
+}
+
+template <typename Real>
 void Model<Real>::read_loss_rows(Real* host) const {
   ops_->memory().download(host, act_.loss_rows, size_t(act_.n) * sizeof(Real));
+}
+
+template <typename Real>
+void Model<Real>::set_codebook(const float* values, int64_t count) {
+  const int64_t want = int64_t(config_.vocab) * config_.latent_dim;
+  CB_CHECK(count == want, "the codebook has " + std::to_string(count) + " values, the model "
+           "needs " + std::to_string(config_.vocab) + " x " + std::to_string(config_.latent_dim));
+  std::vector<Real> rows(values, values + count);  // (K, Dl) as Real
+  codebook_.resize(count);
+  codebook_.upload(rows.data(), count);
+  has_codebook_ = true;
+}
+
+// The gathers of Eq. 1 for `b` (DESIGN.md "Sequence and inputs"), on the host. Slot i of
+// sequence r at grid position p of scale k (pos_p = 2 + scale_offset(k) + p):
+// - u: scale k-1's latents upsampled to s_k, at p: row B*scale_offset(k) + r*s_k^2 + p of the
+//   u grids (scale-major, Activations::up_lat); learned (u_start) at the first scale and for
+//   the class token;
+// - v: the latent of the code at the fed position q (pos_q = 2 + scale_offset(k) + q):
+//   codebook row codes[r, scale_offset(k) + q]; learned (v_start) for pos_q < 2.
+// code_index lists every code of the batch scale-major: scale k's (B, s_k^2) at
+// B*scale_offset(k).
+template <typename Real>
+void Model<Real>::build_input_indices(const Batch<Real>& b) {
+  const ModelConfig& c = config_;
+  const int64_t L = c.grid_positions(), n = int64_t(b.B) * b.T;
+  const int scales = (int)c.scales.size();
+  code_index_host_.resize(size_t(b.B) * L);
+  for (int k = 0; k < scales; k++) {
+    const int64_t off = c.scale_offset(k), count = int64_t(c.scales[k]) * c.scales[k];
+    for (int r = 0; r < b.B; r++) {
+      for (int64_t p = 0; p < count; p++) {
+        code_index_host_[b.B * off + r * count + p] = b.codes[r * L + off + p];
+      }
+    }
+  }
+  u_index_host_.assign(n, 0);
+  v_index_host_.assign(n, 0);
+  u_learned_host_.assign(n, 1);
+  v_learned_host_.assign(n, 1);
+  const int64_t second = scales > 1 ? c.scale_offset(1) : L;
+  for (int r = 0; r < b.B; r++) {
+    for (int t = 0; t < b.T; t++) {
+      const int64_t i = int64_t(r) * b.T + t;
+      const int64_t g = int64_t(b.pos_p[i]) - 2, gq = int64_t(b.pos_q[i]) - 2;  // grid indices
+      if (g >= second) {
+        int k = 1;
+        while (k + 1 < scales && g >= c.scale_offset(k + 1)) k++;
+        const int64_t off = c.scale_offset(k), count = int64_t(c.scales[k]) * c.scales[k];
+        u_index_host_[i] = int32_t(b.B * off + r * count + (g - off));
+        u_learned_host_[i] = 0;
+      }
+      if (gq >= 0) {
+        v_index_host_[i] = b.codes[r * L + gq];
+        v_learned_host_[i] = 0;
+      }
+    }
+  }
 }
 
 template <typename Real>
@@ -190,10 +256,7 @@ void Model<Real>::check_batch(const Batch<Real>& b) const {
   sized(b.labels.size(), b.B, "labels");
   sized(b.pos_p.size(), n, "posP");
   sized(b.pos_q.size(), n, "posQ");
-  sized(b.u_latent.size(), n * c.latent_dim, "uLatent");
-  sized(b.v_latent.size(), n * c.latent_dim, "vLatent");
-  sized(b.u_learned.size(), n, "uLearned");
-  sized(b.v_learned.size(), n, "vLearned");
+  sized(b.codes.size(), size_t(b.B) * c.grid_positions(), "codes");
   sized(b.targets.size(), n, "targets");
   sized(b.visible_end.size(), b.T, "visibleEnd");
   for (int32_t l : b.labels) {
@@ -207,6 +270,11 @@ void Model<Real>::check_batch(const Batch<Real>& b) const {
                  std::to_string(i));
     CB_CHECK(b.targets[i] < c.vocab, "batch: target " + std::to_string(b.targets[i]) +
                                          " outside the codebook of " + std::to_string(c.vocab));
+  }
+  for (size_t i = 0; i < b.codes.size(); i++) {
+    CB_CHECK(b.codes[i] >= 0 && b.codes[i] < c.vocab,
+             "batch: code " + std::to_string(b.codes[i]) + " at " + std::to_string(i) +
+                 " outside the codebook of " + std::to_string(c.vocab));
   }
   for (int t = 0; t < b.T; t++) {
     CB_CHECK(b.visible_end[t] > t && b.visible_end[t] <= b.T,
@@ -256,6 +324,8 @@ void Model<Real>::ensure_arena(int B, int T_) {
 template <typename Real>
 ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) {
   check_batch(batch);
+  CB_CHECK(has_codebook_, "forward: the model has no codebook (set_codebook / setCodebook: "
+                          "the tokenizer's code vectors)");
   backward_ready_ = false;
   ensure_arena(batch.B, batch.T);
   const ModelConfig& c = config_;
@@ -275,10 +345,26 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
   put(pos_q_, batch.pos_q);
   put(targets_, batch.targets);
   put(visible_end_, batch.visible_end);
-  put(u_learned_, batch.u_learned);
-  put(v_learned_, batch.v_learned);
-  op.memory().upload(A.u_latent, batch.u_latent.data(), batch.u_latent.size() * sizeof(Real));
-  op.memory().upload(A.v_latent, batch.v_latent.data(), batch.v_latent.size() * sizeof(Real));
+  build_input_indices(batch);
+  put(code_index_, code_index_host_);
+  put(u_index_, u_index_host_);
+  put(v_index_, v_index_host_);
+  put(u_learned_, u_learned_host_);
+  put(v_learned_, v_learned_host_);
+
+  // Eq. 1's latents (the sampler builds them with the same two calls, a scale at a time):
+  // every scale's u grid from the previous scale's codes, then the u and v rows of each slot.
+  const int Dl = c.latent_dim;
+  for (size_t k = 1; k < c.scales.size(); k++) {
+    const int64_t prev = B * c.scale_offset(int(k) - 1), here = B * c.scale_offset(int(k));
+    upsample_codes(B, c.scales[k - 1], c.scales[k], code_index_.data() + prev,
+                   A.code_lat + prev * Dl, A.up_lat + here * Dl);
+  }
+  // The first scale has no u grid (u_start replaces it); its rows hold the codes' own latents
+  // so that every gathered row is finite.
+  const int64_t first = int64_t(B) * c.scales[0] * c.scales[0];
+  op.gather_rows(first, Dl, codebook(), code_index_.data(), A.up_lat);
+  gather_latents(n, A.up_lat, u_index_.data(), v_index_.data(), A.u_latent);
 
   // The one call sequence (model_sequence.cc) over every slot, full blockwise attention,
   // every activation kept in the arena for the backward.
@@ -290,7 +376,7 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
   run.pos_p = pos_p_.data();
   run.pos_q = pos_q_.data();
   run.c_emb = A.c_emb;
-  run.in.lat_in = A.u_latent;
+  run.in.lat_in = A.u_latent;  // and v_latent after it
   run.in.u_learned = u_learned_.data();
   run.in.v_learned = v_learned_.data();
   run.in.lat_h1 = A.lat_h1;

@@ -53,6 +53,11 @@ class Model {
   // to or from the host; write_state refuses "grads".
   void read_state(const std::string& which, Real* host, int64_t offset, int64_t count);
   void write_state(const std::string& which, const Real* host, int64_t offset, int64_t count);
+  // The tokenizer's code vectors (K, Dl): the latents Eq. 1 feeds as u and v. Not a parameter
+  // (never trained or saved with the weights; the caller takes them from the run's tokenizer).
+  // forward() and the sampler need them. `count` must be K * Dl.
+  void set_codebook(const float* values, int64_t count);
+  const Real* codebook() const { return has_codebook_ ? codebook_.data() : nullptr; }
   int64_t step_count() const { return step_; }
   void set_step_count(int64_t t) { step_ = t; }
 
@@ -69,6 +74,8 @@ class Model {
   const Real* logits() const { return act_.logits; }          // (B*T, K)
   void read_logits(Real* host) const;                         // (B*T, K)
   void read_loss_rows(Real* host) const;                      // (B*T)
+  // The Eq. 1 latents the last forward built: u rows (B*T, Dl), then v rows (B*T, Dl).
+  void read_input_latents(Real* host) const;
   int last_batch() const { return act_.B; }
   int last_slots() const { return act_.T; }
   // Sizes the arena for (B, T) as a forward would; for tests of the allocation limits.
@@ -82,6 +89,13 @@ class Model {
                  const std::vector<LayerActivations<Real>>& layers, Real* head_ada);
   // Eq. 1, the layers and the head over run's slots (slot_run.h), up to run.logits.
   void run_slots(const SlotRun<Real>& run);
+  // Eq. 1's latents, the one place they are built (training and sampling alike):
+  // u grids of a scale: lat (B, s_in^2, Dl) = codebook[codes] of B grids of the previous scale,
+  // up (B, s_out^2, Dl) = lat upsampled bilinearly (half-pixel centres).
+  void upsample_codes(int B, int s_in, int s_out, const int32_t* codes, Real* lat, Real* up);
+  // lat_in (2n, Dl): u rows u_table[u_index[i]], then v rows codebook[v_index[i]].
+  void gather_latents(int64_t n, const Real* u_table, const int32_t* u_index,
+                      const int32_t* v_index, Real* lat_in);
 
  private:
   // A matmul input: the Real activation, or under mixed precision its bf16 copy (the other
@@ -104,6 +118,7 @@ class Model {
                   int64_t dst_ld);
 
   void check_batch(const Batch<Real>& batch) const;
+  void build_input_indices(const Batch<Real>& batch);
   void ensure_arena(int B, int T);
   // The gradient (or the bf16 copy) of the parameter at p: the same offset in grads_
   // (params16_).
@@ -128,7 +143,12 @@ class Model {
   int planned_B_ = 0, planned_T_ = 0;
   // Integer inputs of the last forward in the backend's memory, kept for the backward.
   DeviceArray<int32_t> labels_, pos_p_, pos_q_, targets_, visible_end_;
+  DeviceArray<int32_t> code_index_, u_index_, v_index_;  // Eq. 1's gathers (Model::forward)
   DeviceArray<uint8_t> u_learned_, v_learned_;
+  std::vector<int32_t> code_index_host_, u_index_host_, v_index_host_;
+  std::vector<uint8_t> u_learned_host_, v_learned_host_;
+  DeviceArray<Real> codebook_;  // (K, Dl)
+  bool has_codebook_ = false;
   std::vector<Real> loss_host_;  // (B*T) the last loss rows, summed on the host
   int64_t counted_ = 0;
   bool backward_ready_ = false;

@@ -23,6 +23,22 @@ void Model<Real>::condition(int rows, const int32_t* labels, Real* c_emb, Real* 
 }
 
 template <typename Real>
+void Model<Real>::upsample_codes(int B, int s_in, int s_out, const int32_t* codes, Real* lat,
+                                 Real* up) {
+  const int Dl = config_.latent_dim;
+  ops_->gather_rows(int64_t(B) * s_in * s_in, Dl, codebook_.data(), codes, lat);
+  ops_->upsample_bilinear(B, s_in, s_out, Dl, lat, up);
+}
+
+template <typename Real>
+void Model<Real>::gather_latents(int64_t n, const Real* u_table, const int32_t* u_index,
+                                 const int32_t* v_index, Real* lat_in) {
+  const int Dl = config_.latent_dim;
+  ops_->gather_rows(n, Dl, u_table, u_index, lat_in);
+  ops_->gather_rows(n, Dl, codebook_.data(), v_index, lat_in + n * Dl);
+}
+
+template <typename Real>
 void Model<Real>::run_slots(const SlotRun<Real>& run) {
   const ModelConfig& c = config_;
   ModelOps<Real>& op = *ops_;
@@ -33,8 +49,7 @@ void Model<Real>::run_slots(const SlotRun<Real>& run) {
   const bool cached = run.cache.keys != nullptr;
   CB_CHECK(run.input_rows == R || 2 * run.input_rows == R,
            "run_slots: the input rows must be all rows or their first half");
-  CB_CHECK(cached || (run.t0 == 0 && m == c.sequence_length()),
-           "run_slots: full attention runs the whole sequence");
+  CB_CHECK(cached || run.t0 == 0, "run_slots: full attention runs from the first slot");
   std::vector<LayerActivations<Real>>& layers = *run.layers;
   const InputBuffers<Real>& in = run.in;
 
@@ -109,7 +124,10 @@ void Model<Real>::run_slots(const SlotRun<Real>& run) {
 #define CB_INSTANTIATE(Real)                                                                 \
   template void Model<Real>::condition(int, const int32_t*, Real*, Real*,                    \
                                        const std::vector<LayerActivations<Real>>&, Real*);   \
-  template void Model<Real>::run_slots(const SlotRun<Real>&);
+  template void Model<Real>::run_slots(const SlotRun<Real>&);                                \
+  template void Model<Real>::upsample_codes(int, int, int, const int32_t*, Real*, Real*);    \
+  template void Model<Real>::gather_latents(int64_t, const Real*, const int32_t*,            \
+                                            const int32_t*, Real*);
 CB_INSTANTIATE(float)
 CB_INSTANTIATE(double)
 #undef CB_INSTANTIATE

@@ -18,8 +18,8 @@ namespace cb {
 // Eq. 1's buffers over the first input_rows rows (ni = input_rows * m rows).
 template <typename Real>
 struct InputBuffers {
-  const Real* lat_in = nullptr;       // (2ni, Dl) u latents, then v latents (built by Model::
-                                      //   gather_latents or the caller)
+  const Real* lat_in = nullptr;       // (2ni, Dl) u latents, then v latents (Model::
+                                      //   upsample_codes and gather_latents)
   const uint8_t* u_learned = nullptr; // (ni) 1: u_start replaces mlp(u)
   const uint8_t* v_learned = nullptr; // (ni) 1: v_start replaces mlp(v)
   Real* lat_h1 = nullptr;             // (2ni, W) latent MLP hidden, before GELU
@@ -65,8 +65,7 @@ struct SlotRun {
   Real* logits = nullptr;         // (n, K)
   // Slot t0 + j attends to slots [0, visible_end[j]) (m values).
   const int32_t* visible_end = nullptr;
-  // Null keys: full blockwise attention over the range, which is then the whole sequence
-  // (t0 = 0, m = T); each layer keeps its dense values v and lse for the backward. Else
+  // Null keys: full blockwise attention over the range, which then starts at slot 0; each layer keeps its dense values v and lse for the backward. Else
   // KV-cached: the range's keys and values are written into the cache at slots t0..t0+m-1 and
   // the queries attend over the cache.
   KvCache<Real> cache;

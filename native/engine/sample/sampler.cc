@@ -46,9 +46,6 @@ int check_request(const ModelConfig& c, const SampleRequest& r) {
   CB_CHECK((int64_t)r.pos_of.size() == T || (int64_t)r.pos_of.size() == T * B,
            "sample: posOf needs T or B*T values");
   CB_CHECK(r.prev_pos_of.size() == r.pos_of.size(), "sample: prevPosOf must match posOf");
-  CB_CHECK((int64_t)r.codebook.size() == int64_t(c.vocab) * c.latent_dim,
-           "sample: the codebook has " + std::to_string(r.codebook.size()) + " values, the model "
-           "needs " + std::to_string(c.vocab) + " x " + std::to_string(c.latent_dim));
   return (int)T;
 }
 
@@ -195,7 +192,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     used += count;
     return p;
   };
-  Real *c_emb, *c_act, *ada, *head_ada, *k_cache, *v_cache, *codebook, *prev_lat, *up_lat;
+  Real *c_emb, *c_act, *ada, *head_ada, *k_cache, *v_cache, *prev_lat, *up_lat;
   Real *lat_in, *lat_h, *lat_g, *lat_out, *pe_p, *pe_q, *concat, *x, *xn, *mean, *rstd, *h;
   Real *qkv, *qr, *kr, *att, *ao, *f1, *g, *f2, *logits;
   for (int pass = 0; pass < 2; pass++) {
@@ -206,7 +203,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     head_ada = take(int64_t(R) * kHeadAdaChunks * W);  // (R, 2W)
     k_cache = take(depth * layer_cache);         // (depth, R, T, W) keys after RoPE
     v_cache = take(depth * layer_cache);         // (depth, R, T, W) values
-    codebook = take(int64_t(K) * Dl);            // (K, Dl)
     prev_lat = take(int64_t(B) * s_max * s_max * Dl);  // (B, s_{k-1}^2, Dl)
     up_lat = take(int64_t(B) * s_max * s_max * Dl);    // (B, s_k^2, Dl)
     lat_in = take(2 * nb_max * Dl);              // (2nb, Dl): u rows, then v rows
@@ -232,10 +228,9 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     logits = take(n_max * K);                    // (n, K)
     if (pass == 0) base = workspace.reserve(mem, used);
   }
-  {
-    std::vector<Real> book(req.codebook.begin(), req.codebook.end());  // (K, Dl) as Real
-    mem.upload(codebook, book.data(), book.size() * sizeof(Real));
-  }
+  const Real* codebook = model.codebook();  // (K, Dl)
+  CB_CHECK(codebook != nullptr, "sample: the model has no codebook (set_codebook / setCodebook: "
+                                "the tokenizer's code vectors)");
 
   // The integer inputs of the ops, built on the host, used from the backend's memory.
   Mirrored<int32_t> labels_r, pos_p, pos_q, u_index, v_index, draw_image, draw_slot, drawn;
@@ -326,7 +321,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     // m_max sizes the buffers carved from the workspace, hence every address after the first.
     const int64_t values[] = {B, R, T, W, depth, K, Dl, m_max, t0, t1, k, sp, s == 0,
                               req.sampling.top_k, req.want_entropy};
-    const void* pointers[] = {base, model.params(), labels_r.device, u_learned.device,
+    const void* pointers[] = {base, model.params(), codebook, labels_r.device, u_learned.device,
                               drawn_entropy.device};
     const float reals[] = {w, req.sampling.temperature, req.sampling.top_p};
     put(values, sizeof values);
@@ -435,12 +430,9 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     run.visible_end = visible.device;
     run.cache = KvCache<Real>{k_cache, v_cache, T};
     auto step_ops = [&] {
-      if (sp > 0) {
-        op.gather_rows(int64_t(B) * sp * sp, Dl, codebook, prev_index.device, prev_lat);
-        op.upsample_bilinear(B, sp, side, Dl, prev_lat, up_lat);
-      }
-      op.gather_rows(nb, Dl, k == 0 ? codebook : up_lat, u_index.device, lat_in);
-      op.gather_rows(nb, Dl, codebook, v_index.device, lat_in + nb * Dl);
+      if (sp > 0) model.upsample_codes(B, sp, side, prev_index.device, prev_lat, up_lat);
+      model.gather_latents(nb, k == 0 ? codebook : up_lat, u_index.device, v_index.device,
+                           lat_in);
       model.run_slots(run);
 
       // Draw every slot of the block (the class token's row is drawn too and ignored).
