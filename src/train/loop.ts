@@ -179,7 +179,6 @@ export async function evaluateNll(
     label?: string;
   },
 ): Promise<NllResult> {
-  model.setCodebook(codebook);
   const scales = manifest.scales;
   const nats = new Float64Array(scales.length);
   const counts = new Float64Array(scales.length);
@@ -187,6 +186,7 @@ export async function evaluateNll(
   if (total < 1) {
     throw new UserError(`${join(dir, "manifest.json")}: the validation split has no images`);
   }
+  model.setCodebook(codebook);
   const maxBatches = o.maxBatches ?? 0;
   const images = maxBatches > 0 ? Math.min(total, maxBatches * o.batch) : total;
   // A capped evaluation takes images evenly spaced over the split (datasets are often stored

@@ -61,8 +61,10 @@ class Model {
   int64_t step_count() const { return step_; }
   void set_step_count(int64_t t) { step_ = t; }
 
-  // Runs the forward over `batch` (copied in). With `for_backward`, the fused loss also writes
-  // dlogits so that backward() can follow. Throws cb::Error for a malformed batch.
+  // Runs the forward over `batch` (copied in): the Eq. 1 inputs from its index arrays and the
+  // codebook (set_codebook first), then run_slots with full attention. With `for_backward`, the
+  // fused loss also writes dlogits so that backward() can follow. Throws cb::Error for a
+  // malformed batch or a missing codebook.
   ForwardResult forward(const Batch<Real>& batch, bool for_backward);
   // Accumulates (+=) into grads() the gradient of the last forward's mean loss.
   void backward();

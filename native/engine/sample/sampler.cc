@@ -156,6 +156,9 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
                            SampleWorkspace<Real>& workspace, const StepCallback& on_step) {
   const ModelConfig& c = model.config();
   const int T = check_request(c, req);
+  const Real* codebook = model.codebook();  // (K, Dl)
+  CB_CHECK(codebook != nullptr, "sample: the model has no codebook (set_codebook / setCodebook: "
+                                "the tokenizer's code vectors)");
   ModelOps<Real>& op = model.ops();
   DeviceMemory& mem = op.memory();
   const int B = (int)req.labels.size();
@@ -228,10 +231,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     logits = take(n_max * K);                    // (n, K)
     if (pass == 0) base = workspace.reserve(mem, used);
   }
-  const Real* codebook = model.codebook();  // (K, Dl)
-  CB_CHECK(codebook != nullptr, "sample: the model has no codebook (set_codebook / setCodebook: "
-                                "the tokenizer's code vectors)");
-
   // The integer inputs of the ops, built on the host, used from the backend's memory.
   Mirrored<int32_t> labels_r, pos_p, pos_q, u_index, v_index, draw_image, draw_slot, drawn;
   Mirrored<int32_t> visible, prev_index;
