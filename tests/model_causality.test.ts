@@ -33,11 +33,11 @@ for (const device of ["cpu", "cpu-ref"] as const) {
     // Random parameters everywhere, so the AdaLN gates (zero at init) open every path.
     const rng = new Rng(5);
     model.setState("params", randomNormals(model.paramCount, rng, 0.2));
-    const codebook = randomNormals(K * D, rng, 1);
+    model.setCodebook(randomNormals(K * D, rng, 1));
     const L = scales.reduce((a, s) => a + s * s, 0);
     const codes = Int32Array.from({ length: 2 * L }, () => rng.int(K));
     const labels = Int32Array.from([1, 3]);
-    const opts = { scales, codebook, latentDim: D, steps: 2, order: "checkerboard" as const };
+    const opts = { scales, vocab: K, steps: 2, order: "checkerboard" as const };
     const layout = layoutFor(scales, 2, "checkerboard");
     const offsets = scaleOffsets(scales);
     const logitsOf = async (c: Int32Array) =>

@@ -44,7 +44,9 @@ function randomModel(scales: number[], device: "cpu" | "cpu-ref" = "cpu", ropeMi
   );
   const rng = new Rng(7);
   model.setState("params", randomNormals(model.paramCount, rng, 0.25));
-  return { model, codebook: randomNormals(K * D, rng, 1) };
+  const codebook = randomNormals(K * D, rng, 1);
+  model.setCodebook(codebook);
+  return { model, codebook };
 }
 
 const BASE: SamplingOptions = {
@@ -63,14 +65,13 @@ const BASE: SamplingOptions = {
 function requestFor(
   scales: number[],
   labels: Int32Array,
-  codebook: Float32Array,
   o: SamplingOptions,
 ): NativeSampleRequest {
   const layouts = o.order === "random"
     ? Array.from(labels, (_, i) => samplingLayout(scales, o, i))
     : [samplingLayout(scales, o, 0)];
   const imageIndex = Int32Array.from(labels, (_, i) => i);
-  return sampleRequest(layouts, labels, imageIndex, codebook, { ...o, entropy: true }, true);
+  return sampleRequest(layouts, labels, imageIndex, { ...o, entropy: true }, true);
 }
 
 /** Slot-ordered codes (B*T) of images laid out by `layoutOf(i)` back in raster order (B, L). */
@@ -96,10 +97,10 @@ for (const ratio of RATIO_NAMES) {
   for (const order of ORDER_NAMES) {
     Deno.test(`KV-cached logits equal teacher-forced logits (ratio ${ratio}, ${order})`, async () => {
       const scales = scalesForRatio(ratio, 6);
-      const { model, codebook } = randomModel(scales);
+      const { model } = randomModel(scales);
       const labels = Int32Array.from([0, 2, 1]);
       const o = { ...BASE, order: order as OrderName, steps: 3 };
-      const r = await model.sample(requestFor(scales, labels, codebook, o));
+      const r = await model.sample(requestFor(scales, labels, o));
       const layout0 = samplingLayout(scales, o, 0);
       const T = layout0.length, B = labels.length;
       assert.equal(r.forwardPasses, layout0.blockCount - 1);
@@ -113,8 +114,7 @@ for (const ratio of RATIO_NAMES) {
       );
       const { batch } = buildModelBatch(codes, labels, {
         scales,
-        codebook,
-        latentDim: D,
+        vocab: K,
         steps: o.steps,
         order,
         sequenceSeeds: Array.from(labels, (_, i) => imageOrderSeed(o.seed, i)),
@@ -139,17 +139,16 @@ for (const ratio of RATIO_NAMES) {
 
 Deno.test("KV-cached logits also match on cpu-ref, with mixing in every layer", async () => {
   const scales = [1, 2, 4];
-  const { model, codebook } = randomModel(scales, "cpu-ref", 2);
+  const { model } = randomModel(scales, "cpu-ref", 2);
   const labels = Int32Array.from([1, 0]);
   const o = { ...BASE, steps: [1, 3, 5] };
-  const r = await model.sample(requestFor(scales, labels, codebook, o));
+  const r = await model.sample(requestFor(scales, labels, o));
   const layout = samplingLayout(scales, o, 0);
   const T = layout.length;
   const codes = rasterCodes(r.codes, 2, scales, () => layout);
   const { batch } = buildModelBatch(codes, labels, {
     scales,
-    codebook,
-    latentDim: D,
+    vocab: K,
     steps: o.steps,
     order: "checkerboard",
   });
@@ -206,11 +205,11 @@ Deno.test("the random order draws one permutation per image, the same at any bat
 });
 
 Deno.test("top-k 1 and temperature 0 give the argmax of the logits", async () => {
-  const { model, codebook } = randomModel(SCALES);
+  const { model } = randomModel(SCALES);
   const labels = Int32Array.from([0, 1, 2]);
   for (const o of [{ topK: 1 }, { temperature: 0 }]) {
     const opts = { ...BASE, guidance: 0, ...o };
-    const r = await model.sample(requestFor(SCALES, labels, codebook, opts));
+    const r = await model.sample(requestFor(SCALES, labels, opts));
     const T = r.codes.length / labels.length;
     for (let row = 0; row < r.codes.length; row++) {
       if (row % T === 0) continue;
@@ -294,7 +293,7 @@ Deno.test("sampleCodes rejects bad requests with clear errors", async () => {
 
 Deno.test("the engine refuses bad sampling settings with one clear message each", async () => {
   const scales = [1, 2];
-  const { model, codebook } = randomModel(scales);
+  const { model } = randomModel(scales);
   const labels = Int32Array.from([0, 1]);
   const cases: [Partial<SamplingOptions>, RegExp][] = [
     [{ temperature: NaN }, /^sample: temperature must be a finite number >= 0, got NaN \(native\//],
@@ -315,7 +314,7 @@ Deno.test("the engine refuses bad sampling settings with one clear message each"
     [{ seed: -1 }, /^sample: seed must be an integer in \[0, 2\^53\), got -1 /],
   ];
   for (const [edit, pattern] of cases) {
-    const request = requestFor(scales, labels, codebook, { ...BASE, ...edit });
+    const request = requestFor(scales, labels, { ...BASE, ...edit });
     // The request as the CLI's own checks would never let through: straight to the addon.
     Object.assign(request, edit.seed !== undefined ? { seed: edit.seed } : {});
     await assert.rejects(async () => await model.sample(request), (err: Error) => {
@@ -325,7 +324,7 @@ Deno.test("the engine refuses bad sampling settings with one clear message each"
     });
   }
   // A number of the wrong type is named as such, not cast.
-  const request = requestFor(scales, labels, codebook, BASE) as unknown as Record<string, unknown>;
+  const request = requestFor(scales, labels, BASE) as unknown as Record<string, unknown>;
   await assert.rejects(
     async () => await model.sample({ ...request, topK: "5" } as unknown as NativeSampleRequest),
     /field 'topK' must be a number, got a string/,
@@ -336,6 +335,6 @@ Deno.test("the engine refuses bad sampling settings with one clear message each"
     /field 'labels' must be an Int32Array, got no value/,
   );
   // The model still samples afterwards.
-  const ok = await model.sample(requestFor(scales, labels, codebook, BASE));
+  const ok = await model.sample(requestFor(scales, labels, BASE));
   assert.equal(ok.codes.length, 2 * (1 + 1 + 4));
 });

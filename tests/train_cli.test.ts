@@ -35,14 +35,14 @@ Deno.test("a tiny model memorises 8 sequences", async () => {
   const codebook = Float32Array.from({ length: K * D }, () => rng.next() - 0.5);
   const labels = Int32Array.from({ length: B }, (_, i) => i); // one class per sequence
   const model = NativeModel.create(config, "cpu", 0);
+  model.setCodebook(codebook);
   try {
     let loss = Infinity;
     const start = performance.now();
     for (let step = 0; step < 400 && loss >= 0.05; step++) {
       const { batch } = buildModelBatch(codes, labels, {
         scales,
-        codebook,
-        latentDim: D,
+        vocab: K,
         steps: [1, 2, 2][step % 3],
         order: "checkerboard",
       });

@@ -5,6 +5,8 @@
 //   forward(batch, wantLogits, forBackward) -> Promise<{loss, tokens, lossRows, logits?}>
 //   backward() -> Promise<void>      step(lr, beta1, beta2, eps, weightDecay) -> Promise<void>
 //   zeroGrad()   getParam(name)   setParam(name, values)   getState(which)   setState(which, v)
+//   setCodebook(values)   the tokenizer's (K, latentDim) code vectors, which forward and sample
+//                         build the Eq. 1 inputs from
 //   stepCount()  setStepCount(t)  dispose()
 //   sample(request, onStep | null) -> Promise<{codes, entropy?, stepCodes?, logits?,
 //                                              forwardPasses}>    (sample/sampler.h)
@@ -117,6 +119,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("zeroGrad", &ModelWrap::zero_grad),
                         InstanceMethod("getParam", &ModelWrap::get_param),
                         InstanceMethod("setParam", &ModelWrap::set_param),
+                        InstanceMethod("setCodebook", &ModelWrap::set_codebook),
                         InstanceMethod("getState", &ModelWrap::get_state),
                         InstanceMethod("setState", &ModelWrap::set_state),
                         InstanceMethod("stepCount", &ModelWrap::step_count),
@@ -168,7 +171,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
       auto batch = std::make_shared<cb::Batch<float>>(
-          parse_batch(info[0], model.config().latent_dim));
+          parse_batch(info[0], model.config().grid_positions()));
       const bool want_logits = bool_arg(info, 1, "forward: wantLogits");
       const bool for_backward = bool_arg(info, 2, "forward: forBackward");
       auto result = std::make_shared<cb::ForwardResult>();
@@ -252,6 +255,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                "setParam('" + name + "'): expected " + std::to_string(e.size) + " values, got " +
                    std::to_string(values.ElementLength()));
       model.write_state("params", values.Data(), e.offset, e.size);
+      return info.Env().Undefined();
+    });
+  }
+
+  Napi::Value set_codebook(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      Napi::Float32Array values = float32_arg(info, 0, "setCodebook: values");
+      model.set_codebook(values.Data(), (int64_t)values.ElementLength());
       return info.Env().Undefined();
     });
   }

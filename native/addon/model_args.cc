@@ -82,7 +82,7 @@ cb::ModelConfig parse_model_config(const Napi::Value& value) {
   return c;
 }
 
-cb::Batch<float> parse_batch(const Napi::Value& value, int latent_dim) {
+cb::Batch<float> parse_batch(const Napi::Value& value, int64_t codes_per_row) {
   CB_CHECK(value.IsObject(), "batch must be an object, got " + kind_of(value));
   const Napi::Object o = value.As<Napi::Object>();
   cb::Batch<float> b;
@@ -93,12 +93,8 @@ cb::Batch<float> parse_batch(const Napi::Value& value, int latent_dim) {
   b.labels = typed_field<Napi::Int32Array, int32_t>(o, "labels", napi_int32_array, "an Int32Array", b.B);
   b.pos_p = typed_field<Napi::Int32Array, int32_t>(o, "posP", napi_int32_array, "an Int32Array", n);
   b.pos_q = typed_field<Napi::Int32Array, int32_t>(o, "posQ", napi_int32_array, "an Int32Array", n);
-  b.u_latent = typed_field<Napi::Float32Array, float>(o, "uLatent", napi_float32_array,
-                                                      "a Float32Array", n * latent_dim);
-  b.v_latent = typed_field<Napi::Float32Array, float>(o, "vLatent", napi_float32_array,
-                                                      "a Float32Array", n * latent_dim);
-  b.u_learned = typed_field<Napi::Uint8Array, uint8_t>(o, "uLearned", napi_uint8_array, "a Uint8Array", n);
-  b.v_learned = typed_field<Napi::Uint8Array, uint8_t>(o, "vLearned", napi_uint8_array, "a Uint8Array", n);
+  b.codes = typed_field<Napi::Int32Array, int32_t>(o, "codes", napi_int32_array, "an Int32Array",
+                                                   size_t(b.B) * codes_per_row);
   b.targets = typed_field<Napi::Int32Array, int32_t>(o, "targets", napi_int32_array, "an Int32Array", n);
   b.visible_end = typed_field<Napi::Int32Array, int32_t>(o, "visibleEnd", napi_int32_array,
                                                          "an Int32Array", b.T);
@@ -120,8 +116,6 @@ cb::SampleRequest parse_sample_request(const Napi::Value& value) {
   r.block_scale = ints("blockScale");
   r.pos_of = ints("posOf");
   r.prev_pos_of = ints("prevPosOf");
-  r.codebook = typed_field<Napi::Float32Array, float>(o, "codebook", napi_float32_array,
-                                                      "a Float32Array", kAnyLength);
   const double guidance = number_field(o, "guidance");
   const double guidance_start = number_field(o, "guidanceStart");
   const double temperature = number_field(o, "temperature");

@@ -13,12 +13,12 @@ namespace cbn {
 // {vocab, latentDim, classes, depth, width, heads, mlpRatio, scales: number[], ropeMixLayers}
 cb::ModelConfig parse_model_config(const Napi::Value& value);
 
-// {batch, slots, labels: Int32Array, posP, posQ: Int32Array, uLatent, vLatent: Float32Array,
-//  uLearned, vLearned: Uint8Array, targets: Int32Array, visibleEnd: Int32Array}; copied.
-cb::Batch<float> parse_batch(const Napi::Value& value, int latent_dim);
+// {batch, slots, labels: Int32Array, posP, posQ: Int32Array, codes: Int32Array (batch *
+//  codes_per_row), targets: Int32Array, visibleEnd: Int32Array}; copied.
+cb::Batch<float> parse_batch(const Napi::Value& value, int64_t codes_per_row);
 
 // {labels, imageIndex, blockStart, blockEnd, blockScale, posOf, prevPosOf: Int32Array,
-//  codebook: Float32Array, guidance, guidanceStart, temperature, topK, topP, seed: number,
+//  guidance, guidanceStart, temperature, topK, topP, seed: number,
 //  entropy, stepCodes, logits: boolean}; copied. Sizes are checked by cb::sample_images.
 cb::SampleRequest parse_sample_request(const Napi::Value& value);
 

@@ -185,6 +185,16 @@ std::string default_device() { return cb::cuda_status().available ? "cuda" : "cp
 
 // ---- train ------------------------------------------------------------------------------------
 
+// A random codebook (K, Dl) for the model's Eq. 1 inputs.
+void set_bench_codebook(cb::Model<float>& model) {
+  const cb::ModelConfig& c = model.config();
+  std::mt19937 rng(3);
+  std::uniform_real_distribution<float> uni(-0.5f, 0.5f);
+  std::vector<float> rows(size_t(c.vocab) * c.latent_dim);
+  for (float& v : rows) v = uni(rng);
+  model.set_codebook(rows.data(), (int64_t)rows.size());
+}
+
 std::string bench_train(const Args& a, const std::string& device, int repeats, double peak) {
   const std::string name = a.get("preset", "S");
   const cb::ModelConfig c = preset(name);
@@ -192,6 +202,7 @@ std::string bench_train(const Args& a, const std::string& device, int repeats, d
   const cbt::SlotPlan plan = cbt::plan_slots(c, std::vector<int>(c.scales.size(), P));
   const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, B, 7);
   cb::Model<float> model(c, cb::make_model_ops<float>(device), 0);
+  set_bench_codebook(model);
   cb::AdamWSettings adamw;
   const std::vector<double> t = time_runs(repeats, [&] {
     model.zero_grad();
@@ -236,10 +247,6 @@ cb::SampleRequest sample_request(const cb::ModelConfig& c, int steps, int B) {
     r.image_index.push_back(i);
   }
   cb::set_raster_plan(c, steps, r);
-  std::mt19937 rng(3);
-  std::uniform_real_distribution<float> uni(-0.5f, 0.5f);
-  r.codebook.resize(size_t(c.vocab) * c.latent_dim);
-  for (float& v : r.codebook) v = uni(rng);
   r.guidance = 2.0f;
   r.guidance_start = 5;
   r.sampling.seed = 0;
@@ -253,6 +260,7 @@ std::string bench_sample(const Args& a, const std::string& device, int repeats, 
   const std::vector<int> batches = int_list(a.get("batches", "1,16,64"));
   const bool graphs = on_off(a.get("graphs", "on"), "graphs");
   cb::Model<float> model(c, cb::make_model_ops<float>(device), 0);
+  set_bench_codebook(model);
   cb::SampleWorkspace<float> workspace;
   workspace.set_recording(graphs);
   const bool recorded = workspace.recorder(model.ops()) != nullptr;

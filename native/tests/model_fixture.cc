@@ -63,8 +63,8 @@ template <typename Real>
 cb::Batch<Real> random_batch(const cb::ModelConfig& c, const SlotPlan& plan, int B,
                              uint32_t seed) {
   std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> uni(-1.0, 1.0);
-  const int T = plan.T, Dl = c.latent_dim;
+  const int T = plan.T;
+  const int64_t L = c.grid_positions();
   cb::Batch<Real> b;
   b.B = B;
   b.T = T;
@@ -72,10 +72,8 @@ cb::Batch<Real> random_batch(const cb::ModelConfig& c, const SlotPlan& plan, int
   b.labels.resize(B);
   b.pos_p.assign(n, 0);
   b.pos_q.assign(n, 0);
-  b.u_latent.assign(n * Dl, Real(0));
-  b.v_latent.assign(n * Dl, Real(0));
-  b.u_learned.assign(n, 0);
-  b.v_learned.assign(n, 0);
+  b.codes.resize(size_t(B) * L);
+  for (int32_t& code : b.codes) code = (int32_t)(rng() % c.vocab);
   b.targets.assign(n, -1);
   b.visible_end = plan.visible_end;
   for (int s = 0; s < B; s++) {
@@ -90,9 +88,7 @@ cb::Batch<Real> random_batch(const cb::ModelConfig& c, const SlotPlan& plan, int
         const size_t row = size_t(s) * T + slot;
         b.pos_p[row] = (int32_t)(2 + c.scale_offset((int)k) + order[j]);
         b.targets[row] = (int32_t)(rng() % c.vocab);
-        b.u_learned[row] = k == 0;
         const bool first_block = plan.prev_start[slot] < 0;
-        b.v_learned[row] = first_block;
         if (first_block) {
           b.pos_q[row] = 1;
         } else {
@@ -101,10 +97,6 @@ cb::Batch<Real> random_batch(const cb::ModelConfig& c, const SlotPlan& plan, int
           const int prev_size = plan.prev_end[slot] - plan.prev_start[slot];
           const int q_slot = plan.prev_start[slot] + j_in_block % prev_size;
           b.pos_q[row] = b.pos_p[size_t(s) * T + q_slot];
-        }
-        for (int d = 0; d < Dl; d++) {
-          if (!b.u_learned[row]) b.u_latent[row * Dl + d] = Real(uni(rng));
-          if (!b.v_learned[row]) b.v_latent[row * Dl + d] = Real(uni(rng));
         }
       }
     }
@@ -127,10 +119,22 @@ void randomize_params(cb::Model<Real>& model, uint32_t seed) {
   }
 }
 
+std::vector<float> test_codebook(const cb::ModelConfig& c) {
+  return cbt::random_uniform(size_t(c.vocab) * c.latent_dim, 31);
+}
+
+template <typename Real>
+void set_test_codebook(cb::Model<Real>& model) {
+  const std::vector<float> rows = test_codebook(model.config());
+  model.set_codebook(rows.data(), (int64_t)rows.size());
+}
+
 template cb::Batch<float> random_batch<float>(const cb::ModelConfig&, const SlotPlan&, int, uint32_t);
 template cb::Batch<double> random_batch<double>(const cb::ModelConfig&, const SlotPlan&, int, uint32_t);
 template void randomize_params<float>(cb::Model<float>&, uint32_t);
 template void randomize_params<double>(cb::Model<double>&, uint32_t);
+template void set_test_codebook<float>(cb::Model<float>&);
+template void set_test_codebook<double>(cb::Model<double>&);
 
 cb::SampleRequest plan_request(const cb::ModelConfig& c, int steps, int B, float guidance) {
   cb::SampleRequest r;
@@ -139,7 +143,6 @@ cb::SampleRequest plan_request(const cb::ModelConfig& c, int steps, int B, float
     r.image_index.push_back(i);
   }
   cb::set_raster_plan(c, steps, r);
-  r.codebook = cbt::random_uniform(size_t(c.vocab) * c.latent_dim, 31);
   r.guidance = guidance;
   r.guidance_start = 2;
   r.sampling.seed = 1234;

@@ -1,6 +1,7 @@
 // Small models and batches for the native model tests: a batch built the way the TypeScript
-// side builds one (slot layout from blocks of a permuted order, Eq. 1 input flags), but with
-// random latents, since these tests check the model's math, not the tokenizer.
+// side builds one (slot layout from blocks of a permuted order, fed positions), with random
+// codes, targets and a random codebook, since these tests check the model's math, not the
+// tokenizer.
 #pragma once
 
 #include <cstdint>
@@ -29,7 +30,7 @@ struct SlotPlan {
 };
 SlotPlan plan_slots(const cb::ModelConfig& c, const std::vector<int>& steps);
 
-// A batch of B sequences over `plan`, with random orders, latents, targets and labels.
+// A batch of B sequences over `plan`, with random orders, codes, targets and labels.
 template <typename Real>
 cb::Batch<Real> random_batch(const cb::ModelConfig& c, const SlotPlan& plan, int B, uint32_t seed);
 
@@ -38,8 +39,14 @@ cb::Batch<Real> random_batch(const cb::ModelConfig& c, const SlotPlan& plan, int
 template <typename Real>
 void randomize_params(cb::Model<Real>& model, uint32_t seed);
 
+// The random (K, Dl) codebook of the tests (the same every call), and setting it on a model.
+std::vector<float> test_codebook(const cb::ModelConfig& c);
+template <typename Real>
+void set_test_codebook(cb::Model<Real>& model);
+
 // A sampling request for B images over the raster plan of `c` (sample/raster_plan.h) with
-// `steps` blocks per scale: a random codebook, guidance from step 2, logits and entropies kept.
+// `steps` blocks per scale: guidance from step 2, logits and entropies kept (the model needs
+// its codebook: set_test_codebook).
 cb::SampleRequest plan_request(const cb::ModelConfig& c, int steps, int B, float guidance);
 
 }  // namespace cbt

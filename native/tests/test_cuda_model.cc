@@ -93,6 +93,8 @@ struct ModelPair {
     const std::vector<double> pd(pf.begin(), pf.end());
     ref.write_state("params", pd.data(), 0, n);
     gpu.write_state("params", pf.data(), 0, n);
+    cbt::set_test_codebook(ref);
+    cbt::set_test_codebook(gpu);
   }
 };
 
@@ -104,10 +106,7 @@ cb::Batch<double> widen(const cb::Batch<float>& b) {
   d.labels = b.labels;
   d.pos_p = b.pos_p;
   d.pos_q = b.pos_q;
-  d.u_latent.assign(b.u_latent.begin(), b.u_latent.end());
-  d.v_latent.assign(b.v_latent.begin(), b.v_latent.end());
-  d.u_learned = b.u_learned;
-  d.v_learned = b.v_learned;
+  d.codes = b.codes;
   d.targets = b.targets;
   d.visible_end = b.visible_end;
   return d;
@@ -260,6 +259,7 @@ CB_TEST("cuda", sampler_steps_replayed_as_cuda_graphs_draw_the_same_codes) {
   for (const char* backend : {kMixedGpu, kGpu}) {
     cb::Model<float> gpu(c, cb::make_model_ops<float>(backend), 1);
     cbt::randomize_params(gpu, 21);
+    cbt::set_test_codebook(gpu);
     for (int steps : {3, 16}) {
       for (float guidance : {0.0f, 2.0f}) {
         const std::string what = std::string(backend) + ", " + std::to_string(steps) +

@@ -44,6 +44,7 @@ bool all_finite(const float* a, size_t count) {
 void gradient_check(int rope_mix_layers) {
   const cb::ModelConfig c = tiny_config(rope_mix_layers);
   cb::Model<double> model(c, cb::make_model_ops<double>("cpu-ref"), 7);
+  cbt::set_test_codebook(model);
   randomize_params(model, 11);
   const cbt::SlotPlan plan = plan_slots(c, {1, 2, 3});
   const cb::Batch<double> batch = random_batch<double>(c, plan, 2, 5);
@@ -104,7 +105,9 @@ CB_TEST("model", gradients_match_finite_differences_with_rope_mixing_in_the_firs
 void parity(int rope_mix_layers, int B, const std::vector<int>& steps) {
   const cb::ModelConfig c = tiny_config(rope_mix_layers);
   cb::Model<float> ref(c, cb::make_model_ops<float>("cpu-ref"), 1);
+  cbt::set_test_codebook(ref);
   cb::Model<float> fast(c, cb::make_model_ops<float>("cpu"), 1);
+  cbt::set_test_codebook(fast);
   randomize_params(ref, 21);
   std::copy(ref.params(), ref.params() + ref.layout().total(), fast.params());
   const cbt::SlotPlan plan = plan_slots(c, steps);
@@ -142,12 +145,13 @@ CB_TEST("model", cpu_matches_cpu_ref_with_rope_mixing_and_single_token_blocks) {
   parity(2, 2, {1, 4, 16});
 }
 
-// Perturbing the inputs fed by block i (its slots' latents) changes no logits of earlier blocks
+// Perturbing the inputs of block i (its slots' positions and codes) changes no logits of earlier blocks
 // and some logits of later ones.
 CB_TEST("model", attention_is_blockwise_causal) {
   const cb::ModelConfig c = tiny_config(1);
   for (const char* backend : {"cpu-ref", "cpu"}) {
     cb::Model<float> model(c, cb::make_model_ops<float>(backend), 1);
+    cbt::set_test_codebook(model);
     randomize_params(model, 4);
     const cbt::SlotPlan plan = plan_slots(c, {1, 2, 3});
     const cb::Batch<float> batch = random_batch<float>(c, plan, 2, 8);
@@ -159,10 +163,9 @@ CB_TEST("model", attention_is_blockwise_causal) {
         for (int t = 0; t < plan.T; t++) {
           if (plan.block_of_slot[t] != block) continue;
           const size_t row = size_t(s) * plan.T + t;
-          for (int d = 0; d < c.latent_dim; d++) {
-            changed.u_latent[row * c.latent_dim + d] += 0.5f;
-            changed.v_latent[row * c.latent_dim + d] -= 0.5f;
-          }
+          // The code at the slot's position: what later blocks and the next scale are fed.
+          int32_t& code = changed.codes[s * c.grid_positions() + (batch.pos_p[row] - 2)];
+          code = (code + 1) % c.vocab;
           changed.pos_p[row] = (changed.pos_p[row] + 1) % (int32_t)c.positions();
         }
       }
@@ -218,6 +221,7 @@ CB_TEST("model", impossible_configs_are_clear_errors) {
 CB_TEST("model", malformed_batches_and_huge_arenas_are_clear_errors) {
   const cb::ModelConfig c = tiny_config(0);
   cb::Model<float> model(c, cb::make_model_ops<float>("cpu"), 0);
+  cbt::set_test_codebook(model);
   const cbt::SlotPlan plan = plan_slots(c, {1, 2, 3});
   cb::Batch<float> batch = random_batch<float>(c, plan, 2, 1);
   auto fails_with = [&](const cb::Batch<float>& b, const std::string& text) {
@@ -258,6 +262,7 @@ CB_TEST("model", malformed_batches_and_huge_arenas_are_clear_errors) {
 CB_TEST("model", a_tiny_model_memorises_a_batch) {
   const cb::ModelConfig c = tiny_config(0);
   cb::Model<float> model(c, cb::make_model_ops<float>("cpu"), 3);
+  cbt::set_test_codebook(model);
   const cbt::SlotPlan plan = plan_slots(c, {1, 2, 3});
   const cb::Batch<float> batch = random_batch<float>(c, plan, 4, 2);
   cb::AdamWSettings s;

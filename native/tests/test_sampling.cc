@@ -252,6 +252,8 @@ CB_TEST("sampling", sampler_on_cpu_matches_cpu_ref) {
   cb::Model<double> ref(c, cb::make_model_ops<double>("cpu-ref"), 3);
   cbt::randomize_params(ref, 17);
   for (int64_t i = 0; i < ref.layout().total(); i++) fast.params()[i] = float(ref.params()[i]);
+  cbt::set_test_codebook(fast);
+  cbt::set_test_codebook(ref);
   for (float guidance : {0.0f, 2.0f}) {
     const cb::SampleRequest req = cbt::plan_request(c, 3, 4, guidance);
     int callbacks = 0;
@@ -281,6 +283,7 @@ CB_TEST("sampling", sampler_on_cpu_matches_cpu_ref) {
 CB_TEST("sampling", sampler_refuses_bad_temperature_top_k_top_p_and_guidance) {
   const cb::ModelConfig c = cbt::tiny_config(0);
   cb::Model<float> model(c, cb::make_model_ops<float>("cpu"), 3);
+  cbt::set_test_codebook(model);
   const float nan = std::nanf(""), inf = INFINITY;
   struct Case {
     const char* what;
@@ -349,6 +352,7 @@ CB_TEST("sampling", non_finite_logits_stop_the_sampler) {
 
   const cb::ModelConfig c = cbt::tiny_config(0);
   cb::Model<float> model(c, cb::make_model_ops<float>("cpu"), 3);
+  cbt::set_test_codebook(model);
   cbt::randomize_params(model, 5);
   model.params()[model.layout().offset("head.b")] = INFINITY;
   cb::SampleWorkspace<float> workspace;

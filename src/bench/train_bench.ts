@@ -74,12 +74,12 @@ export async function benchTrain(
   const codebook = randomFloats(config.vocab * config.latentDim, rng);
   const { batch: mb } = buildModelBatch(codes, labels, {
     scales: config.scales,
-    codebook,
-    latentDim: config.latentDim,
+    vocab: config.vocab,
     steps,
     order: "checkerboard",
   });
   const model = NativeModel.create(config, device, 0);
+  model.setCodebook(codebook);
   try {
     const trainStep = async () => {
       const t0 = performance.now();

@@ -4,6 +4,7 @@
  * buffers described by `params` (the layout table).
  */
 import { type Backend, nativeAddon } from "../engine.ts";
+import { UserError } from "../errors.ts";
 
 export interface ModelConfig {
   /** K, the codebook size. */
@@ -42,12 +43,12 @@ export interface ModelBatch {
   /** (B*T) position index: 0 class token, 1 learned first-block position, 2 + grid index. */
   posP: Int32Array;
   posQ: Int32Array;
-  /** (B*T*latentDim) */
-  uLatent: Float32Array;
-  vLatent: Float32Array;
-  /** (B*T) 1: use the learned start vector instead of mlp(u) / mlp(v). */
-  uLearned: Uint8Array;
-  vLearned: Uint8Array;
+  /**
+   * (B*L) every code of each sequence: scales concatenated, raster order inside a scale (a
+   * shard row). The engine builds the Eq. 1 inputs from them, posP, posQ and the model's
+   * codebook (setCodebook): u, the previous scale's latents upsampled, and v, the fed code's.
+   */
+  codes: Int32Array;
   /** (B*T) code to predict; -1 ignored (the class slot). */
   targets: Int32Array;
   /** (T) slot t attends to slots [0, visibleEnd[t]). */
@@ -93,8 +94,6 @@ export interface NativeSampleRequest {
   posOf: Int32Array;
   /** Same shape as posOf: the paired position in the previous block, -1 for none. */
   prevPosOf: Int32Array;
-  /** (K*latentDim) the tokenizer's code vectors. */
-  codebook: Float32Array;
   /** CFG weight w (0: no unconditional rows are run). */
   guidance: number;
   /** w is 0 for steps < guidanceStart. */
@@ -138,6 +137,7 @@ interface AddonModel {
   setParam(name: string, values: Float32Array): void;
   getState(which: StateName): Float32Array;
   setState(which: Exclude<StateName, "grads">, values: Float32Array): void;
+  setCodebook(values: Float32Array): void;
   stepCount(): number;
   sample(
     request: NativeSampleRequest,
@@ -168,7 +168,22 @@ export class NativeModel {
     return new NativeModel(config, device, new addon.Model(config, device, seed));
   }
 
-  /** Forward pass; `backward: true` keeps what backward() needs. */
+  /**
+   * Gives the model the tokenizer's code vectors (K*latentDim), the latents that forward and
+   * sample feed as Eq. 1's u and v. They are not parameters: a run takes them from its
+   * tokenizer (checkpoints do not hold them). Copied.
+   */
+  setCodebook(codebook: Float32Array) {
+    const c = this.config;
+    if (codebook.length !== c.vocab * c.latentDim) {
+      throw new UserError(
+        `the codebook has ${codebook.length} values but the model needs ${c.vocab} x ${c.latentDim}`,
+      );
+    }
+    this.native.setCodebook(codebook);
+  }
+
+  /** Forward pass (the model's codebook must be set); `backward: true` keeps what backward() needs. */
   forward(batch: ModelBatch, opts: { logits?: boolean; backward?: boolean } = {}) {
     return this.native.forward(batch, opts.logits ?? false, opts.backward ?? false);
   }

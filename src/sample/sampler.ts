@@ -165,7 +165,6 @@ export function sampleRequest(
   layouts: readonly SlotLayout[],
   labels: Int32Array, // (B)
   imageIndex: Int32Array, // (B)
-  codebook: Float32Array, // (K, latentDim)
   o: SamplingOptions,
   wantLogits = false,
 ): NativeSampleRequest {
@@ -183,7 +182,6 @@ export function sampleRequest(
     blockScale: layouts[0].blockScale,
     posOf,
     prevPosOf,
-    codebook,
     guidance: o.guidance,
     guidanceStart: o.guidanceStart,
     temperature: o.temperature,
@@ -208,6 +206,7 @@ export async function sampleCodes(
   onProgress?: SampleProgress,
 ): Promise<SampledCodes> {
   checkOptions(model, codebook, labels, o);
+  model.setCodebook(codebook);
   const scales = model.config.scales;
   const offsets = scaleOffsets(scales);
   const n = labels.length;
@@ -236,7 +235,6 @@ export async function sampleCodes(
       layouts,
       labels.subarray(first, first + B),
       Int32Array.from({ length: B }, (_, i) => base + first + i),
-      codebook,
       o,
     );
     const t0 = performance.now();

@@ -47,6 +47,7 @@ export async function timeShape(
   const config = studyModelConfig(s, run.ropeMix, manifest, tokenizer);
 
   const model = NativeModel.create(config, device, 0);
+  model.setCodebook(tokenizer.codebook);
   const stream = trainBatches(data.dir, manifest, s.batch, 0, 0);
   try {
     const first = await stream.next();
@@ -55,8 +56,7 @@ export async function timeShape(
     }
     const { batch } = buildModelBatch(first.value.codes, first.value.labels, {
       scales: manifest.scales,
-      codebook: tokenizer.codebook,
-      latentDim: config.latentDim,
+      vocab: config.vocab,
       steps: 4,
       order: "checkerboard",
     });

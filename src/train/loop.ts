@@ -71,7 +71,7 @@ export interface TrainContext {
   manifest: Manifest;
   dataDir: string;
   outDir: string;
-  /** (K, latentDim) */
+  /** (K, latentDim) the tokenizer's code vectors, given to the model (setCodebook). */
   codebook: Float32Array;
   options: TrainOptions;
   loop: LoopOptions;
@@ -186,6 +186,7 @@ export async function evaluateNll(
   if (total < 1) {
     throw new UserError(`${join(dir, "manifest.json")}: the validation split has no images`);
   }
+  model.setCodebook(codebook);
   const maxBatches = o.maxBatches ?? 0;
   const images = maxBatches > 0 ? Math.min(total, maxBatches * o.batch) : total;
   // A capped evaluation takes images evenly spaced over the split (datasets are often stored
@@ -205,8 +206,7 @@ export async function evaluateNll(
       pendingLabels.slice(0, rows),
       {
         scales,
-        codebook,
-        latentDim: model.config.latentDim,
+        vocab: model.config.vocab,
         steps: o.steps,
         order: o.order,
         sequenceSeeds: pendingSeeds.subarray(0, rows),
@@ -344,6 +344,7 @@ export function isFiniteNll(r: NllResult): boolean {
  */
 export async function train(ctx: TrainContext): Promise<TrainResult> {
   const { model, manifest, options: o, loop } = ctx;
+  model.setCodebook(ctx.codebook);
   const schedule: LrSchedule = {
     lr: o.lr,
     warmup: o.warmup,
@@ -449,8 +450,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
         const labels = dropClasses(b.labels, o.classDropout, nullClass, o.seed, step, micro);
         const { batch } = buildModelBatch(b.codes, labels, {
           scales: manifest.scales,
-          codebook: ctx.codebook,
-          latentDim: model.config.latentDim,
+          vocab: model.config.vocab,
           steps: P,
           order: o.order,
           sequenceSeeds: o.order === "random"

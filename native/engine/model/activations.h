@@ -10,6 +10,7 @@
 #include <cstdint>
 #include <vector>
 
+#include "adaln.h"
 #include "config.h"
 #include "mixed_ops.h"
 
@@ -47,7 +48,9 @@ template <typename Real>
 struct Activations {
   int B = 0, T = 0;
   int64_t n = 0;  // B * T
-  // inputs, copied from the batch
+  // Eq. 1 latents, built from the batch's codes (Model::forward)
+  Real* code_lat;  // (B*L, Dl) the codes' latents, scale-major: scale k at B*scale_offset(k)
+  Real* up_lat;    // (B*L, Dl) scale k's u grid (scale k-1 upsampled) at the same place
   Real* u_latent;  // (n, Dl) followed directly by v_latent: the latent MLP runs on 2n rows
   Real* v_latent;  // (n, Dl)
   // conditioning
@@ -121,6 +124,9 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
     *half = base16 ? base16 + used16 : nullptr;
     used16 += count;
   };
+  const int64_t L = c.sequence_length() - 1;
+  code_lat = take(B * L * Dl);
+  up_lat = take(B * L * Dl);
   u_latent = take(n * Dl);
   v_latent = take(n * Dl);
   c_emb = take(B * W);
@@ -153,14 +159,14 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
     L.f1 = take(n * F);
     take_input(n * F, &L.g, &L.g_16);
     L.f2 = take(n * W);
-    L.ada = take(B * 6 * W);
+    L.ada = take(B * kLayerAdaChunks * W);
   }
   x_final = take(n * W);
   xnf = take(n * W);
   meanf = take(n);
   rstdf = take(n);
   take_input(n * W, &hf, &hf_16);
-  head_ada = take(B * 2 * W);
+  head_ada = take(B * kHeadAdaChunks * W);
   logits = take(n * K);
   dlogits = take(n * K);
   loss_rows = take(n);
@@ -174,7 +180,7 @@ int64_t Activations<Real>::plan(const ModelConfig& c, int B_, int T_, Real* base
   datt = take(n * W);
   dF1 = take(n * F);
   dF2 = take(n * F);
-  dada = take(B * 6 * W);
+  dada = take(B * kLayerAdaChunks * W);
   dc_act = take(B * W);
   dc_tmp = take(B * W);
   dc_emb = take(B * W);

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../error.h"
+#include "adaln.h"
 #include "init.h"
 
 namespace cb {
@@ -49,6 +50,7 @@ Model<Real>::Model(const ModelConfig& config, std::unique_ptr<ModelOps<Real>> op
   std::vector<Real> host(total, Real(0));
   init_params(config_, layout_, seed, host.data());
   params_.upload(host.data(), total);
+  P_ = view_params(config_, layout_, params_.data());
   grads_.zero();
   adam_m_.zero();
   adam_v_.zero();
@@ -56,8 +58,10 @@ Model<Real>::Model(const ModelConfig& config, std::unique_ptr<ModelOps<Real>> op
   for (DeviceArray<int32_t>* a : {&labels_, &pos_p_, &pos_q_, &targets_, &visible_end_}) {
     a->bind(memory);
   }
+  for (DeviceArray<int32_t>* a : {&code_index_, &u_index_, &v_index_}) a->bind(memory);
   u_learned_.bind(memory);
   v_learned_.bind(memory);
+  codebook_.bind(memory);
   if constexpr (std::is_same<Real, float>::value) mixed_ = ops_->mixed();
   params16_.bind(memory);
   arena16_.bind(memory);
@@ -78,38 +82,39 @@ const bf16_t* Model<Real>::params16() {
 }
 
 template <typename Real>
-void Model<Real>::linear(int64_t n, int in, int out, MatmulInput x, const std::string& w,
-                         const std::string& b, Real* y) {
+void Model<Real>::linear(int64_t n, int in, int out, MatmulInput x, const LinearView<Real>& p,
+                         Real* y) {
   if constexpr (std::is_same<Real, float>::value) {
     if (mixed_ != nullptr) {
-      const bf16_t* w16 = params16() + layout_.offset(w);
+      const bf16_t* w16 = half_of(p.w);
       if (x.half != nullptr) {
-        mixed_->linear_mixed(n, in, out, x.half, w16, param(b), y);
+        mixed_->linear_mixed(n, in, out, x.half, w16, p.b, y);
       } else {
-        mixed_->linear_mixed(n, in, out, x.full, w16, param(b), y);
+        mixed_->linear_mixed(n, in, out, x.full, w16, p.b, y);
       }
       return;
     }
   }
-  ops_->linear(n, in, out, x.full, param(w), param(b), y);
+  ops_->linear(n, in, out, x.full, p.w, p.b, y);
 }
 
 template <typename Real>
 void Model<Real>::linear_backward(int64_t n, int in, int out, MatmulInput x,
-                                  const std::string& w, const std::string& b, const Real* dy,
-                                  Real* dx) {
+                                  const LinearView<Real>& p, const Real* dy, Real* dx) {
+  Real* dw = grad_of(p.w);
+  Real* db = grad_of(p.b);
   if constexpr (std::is_same<Real, float>::value) {
     if (mixed_ != nullptr) {
-      const bf16_t* w16 = params16() + layout_.offset(w);
+      const bf16_t* w16 = half_of(p.w);
       if (x.half != nullptr) {
-        mixed_->linear_backward_mixed(n, in, out, x.half, w16, dy, dx, grad(w), grad(b));
+        mixed_->linear_backward_mixed(n, in, out, x.half, w16, dy, dx, dw, db);
       } else {
-        mixed_->linear_backward_mixed(n, in, out, x.full, w16, dy, dx, grad(w), grad(b));
+        mixed_->linear_backward_mixed(n, in, out, x.full, w16, dy, dx, dw, db);
       }
       return;
     }
   }
-  ops_->linear_backward(n, in, out, x.full, param(w), dy, dx, grad(w), grad(b));
+  ops_->linear_backward(n, in, out, x.full, p.w, dy, dx, dw, db);
 }
 
 template <typename Real>
@@ -171,8 +176,72 @@ void Model<Real>::read_logits(Real* host) const {
 }
 
 template <typename Real>
+void Model<Real>::read_input_latents(Real* host) const {
+  ops_->memory().download(host, act_.u_latent,
+                          size_t(2 * act_.n) * config_.latent_dim * sizeof(Real));
+}
+
+template <typename Real>
 void Model<Real>::read_loss_rows(Real* host) const {
   ops_->memory().download(host, act_.loss_rows, size_t(act_.n) * sizeof(Real));
+}
+
+template <typename Real>
+void Model<Real>::set_codebook(const float* values, int64_t count) {
+  const int64_t want = int64_t(config_.vocab) * config_.latent_dim;
+  CB_CHECK(count == want, "the codebook has " + std::to_string(count) + " values, the model "
+           "needs " + std::to_string(config_.vocab) + " x " + std::to_string(config_.latent_dim));
+  std::vector<Real> rows(values, values + count);  // (K, Dl) as Real
+  codebook_.resize(count);
+  codebook_.upload(rows.data(), count);
+  has_codebook_ = true;
+}
+
+// The gathers of Eq. 1 for `b` (DESIGN.md "Sequence and inputs"), on the host. Slot i of
+// sequence r at grid position p of scale k (pos_p = 2 + scale_offset(k) + p):
+// - u: scale k-1's latents upsampled to s_k, at p: row B*scale_offset(k) + r*s_k^2 + p of the
+//   u grids (scale-major, Activations::up_lat); learned (u_start) at the first scale and for
+//   the class token;
+// - v: the latent of the code at the fed position q (pos_q = 2 + scale_offset(k) + q):
+//   codebook row codes[r, scale_offset(k) + q]; learned (v_start) for pos_q < 2.
+// code_index lists every code of the batch scale-major: scale k's (B, s_k^2) at
+// B*scale_offset(k).
+template <typename Real>
+void Model<Real>::build_input_indices(const Batch<Real>& b) {
+  const ModelConfig& c = config_;
+  const int64_t L = c.grid_positions(), n = int64_t(b.B) * b.T;
+  const int scales = (int)c.scales.size();
+  code_index_host_.resize(size_t(b.B) * L);
+  for (int k = 0; k < scales; k++) {
+    const int64_t off = c.scale_offset(k), count = int64_t(c.scales[k]) * c.scales[k];
+    for (int r = 0; r < b.B; r++) {
+      for (int64_t p = 0; p < count; p++) {
+        code_index_host_[b.B * off + r * count + p] = b.codes[r * L + off + p];
+      }
+    }
+  }
+  u_index_host_.assign(n, 0);
+  v_index_host_.assign(n, 0);
+  u_learned_host_.assign(n, 1);
+  v_learned_host_.assign(n, 1);
+  const int64_t second = scales > 1 ? c.scale_offset(1) : L;
+  for (int r = 0; r < b.B; r++) {
+    for (int t = 0; t < b.T; t++) {
+      const int64_t i = int64_t(r) * b.T + t;
+      const int64_t g = int64_t(b.pos_p[i]) - 2, gq = int64_t(b.pos_q[i]) - 2;  // grid indices
+      if (g >= second) {
+        int k = 1;
+        while (k + 1 < scales && g >= c.scale_offset(k + 1)) k++;
+        const int64_t off = c.scale_offset(k), count = int64_t(c.scales[k]) * c.scales[k];
+        u_index_host_[i] = int32_t(b.B * off + r * count + (g - off));
+        u_learned_host_[i] = 0;
+      }
+      if (gq >= 0) {
+        v_index_host_[i] = b.codes[r * L + gq];
+        v_learned_host_[i] = 0;
+      }
+    }
+  }
 }
 
 template <typename Real>
@@ -187,10 +256,7 @@ void Model<Real>::check_batch(const Batch<Real>& b) const {
   sized(b.labels.size(), b.B, "labels");
   sized(b.pos_p.size(), n, "posP");
   sized(b.pos_q.size(), n, "posQ");
-  sized(b.u_latent.size(), n * c.latent_dim, "uLatent");
-  sized(b.v_latent.size(), n * c.latent_dim, "vLatent");
-  sized(b.u_learned.size(), n, "uLearned");
-  sized(b.v_learned.size(), n, "vLearned");
+  sized(b.codes.size(), size_t(b.B) * c.grid_positions(), "codes");
   sized(b.targets.size(), n, "targets");
   sized(b.visible_end.size(), b.T, "visibleEnd");
   for (int32_t l : b.labels) {
@@ -204,6 +270,11 @@ void Model<Real>::check_batch(const Batch<Real>& b) const {
                  std::to_string(i));
     CB_CHECK(b.targets[i] < c.vocab, "batch: target " + std::to_string(b.targets[i]) +
                                          " outside the codebook of " + std::to_string(c.vocab));
+  }
+  for (size_t i = 0; i < b.codes.size(); i++) {
+    CB_CHECK(b.codes[i] >= 0 && b.codes[i] < c.vocab,
+             "batch: code " + std::to_string(b.codes[i]) + " at " + std::to_string(i) +
+                 " outside the codebook of " + std::to_string(c.vocab));
   }
   for (int t = 0; t < b.T; t++) {
     CB_CHECK(b.visible_end[t] > t && b.visible_end[t] <= b.T,
@@ -253,13 +324,14 @@ void Model<Real>::ensure_arena(int B, int T_) {
 template <typename Real>
 ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) {
   check_batch(batch);
+  CB_CHECK(has_codebook_, "forward: the model has no codebook (set_codebook / setCodebook: "
+                          "the tokenizer's code vectors)");
   backward_ready_ = false;
   ensure_arena(batch.B, batch.T);
   const ModelConfig& c = config_;
   Activations<Real>& A = act_;
   ModelOps<Real>& op = *ops_;
-  const int B = batch.B, Tn = batch.T, H = c.heads, hd = c.head_dim();
-  const int W = c.width, F = c.hidden(), K = c.vocab, Dl = c.latent_dim;
+  const int B = batch.B, Tn = batch.T, K = c.vocab;
   const int64_t n = A.n;
 
   // The batch into the backend's memory; the arrays only grow, so batches of alternating
@@ -273,72 +345,61 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
   put(pos_q_, batch.pos_q);
   put(targets_, batch.targets);
   put(visible_end_, batch.visible_end);
-  put(u_learned_, batch.u_learned);
-  put(v_learned_, batch.v_learned);
-  op.memory().upload(A.u_latent, batch.u_latent.data(), batch.u_latent.size() * sizeof(Real));
-  op.memory().upload(A.v_latent, batch.v_latent.data(), batch.v_latent.size() * sizeof(Real));
+  build_input_indices(batch);
+  put(code_index_, code_index_host_);
+  put(u_index_, u_index_host_);
+  put(v_index_, v_index_host_);
+  put(u_learned_, u_learned_host_);
+  put(v_learned_, v_learned_host_);
 
-  // Conditioning: the class embedding feeds the class token and every AdaLN projection.
-  op.gather_rows(B, W, param("class_emb"), labels_.data(), A.c_emb);
-  op.silu(int64_t(B) * W, A.c_emb, A.c_act);
-
-  // Eq. 1: x = W_proj concat(mlp(u), mlp(v), pos(p), pos(q)). The shared latent MLP runs once
-  // over the u rows and the v rows, which sit back to back in the arena.
-  linear(2 * n, Dl, W, {A.u_latent, nullptr}, "latent_mlp.fc1.w", "latent_mlp.fc1.b", A.lat_h1);
-  gelu_input(2 * n * W, A.lat_h1, A.lat_g, A.lat_g_16);
-  linear(2 * n, W, W, {A.lat_g, A.lat_g_16}, "latent_mlp.fc2.w", "latent_mlp.fc2.b", A.lat_out);
-  op.fill_masked_rows(n, W, u_learned_.data(), param("u_start"), A.lat_out);
-  op.fill_masked_rows(n, W, v_learned_.data(), param("v_start"), A.lat_out + n * W);
-  op.gather_rows(n, W, param("pos_emb"), pos_p_.data(), A.pe_p);
-  op.gather_rows(n, W, param("pos_emb"), pos_q_.data(), A.pe_q);
-  // Column block j of concat (n, 4W) at A.concat + j W (or A.concat_16 + j W).
-  auto concat_at = [&](int j) { return A.concat ? A.concat + j * W : nullptr; };
-  auto concat16_at = [&](int j) { return A.concat_16 ? A.concat_16 + j * W : nullptr; };
-  copy_input(n, W, A.lat_out, concat_at(0), concat16_at(0), 4 * W);
-  copy_input(n, W, A.lat_out + n * W, concat_at(1), concat16_at(1), 4 * W);
-  copy_input(n, W, A.pe_p, concat_at(2), concat16_at(2), 4 * W);
-  copy_input(n, W, A.pe_q, concat_at(3), concat16_at(3), 4 * W);
-  Real* x0 = A.layers[0].x_in;  // (n, W)
-  linear(n, 4 * W, W, {A.concat, A.concat_16}, "in_proj.w", "in_proj.b", x0);
-  // Slot 0 of every sequence is the class token: its input is the class embedding.
-  op.copy_strided(B, W, A.c_emb, W, x0, int64_t(Tn) * W, false);
-
-  for (int l = 0; l < c.depth; l++) {
-    LayerActivations<Real>& L = A.layers[l];
-    Real* x_out = l + 1 < c.depth ? A.layers[l + 1].x_in : A.x_final;  // (n, W)
-    const int ld = 6 * W;  // AdaLN chunks: shift1, scale1, gate1, shift2, scale2, gate2
-    linear(B, W, 6 * W, {A.c_act, nullptr}, layer_param(l, "ada.w"), layer_param(l, "ada.b"),
-           L.ada);
-    // attention
-    op.layernorm(n, W, L.x_in, L.xn1, L.mean1, L.rstd1);
-    modulate_input(B, Tn, W, L.xn1, L.ada, L.ada + W, ld, L.h1, L.h1_16);
-    linear(n, W, 3 * W, {L.h1, L.h1_16}, layer_param(l, "qkv.w"), layer_param(l, "qkv.b"), L.qkv);
-    const Real* mix = l < c.rope_mix_layers ? param(layer_param(l, "rope_mix")) : nullptr;
-    op.rope(n, H, hd, L.qkv, 3 * W, param("rope_angles"), pos_p_.data(), pos_p_.data(), nullptr,
-            L.qr);
-    op.rope(n, H, hd, L.qkv + W, 3 * W, param("rope_angles"), pos_p_.data(), pos_q_.data(), mix,
-            L.kr);
-    op.copy_strided(n, W, L.qkv + 2 * W, 3 * W, L.v, W, false);
-    op.attention(B, Tn, H, hd, L.qr, L.kr, L.v, visible_end_.data(), L.att, L.lse);
-    linear(n, W, W, {L.att, nullptr}, layer_param(l, "attn_out.w"), layer_param(l, "attn_out.b"),
-           L.ao);
-    op.copy_strided(n, W, L.x_in, W, L.x_mid, W, false);
-    op.gated_residual(B, Tn, W, L.x_mid, L.ada + 2 * W, ld, L.ao);
-    // MLP
-    op.layernorm(n, W, L.x_mid, L.xn2, L.mean2, L.rstd2);
-    modulate_input(B, Tn, W, L.xn2, L.ada + 3 * W, L.ada + 4 * W, ld, L.h2, L.h2_16);
-    linear(n, W, F, {L.h2, L.h2_16}, layer_param(l, "fc1.w"), layer_param(l, "fc1.b"), L.f1);
-    gelu_input(n * F, L.f1, L.g, L.g_16);
-    linear(n, F, W, {L.g, L.g_16}, layer_param(l, "fc2.w"), layer_param(l, "fc2.b"), L.f2);
-    op.copy_strided(n, W, L.x_mid, W, x_out, W, false);
-    op.gated_residual(B, Tn, W, x_out, L.ada + 5 * W, ld, L.f2);
+  // Eq. 1's latents (the sampler builds them with the same two calls, a scale at a time):
+  // every scale's u grid from the previous scale's codes, then the u and v rows of each slot.
+  const int Dl = c.latent_dim;
+  for (size_t k = 1; k < c.scales.size(); k++) {
+    const int64_t prev = B * c.scale_offset(int(k) - 1), here = B * c.scale_offset(int(k));
+    upsample_codes(B, c.scales[k - 1], c.scales[k], code_index_.data() + prev,
+                   A.code_lat + prev * Dl, A.up_lat + here * Dl);
   }
+  // The first scale has no u grid (u_start replaces it); its rows hold the codes' own latents
+  // so that every gathered row is finite.
+  const int64_t first = int64_t(B) * c.scales[0] * c.scales[0];
+  op.gather_rows(first, Dl, codebook(), code_index_.data(), A.up_lat);
+  gather_latents(n, A.up_lat, u_index_.data(), v_index_.data(), A.u_latent);
 
-  // Head: AdaLN (shift, scale) then codebook logits, and the fused loss.
-  linear(B, W, 2 * W, {A.c_act, nullptr}, "head_ada.w", "head_ada.b", A.head_ada);
-  op.layernorm(n, W, A.x_final, A.xnf, A.meanf, A.rstdf);
-  modulate_input(B, Tn, W, A.xnf, A.head_ada, A.head_ada + W, 2 * W, A.hf, A.hf_16);
-  linear(n, W, K, {A.hf, A.hf_16}, "head.w", "head.b", A.logits);
+  // The one call sequence (model_sequence.cc) over every slot, full blockwise attention,
+  // every activation kept in the arena for the backward.
+  condition(B, labels_.data(), A.c_emb, A.c_act, A.layers, A.head_ada);
+  SlotRun<Real> run;
+  run.rows = run.input_rows = B;
+  run.t0 = 0;
+  run.m = Tn;
+  run.pos_p = pos_p_.data();
+  run.pos_q = pos_q_.data();
+  run.c_emb = A.c_emb;
+  run.in.lat_in = A.u_latent;  // and v_latent after it
+  run.in.u_learned = u_learned_.data();
+  run.in.v_learned = v_learned_.data();
+  run.in.lat_h1 = A.lat_h1;
+  run.in.lat_g = A.lat_g;
+  run.in.lat_g_16 = A.lat_g_16;
+  run.in.lat_out = A.lat_out;
+  run.in.pe_p = A.pe_p;
+  run.in.pe_q = A.pe_q;
+  run.in.concat = A.concat;
+  run.in.concat_16 = A.concat_16;
+  run.layers = &A.layers;
+  run.x_final = A.x_final;
+  run.head_ada = A.head_ada;
+  run.xnf = A.xnf;
+  run.meanf = A.meanf;
+  run.rstdf = A.rstdf;
+  run.hf = A.hf;
+  run.hf_16 = A.hf_16;
+  run.logits = A.logits;
+  run.visible_end = visible_end_.data();
+  run_slots(run);
+
+  // The fused loss.
   counted_ = std::count_if(batch.targets.begin(), batch.targets.end(),
                            [](int32_t t) { return t >= 0; });
   CB_CHECK(counted_ > 0, "batch: no slot has a target");
@@ -363,51 +424,51 @@ void Model<Real>::backward() {
   const int W = c.width, F = c.hidden(), K = c.vocab, Dl = c.latent_dim;
   const int64_t n = A.n;
 
+  // The mirror of run_slots (model_sequence.cc) and condition, last op first.
   // Head. dada holds the head's (B, 2W) shift/scale gradient here.
-  linear_backward(n, W, K, {A.hf, A.hf_16}, "head.w", "head.b", A.dlogits, A.dh);
-  op.zero_strided(B, 2 * W, A.dada, 2 * W);
-  op.modulate_backward(B, Tn, W, A.xnf, A.head_ada + W, 2 * W, A.dh, A.dtmp, A.dada,
-                       A.dada + W);
+  const HeadAda<const Real*> head{A.head_ada, W};
+  const HeadAda<Real*> dhead{A.dada, W};
+  linear_backward(n, W, K, {A.hf, A.hf_16}, P_.head, A.dlogits, A.dh);
+  op.zero_strided(B, head.ld(), A.dada, head.ld());
+  op.modulate_backward(B, Tn, W, A.xnf, head.scale(), head.ld(), A.dh, A.dtmp, dhead.shift(),
+                       dhead.scale());
   op.layernorm_backward(n, W, A.x_final, A.meanf, A.rstdf, A.dtmp, A.dx);
-  linear_backward(B, W, 2 * W, {A.c_act, nullptr}, "head_ada.w", "head_ada.b", A.dada, A.dc_act);
+  linear_backward(B, W, head.ld(), {A.c_act, nullptr}, P_.head_ada, A.dada, A.dc_act);
 
   for (int l = c.depth - 1; l >= 0; l--) {
     LayerActivations<Real>& L = A.layers[l];
-    const int ld = 6 * W;
-    op.zero_strided(B, 6 * W, A.dada, 6 * W);
+    const LayerView<Real>& p = P_.layers[l];
+    const LayerAda<const Real*> ada{L.ada, W};
+    const LayerAda<Real*> dada{A.dada, W};
+    const int ld = ada.ld();
+    op.zero_strided(B, ld, A.dada, ld);
     // MLP branch: x_out = x_mid + gate2 * f2; A.dx holds d x_out and becomes d x_mid.
-    op.gated_residual_backward(B, Tn, W, A.dx, L.ada + 5 * W, ld, L.f2, A.dh, A.dada + 5 * W);
-    linear_backward(n, F, W, {L.g, L.g_16}, layer_param(l, "fc2.w"), layer_param(l, "fc2.b"), A.dh,
-                    A.dF1);
+    op.gated_residual_backward(B, Tn, W, A.dx, ada.gate2(), ld, L.f2, A.dh, dada.gate2());
+    linear_backward(n, F, W, {L.g, L.g_16}, p.fc2, A.dh, A.dF1);
     op.gelu_backward(n * F, L.f1, A.dF1, A.dF2);
-    linear_backward(n, W, F, {L.h2, L.h2_16}, layer_param(l, "fc1.w"), layer_param(l, "fc1.b"),
-                    A.dF2, A.dh);
-    op.modulate_backward(B, Tn, W, L.xn2, L.ada + 4 * W, ld, A.dh, A.dtmp, A.dada + 3 * W,
-                         A.dada + 4 * W);
+    linear_backward(n, W, F, {L.h2, L.h2_16}, p.fc1, A.dF2, A.dh);
+    op.modulate_backward(B, Tn, W, L.xn2, ada.scale2(), ld, A.dh, A.dtmp, dada.shift2(),
+                         dada.scale2());
     op.layernorm_backward(n, W, L.x_mid, L.mean2, L.rstd2, A.dtmp, A.dh);
     op.add_inplace(n * W, A.dx, A.dh);
     // Attention branch: x_mid = x_in + gate1 * ao; A.dx becomes d x_in.
-    op.gated_residual_backward(B, Tn, W, A.dx, L.ada + 2 * W, ld, L.ao, A.dh, A.dada + 2 * W);
-    linear_backward(n, W, W, {L.att, nullptr}, layer_param(l, "attn_out.w"),
-                    layer_param(l, "attn_out.b"), A.dh, A.datt);
+    op.gated_residual_backward(B, Tn, W, A.dx, ada.gate1(), ld, L.ao, A.dh, dada.gate1());
+    linear_backward(n, W, W, {L.att, nullptr}, p.attn_out, A.dh, A.datt);
     op.attention_backward(B, Tn, H, hd, L.qr, L.kr, L.v, visible_end_.data(), L.att, L.lse,
                           A.datt, A.dq, A.dk, A.dv);
-    const bool mixed = l < c.rope_mix_layers;
-    const Real* mix = mixed ? param(layer_param(l, "rope_mix")) : nullptr;
-    Real* dmix = mixed ? grad(layer_param(l, "rope_mix")) : nullptr;
-    op.rope_backward(n, H, hd, L.qkv, 3 * W, param("rope_angles"), pos_p_.data(), pos_p_.data(),
-                     nullptr, A.dq, A.dqkv, grad("rope_angles"), nullptr);
-    op.rope_backward(n, H, hd, L.qkv + W, 3 * W, param("rope_angles"), pos_p_.data(),
-                     pos_q_.data(), mix, A.dk, A.dqkv + W, grad("rope_angles"), dmix);
+    Real* dmix = p.rope_mix != nullptr ? grad_of(p.rope_mix) : nullptr;
+    op.rope_backward(n, H, hd, L.qkv, 3 * W, P_.rope_angles, pos_p_.data(), pos_p_.data(),
+                     nullptr, A.dq, A.dqkv, grad_of(P_.rope_angles), nullptr);
+    op.rope_backward(n, H, hd, L.qkv + W, 3 * W, P_.rope_angles, pos_p_.data(), pos_q_.data(),
+                     p.rope_mix, A.dk, A.dqkv + W, grad_of(P_.rope_angles), dmix);
     op.copy_strided(n, W, A.dv, W, A.dqkv + 2 * W, 3 * W, false);
-    linear_backward(n, W, 3 * W, {L.h1, L.h1_16}, layer_param(l, "qkv.w"), layer_param(l, "qkv.b"),
-                    A.dqkv, A.dh);
-    op.modulate_backward(B, Tn, W, L.xn1, L.ada + W, ld, A.dh, A.dtmp, A.dada, A.dada + W);
+    linear_backward(n, W, 3 * W, {L.h1, L.h1_16}, p.qkv, A.dqkv, A.dh);
+    op.modulate_backward(B, Tn, W, L.xn1, ada.scale1(), ld, A.dh, A.dtmp, dada.shift1(),
+                         dada.scale1());
     op.layernorm_backward(n, W, L.x_in, L.mean1, L.rstd1, A.dtmp, A.dh);
     op.add_inplace(n * W, A.dx, A.dh);
     // This layer's AdaLN projection adds to the gradient of SiLU(class embedding).
-    linear_backward(B, W, 6 * W, {A.c_act, nullptr}, layer_param(l, "ada.w"),
-                    layer_param(l, "ada.b"), A.dada, A.dc_tmp);
+    linear_backward(B, W, ld, {A.c_act, nullptr}, p.ada, A.dada, A.dc_tmp);
     op.add_inplace(int64_t(B) * W, A.dc_act, A.dc_tmp);
   }
 
@@ -415,24 +476,21 @@ void Model<Real>::backward() {
   op.silu_backward(int64_t(B) * W, A.c_emb, A.dc_act, A.dc_emb);
   op.copy_strided(B, W, A.dx, int64_t(Tn) * W, A.dc_emb, W, true);
   op.zero_strided(B, W, A.dx, int64_t(Tn) * W);
-  op.scatter_add_rows(B, W, A.dc_emb, labels_.data(), grad("class_emb"));
+  op.scatter_add_rows(B, W, A.dc_emb, labels_.data(), grad_of(P_.class_emb));
 
   // Eq. 1 inputs.
-  linear_backward(n, 4 * W, W, {A.concat, A.concat_16}, "in_proj.w", "in_proj.b", A.dx,
-                  A.dconcat);
+  linear_backward(n, 4 * W, W, {A.concat, A.concat_16}, P_.in_proj, A.dx, A.dconcat);
   op.copy_strided(n, W, A.dconcat, 4 * W, A.dlat, W, false);
   op.copy_strided(n, W, A.dconcat + W, 4 * W, A.dlat + n * W, W, false);
   op.copy_strided(n, W, A.dconcat + 2 * W, 4 * W, A.dpe, W, false);
-  op.scatter_add_rows(n, W, A.dpe, pos_p_.data(), grad("pos_emb"));
+  op.scatter_add_rows(n, W, A.dpe, pos_p_.data(), grad_of(P_.pos_emb));
   op.copy_strided(n, W, A.dconcat + 3 * W, 4 * W, A.dpe, W, false);
-  op.scatter_add_rows(n, W, A.dpe, pos_q_.data(), grad("pos_emb"));
-  op.fill_masked_rows_backward(n, W, u_learned_.data(), A.dlat, grad("u_start"));
-  op.fill_masked_rows_backward(n, W, v_learned_.data(), A.dlat + n * W, grad("v_start"));
-  linear_backward(2 * n, W, W, {A.lat_g, A.lat_g_16}, "latent_mlp.fc2.w", "latent_mlp.fc2.b",
-                  A.dlat, A.dlat_g);
+  op.scatter_add_rows(n, W, A.dpe, pos_q_.data(), grad_of(P_.pos_emb));
+  op.fill_masked_rows_backward(n, W, u_learned_.data(), A.dlat, grad_of(P_.u_start));
+  op.fill_masked_rows_backward(n, W, v_learned_.data(), A.dlat + n * W, grad_of(P_.v_start));
+  linear_backward(2 * n, W, W, {A.lat_g, A.lat_g_16}, P_.latent_fc2, A.dlat, A.dlat_g);
   op.gelu_backward(2 * n * W, A.lat_h1, A.dlat_g, A.dlat);
-  linear_backward(2 * n, Dl, W, {A.u_latent, nullptr}, "latent_mlp.fc1.w", "latent_mlp.fc1.b",
-                  A.dlat, nullptr);
+  linear_backward(2 * n, Dl, W, {A.u_latent, nullptr}, P_.latent_fc1, A.dlat, nullptr);
 }
 
 template <typename Real>

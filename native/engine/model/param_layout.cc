@@ -1,6 +1,7 @@
 #include "param_layout.h"
 
 #include "../error.h"
+#include "adaln.h"
 
 namespace cb {
 
@@ -39,14 +40,14 @@ ParamLayout::ParamLayout(const ModelConfig& c) {
   linear("in_proj", W, 4 * W, Init::Normal);  // W_proj of Eq. 1 over concat(u, v, pos p, pos q)
   for (int l = 0; l < c.depth; l++) {
     // AdaLN-Zero: shift, scale, gate for attention and for the MLP; zero so blocks start as identity.
-    linear(layer_param(l, "ada"), 6 * W, W, Init::Zeros);
+    linear(layer_param(l, "ada"), kLayerAdaChunks * W, W, Init::Zeros);
     linear(layer_param(l, "qkv"), 3 * W, W, Init::Normal);
     if (l < c.rope_mix_layers) add(layer_param(l, "rope_mix"), {c.heads}, false, Init::Zeros);
     linear(layer_param(l, "attn_out"), W, W, Init::Normal);
     linear(layer_param(l, "fc1"), F, W, Init::Normal);
     linear(layer_param(l, "fc2"), W, F, Init::Normal);
   }
-  linear("head_ada", 2 * W, W, Init::Zeros);
+  linear("head_ada", kHeadAdaChunks * W, W, Init::Zeros);
   linear("head", c.vocab, W, Init::Normal);
 }
 

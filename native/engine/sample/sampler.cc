@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "../error.h"
+#include "../model/adaln.h"
 #include "sampling_settings.h"
 
 namespace cb {
@@ -45,9 +46,6 @@ int check_request(const ModelConfig& c, const SampleRequest& r) {
   CB_CHECK((int64_t)r.pos_of.size() == T || (int64_t)r.pos_of.size() == T * B,
            "sample: posOf needs T or B*T values");
   CB_CHECK(r.prev_pos_of.size() == r.pos_of.size(), "sample: prevPosOf must match posOf");
-  CB_CHECK((int64_t)r.codebook.size() == int64_t(c.vocab) * c.latent_dim,
-           "sample: the codebook has " + std::to_string(r.codebook.size()) + " values, the model "
-           "needs " + std::to_string(c.vocab) + " x " + std::to_string(c.latent_dim));
   return (int)T;
 }
 
@@ -158,13 +156,15 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
                            SampleWorkspace<Real>& workspace, const StepCallback& on_step) {
   const ModelConfig& c = model.config();
   const int T = check_request(c, req);
+  const Real* codebook = model.codebook();  // (K, Dl)
+  CB_CHECK(codebook != nullptr, "sample: the model has no codebook (set_codebook / setCodebook: "
+                                "the tokenizer's code vectors)");
   ModelOps<Real>& op = model.ops();
   DeviceMemory& mem = op.memory();
   const int B = (int)req.labels.size();
   const bool guided = req.guidance != 0.0f;
   const int R = guided ? 2 * B : B;  // rows: B conditional, then B with the null class
-  const int W = c.width, F = c.hidden(), K = c.vocab, Dl = c.latent_dim, H = c.heads;
-  const int hd = c.head_dim(), depth = c.depth;
+  const int W = c.width, F = c.hidden(), K = c.vocab, Dl = c.latent_dim, depth = c.depth;
   const int steps = (int)req.block_start.size() - 1;
   const int64_t L = T - 1;
   const bool per_image_layout = (int64_t)req.pos_of.size() != T;
@@ -172,7 +172,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   auto prev_pos_of = [&](int i, int t) {
     return req.prev_pos_of[per_image_layout ? int64_t(i) * T + t : t];
   };
-  auto P = [&](const std::string& name) { return model.params() + model.layout().offset(name); };
   std::vector<int64_t> offset(c.scales.size());
   for (size_t k = 0; k < c.scales.size(); k++) offset[k] = c.scale_offset((int)k);
 
@@ -196,18 +195,17 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     used += count;
     return p;
   };
-  Real *c_emb, *c_act, *ada, *head_ada, *k_cache, *v_cache, *codebook, *prev_lat, *up_lat;
+  Real *c_emb, *c_act, *ada, *head_ada, *k_cache, *v_cache, *prev_lat, *up_lat;
   Real *lat_in, *lat_h, *lat_g, *lat_out, *pe_p, *pe_q, *concat, *x, *xn, *mean, *rstd, *h;
   Real *qkv, *qr, *kr, *att, *ao, *f1, *g, *f2, *logits;
   for (int pass = 0; pass < 2; pass++) {
     used = 0;
     c_emb = take(int64_t(R) * W);                // (R, W) class embeddings
     c_act = take(int64_t(R) * W);                // (R, W) SiLU of them
-    ada = take(int64_t(depth) * R * 6 * W);      // (depth, R, 6W) every layer's AdaLN rows
-    head_ada = take(int64_t(R) * 2 * W);         // (R, 2W)
+    ada = take(int64_t(depth) * R * kLayerAdaChunks * W);  // (depth, R, 6W) AdaLN rows
+    head_ada = take(int64_t(R) * kHeadAdaChunks * W);  // (R, 2W)
     k_cache = take(depth * layer_cache);         // (depth, R, T, W) keys after RoPE
     v_cache = take(depth * layer_cache);         // (depth, R, T, W) values
-    codebook = take(int64_t(K) * Dl);            // (K, Dl)
     prev_lat = take(int64_t(B) * s_max * s_max * Dl);  // (B, s_{k-1}^2, Dl)
     up_lat = take(int64_t(B) * s_max * s_max * Dl);    // (B, s_k^2, Dl)
     lat_in = take(2 * nb_max * Dl);              // (2nb, Dl): u rows, then v rows
@@ -233,11 +231,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     logits = take(n_max * K);                    // (n, K)
     if (pass == 0) base = workspace.reserve(mem, used);
   }
-  {
-    std::vector<Real> book(req.codebook.begin(), req.codebook.end());  // (K, Dl) as Real
-    mem.upload(codebook, book.data(), book.size() * sizeof(Real));
-  }
-
   // The integer inputs of the ops, built on the host, used from the backend's memory.
   Mirrored<int32_t> labels_r, pos_p, pos_q, u_index, v_index, draw_image, draw_slot, drawn;
   Mirrored<int32_t> visible, prev_index;
@@ -281,32 +274,36 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     drawn_entropy = {entropy_host.data(), workspace.reserve_floats(mem, nb_max)};  // (nb)
   }
 
-  // Matmuls on the weights named w and b. Under mixed precision they read the bf16 weight copy:
-  // half the bytes, and the same products (the bf16 matmuls round fp32 weights to bf16 anyway).
-  const bf16_t* params16 = model.params16();  // null without mixed precision
-  MixedPrecisionOps* mixed = params16 != nullptr ? op.mixed() : nullptr;
-  auto linear = [&](int64_t rows, int in, int out, const Real* x, const std::string& w,
-                    const std::string& b, Real* y) {
-    if constexpr (std::is_same<Real, float>::value) {
-      if (mixed != nullptr) {
-        return mixed->linear_mixed(rows, in, out, x, params16 + model.layout().offset(w), P(b),
-                                   y);
-      }
-    }
-    op.linear(rows, in, out, x, P(w), P(b), y);
-  };
+  // Every layer's buffers for the one call sequence (model/slot_run.h): all layers share the
+  // step's buffers and update the residual stream x in place; each has its own AdaLN rows.
+  std::vector<LayerActivations<Real>> layers(depth);
+  for (int l = 0; l < depth; l++) {
+    LayerActivations<Real>& Lb = layers[l];
+    Lb = LayerActivations<Real>{};
+    Lb.x_in = Lb.x_mid = x;
+    Lb.xn1 = Lb.xn2 = xn;
+    Lb.mean1 = Lb.mean2 = mean;
+    Lb.rstd1 = Lb.rstd2 = rstd;
+    Lb.h1 = Lb.h2 = h;
+    Lb.qkv = qkv;
+    Lb.qr = qr;
+    Lb.kr = kr;
+    Lb.att = att;
+    Lb.ao = ao;
+    Lb.f1 = f1;
+    Lb.g = g;
+    Lb.f2 = f2;
+    Lb.ada = ada + int64_t(l) * R * kLayerAdaChunks * W;  // (R, 6W)
+  }
+  // Under mixed precision the matmuls read the model's bf16 weight copy (refreshed here, before
+  // any step is recorded): half the bytes, and the same products (the bf16 matmuls round fp32
+  // weights to bf16 anyway). Activations stay fp32 in the sampler.
+  model.params16();
 
   // Conditioning, once: class embeddings, every layer's AdaLN rows and the head's.
   for (int r = 0; r < R; r++) labels_r.host[r] = r < B ? req.labels[r] : c.classes;
   labels_r.upload(mem, R);
-  op.gather_rows(R, W, P("class_emb"), labels_r.device, c_emb);
-  op.silu(int64_t(R) * W, c_emb, c_act);
-  for (int l = 0; l < depth; l++) {
-    linear(R, W, 6 * W, c_act, layer_param(l, "ada.w"), layer_param(l, "ada.b"),
-           ada + int64_t(l) * R * 6 * W);
-  }
-  linear(R, W, 2 * W, c_act, "head_ada.w", "head_ada.b", head_ada);
-
+  model.condition(R, labels_r.device, c_emb, c_act, layers, head_ada);
 
   std::vector<int32_t> grid(int64_t(B) * L, -1);  // (B, L) codes so far, raster per scale
 
@@ -323,7 +320,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     // m_max sizes the buffers carved from the workspace, hence every address after the first.
     const int64_t values[] = {B, R, T, W, depth, K, Dl, m_max, t0, t1, k, sp, s == 0,
                               req.sampling.top_k, req.want_entropy};
-    const void* pointers[] = {base, model.params(), labels_r.device, u_learned.device,
+    const void* pointers[] = {base, model.params(), codebook, labels_r.device, u_learned.device,
                               drawn_entropy.device};
     const float reals[] = {w, req.sampling.temperature, req.sampling.top_p};
     put(values, sizeof values);
@@ -342,7 +339,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   for (int s = 0; s < steps; s++) {
     const int blk = s + 1, k = req.block_scale[blk], side = c.scales[k];
     const int t0 = s == 0 ? 0 : req.block_start[blk], t1 = req.block_end[blk], m = t1 - t0;
-    const int64_t nb = int64_t(B) * m, n = int64_t(R) * m;
+    const int64_t nb = int64_t(B) * m;  // the conditional rows; R * m rows run
 
     // A scale's first block upsamples the previous scale's latents (u of every slot).
     const int sp = k > 0 && req.block_scale[blk - 1] != k ? c.scales[k - 1] : 0;
@@ -401,58 +398,41 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     u_learned.upload(mem, nb_max + nb);
     const float w = s < req.guidance_start ? 0.0f : req.guidance;
 
-    // The step's ops: nothing but op calls (op_recorder.h).
+    // The step's ops: nothing but op calls (op_recorder.h). The u latents come from the
+    // previous scale upsampled (or, at the first scale, any row: u_start replaces them), the v
+    // latents from the codebook; then the model's one call sequence over the block's slots.
+    SlotRun<Real> run;
+    run.rows = R;
+    run.input_rows = B;
+    run.t0 = t0;
+    run.m = m;
+    run.pos_p = pos_p.device;
+    run.pos_q = pos_q.device;
+    run.c_emb = c_emb;
+    run.in.lat_in = lat_in;
+    run.in.u_learned = u_learned.device;
+    run.in.v_learned = v_learned.device;
+    run.in.lat_h1 = lat_h;
+    run.in.lat_g = lat_g;
+    run.in.lat_out = lat_out;
+    run.in.pe_p = pe_p;
+    run.in.pe_q = pe_q;
+    run.in.concat = concat;
+    run.layers = &layers;
+    run.x_final = x;
+    run.head_ada = head_ada;
+    run.xnf = xn;
+    run.meanf = mean;
+    run.rstdf = rstd;
+    run.hf = h;
+    run.logits = logits;
+    run.visible_end = visible.device;
+    run.cache = KvCache<Real>{k_cache, v_cache, T};
     auto step_ops = [&] {
-      if (sp > 0) {
-        op.gather_rows(int64_t(B) * sp * sp, Dl, codebook, prev_index.device, prev_lat);
-        op.upsample_bilinear(B, sp, side, Dl, prev_lat, up_lat);
-      }
-      op.gather_rows(nb, Dl, k == 0 ? codebook : up_lat, u_index.device, lat_in);
-      op.gather_rows(nb, Dl, codebook, v_index.device, lat_in + nb * Dl);
-      linear(2 * nb, Dl, W, lat_in, "latent_mlp.fc1.w", "latent_mlp.fc1.b", lat_h);
-      op.gelu(2 * nb * W, lat_h, lat_g);
-      linear(2 * nb, W, W, lat_g, "latent_mlp.fc2.w", "latent_mlp.fc2.b", lat_out);
-      op.fill_masked_rows(nb, W, u_learned.device, P("u_start"), lat_out);
-      op.fill_masked_rows(nb, W, v_learned.device, P("v_start"), lat_out + nb * W);
-      op.gather_rows(nb, W, P("pos_emb"), pos_p.device, pe_p);
-      op.gather_rows(nb, W, P("pos_emb"), pos_q.device, pe_q);
-      op.copy_strided(nb, W, lat_out, W, concat, 4 * W, false);
-      op.copy_strided(nb, W, lat_out + nb * W, W, concat + W, 4 * W, false);
-      op.copy_strided(nb, W, pe_p, W, concat + 2 * W, 4 * W, false);
-      op.copy_strided(nb, W, pe_q, W, concat + 3 * W, 4 * W, false);
-      linear(nb, 4 * W, W, concat, "in_proj.w", "in_proj.b", x);
-      if (guided) op.copy_strided(nb, W, x, W, x + nb * W, W, false);
-      if (s == 0) op.copy_strided(R, W, c_emb, W, x, int64_t(m) * W, false);
-
-      for (int l = 0; l < depth; l++) {
-        const Real* a = ada + int64_t(l) * R * 6 * W;  // (R, 6W)
-        Real* kc = k_cache + l * layer_cache;          // (R, T, W)
-        Real* vc = v_cache + l * layer_cache;          // (R, T, W)
-        op.layernorm(n, W, x, xn, mean, rstd);
-        op.modulate(R, m, W, xn, a, a + W, 6 * W, h);
-        linear(n, W, 3 * W, h, layer_param(l, "qkv.w"), layer_param(l, "qkv.b"), qkv);
-        const Real* mix = l < c.rope_mix_layers ? P(layer_param(l, "rope_mix")) : nullptr;
-        op.rope(n, H, hd, qkv, 3 * W, P("rope_angles"), pos_p.device, pos_p.device, nullptr, qr);
-        op.rope(n, H, hd, qkv + W, 3 * W, P("rope_angles"), pos_p.device, pos_q.device, mix, kr);
-        for (int r = 0; r < R; r++) {
-          op.copy_strided(m, W, kr + int64_t(r) * m * W, W, kc + (int64_t(r) * T + t0) * W, W,
-                          false);
-          op.copy_strided(m, W, qkv + int64_t(r) * m * 3 * W + 2 * W, 3 * W,
-                          vc + (int64_t(r) * T + t0) * W, W, false);
-        }
-        op.attention_cached(R, m, H, hd, qr, kc, vc, int64_t(T) * W, visible.device, att);
-        linear(n, W, W, att, layer_param(l, "attn_out.w"), layer_param(l, "attn_out.b"), ao);
-        op.gated_residual(R, m, W, x, a + 2 * W, 6 * W, ao);
-        op.layernorm(n, W, x, xn, mean, rstd);
-        op.modulate(R, m, W, xn, a + 3 * W, a + 4 * W, 6 * W, h);
-        linear(n, W, F, h, layer_param(l, "fc1.w"), layer_param(l, "fc1.b"), f1);
-        op.gelu(n * F, f1, g);
-        linear(n, F, W, g, layer_param(l, "fc2.w"), layer_param(l, "fc2.b"), f2);
-        op.gated_residual(R, m, W, x, a + 5 * W, 6 * W, f2);
-      }
-      op.layernorm(n, W, x, xn, mean, rstd);
-      op.modulate(R, m, W, xn, head_ada, head_ada + W, 2 * W, h);
-      linear(n, W, K, h, "head.w", "head.b", logits);
+      if (sp > 0) model.upsample_codes(B, sp, side, prev_index.device, prev_lat, up_lat);
+      model.gather_latents(nb, k == 0 ? codebook : up_lat, u_index.device, v_index.device,
+                           lat_in);
+      model.run_slots(run);
 
       // Draw every slot of the block (the class token's row is drawn too and ignored).
       op.sample_tokens(nb, K, logits, guided ? logits + nb * K : nullptr, w, req.sampling,

@@ -25,7 +25,6 @@ struct SampleRequest {
   std::vector<int32_t> block_scale;  // (blocks) scale index; -1 for block 0
   std::vector<int32_t> pos_of;       // (T) shared or (B*T): grid position y*s+x of each slot
   std::vector<int32_t> prev_pos_of;  // like pos_of: paired position in the previous block, or -1
-  std::vector<float> codebook;       // (K, Dl) code vectors
   float guidance = 0.0f;             // CFG weight w; 0 runs no unconditional rows
   int guidance_start = 0;            // w = 0 for steps < guidance_start
   TokenSampling sampling;
@@ -76,8 +75,9 @@ class SampleWorkspace {
 // Called after each step with (step, steps).
 using StepCallback = std::function<void(int, int)>;
 
-// Samples request.labels.size() images with `model`'s parameters and backend. Throws cb::Error
-// for an inconsistent request.
+// Samples request.labels.size() images with `model`'s parameters, codebook and backend (the
+// model's one call sequence, Model::run_slots, once per step). Throws cb::Error for an
+// inconsistent request.
 template <typename Real>
 SampleResult sample_images(Model<Real>& model, const SampleRequest& request,
                            SampleWorkspace<Real>& workspace, const StepCallback& on_step);
