@@ -39,6 +39,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
   exports.Set("nearestCodes", Napi::Function::New(env, nearest_codes, "nearestCodes"));
   exports.Set("linearSeconds", Napi::Function::New(env, linear_seconds, "linearSeconds"));
+  exports.Set("gemmLimits", Napi::Function::New(env, gemm_limits, "gemmLimits"));
   exports.Set("whenIdle", Napi::Function::New(env, when_idle, "whenIdle"));
   register_model(env, exports);
   register_vq(env, exports);

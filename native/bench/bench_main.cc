@@ -10,6 +10,8 @@
 //                          [--shapes none|S] [--seconds T]
 //   cb_engine_bench vq     [--size 256] [--batch 1] [--codes 16384] [--device D] [--repeats R]
 //
+// --precision fp32|bf16 (train and sample): make_model_ops<float>(device, precision), e.g. the
+// cpu backend with oneDNN bf16 matmuls and mixed precision.
 // --device: cuda (bf16 tensor-core matmuls; training with bf16 activations and fp32 master
 // weights), cuda-fp32, cpu or cpu-ref; default cuda when a GPU is usable, else cpu. --graphs:
 // whether the sampler replays each step as a recorded CUDA graph (default on; only the cuda
@@ -78,6 +80,7 @@ const char* kUsage =
     "[--seconds T] [options]\n"
     "       cb_engine_bench vq     [--size 256] [--batch 1] [--codes 16384] [options]\n"
     "options: --device cuda|cuda-fp32|cpu|cpu-ref (default cuda when a GPU is usable, else cpu)\n"
+    "         --precision fp32|bf16 (train, sample; default: the device's own)\n"
     "         --repeats R (timed runs after one warm-up; default 5, train 3, vq 2)\n"
     "         --peak FLOP/s for MFU (default 989.4e12, the H200's dense bf16 rate)\n";
 
@@ -196,6 +199,13 @@ double matmul_params_per_slot(const cb::ModelConfig& c) {
 
 std::string default_device() { return cb::cuda_status().available ? "cuda" : "cpu"; }
 
+// The backend for --device and --precision (fp32 | bf16; none: the device's own precision).
+std::unique_ptr<cb::ModelOps<float>> bench_ops(const Args& a, const std::string& device) {
+  const std::string precision = a.get("precision", "");
+  if (precision.empty()) return cb::make_model_ops<float>(device);
+  return cb::make_model_ops<float>(device, cb::parse_precision(precision));
+}
+
 // ---- train ------------------------------------------------------------------------------------
 
 std::string bench_train(const Args& a, const std::string& device, int repeats, double peak) {
@@ -204,7 +214,7 @@ std::string bench_train(const Args& a, const std::string& device, int repeats, d
   const int B = (int)a.integer("batch", 8), P = (int)a.integer("steps-per-scale", 4);
   const cbt::SlotPlan plan = cbt::plan_slots(c, std::vector<int>(c.scales.size(), P));
   const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, B, 7);
-  cb::Model<float> model(c, cb::make_model_ops<float>(device), 0);
+  cb::Model<float> model(c, bench_ops(a, device), 0);
   cb::AdamWSettings adamw;
   const std::vector<double> t = time_runs(repeats, [&] {
     model.zero_grad();
@@ -265,7 +275,7 @@ std::string bench_sample(const Args& a, const std::string& device, int repeats, 
   const int P = (int)a.integer("steps-per-scale", 4);
   const std::vector<int> batches = int_list(a.get("batches", "1,16,64"));
   const bool graphs = on_off(a.get("graphs", "on"), "graphs");
-  cb::Model<float> model(c, cb::make_model_ops<float>(device), 0);
+  cb::Model<float> model(c, bench_ops(a, device), 0);
   cb::SampleWorkspace<float> workspace;
   workspace.set_recording(graphs);
   const bool recorded = workspace.recorder(model.ops()) != nullptr;
