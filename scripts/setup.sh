@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Installs everything checkerboard needs, idempotently, on a machine with Node and npm:
-# the npm packages (Deno itself among them), OpenBLAS (through apt-get when root), and
+# the npm packages (Deno itself among them), OpenBLAS and oneDNN (through apt-get when root), and
 # the native addon (rebuilt only when native/ changed). Quiet when nothing is to do.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,16 +24,19 @@ if [ "$(.tools/bin/deno --version 2>/dev/null | head -n 1 | cut -d' ' -f2)" != "
   .tools/bin/deno --version >/dev/null
 fi
 
-# OpenBLAS: the CPU backend's GEMM. Without it the addon falls back to a portable loop.
+# OpenBLAS and oneDNN: the CPU backend's GEMMs (oneDNN: AVX-512 fp32 and the bf16 matmuls;
+# OpenBLAS where oneDNN has no AVX-512). Without both the addon falls back to a portable loop.
 have_openblas() { [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || [ -f /usr/include/cblas.h ] ||
   [ -f /usr/include/openblas/cblas.h ]; }
-if ! have_openblas; then
+have_onednn() { [ -f /usr/include/dnnl.hpp ] || [ -f /usr/include/oneapi/dnnl/dnnl.hpp ]; }
+if ! have_openblas || ! have_onednn; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing OpenBLAS (libopenblas-dev) with apt-get" >&2
+    echo "setup: installing OpenBLAS and oneDNN (libopenblas-dev libdnnl-dev) with apt-get" >&2
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev libdnnl-dev >&2
   else
-    echo "setup: warning: OpenBLAS not found and not root; install libopenblas-dev for fast CPU math" >&2
+    echo "setup: warning: OpenBLAS or oneDNN not found and not root; install libopenblas-dev" \
+      "and libdnnl-dev for fast CPU math (and bf16 on the CPU)" >&2
   fi
 fi
 

@@ -55,6 +55,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("gemm", Napi::Function::New(env, gemm, "gemm"));
   exports.Set("nearestCodes", Napi::Function::New(env, nearest_codes, "nearestCodes"));
   exports.Set("linearSeconds", Napi::Function::New(env, linear_seconds, "linearSeconds"));
+  exports.Set("gemmLimits", Napi::Function::New(env, gemm_limits, "gemmLimits"));
   exports.Set("whenIdle", Napi::Function::New(env, when_idle, "whenIdle"));
   exports.Set("releaseFreeMemory",
               Napi::Function::New(env, release_free_memory, "releaseFreeMemory"));

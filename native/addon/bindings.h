@@ -11,6 +11,7 @@ Napi::Value set_threads(const Napi::CallbackInfo& info);    // info.cc
 Napi::Value gemm(const Napi::CallbackInfo& info);           // gemm.cc
 Napi::Value nearest_codes(const Napi::CallbackInfo& info);  // nearest.cc
 Napi::Value linear_seconds(const Napi::CallbackInfo& info);  // linear_timing.cc
+Napi::Value gemm_limits(const Napi::CallbackInfo& info);     // gemm_limits.cc
 void register_model(Napi::Env env, Napi::Object exports);    // model.cc: the Model class
 void register_vq(Napi::Env env, Napi::Object exports);       // vq.cc: the VqNet class
 

@@ -1,6 +1,7 @@
 // The Model class of the addon: a thin binding over cb::Model<float>.
-//   new Model(config, backend, seed)    config: {vocab, latentDim, classes, depth, width, heads,
-//                                        mlpRatio, scales, ropeMixLayers}
+//   new Model(config, backend, seed, precision?)    config: {vocab, latentDim, classes, depth,
+//                                        width, heads, mlpRatio, scales, ropeMixLayers};
+//                                        precision "fp32" | "bf16" (model_args.h)
 //   paramTable() -> [{name, shape, offset, size, decay, init}]
 //   forward(batch, wantLogits, forBackward) -> Promise<{loss, tokens, lossRows, logits?}>
 //   backward() -> Promise<void>      step(lr, beta1, beta2, eps, weightDecay) -> Promise<void>
@@ -133,7 +134,11 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       const cb::ModelConfig config = parse_model_config(info[0]);
       const std::string backend = string_arg(info, 1, "Model: backend");
       const int64_t seed = int_arg(info, 2, "Model: seed", 0, (int64_t(1) << 53));
-      model_ = std::make_unique<ModelF>(config, cb::make_model_ops<float>(backend), seed);
+      model_ = std::make_unique<ModelF>(
+          config,
+          has_precision_arg(info, 3) ? cb::make_model_ops<float>(backend, precision_arg(info, 3))
+                                     : cb::make_model_ops<float>(backend),
+          seed);
       return info.Env().Undefined();
     });
   }

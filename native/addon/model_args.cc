@@ -148,4 +148,14 @@ const char* init_name(cb::Init init) {
   return "unknown";
 }
 
+bool has_precision_arg(const Napi::CallbackInfo& info, size_t i) {
+  return info.Length() > i && !info[i].IsUndefined();
+}
+
+cb::Precision precision_arg(const Napi::CallbackInfo& info, size_t i) {
+  CB_CHECK(info[i].IsString(), "Model: precision must be \"fp32\" or \"bf16\", got " +
+                                   kind_of(info[i]));
+  return cb::parse_precision(info[i].As<Napi::String>().Utf8Value());
+}
+
 }  // namespace cbn

@@ -5,6 +5,7 @@
 
 #include "model/batch.h"
 #include "model/config.h"
+#include "model/precision.h"
 #include "model/param_layout.h"
 #include "sample/sampler.h"
 
@@ -23,5 +24,11 @@ cb::Batch<float> parse_batch(const Napi::Value& value, int64_t codes_per_row);
 cb::SampleRequest parse_sample_request(const Napi::Value& value);
 
 const char* init_name(cb::Init init);
+
+// The Model constructor's optional 4th argument, "fp32" or "bf16" (undefined: none given, the
+// backend name's own precision: cuda is bf16, every other fp32). bf16 on the cpu needs a CPU
+// with avx512_bf16 (make_model_ops says so otherwise).
+bool has_precision_arg(const Napi::CallbackInfo& info, size_t i);
+cb::Precision precision_arg(const Napi::CallbackInfo& info, size_t i);
 
 }  // namespace cbn

@@ -7,12 +7,21 @@
 //   cb_engine_bench sample --preset S|L [--batches 1,16,64] [--graphs on|off] [--device D]
 //                          [--repeats R] [--peak F]
 //   cb_engine_bench gemm   [--m 4096] [--n 4096] [--k 4096] [--device D] [--repeats R] [--peak F]
+//                          [--shapes none|S] [--seconds T]
 //   cb_engine_bench vq     [--size 256] [--batch 1] [--codes 16384] [--device D] [--repeats R]
 //
+// --precision fp32|bf16 (train and sample): make_model_ops<float>(device, precision), e.g. the
+// cpu backend with oneDNN bf16 matmuls and mixed precision.
 // --device: cuda (bf16 tensor-core matmuls; training with bf16 activations and fp32 master
 // weights), cuda-fp32, cpu or cpu-ref; default cuda when a GPU is usable, else cpu. --graphs:
 // whether the sampler replays each step as a recorded CUDA graph (default on; only the cuda
 // backends record). --peak: the FLOP/s that MFU is relative to, default kH200Bf16Dense below.
+// gemm on cpu: first the machine's limits (cpu/machine_limits.h: the best fp32 GEMM rate at
+// --m^3 over the engine's sgemm paths, the bf16 rate, the memory read bandwidth; --seconds per
+// measurement, default 2), then the model's linear on every backend as before, and with
+// --shapes S every GEMM shape of the S preset's training and sampling (forward y = x w^T, the
+// backward's dx = dy w and dw += dy^T x, attention's products) on every sgemm path, with the
+// path the dispatch rule picks marked; each shape's figure is the fastest run in a 0.2 s box.
 // Every measurement has a warm-up run (for sampling it also records the step graphs), then the
 // median of --repeats timed runs. Each prints one compact line; the last line of the output is
 // one JSON object with all of them.
@@ -35,8 +44,13 @@
 #include <map>
 #include <random>
 #include <string>
+#include <tuple>
 #include <vector>
 
+#include "cpu/machine_limits.h"
+#include "cpu/onednn_gemm.h"
+#include "cpu/parallel.h"
+#include "cpu/sgemm.h"
 #include "cuda/cuda.h"
 #include "error.h"
 #include "model/backends.h"
@@ -62,9 +76,11 @@ constexpr double kH200Bf16Dense = 989.4e12;
 const char* kUsage =
     "usage: cb_engine_bench train  --preset S|L [--batch N] [--steps-per-scale P] [options]\n"
     "       cb_engine_bench sample --preset S|L [--batches 1,16,64] [--graphs on|off] [options]\n"
-    "       cb_engine_bench gemm   [--m 4096] [--n 4096] [--k 4096] [options]\n"
+    "       cb_engine_bench gemm   [--m 4096] [--n 4096] [--k 4096] [--shapes none|S] "
+    "[--seconds T] [options]\n"
     "       cb_engine_bench vq     [--size 256] [--batch 1] [--codes 16384] [options]\n"
     "options: --device cuda|cuda-fp32|cpu|cpu-ref (default cuda when a GPU is usable, else cpu)\n"
+    "         --precision fp32|bf16 (train, sample; default: the device's own)\n"
     "         --repeats R (timed runs after one warm-up; default 5, train 3, vq 2)\n"
     "         --peak FLOP/s for MFU (default 989.4e12, the H200's dense bf16 rate)\n";
 
@@ -183,6 +199,13 @@ double matmul_params_per_slot(const cb::ModelConfig& c) {
 
 std::string default_device() { return cb::cuda_status().available ? "cuda" : "cpu"; }
 
+// The backend for --device and --precision (fp32 | bf16; none: the device's own precision).
+std::unique_ptr<cb::ModelOps<float>> bench_ops(const Args& a, const std::string& device) {
+  const std::string precision = a.get("precision", "");
+  if (precision.empty()) return cb::make_model_ops<float>(device);
+  return cb::make_model_ops<float>(device, cb::parse_precision(precision));
+}
+
 // ---- train ------------------------------------------------------------------------------------
 
 // A random codebook (K, Dl) for the model's Eq. 1 inputs.
@@ -201,7 +224,7 @@ std::string bench_train(const Args& a, const std::string& device, int repeats, d
   const int B = (int)a.integer("batch", 8), P = (int)a.integer("steps-per-scale", 4);
   const cbt::SlotPlan plan = cbt::plan_slots(c, std::vector<int>(c.scales.size(), P));
   const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, B, 7);
-  cb::Model<float> model(c, cb::make_model_ops<float>(device), 0);
+  cb::Model<float> model(c, bench_ops(a, device), 0);
   set_bench_codebook(model);
   cb::AdamWSettings adamw;
   const std::vector<double> t = time_runs(repeats, [&] {
@@ -259,7 +282,7 @@ std::string bench_sample(const Args& a, const std::string& device, int repeats, 
   const int P = (int)a.integer("steps-per-scale", 4);
   const std::vector<int> batches = int_list(a.get("batches", "1,16,64"));
   const bool graphs = on_off(a.get("graphs", "on"), "graphs");
-  cb::Model<float> model(c, cb::make_model_ops<float>(device), 0);
+  cb::Model<float> model(c, bench_ops(a, device), 0);
   set_bench_codebook(model);
   cb::SampleWorkspace<float> workspace;
   workspace.set_recording(graphs);
@@ -303,9 +326,135 @@ std::string bench_sample(const Args& a, const std::string& device, int repeats, 
 
 // ---- gemm -------------------------------------------------------------------------------------
 
+// The machine's limits (cpu/machine_limits.h), printed and as JSON.
+std::string bench_limits(int size, double seconds) {
+  cb::LimitOptions o;
+  o.gemm_size = size;
+  o.seconds_each = seconds;
+  const cb::MachineLimits lim = cb::measure_machine_limits(o);
+  std::string fp32;
+  for (const cb::GemmRate& r : lim.fp32) {
+    std::printf("limit fp32 gemm %d^3 on %s: %s GFLOP/s (%d runs)\n", size, r.path.c_str(),
+                num(r.gflops, "%.1f").c_str(), r.runs);
+    fp32 += std::string(fp32.empty() ? "" : ",") + "{\"path\":\"" + r.path + "\",\"gflops\":" +
+            num(r.gflops, "%.6g") + "}";
+  }
+  std::printf("limit fp32 peak: %s GFLOP/s (%s); the dispatch: %s\n",
+              num(lim.fp32_best.gflops, "%.1f").c_str(), lim.fp32_best.path.c_str(),
+              lim.fp32_rule.c_str());
+  if (lim.bf16_available) {
+    std::printf("limit bf16 gemm %d^3 on %s: %s GFLOP/s (%d runs)\n", size, lim.bf16.path.c_str(),
+                num(lim.bf16.gflops, "%.1f").c_str(), lim.bf16.runs);
+  } else {
+    std::printf("limit bf16: unavailable (%s)\n", lim.bf16_unavailable.c_str());
+  }
+  std::printf("limit memory read: %s GB/s (%d threads, %s MiB buffer, %d passes)\n",
+              num(lim.read_gb_per_s, "%.1f").c_str(), lim.threads,
+              num(double(lim.read_bytes) / (1 << 20), "%.0f").c_str(), lim.read_passes);
+  return "{\"threads\":" + std::to_string(lim.threads) + ",\"size\":" + std::to_string(size) +
+         ",\"fp32\":[" + fp32 + "],\"fp32PeakGflops\":" + num(lim.fp32_best.gflops, "%.6g") +
+         ",\"fp32PeakPath\":\"" + lim.fp32_best.path + "\",\"bf16Gflops\":" +
+         (lim.bf16_available ? num(lim.bf16.gflops, "%.6g") : std::string("null")) +
+         ",\"readGBps\":" + num(lim.read_gb_per_s, "%.6g") + ",\"cpu\":\"" + lim.cpu_features +
+         "\",\"onednn\":\"" + lim.onednn + "\"}";
+}
+
+// Every GEMM shape of the preset's training (batch 8 x 342 slots) and sampling (batch 1 and 16
+// with CFG: 2 and 32 rows per slot, blocks of 1 to 64 slots) on every sgemm path.
+std::string bench_gemm_shapes(const std::string& name) {
+  const cb::ModelConfig c = preset(name);
+  const int W = c.width, F = c.hidden(), K = c.vocab, hd = c.head_dim(), C = 3 * W;
+  struct Shape {
+    std::string what;
+    bool ta, tb;
+    int m, n, k, lda, ldb;
+    bool in_parallel;  // run from inside parallel_for ranges, as attention does
+  };
+  std::vector<Shape> shapes;
+  // forward y (rows, out) = x (rows, in) . w^T, dense operands.
+  auto fwd = [&](const std::string& what, int rows, int in, int out) {
+    shapes.push_back({what, false, true, rows, out, in, in, in, false});
+  };
+  for (int rows : {2, 8, 32, 128, 2736}) {
+    const std::string r = " rows " + std::to_string(rows);
+    fwd("qkv" + r, rows, W, 3 * W);
+    fwd("fc1" + r, rows, W, F);
+    fwd("fc2" + r, rows, F, W);
+    fwd("head" + r, rows, W, K);
+  }
+  fwd("in_proj rows 2736", 2736, 4 * W, W);
+  fwd("ada rows 2", 2, W, 6 * W);
+  fwd("ada rows 32", 32, W, 6 * W);
+  fwd("latent fc1 rows 5472", 5472, c.latent_dim, W);
+  // backward at batch 8: dx (rows, in) = dy (rows, out) . w; dw (out, in) += dy^T x.
+  const int rows = 2736;
+  for (auto [in, out, what] : {std::make_tuple(W, 3 * W, "qkv"), std::make_tuple(W, F, "fc1"),
+                               std::make_tuple(F, W, "fc2"), std::make_tuple(W, K, "head")}) {
+    shapes.push_back({std::string("dx ") + what, false, false, rows, in, out, out, in, false});
+    shapes.push_back({std::string("dw ") + what, true, false, out, in, rows, out, in, false});
+  }
+  // attention per (sequence, head): scores (m, vis) = q k^T, out (m, hd) = p v, strided q/k/v.
+  for (auto [m, vis] : {std::make_pair(1, 5), std::make_pair(16, 85), std::make_pair(64, 342)}) {
+    const std::string mv = " m " + std::to_string(m) + " vis " + std::to_string(vis);
+    shapes.push_back({"attn scores" + mv, false, true, m, vis, hd, C, C, true});
+    shapes.push_back({"attn out" + mv, false, false, m, hd, vis, vis, C, true});
+  }
+  std::string points;
+  std::printf("gemm shapes of %s (GFLOP/s, fastest run; * the dispatch's pick):\n", name.c_str());
+  for (const Shape& s : shapes) {
+    const int a_rows = s.ta ? s.k : s.m, b_rows = s.tb ? s.n : s.k;
+    std::vector<float> A(size_t(a_rows) * s.lda, 0.5f), B(size_t(b_rows) * s.ldb, 0.25f);
+    // Attention runs one product per (sequence, head): 2 parallel ranges, one C each.
+    std::vector<float> C0(size_t(s.m) * s.n), C1(size_t(s.m) * s.n);
+    const cb::SgemmPath pick = cb::sgemm_path_for(s.ta, s.tb, s.m, s.n, s.k);
+    std::string line, rates;
+    for (cb::SgemmPath path : cb::sgemm_paths()) {
+      const double flops = 2.0 * s.m * s.n * s.k * (s.in_parallel ? 2 : 1);
+      if (path == cb::SgemmPath::blocked && flops > 2e9) continue;  // minutes: not a contender
+      auto run = [&] {
+        if (s.in_parallel) {
+          cb::parallel_for(2, 1, [&](int64_t i, int64_t) {
+            cb::sgemm_on(path, s.ta, s.tb, s.m, s.n, s.k, 1.0f, A.data(), s.lda, B.data(), s.ldb,
+                         0.0f, i ? C1.data() : C0.data(), s.n);
+          });
+        } else {
+          cb::sgemm_on(path, s.ta, s.tb, s.m, s.n, s.k, 1.0f, A.data(), s.lda, B.data(), s.ldb,
+                       0.0f, C0.data(), s.n);
+        }
+      };
+      run();
+      double best = 1e300;
+      const auto start = Clock::now();
+      int runs = 0;
+      while (runs < 3 || std::chrono::duration<double>(Clock::now() - start).count() < 0.2) {
+        const auto t0 = Clock::now();
+        run();
+        best = std::min(best, std::chrono::duration<double>(Clock::now() - t0).count());
+        if (++runs > 100000) break;
+      }
+      const double gflops = flops / best / 1e9;
+      line += std::string("  ") + cb::sgemm_path_name(path) + (path == pick ? "*" : "") + " " +
+              num(gflops, "%.1f");
+      rates += std::string(rates.empty() ? "" : ",") + "\"" + cb::sgemm_path_name(path) +
+               "\":" + num(gflops, "%.6g");
+    }
+    std::printf("  %-28s %5d x %5d x %5d %c%c:%s\n", s.what.c_str(), s.m, s.n, s.k,
+                s.ta ? 'T' : 'N', s.tb ? 'T' : 'N', line.c_str());
+    points += std::string(points.empty() ? "" : ",") + "{\"shape\":\"" + s.what + "\",\"m\":" +
+              std::to_string(s.m) + ",\"n\":" + std::to_string(s.n) + ",\"k\":" +
+              std::to_string(s.k) + ",\"pick\":\"" + cb::sgemm_path_name(pick) +
+              "\",\"gflops\":{" + rates + "}}";
+  }
+  return "[" + points + "]";
+}
+
 std::string bench_gemm(const Args& a, const std::string& device, int repeats, double peak) {
   const int m = (int)a.integer("m", 4096), n = (int)a.integer("n", 4096);
   const int k = (int)a.integer("k", 4096);
+  const bool cpu = device == "cpu" || device == "cpu-ref";
+  const std::string limits = cpu ? bench_limits(m, a.real("seconds", 2.0)) : "null";
+  const std::string shapes_preset = a.get("shapes", "none");
+  const std::string shapes = shapes_preset != "none" ? bench_gemm_shapes(shapes_preset) : "null";
   // The model's own linear, y (m, n) = x (m, k) . w^T + b (w: (n, k)), as its forward runs it
   // (model/linear_timing.h: bf16 linear_mixed on cuda, fp32 on cuda-fp32 and the CPU).
   std::vector<std::string> backends = {device};
@@ -327,7 +476,7 @@ std::string bench_gemm(const Args& a, const std::string& device, int repeats, do
   }
   return "{\"bench\":\"gemm\",\"m\":" + std::to_string(m) + ",\"n\":" + std::to_string(n) +
          ",\"k\":" + std::to_string(k) + ",\"repeats\":" + std::to_string(repeats) +
-         ",\"points\":[" + points + "]}";
+         ",\"limits\":" + limits + ",\"shapes\":" + shapes + ",\"points\":[" + points + "]}";
 }
 
 

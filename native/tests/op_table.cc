@@ -4,6 +4,8 @@
 #include <cmath>
 #include <cstdio>
 
+#include "cpu/bf16_convert.h"
+#include "cpu/cpu_features.h"
 #include "cpu/model_ops_ref.h"
 #include "cuda/cuda.h"
 #include "harness.h"
@@ -74,8 +76,13 @@ void compare_indices(const std::string& what, const std::vector<int32_t>& got,
   }
 }
 
-// Whether `name` can run here; prints the SKIP line for an unusable cuda.
+// Whether `name` can run here; prints the SKIP line for an unusable cuda or cpu-bf16.
 bool backend_usable(const std::string& name) {
+  if (name == "cpu-bf16") {
+    const std::string why = cb::bf16_matmul_unavailable();
+    if (!why.empty()) std::printf("SKIP cpu-bf16: %s\n", why.c_str());
+    return why.empty();
+  }
   if (name.rfind("cuda", 0) != 0) return true;
   const cb::CudaStatus status = cb::cuda_status();
   if (!status.available) std::printf("SKIP cuda: %s\n", status.reason.c_str());
@@ -102,8 +109,26 @@ struct Family<cb::ModelOps> {
 
 }  // namespace
 
+uint16_t bf16_bits_of(float v) { return cb::float_to_bf16(v).bits; }
+
+std::vector<uint16_t> bf16_bits_of(const std::vector<float>& v) {
+  std::vector<uint16_t> bits(v.size());
+  for (size_t i = 0; i < v.size(); i++) bits[i] = bf16_bits_of(v[i]);
+  return bits;
+}
+
+double bf16_bits_value(uint16_t bits) { return cb::bf16_to_float(cb::bf16_t{bits}); }
+
+std::vector<float> bf16_rounded(const std::vector<float>& v) {
+  std::vector<float> out(v.size());
+  for (size_t i = 0; i < v.size(); i++) out[i] = cb::round_to_bf16(v[i]);
+  return out;
+}
+
 std::unique_ptr<cb::ModelOps<float>> make_model_table_backend(const std::string& name) {
-  std::unique_ptr<cb::ModelOps<float>> ops = cb::make_model_ops<float>(name);
+  std::unique_ptr<cb::ModelOps<float>> ops =
+      name == "cpu-bf16" ? cb::make_model_ops<float>("cpu", cb::Precision::bf16)
+                         : cb::make_model_ops<float>(name);
   EXPECT(ops->name() == name, "asked for model backend " + name + ", got " + ops->name());
   return ops;
 }

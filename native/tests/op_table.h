@@ -20,10 +20,20 @@
 #include <vector>
 
 #include "guarded_buffer.h"
+#include "model/mixed_ops.h"
 #include "model/model_ops.h"
 #include "vq/conv_ops.h"
 
 namespace cbt {
+
+// bf16 as the tests see it: the bits of a float rounded to nearest, ties to even (NaN stays a
+// quiet NaN), and the value of such bits.
+constexpr uint16_t kBf16NaN = 0x7fc0;
+uint16_t bf16_bits_of(float v);
+std::vector<uint16_t> bf16_bits_of(const std::vector<float>& v);
+double bf16_bits_value(uint16_t bits);
+// v with every value rounded to bf16.
+std::vector<float> bf16_rounded(const std::vector<float>& v);
 
 struct OpTolerance {
   double atol;   // times the reference's RMS
@@ -75,10 +85,35 @@ class OpRunOn {
     return p;
   }
 
+  // bf16 buffers (mixed precision, model/mixed_ops.h): an input of the case's values rounded to
+  // bf16 (nearest, ties to even), and an output of `count` bf16 NaNs, read back as values in
+  // the order of the real outputs (so the oracle can give the same output as a Real one).
+  const cb::bf16_t* in_bf16(const std::string& name, const std::vector<float>& host) {
+    return reinterpret_cast<const cb::bf16_t*>(buffers_.upload(name, bf16_bits_of(host)));
+  }
+  cb::bf16_t* out_bf16(const std::string& name, size_t count) {
+    return track_bf16(name, buffers_.upload(name, std::vector<uint16_t>(count, kBf16NaN)));
+  }
+  // A bf16 buffer the op writes into in part: the case's values rounded, read back after.
+  cb::bf16_t* inout_bf16(const std::string& name, const std::vector<float>& host) {
+    return track_bf16(name, buffers_.upload(name, bf16_bits_of(host)));
+  }
+
   // Every output, in the order the case asked for them (reals first, then indices).
   std::vector<OpOutput> outputs() const {
     std::vector<OpOutput> all;
-    for (const auto& r : reals_) {
+    for (size_t i = 0; i < reals_.size(); i++) {
+      const auto& r = reals_[i];
+      if (r.second == nullptr) {  // a bf16 output
+        const uint16_t* p = nullptr;
+        for (const auto& h : halves_) {
+          if (h.first == i) p = h.second;
+        }
+        std::vector<double> values;
+        for (uint16_t bits : buffers_.download(p)) values.push_back(bf16_bits_value(bits));
+        all.push_back({r.first, values, {}, false});
+        continue;
+      }
       const std::vector<Real> host = buffers_.download(r.second);
       all.push_back({r.first, std::vector<double>(host.begin(), host.end()), {}, false});
     }
@@ -88,9 +123,16 @@ class OpRunOn {
   void check_guards() const { buffers_.check_guards(); }
 
  private:
+  cb::bf16_t* track_bf16(const std::string& name, uint16_t* p) {
+    reals_.push_back({name, nullptr});
+    halves_.push_back({reals_.size() - 1, p});
+    return reinterpret_cast<cb::bf16_t*>(p);
+  }
+
   Ops<Real>& ops_;
   DeviceBuffers buffers_;
-  std::vector<std::pair<std::string, Real*>> reals_;
+  std::vector<std::pair<std::string, Real*>> reals_;  // null: the bf16 output in halves_
+  std::vector<std::pair<size_t, uint16_t*>> halves_;   // (index in reals_, bf16 bits)
   std::vector<std::pair<std::string, int32_t*>> indices_;
 };
 
@@ -130,8 +172,10 @@ ModelOpCase model_op_case(std::string op, std::string params, OpTolerance tol, F
 
 // The backends a table runs on, by name. Conv ops: the names make_conv_ops<float> takes, and
 // "cpu-small-scratch", the cpu ops with 64 KiB of scratch so that convs, attention and the
-// quantiser run in many tiles. Model ops: the names make_model_ops<float> takes. "cuda" (and
-// "cuda-fp32") print `SKIP cuda: <reason>` and are left out when no GPU is usable.
+// quantiser run in many tiles. Model ops: the names make_model_ops<float> takes, and "cpu-bf16",
+// the cpu backend made for bf16 (make_model_ops<float>("cpu", Precision::bf16)). "cuda" (and
+// "cuda-fp32") print `SKIP cuda: <reason>` and are left out when no GPU is usable; "cpu-bf16"
+// prints `SKIP cpu-bf16: <reason>` on a CPU without avx512_bf16.
 std::unique_ptr<cb::ConvOps<float>> make_table_backend(const std::string& name);
 std::unique_ptr<cb::ModelOps<float>> make_model_table_backend(const std::string& name);
 

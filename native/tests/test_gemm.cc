@@ -1,11 +1,17 @@
-// GEMM: cpu-ref in double against a naive product of materialised transposes; cpu (OpenBLAS or
-// blocked), the blocked loop itself, and cuda against cpu-ref in double. Tolerances come from
-// the standard bound |fl(sum) - sum| <= k u sum |a||b| (u = 2^-24), with a little slack.
+// GEMM: cpu-ref in double against a naive product of materialised transposes; cpu (whichever
+// path sgemm.h picks), every sgemm path on its own (blocked, openblas, onednn-matmul,
+// onednn-sgemm: those this build has), with and without a bias, and cuda against cpu-ref in
+// double. Tolerances come from the standard bound |fl(sum) - sum| <= k u sum |a||b|
+// (u = 2^-24), with a little slack.
+#include <algorithm>
 #include <cmath>
+#include <cstdio>
 #include <limits>
 #include <vector>
 
 #include "compare.h"
+#include "cpu/onednn_gemm.h"
+#include "cpu/parallel.h"
 #include "cpu/ref.h"
 #include "cpu/sgemm.h"
 #include "harness.h"
@@ -16,9 +22,12 @@ namespace {
 struct Shape {
   int m, n, k;
 };
-// Odd sizes, empty sizes, and sizes that cross the blocked loop's 64 x 256 x 512 blocks.
-const std::vector<Shape> kShapes = {{1, 1, 1},   {7, 5, 3},    {33, 17, 65}, {0, 4, 3},
-                                    {4, 0, 3},   {4, 3, 0},    {65, 47, 257}, {130, 520, 31}};
+// Odd sizes, empty sizes, sizes that cross the blocked loop's 64 x 256 x 512 blocks, the thin
+// products of batch-1 sampling (2, 3, 7 rows) and both sides of the dispatch's row threshold.
+const std::vector<Shape> kShapes = {{1, 1, 1},    {7, 5, 3},     {33, 17, 65}, {0, 4, 3},
+                                    {4, 0, 3},    {4, 3, 0},     {65, 47, 257}, {130, 520, 31},
+                                    {2, 129, 64}, {3, 96, 33},   {15, 40, 24}, {16, 40, 24},
+                                    {2, 1536, 512}};
 
 // A problem: stored A and B (row strides padded by `pad`), and C.
 struct Problem {
@@ -152,6 +161,93 @@ CB_TEST("cpu", blocked_gemm_matches_ref) {
     cb::blocked_sgemm(p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.lda, p.b.data(), p.ldb,
                       p.beta, p.c.data(), p.ldc);
   });
+}
+
+// Every path this build has, alone (the dispatch may never pick some for these shapes).
+CB_TEST("cpu", every_sgemm_path_matches_ref) {
+  for (cb::SgemmPath path : cb::sgemm_paths()) {
+    check_float_gemm(std::string(cb::sgemm_path_name(path)) + " sgemm", [&](Problem& p) {
+      cb::sgemm_on(path, p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.lda, p.b.data(),
+                   p.ldb, p.beta, p.c.data(), p.ldc);
+    });
+  }
+}
+
+// With a bias (the linear layers: fused into oneDNN's matmul when alpha is 1, added after the
+// product otherwise and on the other paths): C = alpha op(A) op(B) + beta C + bias.
+CB_TEST("cpu", every_sgemm_path_adds_the_bias) {
+  for (cb::SgemmPath path : cb::sgemm_paths()) {
+    for (float alpha : {1.0f, 1.5f}) {
+      uint32_t seed = 900;
+      for (const Shape& s : {Shape{2, 33, 17}, Shape{20, 64, 40}, Shape{5, 7, 0}}) {
+        for (float beta : {0.0f, 0.5f}) {
+          Problem p = make_problem(false, true, s, 1, beta, seed += 3);
+          p.alpha = alpha;
+          const std::vector<float> bias = cbt::random_uniform(s.n, seed + 7);
+          std::vector<double> ref, tol;
+          reference(p, ref, tol);
+          for (int i = 0; i < p.m; i++) {
+            for (int j = 0; j < p.n; j++) {
+              ref[(size_t)i * p.ldc + j] += bias[j];
+              tol[(size_t)i * p.ldc + j] += 2 * cbt::kFloatEps * std::fabs(bias[j]);
+            }
+          }
+          cb::sgemm_on(path, p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.lda, p.b.data(),
+                       p.ldb, p.beta, p.c.data(), p.ldc, bias.data());
+          for (int i = 0; i < p.m; i++) {
+            cbt::expect_within(std::string(cb::sgemm_path_name(path)) + " sgemm with bias m=" +
+                                   std::to_string(p.m) + " n=" + std::to_string(p.n) + " k=" +
+                                   std::to_string(p.k) + " alpha=" + std::to_string(alpha) +
+                                   " beta=" + std::to_string(beta),
+                               p.c.data() + (size_t)i * p.ldc, ref.data() + (size_t)i * p.ldc,
+                               tol.data() + (size_t)i * p.ldc, p.n);
+          }
+        }
+      }
+    }
+  }
+}
+
+// The rule picks a path the build has, the same one every time for a shape (results must not
+// depend on anything but the shape and the thread count), and oneDNN only with AVX-512.
+CB_TEST("cpu", sgemm_rule_is_a_fixed_function_of_the_shape) {
+  const auto& paths = cb::sgemm_paths();
+  for (const Shape& s : kShapes) {
+    for (int t = 0; t < 4; t++) {
+      const cb::SgemmPath path = cb::sgemm_path_for(t & 1, t & 2, s.m, s.n, s.k);
+      EXPECT(std::find(paths.begin(), paths.end(), path) != paths.end(),
+             std::string("the rule picked ") + cb::sgemm_path_name(path) + ", not in this build");
+      EXPECT(path == cb::sgemm_path_for(t & 1, t & 2, s.m, s.n, s.k), "the rule changed its mind");
+      const bool onednn = path == cb::SgemmPath::onednn_matmul || path == cb::SgemmPath::onednn_sgemm;
+      EXPECT(!onednn || cb::onednn_has_avx512(), "oneDNN was picked without AVX-512 kernels");
+    }
+  }
+  std::printf("     rule: %s\n", cb::sgemm_rule().c_str());
+}
+
+// Called from inside parallel_for ranges (attention's per-head products), every path still
+// gives the right products, with the library running on the calling thread alone.
+CB_TEST("cpu", sgemm_inside_parallel_ranges_matches_ref) {
+  const Shape s{48, 40, 32};
+  const int parts = 8;
+  std::vector<Problem> problems;
+  for (int i = 0; i < parts; i++) problems.push_back(make_problem(false, true, s, 0, 0.0f, 50 + i));
+  for (cb::SgemmPath path : cb::sgemm_paths()) {
+    std::vector<Problem> work = problems;
+    cb::parallel_for(parts, 1, [&](int64_t b, int64_t e) {
+      for (int64_t i = b; i < e; i++) {
+        Problem& p = work[i];
+        cb::sgemm_on(path, p.ta, p.tb, p.m, p.n, p.k, p.alpha, p.a.data(), p.lda, p.b.data(),
+                     p.ldb, p.beta, p.c.data(), p.ldc);
+      }
+    });
+    for (const Problem& p : work) {
+      std::vector<double> ref, tol;
+      reference(problems[&p - work.data()], ref, tol);
+      cbt::expect_within(std::string(cb::sgemm_path_name(path)) + " sgemm in a parallel range",
+                         p.c.data(), ref.data(), tol.data(), p.m * p.n);
+    }
+  }
 }
 
 CB_TEST("cpu", gemm_rejects_bad_strides) {

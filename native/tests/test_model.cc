@@ -268,17 +268,25 @@ CB_TEST("model", a_tiny_model_memorises_a_batch) {
   cb::AdamWSettings s;
   s.lr = 3e-3f;
   s.weight_decay = 0.0f;
-  double first = 0, last = 0;
+  double first = 0;
+  std::vector<double> tail;  // the losses of the last 50 steps
   for (int it = 0; it < 300; it++) {
     model.zero_grad();
-    last = model.forward(batch, true).loss;
-    if (it == 0) first = last;
+    const double loss = model.forward(batch, true).loss;
+    if (it == 0) first = loss;
+    if (it >= 250) tail.push_back(loss);
     model.backward();
     model.step(s);
   }
   EXPECT(std::fabs(first - std::log((double)c.vocab)) < 0.5,
          "initial loss " + std::to_string(first) + " should be near log K");
-  EXPECT(last < 0.05, "loss after 300 steps is " + std::to_string(last));
+  // The loss settles near 0.033 by step 150; from there Adam (lr 3e-3, no decay, tiny second
+  // moments) now and then spikes for a few steps (to 0.08 or 1.1 at step 299, depending on the
+  // GEMM's last bits: OpenBLAS's AVX2 or AVX-512 kernels, oneDNN, the blocked loop). The median
+  // of the last 50 steps says whether the batch is memorised; a single step's loss does not.
+  std::sort(tail.begin(), tail.end());
+  const double median = tail[tail.size() / 2];
+  EXPECT(median < 0.05, "median loss over steps 250-299 is " + std::to_string(median));
 }
 
 }  // namespace

@@ -5,6 +5,7 @@
 #include <string>
 
 #include "../error.h"
+#include "bf16_convert.h"
 #include "model_ops_cpu.h"
 #include "parallel.h"
 #include "vector_math.h"
@@ -49,13 +50,8 @@ void column_sums(int64_t n, int out, const float* dy, float* db) {
 
 void CpuModelOps::linear(int64_t n, int in, int out, const float* x, const float* w,
                          const float* b, float* y) {
-  // y (n, out) starts as the broadcast bias, then y += x (n, in) . w^T (w: (out, in)).
-  if (b != nullptr) {
-    parallel_for(n, row_grain(out), [&](int64_t r0, int64_t r1) {
-      for (int64_t i = r0; i < r1; i++) std::memcpy(y + i * out, b, sizeof(float) * out);
-    });
-  }
-  cpu_sgemm(false, true, (int)n, out, in, 1.0f, x, in, w, in, b != nullptr ? 1.0f : 0.0f, y, out);
+  // y (n, out) = x (n, in) . w^T (w: (out, in)) + the broadcast bias (fused where the path can).
+  cpu_sgemm_bias(false, true, (int)n, out, in, 1.0f, x, in, w, in, 0.0f, y, out, b);
 }
 
 void CpuModelOps::linear_backward(int64_t n, int in, int out, const float* x, const float* w,
@@ -165,6 +161,14 @@ void CpuModelOps::softmax_cross_entropy(int64_t n, int K, const float* logits,
 void CpuModelOps::adamw(int64_t count, float* param, const float* grad, float* m, float* v,
                         float lr, float beta1, float beta2, float eps, float weight_decay,
                         int64_t t) {
+  adamw_mixed(count, param, nullptr, grad, m, v, lr, beta1, beta2, eps, weight_decay, t);
+}
+
+// adamw, and with param16 the bf16 copy of each updated value (the fp32 values are the same
+// either way).
+void CpuModelOps::adamw_mixed(int64_t count, float* param, bf16_t* param16, const float* grad,
+                              float* m, float* v, float lr, float beta1, float beta2, float eps,
+                              float weight_decay, int64_t t) {
   CB_CHECK(t >= 1, "adamw: step " + std::to_string(t) + " is not 1-based");
   const float bc1 = (float)(1.0 - std::pow((double)beta1, (double)t));
   const float bc2 = (float)(1.0 - std::pow((double)beta2, (double)t));
@@ -176,6 +180,7 @@ void CpuModelOps::adamw(int64_t count, float* param, const float* grad, float* m
       const float m_hat = m[i] / bc1, v_hat = v[i] / bc2;
       param[i] -= lr * (m_hat / (std::sqrt(v_hat) + eps) + weight_decay * param[i]);
     }
+    if (param16 != nullptr) float_to_bf16_span(param + i0, param16 + i0, i1 - i0);
   });
 }
 

@@ -1,5 +1,5 @@
-// The fast cpu backend of the model ops (float): every matmul through cpu_sgemm (OpenBLAS or the
-// blocked loop), attention as per-run sgemms over the visible keys only, the loss (softmax, loss
+// The fast cpu backend of the model ops (float): every matmul through cpu_sgemm (oneDNN,
+// OpenBLAS or the blocked loop: sgemm.h picks per call), attention as per-run sgemms over the visible keys only, the loss (softmax, loss
 // and dlogits) and the normalisations fused per row, threads from parallel_for where the work
 // is large.
 //
@@ -13,7 +13,14 @@
 // sums live in buffers owned by the object (grown, never shrunk), so one CpuModelOps must not be called from
 // two threads at once (a Model owns its own).
 //
-// Files: model_ops_cpu.cc (dense, elementwise, loss, optimizer), model_ops_cpu_norm.cc
+// Precision::bf16 (made only on a CPU with AVX512-BF16, and with oneDNN; otherwise the
+// constructor throws a cb::Error naming what is missing): the backend also offers the
+// mixed-precision ops (mixed(), mixed_ops.h), whose matmuls are oneDNN bf16 matmuls (bf16
+// operands, an fp32 operand rounded to bf16 on the way in, fp32 accumulation and output). Its
+// ModelOps<float> ops, linear included, stay fp32.
+//
+// Files: model_ops_cpu.cc (dense, elementwise, loss, optimizer), model_ops_cpu_mixed.cc
+// (mixed precision), model_ops_cpu_norm.cc
 // (layernorm, AdaLN), model_ops_cpu_embed.cc (rows, rope), model_ops_cpu_attention.cc,
 // model_ops_cpu_sample.cc (upsampling and token draws).
 #pragma once
@@ -21,14 +28,24 @@
 #include <cstdint>
 #include <vector>
 
+#include "../model/mixed_ops.h"
 #include "../model/model_ops.h"
+#include "../model/precision.h"
 
 namespace cb {
 
-class CpuModelOps final : public ModelOps<float> {
+class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
  public:
-  const char* name() const override { return "cpu"; }
+  explicit CpuModelOps(Precision precision = Precision::fp32);
+  // "cpu", or "cpu-bf16" when made for bf16.
+  const char* name() const override {
+    return precision_ == Precision::bf16 ? "cpu-bf16" : "cpu";
+  }
   DeviceMemory& memory() override { return host_memory(); }
+  Precision precision() const { return precision_; }
+  MixedPrecisionOps* mixed() override {
+    return precision_ == Precision::bf16 ? this : nullptr;
+  }
 
   void linear(int64_t n, int in, int out, const float* x, const float* w, const float* b,
               float* y) override;
@@ -95,7 +112,30 @@ class CpuModelOps final : public ModelOps<float> {
   void adamw(int64_t count, float* param, const float* grad, float* m, float* v, float lr,
              float beta1, float beta2, float eps, float weight_decay, int64_t t) override;
 
+  // ---- mixed precision (mixed_ops.h; model_ops_cpu_mixed.cc, adamw_mixed in model_ops_cpu.cc)
+  void to_bf16(int64_t rows, int64_t cols, const float* src, int64_t src_ld, bf16_t* dst,
+               int64_t dst_ld) override;
+  void modulate_bf16(int B, int T, int c, const float* xn, const float* shift,
+                     const float* scale, int ld, bf16_t* y) override;
+  void gelu_bf16(int64_t count, const float* x, bf16_t* y) override;
+  void linear_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w, const float* b,
+                    float* y) override;
+  void linear_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
+                    const float* b, float* y) override;
+  void linear_backward_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
+                             const float* dy, float* dx, float* dw, float* db) override;
+  void linear_backward_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
+                             const float* dy, float* dx, float* dw, float* db) override;
+  void adamw_mixed(int64_t count, float* param, bf16_t* param16, const float* grad, float* m,
+                   float* v, float lr, float beta1, float beta2, float eps, float weight_decay,
+                   int64_t t) override;
+
  private:
+  // bf16 copies of fp32 matmul operands (mixed precision), grown, never shrunk.
+  bf16_t* bf16_scratch(std::vector<bf16_t>& buffer, int64_t count);
+
+  Precision precision_;
+  std::vector<bf16_t> x16_, dy16_;  // (n, in) and (n, out) bf16 copies
   // Fills rope_cos_ and rope_sin_ with the cos and sin of the angles the rows use, either by
   // position (positions, hd/2) or, returning true, by row (n rows of pos_p, then n of pos_q).
   bool rope_tables(int64_t n, int hd, const float* angles, const int32_t* pos_p,

@@ -1,4 +1,4 @@
-// parallel_for: split [0, count) into contiguous ranges, one std::thread each.
+// parallel_for: split [0, count) into contiguous ranges, one thread each (run_parts).
 // An exception thrown in any range is rethrown in the caller (never std::terminate).
 #pragma once
 
@@ -6,6 +6,7 @@
 #include <atomic>
 #include <cstdint>
 #include <exception>
+#include <functional>
 #include <thread>
 #include <vector>
 
@@ -24,13 +25,27 @@ inline int cpu_threads() {
   return hw == 0 ? 1 : (int)hw;
 }
 
-// Sets the threads of the cpu backend, OpenBLAS included (0: one per hardware thread).
+// Sets the threads of the cpu backend, OpenBLAS and oneDNN included (0: one per hardware
+// thread; oneDNN's OpenMP count is applied on each calling thread, see onednn_gemm.h).
 // The engine's own loops give every output to one thread, so their results never depend on it
 // (see model_ops_cpu.h, Determinism). OpenBLAS's sgemm does not promise that: at another thread
 // count it may use other edge kernels and change the last bits of some products (measured: about
 // 1 value in 5 of a 64x2000x576 product between 1 and 2 threads). Runs repeat bit for bit at a
 // fixed thread count. Defined in threads.cc.
 void set_cpu_threads(int threads);
+
+// Whether the calling thread is running a range of a parallel_for (the caller's own share
+// included). A GEMM called from there runs on that thread alone (sgemm.h), so GEMM threads
+// never pile up under ours.
+inline int& parallel_for_depth() {
+  thread_local int depth = 0;
+  return depth;
+}
+inline bool in_parallel_for() { return parallel_for_depth() > 0; }
+
+// Calls part(0) .. part(parts - 1), each once, part 0 on the calling thread and each other on a
+// std::thread of its own, and returns when all are done; part must not throw (threads.cc).
+void run_parts(int parts, const std::function<void(int)>& part);
 
 // fn(begin, end) is called for disjoint ranges covering [0, count); ranges hold at least
 // `grain` items, so small problems run on the calling thread alone.
@@ -43,20 +58,20 @@ void parallel_for(int64_t count, int64_t grain, Fn fn) {
     fn(int64_t(0), count);
     return;
   }
+  struct InRange {  // marks this thread as inside a range while it runs one
+    InRange() { parallel_for_depth()++; }
+    ~InRange() { parallel_for_depth()--; }
+  };
   std::vector<std::exception_ptr> errors(parts);
-  std::vector<std::thread> threads;
-  threads.reserve(parts - 1);
-  auto run = [&](int part) {
+  run_parts(parts, [&](int part) {
     const int64_t begin = count * part / parts, end = count * (part + 1) / parts;
     try {
+      InRange marked;
       fn(begin, end);
     } catch (...) {
       errors[part] = std::current_exception();
     }
-  };
-  for (int part = 1; part < parts; part++) threads.emplace_back(run, part);
-  run(0);
-  for (auto& t : threads) t.join();
+  });
   for (auto& e : errors) {
     if (e) std::rethrow_exception(e);
   }

@@ -34,9 +34,29 @@ std::unique_ptr<ModelOps<float>> make_model_ops<float>(const std::string& name) 
 }
 
 template <>
+std::unique_ptr<ModelOps<float>> make_model_ops<float>(const std::string& name,
+                                                       Precision precision) {
+  if (precision == Precision::fp32) {
+    return make_model_ops<float>(name == "cuda" ? std::string("cuda-fp32") : name);
+  }
+  if (name == "cpu") return std::make_unique<CpuModelOps>(Precision::bf16);
+  if (name == "cuda") return make_model_ops<float>(name);
+  CB_CHECK(name != "cpu-ref" && name != "cuda-fp32",
+           "model backend '" + name + "' has no bf16 precision (bf16: cpu or cuda)");
+  return make_model_ops<float>(name);  // an unknown name: its error
+}
+
+template <>
 std::unique_ptr<ModelOps<double>> make_model_ops<double>(const std::string& name) {
   if (name == "cpu-ref") return std::make_unique<RefModelOps<double>>();
   CB_FAIL("model backend '" + name + "' has no double-precision version (only cpu-ref)");
+}
+
+template <>
+std::unique_ptr<ModelOps<double>> make_model_ops<double>(const std::string& name,
+                                                         Precision precision) {
+  CB_CHECK(precision == Precision::fp32, "model backends in double precision have no bf16");
+  return make_model_ops<double>(name);
 }
 
 }  // namespace cb

@@ -1,0 +1,313 @@
+// onednn_gemm.h through oneDNN's C++ API (compiled only when CMake found oneDNN).
+#include "onednn_gemm.h"
+
+#include <dnnl.hpp>
+#include <dnnl_debug.h>
+
+#include <algorithm>
+#include <cstdlib>
+#include <cstring>
+#include <memory>
+#include <mutex>
+#include <unordered_map>
+
+#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
+#include <omp.h>
+#endif
+
+#include "../error.h"
+#include "parallel.h"
+
+namespace cb {
+namespace {
+
+using dnnl::memory;
+
+// Never destroyed: a worker thread may still run a GEMM while exit() runs the destructors.
+dnnl::engine& cpu_engine() {
+  static auto* engine = new dnnl::engine(dnnl::engine::kind::cpu, 0);
+  return *engine;
+}
+
+dnnl::stream& thread_stream() {
+  thread_local dnnl::stream stream(cpu_engine());
+  return stream;
+}
+
+// oneDNN runs every call on the calling thread alone: OpenMP's count is set to 1 for it. (With
+// OpenMP teams, libgomp's idle threads spin between regions; on a machine shared with other
+// work that cost up to 9 times the time of a small model's training steps, measured.) The
+// engine's threads come from splitting a product over parallel_for ranges (split_gemm below).
+void single_thread_here() {
+#if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
+  thread_local bool set = false;
+  if (!set) {
+    omp_set_num_threads(1);
+    set = true;
+  }
+#endif
+}
+
+// Below this many multiply-adds a product runs on one thread (a thread start costs ~20 us,
+// about 2.5 MFLOP at these rates).
+constexpr double kSplitMacs = 4.0e6;
+constexpr int64_t kSplitAlign = 64;  // rows or columns per part: a multiple of this
+
+// Runs C = alpha op(A) op(B) + beta C + bias as `parts` independent products over column
+// blocks of C (or row blocks, when C has more rows than columns), one per parallel_for range,
+// each through `one`; with one part, or on a small product, `one` runs the whole. The blocks
+// depend only on the shape and cpu_threads(), so the sums do too. elem: bytes per A/B value.
+template <typename One>
+void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
+                const void* b, int64_t ldb, float* c, int64_t ldc, const float* bias,
+                size_t elem, One one) {
+  const int threads = in_parallel_for() ? 1 : cpu_threads();
+  const bool by_columns = n >= m;
+  const int64_t extent = by_columns ? n : m;
+  int parts = (int)std::min<int64_t>(threads, (extent + kSplitAlign - 1) / kSplitAlign);
+  if (double(m) * double(n) * double(k) < kSplitMacs) parts = 1;
+  if (parts <= 1) return one(m, n, a, b, c, bias);
+  const int64_t blocks = (extent + kSplitAlign - 1) / kSplitAlign;
+  const char* pa = static_cast<const char*>(a);
+  const char* pb = static_cast<const char*>(b);
+  parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t begin = std::min(extent, blocks * p / parts * kSplitAlign);
+      const int64_t end = std::min(extent, blocks * (p + 1) / parts * kSplitAlign);
+      if (end <= begin) continue;
+      if (by_columns) {  // columns [begin, end) of op(B) and C
+        one(m, end - begin, a, pb + elem * size_t(tb ? begin * ldb : begin), c + begin,
+            bias != nullptr ? bias + begin : nullptr);
+      } else {  // rows [begin, end) of op(A) and C
+        one(end - begin, n, pa + elem * size_t(ta ? begin : begin * lda), b, c + begin * ldc,
+            bias);
+      }
+    }
+  });
+}
+
+[[noreturn]] void fail(const char* what, const dnnl::error& e) {
+  CB_FAIL(std::string("oneDNN ") + what + " failed: " + e.what() + " (status " +
+          std::to_string(int(e.status)) + ")");
+}
+
+// ---- the primitive cache -------------------------------------------------------------------
+
+struct Key {
+  int type;
+  bool ta, tb, bias;
+  int64_t m, n, k, lda, ldb, ldc;
+  uint32_t alpha_bits, beta_bits;
+  int threads;
+  bool operator==(const Key& o) const {
+    return type == o.type && ta == o.ta && tb == o.tb && bias == o.bias && m == o.m &&
+           n == o.n && k == o.k && lda == o.lda && ldb == o.ldb && ldc == o.ldc &&
+           alpha_bits == o.alpha_bits && beta_bits == o.beta_bits && threads == o.threads;
+  }
+};
+
+struct KeyHash {
+  size_t operator()(const Key& key) const {
+    uint64_t h = 1469598103934665603ull;
+    auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
+    mix(uint64_t(key.type) | uint64_t(key.ta) << 8 | uint64_t(key.tb) << 9 |
+        uint64_t(key.bias) << 10);
+    for (int64_t v : {key.m, key.n, key.k, key.lda, key.ldb, key.ldc}) mix(uint64_t(v));
+    mix(uint64_t(key.alpha_bits) << 32 | key.beta_bits);
+    mix(uint64_t(key.threads));
+    return size_t(h);
+  }
+};
+
+struct Entry {
+  dnnl::matmul primitive;
+  memory::desc a, b, c, bias;
+  size_t scratch_bytes = 0;
+};
+
+// Enough for every shape a model's training and sampling use (a few hundred); past it the cache
+// starts over rather than grow without bound.
+constexpr size_t kMaxCachedPrimitives = 4096;
+
+struct Cache {
+  std::mutex mutex;
+  std::unordered_map<Key, std::shared_ptr<const Entry>, KeyHash> entries;
+};
+
+Cache& cache() {
+  static auto* c = new Cache;  // never destroyed, as cpu_engine()
+  return *c;
+}
+
+uint32_t bits_of(float v) {
+  uint32_t u;
+  std::memcpy(&u, &v, sizeof u);
+  return u;
+}
+
+std::shared_ptr<const Entry> create(const Key& key, float alpha, float beta) {
+  const memory::data_type in_type =
+      key.type == int(GemmType::bf16) ? memory::data_type::bf16 : memory::data_type::f32;
+  auto e = std::make_shared<Entry>();
+  // op(A) (m, k) and op(B) (k, n) as strided views of the stored matrices.
+  e->a = memory::desc({key.m, key.k}, in_type,
+                      key.ta ? memory::dims{1, key.lda} : memory::dims{key.lda, 1});
+  e->b = memory::desc({key.k, key.n}, in_type,
+                      key.tb ? memory::dims{1, key.ldb} : memory::dims{key.ldb, 1});
+  e->c = memory::desc({key.m, key.n}, memory::data_type::f32, memory::dims{key.ldc, 1});
+  e->bias = memory::desc({1, key.n}, memory::data_type::f32, memory::dims{key.n, 1});
+  dnnl::primitive_attr attr;
+  attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // per-thread scratch, see below
+  if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
+  if (beta != 0.0f) {
+    dnnl::post_ops ops;
+    ops.append_sum(beta);  // C = alpha A B + beta C
+    attr.set_post_ops(ops);
+  }
+  const dnnl::matmul::desc desc = key.bias ? dnnl::matmul::desc(e->a, e->b, e->bias, e->c)
+                                           : dnnl::matmul::desc(e->a, e->b, e->c);
+  const dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
+  e->scratch_bytes = pd.scratchpad_desc().get_size();
+  e->primitive = dnnl::matmul(pd);
+  return e;
+}
+
+std::shared_ptr<const Entry> lookup(const Key& key, float alpha, float beta) {
+  Cache& c = cache();
+  {
+    std::lock_guard<std::mutex> lock(c.mutex);
+    auto it = c.entries.find(key);
+    if (it != c.entries.end()) return it->second;
+  }
+  std::shared_ptr<const Entry> e = create(key, alpha, beta);  // slow: outside the lock
+  std::lock_guard<std::mutex> lock(c.mutex);
+  if (c.entries.size() >= kMaxCachedPrimitives) c.entries.clear();
+  return c.entries.emplace(key, std::move(e)).first->second;  // the first one made wins
+}
+
+// This thread's scratchpad (oneDNN's own would be shared by every thread), 64-byte aligned.
+void* thread_scratch(size_t bytes) {
+  struct Buffer {
+    void* data = nullptr;
+    size_t size = 0;
+    ~Buffer() { std::free(data); }
+  };
+  thread_local Buffer buffer;
+  if (bytes > buffer.size) {
+    std::free(buffer.data);
+    const size_t size = (bytes + 63) / 64 * 64;
+    buffer.data = std::aligned_alloc(64, size);
+    CB_CHECK(buffer.data != nullptr, "oneDNN scratchpad: out of memory");
+    buffer.size = size;
+  }
+  return buffer.data;
+}
+
+}  // namespace
+
+bool onednn_compiled() { return true; }
+
+std::string onednn_isa() { return dnnl_cpu_isa2str(dnnl_get_effective_cpu_isa()); }
+
+bool onednn_has_avx512() {
+  const unsigned isa = unsigned(dnnl_get_effective_cpu_isa());
+  return (isa & unsigned(dnnl_cpu_isa_avx512_core)) == unsigned(dnnl_cpu_isa_avx512_core);
+}
+
+std::string onednn_version() {
+  const dnnl_version_t* v = dnnl_version();
+  std::string runtime = v->cpu_runtime == DNNL_RUNTIME_OMP ? "omp"
+                        : v->cpu_runtime == DNNL_RUNTIME_SEQ ? "sequential"
+                                                             : "other";
+  return "oneDNN " + std::to_string(v->major) + "." + std::to_string(v->minor) + "." +
+         std::to_string(v->patch) + " (" + runtime + ")";
+}
+
+namespace {
+
+void matmul_one(GemmType type, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                float alpha, const void* a, int64_t lda, const void* b, int64_t ldb, float beta,
+                float* c, int64_t ldc, const float* bias) {
+  if (k <= 0) {  // oneDNN wants k >= 1; C = beta C + bias
+    for (int64_t i = 0; i < m; i++) {
+      for (int64_t j = 0; j < n; j++) {
+        float& v = c[i * ldc + j];
+        v = (beta == 0.0f ? 0.0f : beta * v) + (bias != nullptr ? bias[j] : 0.0f);
+      }
+    }
+    return;
+  }
+  single_thread_here();
+  const Key key{int(type), trans_a, trans_b, bias != nullptr, m, n, k, lda, ldb, ldc,
+                bits_of(alpha), bits_of(beta), 1};
+  try {
+    const std::shared_ptr<const Entry> e = lookup(key, alpha, beta);
+    dnnl::engine& engine = cpu_engine();
+    memory am(e->a, engine, const_cast<void*>(a));
+    memory bm(e->b, engine, const_cast<void*>(b));
+    memory cm(e->c, engine, c);
+    memory sm(dnnl::memory::desc({int64_t(e->scratch_bytes)}, memory::data_type::u8,
+                                 memory::dims{1}),
+              engine, thread_scratch(e->scratch_bytes));
+    std::unordered_map<int, memory> args = {{DNNL_ARG_SRC, am},
+                                            {DNNL_ARG_WEIGHTS, bm},
+                                            {DNNL_ARG_DST, cm},
+                                            {DNNL_ARG_SCRATCHPAD, sm}};
+    if (bias != nullptr) args.emplace(DNNL_ARG_BIAS, memory(e->bias, engine, const_cast<float*>(bias)));
+    e->primitive.execute(thread_stream(), args);
+    thread_stream().wait();
+  } catch (const dnnl::error& err) {
+    fail("matmul", err);
+  }
+}
+
+void sgemm_one(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+               const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+               int64_t ldc) {
+  if (k <= 0) {  // dnnl_sgemm refuses k = 0 (and lda < 1 with it); C = beta C
+    for (int64_t i = 0; i < m; i++) {
+      for (int64_t j = 0; j < n; j++) c[i * ldc + j] = beta == 0.0f ? 0.0f : beta * c[i * ldc + j];
+    }
+    return;
+  }
+  single_thread_here();
+  const dnnl_status_t status = dnnl_sgemm(trans_a ? 'T' : 'N', trans_b ? 'T' : 'N', m, n, k,
+                                          alpha, a, lda, b, ldb, beta, c, ldc);
+  CB_CHECK(status == dnnl_success,
+           "oneDNN dnnl_sgemm failed (status " + std::to_string(int(status)) + ")");
+}
+
+}  // namespace
+
+void onednn_matmul(GemmType type, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                   float alpha, const void* a, int64_t lda, const void* b, int64_t ldb,
+                   float beta, float* c, int64_t ldc, const float* bias) {
+  if (m <= 0 || n <= 0) return;
+  const size_t elem = type == GemmType::bf16 ? 2 : 4;
+  split_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, bias, elem,
+             [&](int64_t pm, int64_t pn, const void* pa, const void* pb, float* pc,
+                 const float* pbias) {
+               matmul_one(type, trans_a, trans_b, pm, pn, k, alpha, pa, lda, pb, ldb, beta, pc,
+                          ldc, pbias);
+             });
+}
+
+void onednn_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc) {
+  if (m <= 0 || n <= 0) return;
+  split_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, nullptr, sizeof(float),
+             [&](int64_t pm, int64_t pn, const void* pa, const void* pb, float* pc,
+                 const float*) {
+               sgemm_one(trans_a, trans_b, pm, pn, k, alpha, static_cast<const float*>(pa), lda,
+                         static_cast<const float*>(pb), ldb, beta, pc, ldc);
+             });
+}
+
+size_t onednn_cached_primitives() {
+  Cache& c = cache();
+  std::lock_guard<std::mutex> lock(c.mutex);
+  return c.entries.size();
+}
+
+}  // namespace cb

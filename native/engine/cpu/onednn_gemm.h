@@ -1,0 +1,46 @@
+// GEMMs through oneDNN (Debian's libdnnl-dev 2.6, OpenMP runtime): C (m, n) = alpha op(A) op(B)
+// + beta C + bias, row-major, A and B both float or both bf16 (mixed_ops.h), C and bias float,
+// fp32 accumulation. Compiled when CMake found oneDNN (onednn_gemm.cc); otherwise
+// onednn_absent.cc, where onednn_compiled() is false and the others throw.
+//
+// onednn_matmul keeps one matmul primitive per (type, transposes, sizes, strides, alpha, beta,
+// bias or not, threads) in a process-wide cache, so a shape pays primitive creation (about a
+// millisecond) once; a call then only wraps the pointers. Dense operands get oneDNN's brgemm
+// kernels, strided ones (ld > width) its JIT gemm.
+//
+// Threads: oneDNN itself always runs on the calling thread (OpenMP's count is 1 there: libgomp's
+// spinning idle threads cost far more than they gave on a shared machine). A product of more
+// than ~4M multiply-adds is split into cpu_threads() blocks of C's columns (or rows, if it has
+// more rows), one parallel_for range each, unless it is called from inside a range already.
+// The blocks depend only on the shape and the thread count, so the sums do too.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+
+namespace cb {
+
+enum class GemmType { f32, bf16 };
+
+bool onednn_compiled();
+// The instruction set oneDNN's kernels use here, e.g. "avx512_core_bf16" ("" without oneDNN).
+std::string onednn_isa();
+// Whether that includes AVX-512 (avx512_core or above).
+bool onednn_has_avx512();
+// "oneDNN 2.6.3 (omp)" ("" without oneDNN).
+std::string onednn_version();
+
+void onednn_matmul(GemmType type, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
+                   float alpha, const void* a, int64_t lda, const void* b, int64_t ldb,
+                   float beta, float* c, int64_t ldc, const float* bias);
+
+// dnnl_sgemm, oneDNN's BLAS-like sgemm (no primitive; same threads as above).
+void onednn_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
+                  const float* a, int64_t lda, const float* b, int64_t ldb, float beta, float* c,
+                  int64_t ldc);
+
+// Primitives in onednn_matmul's cache (for tests and benchmarks).
+size_t onednn_cached_primitives();
+
+}  // namespace cb
