@@ -197,7 +197,14 @@ async function main() {
         o !== undefined && t !== undefined ? (t / o).toFixed(2) : "n/a",
         each("ours", k),
       ]);
-      rows.push(["torch", precision, String(batch), t?.toFixed(3) ?? "n/a", "1.00", each("torch", k)]);
+      rows.push([
+        "torch",
+        precision,
+        String(batch),
+        t?.toFixed(3) ?? "n/a",
+        "1.00",
+        each("torch", k),
+      ]);
     }
   }
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => r[i].length)));

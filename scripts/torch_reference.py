@@ -21,9 +21,16 @@ comes first on PATH.
 import argparse
 import json
 import math
+import os
 import struct
 import sys
 import time
+
+# OpenMP threads that spin at the end of every parallel region take the core from the thread that
+# still works whenever the machine runs anything else: on this shared 2-core machine, passive
+# waiting samples 7 to 15 times faster with 2 threads (measured on the tiny preset). It must be
+# set before torch starts OpenMP; an OMP_WAIT_POLICY in the environment wins.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import numpy as np
 import torch
@@ -251,7 +258,8 @@ class Reference:
     """The transformer on `params` (name -> float32 tensor) in `dtype` (float32 or bfloat16: the
     weights and every activation; logits go back to float32 for sampling)."""
 
-    def __init__(self, config, params, codebook, dtype=torch.float32, attention="matmul"):
+    def __init__(self, config, params, codebook, dtype=torch.float32, attention="matmul",
+                 linear="aten"):
         self.c = config
         self.dtype = dtype
         self.attention_kind = attention
@@ -262,11 +270,23 @@ class Reference:
         # RoPE in float32 whatever the precision: cos and sin of the learned angles.
         angles = params["rope_angles"].float()  # (positions, pairs)
         self.cos, self.sin = angles.cos().to(dtype), angles.sin().to(dtype)
+        # linear "mkldnn": every matmul through oneDNN's fp32 inner product (weights reordered
+        # once), instead of ATen's addmm (OpenBLAS here); bf16 matmuls take oneDNN either way.
+        self.mkldnn = {}
+        if linear == "mkldnn":
+            if dtype != torch.float32:
+                raise ValueError("--linear mkldnn is for fp32 (bf16 matmuls use oneDNN already)")
+            self.mkldnn = {k[:-2]: (self.p[k].to_mkldnn(), self.p[k[:-2] + ".b"].to_mkldnn())
+                           for k in self.p if k.endswith(".w")}
         self.mix = [torch.sigmoid(params[f"blocks.{l}.rope_mix"].float()).to(dtype).view(
             1, self.H, 1, 1) if l < config["ropeMixLayers"] else None
             for l in range(config["depth"])]
 
     def linear(self, x, name):
+        if self.mkldnn:
+            w, b = self.mkldnn[name]
+            y = torch._C._nn.mkldnn_linear(x.reshape(-1, x.shape[-1]).to_mkldnn(), w, b)
+            return y.to_dense().view(*x.shape[:-1], -1)
         return F.linear(x, self.p[name + ".w"], self.p[name + ".b"])
 
     # Conditioning: class embedding -> SiLU -> each layer's 6 AdaLN chunks and the head's 2.
@@ -552,7 +572,8 @@ def command_bench(a):
     codebook = torch.rand(config["vocab"], config["latentDim"]) - 0.5
     results = []
     for precision in a.precision.split(","):
-        model = Reference(config, params, codebook, PRECISIONS[precision], a.attention)
+        model = Reference(config, params, codebook, PRECISIONS[precision], a.attention,
+                          a.linear if precision == "fp32" else "aten")
         plan = model.plan_steps(layout)
         for batch in [int(b) for b in a.batches.split(",")]:
             labels = torch.tensor([(i * 7919) % config["classes"] for i in range(batch)])
@@ -581,8 +602,9 @@ def command_bench(a):
                       f"(min {r['min'] * 1000:.1f}, max {r['max'] * 1000:.1f})", flush=True)
     if a.json:
         print(json.dumps({"engine": "torch", "torch": torch.__version__, "preset": a.preset,
-                          "threads": torch.get_num_threads(), "steps": layout.steps,
-                          "attention": a.attention, "cfg": a.cfg, "results": results}))
+                          "threads": torch.get_num_threads(),
+                          "ompWaitPolicy": os.environ["OMP_WAIT_POLICY"], "steps": layout.steps,
+                          "attention": a.attention, "linear": a.linear, "cfg": a.cfg, "results": results}))
 
 
 def main(argv):
@@ -622,6 +644,8 @@ def main(argv):
     bn.add_argument("--batches", default="1,16")
     bn.add_argument("--precision", default="fp32,bf16", help="comma list of fp32, bf16")
     bn.add_argument("--attention", default="matmul", choices=["matmul", "sdpa"])
+    bn.add_argument("--linear", default="aten", choices=["aten", "mkldnn"],
+                    help="fp32 matmuls: ATen's addmm (BLAS) or oneDNN's inner product")
     bn.add_argument("--repeats", type=int, default=3)
     bn.add_argument("--json", action="store_true")
 

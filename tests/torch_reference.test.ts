@@ -47,8 +47,14 @@ async function reference(args: string[]) {
  * Samples `labels` with our engine asking for its logits; the reference then scores the drawn
  * codes. Returns the worst relative logit difference of each of the reference's two paths.
  */
-async function compareLogits(model: NativeModel, codebook: Float32Array, modelDir: string,
-  order: "checkerboard" | "raster" | "quadrant", steps: number, dir: string) {
+async function compareLogits(
+  model: NativeModel,
+  codebook: Float32Array,
+  modelDir: string,
+  order: "checkerboard" | "raster" | "quadrant",
+  steps: number,
+  dir: string,
+) {
   const c = model.config, K = c.vocab;
   const labels = Int32Array.from({ length: 6 }, (_, i) => (3 * i) % c.classes);
   const o = {
@@ -75,7 +81,10 @@ async function compareLogits(model: NativeModel, codebook: Float32Array, modelDi
     }
   }
   const codesFile = join(dir, `codes-${order}.npz`), outFile = join(dir, `logits-${order}.npz`);
-  await Deno.writeFile(codesFile, encodeNpz({ codes: { shape: [B, L], data: codes }, labels: { shape: [B], data: labels } }));
+  await Deno.writeFile(
+    codesFile,
+    encodeNpz({ codes: { shape: [B, L], data: codes }, labels: { shape: [B], data: labels } }),
+  );
   await reference([
     "logits",
     "--model",
@@ -116,10 +125,18 @@ Deno.test({
     const loaded = await loadSamplingModel(BUNDLED, undefined, "cpu");
     try {
       for (const [order, steps] of [["checkerboard", 4], ["raster", 3]] as const) {
-        const w = await compareLogits(loaded.model, loaded.tokenizer.codebook, BUNDLED, order,
-          steps, dir.path);
-        console.log(`${order} P=${steps}: worst relative logit difference teacher-forced ` +
-          `${w.teacherForced.toExponential(2)}, KV-cached ${w.cached.toExponential(2)}`);
+        const w = await compareLogits(
+          loaded.model,
+          loaded.tokenizer.codebook,
+          BUNDLED,
+          order,
+          steps,
+          dir.path,
+        );
+        console.log(
+          `${order} P=${steps}: worst relative logit difference teacher-forced ` +
+            `${w.teacherForced.toExponential(2)}, KV-cached ${w.cached.toExponential(2)}`,
+        );
         assert.ok(w.teacherForced <= LOGIT_TOLERANCE, `teacher-forced ${w.teacherForced}`);
         assert.ok(w.cached <= LOGIT_TOLERANCE, `KV-cached ${w.cached}`);
       }
@@ -162,12 +179,23 @@ Deno.test({
       });
       await Deno.mkdir(join(modelDir, "tokenizer"));
       for await (const e of Deno.readDir(join(BUNDLED, "tokenizer"))) {
-        await Deno.copyFile(join(BUNDLED, "tokenizer", e.name), join(modelDir, "tokenizer", e.name));
+        await Deno.copyFile(
+          join(BUNDLED, "tokenizer", e.name),
+          join(modelDir, "tokenizer", e.name),
+        );
       }
-      const w = await compareLogits(model, loaded.tokenizer.codebook, modelDir, "quadrant", 2,
-        dir.path);
-      console.log(`quadrant P=2, RoPE mixing: worst relative logit difference teacher-forced ` +
-        `${w.teacherForced.toExponential(2)}, KV-cached ${w.cached.toExponential(2)}`);
+      const w = await compareLogits(
+        model,
+        loaded.tokenizer.codebook,
+        modelDir,
+        "quadrant",
+        2,
+        dir.path,
+      );
+      console.log(
+        `quadrant P=2, RoPE mixing: worst relative logit difference teacher-forced ` +
+          `${w.teacherForced.toExponential(2)}, KV-cached ${w.cached.toExponential(2)}`,
+      );
       assert.ok(w.teacherForced <= LOGIT_TOLERANCE, `teacher-forced ${w.teacherForced}`);
       assert.ok(w.cached <= LOGIT_TOLERANCE, `KV-cached ${w.cached}`);
     } finally {
@@ -215,8 +243,12 @@ Deno.test({
     assert.deepEqual([...theirs.labels.data], [...ours.labels.data]);
     const [, side] = ours.arr_0.shape;
     const a = classMeans(ours.arr_0.data as Uint8Array, ours.labels.data as Int32Array, side, 10);
-    const b = classMeans(theirs.arr_0.data as Uint8Array, theirs.labels.data as Int32Array, side,
-      10);
+    const b = classMeans(
+      theirs.arr_0.data as Uint8Array,
+      theirs.labels.data as Int32Array,
+      side,
+      10,
+    );
     // Each reference class mean is nearest (by correlation) to our mean of the same class.
     const matched = b.map((m, c) => {
       const r = a.map((o) => correlation(m, o));
