@@ -168,7 +168,13 @@ async function main() {
       await oursAll();
     }
     rounds.push(times);
-    console.error(`round ${round + 1} of ${values.rounds} done`);
+    // Each round's figures as it ends, so that a run cut short still reports.
+    const figures = (t: Times) =>
+      [...t].map(([k, v]) => `${k} ${v.toFixed(3)}`).join(", ") || "none";
+    console.error(
+      `round ${round + 1} of ${values.rounds}: checkerboard ${figures(times.ours)}; ` +
+        `torch ${figures(times.torch)} (s/image by precision/batch)`,
+    );
   }
 
   const best = (engine: "ours" | "torch", k: string) => {
