@@ -28,7 +28,7 @@ import time
 
 # OpenMP threads that spin at the end of every parallel region take the core from the thread that
 # still works whenever the machine runs anything else: on this shared 2-core machine, passive
-# waiting samples 7 to 15 times faster with 2 threads (measured on the tiny preset). It must be
+# waiting samples 7 to 16 times faster with 2 threads (measured on the tiny preset). It must be
 # set before torch starts OpenMP; an OMP_WAIT_POLICY in the environment wins.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
