@@ -70,7 +70,8 @@ async function compareLogits(
   };
   const layout = samplingLayout(c.scales, o, 0);
   const imageIndex = Int32Array.from(labels, (_, i) => i);
-  const r = await model.sample(sampleRequest([layout], labels, imageIndex, codebook, o, true));
+  model.setCodebook(codebook);
+  const r = await model.sample(sampleRequest([layout], labels, imageIndex, o, true));
   const B = labels.length, T = layout.length, L = T - 1;
   // Slot order to raster order per scale (the shards' layout, which the reference reads).
   const offsets = scaleOffsets(c.scales);

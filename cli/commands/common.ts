@@ -17,6 +17,19 @@ export async function deviceFrom(values: OptionValues): Promise<"cpu" | "cuda"> 
   return resolveDevice(requested);
 }
 
+export const precisionOption: OptionSpec = {
+  type: "string",
+  valueName: "fp32|bf16",
+  description:
+    "matmul precision: bf16 keeps bf16 weight copies and matmul inputs, accumulating in fp32 " +
+    "(cpu: needs AVX512-BF16); default fp32 on the cpu, bf16 on cuda",
+};
+
+/** --precision, or undefined for the backend's default. */
+export function precisionFrom(values: OptionValues): "fp32" | "bf16" | undefined {
+  return choiceOption(values, "precision", ["fp32", "bf16"] as const);
+}
+
 export const ratioOptions: Record<string, OptionSpec> = {
   ratio: {
     type: "string",

@@ -9,7 +9,7 @@ import {
   stringListOption,
   stringOption,
 } from "../options.ts";
-import { deviceFrom, deviceOption } from "./common.ts";
+import { deviceFrom, deviceOption, precisionFrom, precisionOption } from "./common.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { readManifest } from "../../src/data/shards.ts";
 import { tokenizerForManifest } from "../../src/data/manifest_tokenizer.ts";
@@ -85,6 +85,7 @@ const nll: Command = {
     },
     json: { type: "boolean", description: "print one JSON object" },
     device: deviceOption,
+    precision: precisionOption,
   },
   details: [
     "NLL is the teacher-forced cross-entropy of the ground-truth codes with the true labels,",
@@ -120,7 +121,7 @@ const nll: Command = {
     );
     const order = choiceOption(values, "order", ORDER_NAMES) ?? ckpt.info.order;
     const device = await deviceFrom(values);
-    const model = modelFromCheckpoint(ckpt, device);
+    const model = modelFromCheckpoint(ckpt, device, precisionFrom(values));
     try {
       // The random order of validation image i is seeded from the run's seed (0 if unknown).
       const stored = ckpt.info.training.seed;

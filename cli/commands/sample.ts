@@ -7,7 +7,7 @@ import { basename, dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import type { Command, OptionValues } from "../command.ts";
 import { choiceOption, floatOption, intOption, parseIntList, stringOption } from "../options.ts";
-import { deviceFrom, deviceOption } from "./common.ts";
+import { deviceFrom, deviceOption, precisionFrom, precisionOption } from "./common.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { ORDER_NAMES } from "../../src/plan/orders.ts";
 import { stepsPerScale } from "../../src/plan/blocks.ts";
@@ -262,6 +262,7 @@ export const command: Command = {
       description: `within-scale order: ${ORDER_NAMES.join(", ")} (default: the checkpoint's)`,
     },
     device: deviceOption,
+    precision: precisionOption,
     threads: {
       type: "string",
       valueName: "N",
@@ -382,7 +383,7 @@ export const command: Command = {
     try {
       const device = await deviceFrom(values);
       if (threads !== undefined) (await import("../../src/engine.ts")).setThreads(threads);
-      model = modelFromCheckpoint(loaded, device);
+      model = modelFromCheckpoint(loaded, device, precisionFrom(values));
       console.log(
         `${path} (step ${info.step}): ${n} images of classes ${
           spec.kind === "random" ? "random" : classes.join(",")
@@ -451,7 +452,16 @@ async function writeOutputs(
     const rows: Uint8Array[][] = [];
     for (const i of shown) {
       rows.push(
-        await progressivePanels(tokenizer, r.codes, r.stepOf, r.scales, r.totalSteps, i, panel, device),
+        await progressivePanels(
+          tokenizer,
+          r.codes,
+          r.stepOf,
+          r.scales,
+          r.totalSteps,
+          i,
+          panel,
+          device,
+        ),
       );
     }
     const picture = panelRows(rows, panel, r.totalSteps, {

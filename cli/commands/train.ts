@@ -9,7 +9,8 @@ import {
   requiredString,
   stringOption,
 } from "../options.ts";
-import { deviceFrom, deviceOption, scalesFrom } from "./common.ts";
+import type { Precision } from "../../src/model/native_model.ts";
+import { deviceFrom, deviceOption, precisionFrom, precisionOption, scalesFrom } from "./common.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { type Manifest, readManifest } from "../../src/data/shards.ts";
 import { tokenizerForManifest } from "../../src/data/manifest_tokenizer.ts";
@@ -225,6 +226,7 @@ export const command: Command = {
         `seed of init, data order, P, dropout, random orders (default: ${DEFAULTS.seed})`,
     },
     device: deviceOption,
+    precision: precisionOption,
     "eval-every": {
       type: "string",
       valueName: "N",
@@ -324,6 +326,7 @@ async function trainCommand(values: OptionValues): Promise<void> {
   const given = trainOptionsFrom(values);
   const givenTotal = totalStepsFrom(values, manifest, given);
   const device = await deviceFrom(values);
+  const precision = precisionFrom(values);
 
   // Every input is checked before the first step: the output folder, the tokenizer, every
   // shard, and on --resume the train state.
@@ -336,8 +339,26 @@ async function trainCommand(values: OptionValues): Promise<void> {
   await checkTrainingData(dataDir, manifest);
 
   const run = resume
-    ? await resumedRun(values, outDir, manifest, manifestPath, tokenizer.dim, given, device)
-    : await freshRun(values, dataDir, manifest, tokenizer.dim, given, givenTotal, device);
+    ? await resumedRun(
+      values,
+      outDir,
+      manifest,
+      manifestPath,
+      tokenizer.dim,
+      given,
+      device,
+      precision,
+    )
+    : await freshRun(
+      values,
+      dataDir,
+      manifest,
+      tokenizer.dim,
+      given,
+      givenTotal,
+      device,
+      precision,
+    );
   const { model, options, startStep, info } = run;
 
   try {
@@ -400,6 +421,7 @@ async function freshRun(
   given: Omit<TrainOptions, "totalSteps">,
   givenTotal: number | undefined,
   device: "cpu" | "cuda",
+  precision: Precision | undefined,
 ): Promise<PreparedRun> {
   const totalSteps = givenTotal ??
     stepsForEpochs(manifest, given.batch, given.accum, DEFAULTS.epochs);
@@ -424,7 +446,7 @@ async function freshRun(
     );
   }
   const { NativeModel } = await import("../../src/model/native_model.ts");
-  const model = NativeModel.create(config, device, options.seed);
+  const model = NativeModel.create(config, device, options.seed, precision);
   return {
     model,
     options,
@@ -449,8 +471,9 @@ async function resumedRun(
   latentDim: number,
   given: Omit<TrainOptions, "totalSteps">,
   device: "cpu" | "cuda",
+  precision: Precision | undefined,
 ): Promise<PreparedRun> {
-  const run = await resumeRun(outDir, device);
+  const run = await resumeRun(outDir, device, precision);
   try {
     checkShapeOnResume(values, run.info);
     checkAgainstManifest(run.info, manifest, latentDim, run.path, manifestPath);

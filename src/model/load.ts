@@ -10,7 +10,7 @@ import { loadTokenizer } from "../tokenizer/load.ts";
 import type { ImageTokenizer } from "../tokenizer/tokenizer.ts";
 import { type CheckpointInfo, checkpointParams, readCheckpoint } from "./checkpoint.ts";
 import type { Backend } from "../engine.ts";
-import { NativeModel } from "./native_model.ts";
+import { NativeModel, type Precision } from "./native_model.ts";
 
 /** The folder, inside a checkpoint, of the tokenizer the model was trained on. */
 export const CHECKPOINT_TOKENIZER_DIR = "tokenizer";
@@ -78,8 +78,9 @@ export async function readCheckpointWithTokenizer(
 export function modelFromCheckpoint(
   loaded: Pick<CheckpointWithTensors, "info" | "tensors" | "path">,
   device: Backend,
+  precision?: Precision,
 ): NativeModel {
-  const model = NativeModel.create(loaded.info.config, device, 0);
+  const model = NativeModel.create(loaded.info.config, device, 0, precision);
   try {
     model.setState("params", checkpointParams(loaded.tensors, model.params, loaded.path));
   } catch (err) {

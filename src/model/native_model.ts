@@ -147,6 +147,13 @@ interface AddonModel {
   dispose(): void;
 }
 
+/**
+ * The matmul precision: fp32, or bf16 (bf16 weight copies and matmul inputs, fp32 accumulation,
+ * norms, softmax, loss, master weights and optimizer state; DESIGN.md, mixed precision). On the
+ * cpu, bf16 needs AVX512-BF16; on cuda it is the default.
+ */
+export type Precision = "fp32" | "bf16";
+
 export class NativeModel {
   readonly params: ParamInfo[];
   readonly paramCount: number;
@@ -160,12 +167,37 @@ export class NativeModel {
     this.paramCount = this.params.reduce((a, p) => a + p.size, 0);
   }
 
-  /** Builds a model with parameters initialised from `seed`. Throws for an impossible config. */
-  static create(config: ModelConfig, device: Backend, seed: number): NativeModel {
+  /**
+   * Builds a model with parameters initialised from `seed`. Throws for an impossible config,
+   * and a UserError for a precision this machine cannot run (bf16 on a cpu without
+   * AVX512-BF16). Without `precision`, the backend's default: fp32 on the cpu, bf16 on cuda.
+   */
+  static create(
+    config: ModelConfig,
+    device: Backend,
+    seed: number,
+    precision?: Precision,
+  ): NativeModel {
     const addon = nativeAddon() as unknown as {
-      Model: new (config: ModelConfig, backend: string, seed: number) => AddonModel;
+      Model: new (
+        config: ModelConfig,
+        backend: string,
+        seed: number,
+        precision?: Precision,
+      ) => AddonModel;
     };
-    return new NativeModel(config, device, new addon.Model(config, device, seed));
+    if (precision === undefined) {
+      return new NativeModel(config, device, new addon.Model(config, device, seed));
+    }
+    try {
+      return new NativeModel(config, device, new addon.Model(config, device, seed, precision));
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      if (/bf16|precision/i.test(message)) {
+        throw new UserError(`--precision ${precision} on ${device}: ${message}`);
+      }
+      throw err;
+    }
   }
 
   /**

@@ -9,7 +9,7 @@ import type { Backend } from "../engine.ts";
 import { Fields } from "../util/schema.ts";
 import { ORDER_NAMES } from "../plan/orders.ts";
 import { type CheckpointInfo, readTrainStateFile } from "../model/checkpoint.ts";
-import { NativeModel } from "../model/native_model.ts";
+import { NativeModel, type Precision } from "../model/native_model.ts";
 import type { TrainOptions } from "./loop.ts";
 
 /** The training options a checkpoint records (its `training` metadata). */
@@ -48,7 +48,11 @@ export interface ResumedRun {
  * parameters, moments and step count. Every tensor is checked (names, shapes, finite values),
  * and the data position against the step.
  */
-export async function resumeRun(outDir: string, device: Backend): Promise<ResumedRun> {
+export async function resumeRun(
+  outDir: string,
+  device: Backend,
+  precision?: Precision,
+): Promise<ResumedRun> {
   const state = await readTrainStateFile(outDir);
   const options = trainOptionsOf(state.info, state.path);
   const step = state.info.step;
@@ -58,7 +62,7 @@ export async function resumeRun(outDir: string, device: Backend): Promise<Resume
         `step ${step} x accum ${options.accum}`,
     );
   }
-  const model = NativeModel.create(state.info.config, device, options.seed);
+  const model = NativeModel.create(state.info.config, device, options.seed, precision);
   try {
     const { params, adamM, adamV } = state.arrays(model.params);
     model.setState("params", params);
