@@ -57,3 +57,23 @@ Deno.test("bench: unknown presets and subcommands are usage errors", async () =>
   assert.equal(r.code, 0);
   assert.match(r.stdout, /train .*\n.*sample .*\n.*all /);
 });
+
+Deno.test("bench limits --json: every fp32 path's rate, the peak among them, bf16 or why not, bandwidth", async () => {
+  const r = await runCli(["bench", "limits", "--size", "256", "--seconds", "0.05", "--json"]);
+  assert.equal(r.code, 0, r.stderr);
+  const j = JSON.parse(r.stdout.trim());
+  assert.equal(j.bench, "limits");
+  assert.equal(j.size, 256);
+  assert.ok(j.fp32.length >= 1 && j.fp32.every((p: { gflops: number }) => p.gflops > 0));
+  const best = Math.max(...j.fp32.map((p: { gflops: number }) => p.gflops));
+  assert.equal(j.fp32Peak.gflops, best);
+  assert.ok(j.bf16 === null ? j.bf16Unavailable.length > 0 : j.bf16.gflops > 0);
+  assert.ok(j.readGBps > 0);
+});
+
+Deno.test("bench: --precision takes fp32 or bf16 only", async () => {
+  await expectOneLineError(
+    ["bench", "sample", "--precision", "fp16"],
+    /--precision must be one of fp32, bf16, got 'fp16'/,
+  );
+});

@@ -5,7 +5,15 @@
  */
 import type { Command, OptionValues } from "../command.ts";
 import { floatOption, intListOption, intOption, stringOption } from "../options.ts";
-import { deviceFrom, deviceOption, ratioOptions, scalesFrom } from "./common.ts";
+import {
+  deviceFrom,
+  deviceOption,
+  precisionFrom,
+  precisionOption,
+  ratioOptions,
+  scalesFrom,
+} from "./common.ts";
+import type { MachineLimits } from "../../src/bench/limits.ts";
 import { UsageError } from "../../src/errors.ts";
 import { BENCH_SETUPS } from "../../src/bench/train_bench.ts";
 import { totalSteps } from "../../src/plan/blocks.ts";
@@ -20,6 +28,40 @@ const commonOptions: Command["options"] = {
   repeats: { type: "string", valueName: "N", default: "3", description: "timed repeats" },
   json: { type: "boolean", description: "print the results as one JSON line" },
 };
+
+/** The options of the model benchmarks (train, sample): precision and the limits. */
+const modelBenchOptions: Command["options"] = {
+  precision: precisionOption,
+  limits: {
+    type: "boolean",
+    description: "measure the GEMM peaks and the memory bandwidth first (about 10 s), and " +
+      "report every figure as a fraction of them",
+  },
+};
+
+/** The limits `bench all` measured for its whole run (once, before its figures). */
+let runLimits: MachineLimits | undefined;
+
+/** The limits to report against: the run's (bench all), or measured now with --limits, or none. */
+async function limitsFor(values: OptionValues): Promise<MachineLimits | undefined> {
+  if (runLimits !== undefined) return runLimits;
+  if (values.limits !== true) return undefined;
+  const { describeLimits, measureLimits } = await import("../../src/bench/limits.ts");
+  const limits = await measureLimits();
+  if (!values.json) { for (const line of describeLimits(limits)) console.log(line); }
+  return limits;
+}
+
+/** " = 61% of the fp32 peak": a rate in GFLOP/s as a fraction of its precision's limit. */
+function ofPeak(gflops: number, precision: "fp32" | "bf16", limits?: MachineLimits): string {
+  if (limits === undefined) return "";
+  const peak = precision === "bf16" && limits.bf16 !== null
+    ? limits.bf16.gflops
+    : limits.fp32Peak.gflops;
+  return `, ${(100 * gflops / peak).toFixed(0)}% of the ${
+    precision === "bf16" && limits.bf16 !== null ? "bf16" : "fp32"
+  } peak (${peak.toFixed(0)} GFLOP/s)`;
+}
 
 async function setup(values: OptionValues) {
   const device = await deviceFrom(values);
@@ -56,6 +98,7 @@ const train: Command = {
       default: "4",
       description: "P of every scale",
     },
+    ...modelBenchOptions,
     ...commonOptions,
   },
   details: [
@@ -66,20 +109,28 @@ const train: Command = {
     const { device, repeats } = await setup(values);
     const batch = intOption(values, "batch", { min: 1, max: 4096 }) ?? 8;
     const steps = intOption(values, "steps-per-scale", { min: 1, max: 1 << 20 }) ?? 4;
+    const precision = precisionFrom(values);
     const { benchTrain } = await import("../../src/bench/train_bench.ts");
+    const limits = await limitsFor(values);
+    const shown = precision ?? (device === "cuda" ? "bf16" : "fp32");
     const results = [];
     for (const name of (stringOption(values, "models") ?? "tiny,S").split(",").map(presetName)) {
-      const r = await benchTrain(name, device, batch, repeats, steps);
+      const r = await benchTrain(name, device, batch, repeats, steps, precision);
       results.push(r);
       if (values.json) continue;
       console.log(
         `train ${name.padEnd(4)} on ${device}: batch ${batch} x ${r.slots} slots, ` +
           `${(r.params / 1e6).toFixed(1)}M params: ${r.stepSeconds.toFixed(3)} s/step, ` +
           `${r.tokensPerSec.toFixed(0)} tokens/s, ${r.modelGflops.toFixed(1)} GFLOP/s = ` +
-          `${(100 * r.fractionOfSgemm).toFixed(0)}% of sgemm (${r.sgemmGflops.toFixed(1)} GFLOP/s)`,
+          `${(100 * r.fractionOfSgemm).toFixed(0)}% of sgemm (${
+            r.sgemmGflops.toFixed(1)
+          } GFLOP/s)` +
+          `${ofPeak(r.modelGflops, shown, limits)} [${shown}]`,
       );
     }
-    if (values.json) console.log(JSON.stringify({ bench: "train", device, results }));
+    if (values.json) {
+      console.log(JSON.stringify({ bench: "train", device, precision: shown, limits, results }));
+    }
   },
 };
 
@@ -121,6 +172,7 @@ const sampleOptions: Command["options"] = {
     default: "1,16",
     description: "batch sizes to time",
   },
+  ...modelBenchOptions,
   ...commonOptions,
 };
 
@@ -131,7 +183,10 @@ async function runSample(values: OptionValues) {
   const guidanceStart = intOption(values, "cfg-start", { min: 0, max: 1 << 20 }) ?? 5;
   const batches = intListOption(values, "batches", { min: 1, max: 4096 }) ?? [1, 16];
   const final = intOption(values, "final", { min: 1, max: 4096 }) ?? 16;
+  const precision = precisionFrom(values);
   const { device, repeats } = await setup(values);
+  const shown = precision ?? (device === "cuda" ? "bf16" : "fp32");
+  const limits = await limitsFor(values);
   const { NativeModel } = await import("../../src/model/native_model.ts");
   const { buildModelConfig } = await import("../../src/model/config.ts");
   const { benchSamplePoint, randomFloats } = await import("../../src/bench/sample_bench.ts");
@@ -147,11 +202,11 @@ async function runSample(values: OptionValues) {
         ? { scales: [...preset.scales] } // tiny's MNIST shapes unless asked otherwise
         : scalesFrom(values, final);
     const config = buildModelConfig({ ...preset, scales });
-    model = NativeModel.create(config, device, 0);
+    model = NativeModel.create(config, device, 0, precision);
     codebook = randomFloats(config.vocab * config.latentDim, new Rng(3));
   } else {
     const { loadSamplingModel } = await import("../../src/model/load.ts");
-    const loaded = await loadSamplingModel(name, undefined, device);
+    const loaded = await loadSamplingModel(name, undefined, device, precision);
     model = loaded.model;
     codebook = loaded.tokenizer.codebook;
     order = loaded.info.order;
@@ -172,8 +227,16 @@ async function runSample(values: OptionValues) {
     const stepsTotal = totalSteps(c.scales, steps);
     for (const batch of batches) {
       const r = await benchSamplePoint(model, codebook, options, batch, repeats);
-      points.push(r);
+      // Every step reads every weight once (bf16 copies under bf16), for the whole batch.
+      const weightBytes = model.paramCount * (shown === "bf16" ? 2 : 4) * stepsTotal / batch;
+      const readGBps = weightBytes / r.secondsPerImage / 1e9;
+      points.push({ ...r, weightReadGBps: readGBps });
       if (values.json) continue;
+      const bandwidth = limits === undefined
+        ? ""
+        : `; weights read at ${readGBps.toFixed(1)} GB/s = ${
+          (100 * readGBps / limits.readGBps).toFixed(0)
+        }% of the memory bandwidth (${limits.readGBps.toFixed(1)} GB/s)`;
       const ms = (s: number) => `${(1000 * s).toFixed(1)} ms`;
       console.log(
         `sample ${name} on ${device}: scales ${c.scales.join(",")}, ${stepsTotal} steps, ` +
@@ -181,7 +244,8 @@ async function runSample(values: OptionValues) {
           `(min ${ms(r.minSecondsPerImage)}, max ${ms(r.maxSecondsPerImage)}), ` +
           `${r.imagesPerSec.toFixed(2)} images/s, ${r.slotsPerSec.toFixed(0)} slots/s, ` +
           `${r.modelGflops.toFixed(1)} GFLOP/s = ${(100 * r.fractionOfSgemm).toFixed(0)}% of ` +
-          `sgemm on the same shapes (${r.sgemmGflops.toFixed(1)} GFLOP/s)`,
+          `sgemm on the same shapes (${r.sgemmGflops.toFixed(1)} GFLOP/s)` +
+          `${ofPeak(r.modelGflops, shown, limits)}${bandwidth} [${shown}]`,
       );
     }
     if (values.json) {
@@ -189,6 +253,8 @@ async function runSample(values: OptionValues) {
         bench: "sample",
         model: name,
         device,
+        precision: shown,
+        limits,
         params: model.paramCount,
         scales: c.scales,
         stepsPerScale: steps,
@@ -271,21 +337,67 @@ const vq: Command = {
 
 const all: Command = {
   name: "all",
-  summary: "the standard set: train tiny and S, sample S at batches 1 and 16 (deno task bench)",
+  summary: "the standard set: the limits, then train tiny and S and sample S at batches 1 and " +
+    "16, in fp32 and (where the machine has it) bf16 (deno task bench)",
   usage: "all [--device D] [--threads N] [--repeats N] [--json]",
   options: commonOptions,
   async run(values) {
-    await train.run!({ ...values, models: "tiny,S", batch: "8", "steps-per-scale": "4" }, []);
-    await runSample({
-      ...values,
-      model: "S",
-      ratio: "2",
-      final: "16",
-      "steps-per-scale": "4",
-      cfg: "2",
-      "cfg-start": "5",
-      batches: "1,16",
-    });
+    const { device } = await setup(values);
+    const precisions: ("fp32" | "bf16")[] = ["fp32", "bf16"];
+    if (device === "cpu") {
+      const { describeLimits, measureLimits } = await import("../../src/bench/limits.ts");
+      runLimits = await measureLimits();
+      if (values.json) console.log(JSON.stringify({ bench: "limits", ...runLimits }));
+      else for (const line of describeLimits(runLimits)) console.log(line);
+      if (runLimits.bf16 === null) precisions.pop();
+    }
+    for (const precision of precisions) {
+      const common = { ...values, precision };
+      await train.run!({ ...common, models: "tiny,S", batch: "8", "steps-per-scale": "4" }, []);
+      await runSample({
+        ...common,
+        model: "S",
+        ratio: "2",
+        final: "16",
+        "steps-per-scale": "4",
+        cfg: "2",
+        "cfg-start": "5",
+        batches: "1,16",
+      });
+    }
+  },
+};
+
+const limits: Command = {
+  name: "limits",
+  summary: "the machine's limits: fp32 and bf16 GEMM peaks at 4096^3, memory read bandwidth",
+  usage: "limits [--size N] [--seconds S] [--threads N] [--json]",
+  options: {
+    size: { type: "string", valueName: "N", default: "4096", description: "GEMM side" },
+    seconds: {
+      type: "string",
+      valueName: "S",
+      default: "2",
+      description: "time box of each measurement",
+    },
+    threads: commonOptions.threads,
+    json: commonOptions.json,
+  },
+  details: [
+    "Every fp32 GEMM path the engine has (oneDNN matmul and sgemm, OpenBLAS, the blocked loop)",
+    "at size^3, its bf16 matmul where the CPU has AVX512-BF16, and the memory read bandwidth",
+    "over a 1 GiB buffer: the limits that `bench train|sample --limits` and `bench all` report",
+    "their figures against.",
+  ].join("\n"),
+  async run(values) {
+    const size = intOption(values, "size", { min: 16, max: 16384 }) ?? 4096;
+    const seconds = floatOption(values, "seconds", { min: 0.01, max: 60 }) ?? 2;
+    const threads = intOption(values, "threads", { min: 0, max: 1024 });
+    if (threads !== undefined) (await import("../../src/engine.ts")).setThreads(threads);
+    const { describeLimits, measureLimits } = await import("../../src/bench/limits.ts");
+    const measured = await measureLimits({ size, seconds });
+    if (values.json) console.log(JSON.stringify({ bench: "limits", ...measured }));
+    else for (const line of describeLimits(measured)) console.log(line);
   },
 };
 
@@ -294,5 +406,5 @@ export const command: Command = {
   summary: "benchmark training throughput and sampling time per image",
   usage: "bench COMMAND [options]",
   options: {},
-  subcommands: [train, sample, all, vq],
+  subcommands: [train, sample, all, vq, limits],
 };

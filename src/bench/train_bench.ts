@@ -10,7 +10,7 @@
  * on a 16x16 grid, codebook 4096, latent 8, 1000 classes). Checkerboard order.
  */
 import { linearSeconds } from "../engine.ts";
-import { NativeModel } from "../model/native_model.ts";
+import { NativeModel, type Precision } from "../model/native_model.ts";
 import {
   buildModelConfig,
   type ConfigRequest,
@@ -65,6 +65,7 @@ export async function benchTrain(
   batch: number,
   repeats: number,
   steps: number,
+  precision?: Precision,
 ) {
   const config = buildModelConfig(BENCH_SETUPS[name]);
   const L = config.scales.reduce((a, s) => a + s * s, 0);
@@ -78,7 +79,7 @@ export async function benchTrain(
     steps,
     order: "checkerboard",
   });
-  const model = NativeModel.create(config, device, 0);
+  const model = NativeModel.create(config, device, 0, precision);
   model.setCodebook(codebook);
   try {
     const trainStep = async () => {

@@ -95,8 +95,9 @@ export async function loadSamplingModel(
   path: string,
   tokenizerDir: string | undefined,
   device: Backend,
+  precision?: Precision,
 ): Promise<LoadedCheckpoint & { model: NativeModel }> {
   const loaded = await readCheckpointWithTokenizer(path, tokenizerDir);
   const { tensors: _tensors, ...rest } = loaded;
-  return { ...rest, model: modelFromCheckpoint(loaded, device) };
+  return { ...rest, model: modelFromCheckpoint(loaded, device, precision) };
 }
