@@ -13,7 +13,7 @@ import {
   ratioOptions,
   scalesFrom,
 } from "./common.ts";
-import type { MachineLimits } from "../../src/bench/limits.ts";
+import type { LimitSettings, MachineLimits } from "../../src/bench/limits.ts";
 import { UsageError } from "../../src/errors.ts";
 import { BENCH_SETUPS } from "../../src/bench/train_bench.ts";
 import { totalSteps } from "../../src/plan/blocks.ts";
@@ -46,10 +46,20 @@ let runLimits: MachineLimits | undefined;
 async function limitsFor(values: OptionValues): Promise<MachineLimits | undefined> {
   if (runLimits !== undefined) return runLimits;
   if (values.limits !== true) return undefined;
+  return await printedLimits(values, {}, false);
+}
+
+/** Measures the limits and prints them: the report's lines, or with --json (if `jsonLine`) a line. */
+async function printedLimits(
+  values: OptionValues,
+  settings: LimitSettings,
+  jsonLine: boolean,
+): Promise<MachineLimits> {
   const { describeLimits, measureLimits } = await import("../../src/bench/limits.ts");
-  const limits = await measureLimits();
-  if (!values.json) { for (const line of describeLimits(limits)) console.log(line); }
-  return limits;
+  const measured = await measureLimits(settings);
+  if (!values.json) { for (const line of describeLimits(measured)) console.log(line); }
+  else if (jsonLine) console.log(JSON.stringify({ bench: "limits", ...measured }));
+  return measured;
 }
 
 /** " = 61% of the fp32 peak": a rate in GFLOP/s as a fraction of its precision's limit. */
@@ -345,10 +355,7 @@ const all: Command = {
     const { device } = await setup(values);
     const precisions: ("fp32" | "bf16")[] = ["fp32", "bf16"];
     if (device === "cpu") {
-      const { describeLimits, measureLimits } = await import("../../src/bench/limits.ts");
-      runLimits = await measureLimits();
-      if (values.json) console.log(JSON.stringify({ bench: "limits", ...runLimits }));
-      else for (const line of describeLimits(runLimits)) console.log(line);
+      runLimits = await printedLimits(values, {}, true);
       if (runLimits.bf16 === null) precisions.pop();
     }
     for (const precision of precisions) {
@@ -394,10 +401,7 @@ const limits: Command = {
     const seconds = floatOption(values, "seconds", { min: 0.01, max: 60 }) ?? 2;
     const threads = intOption(values, "threads", { min: 0, max: 1024 });
     if (threads !== undefined) (await import("../../src/engine.ts")).setThreads(threads);
-    const { describeLimits, measureLimits } = await import("../../src/bench/limits.ts");
-    const measured = await measureLimits({ size, seconds });
-    if (values.json) console.log(JSON.stringify({ bench: "limits", ...measured }));
-    else for (const line of describeLimits(measured)) console.log(line);
+    await printedLimits(values, { size, seconds }, true);
   },
 };
 
