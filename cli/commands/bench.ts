@@ -13,7 +13,7 @@ import {
   ratioOptions,
   scalesFrom,
 } from "./common.ts";
-import type { LimitSettings, MachineLimits } from "../../src/bench/limits.ts";
+import { type LimitSettings, type MachineLimits, peakFor } from "../../src/bench/limits.ts";
 import { UsageError } from "../../src/errors.ts";
 import { BENCH_SETUPS } from "../../src/bench/train_bench.ts";
 import { totalSteps } from "../../src/plan/blocks.ts";
@@ -65,12 +65,9 @@ async function printedLimits(
 /** " = 61% of the fp32 peak": a rate in GFLOP/s as a fraction of its precision's limit. */
 function ofPeak(gflops: number, precision: "fp32" | "bf16", limits?: MachineLimits): string {
   if (limits === undefined) return "";
-  const peak = precision === "bf16" && limits.bf16 !== null
-    ? limits.bf16.gflops
-    : limits.fp32Peak.gflops;
-  return `, ${(100 * gflops / peak).toFixed(0)}% of the ${
-    precision === "bf16" && limits.bf16 !== null ? "bf16" : "fp32"
-  } peak (${peak.toFixed(0)} GFLOP/s)`;
+  const peak = peakFor(limits, precision);
+  return `, ${(100 * gflops / peak.gflops).toFixed(0)}% of the ${peak.name} peak ` +
+    `(${peak.gflops.toFixed(0)} GFLOP/s)`;
 }
 
 async function setup(values: OptionValues) {

@@ -49,10 +49,18 @@ export function measureLimits(settings: LimitSettings = {}): Promise<MachineLimi
   return addon.gemmLimits(settings);
 }
 
-/** The peak a figure of `precision` is a fraction of: the bf16 rate, or the best fp32 one. */
-export function peakFor(limits: MachineLimits, precision: "fp32" | "bf16"): number {
-  if (precision === "bf16" && limits.bf16 !== null) return limits.bf16.gflops;
-  return limits.fp32Peak.gflops;
+/**
+ * The peak a figure of `precision` is a fraction of: the bf16 rate, or the best fp32 one (also
+ * for bf16 where the machine has none), with the name of the one it is.
+ */
+export function peakFor(
+  limits: MachineLimits,
+  precision: "fp32" | "bf16",
+): { name: "fp32" | "bf16"; gflops: number } {
+  if (precision === "bf16" && limits.bf16 !== null) {
+    return { name: "bf16", gflops: limits.bf16.gflops };
+  }
+  return { name: "fp32", gflops: limits.fp32Peak.gflops };
 }
 
 /** The report's lines for the limits. */
