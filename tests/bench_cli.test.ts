@@ -76,4 +76,9 @@ Deno.test("bench: --precision takes fp32 or bf16 only", async () => {
     ["bench", "sample", "--precision", "fp16"],
     /--precision must be one of fp32, bf16, got 'fp16'/,
   );
+  await expectOneLineError(["bench", "limits", "--size", "8"], /--size must be at least 16/);
+  await expectOneLineError(
+    ["bench", "limits", "--seconds", "0"],
+    /--seconds must be in \[0\.01, 60\], got 0/,
+  );
 });
