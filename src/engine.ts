@@ -122,6 +122,7 @@ export interface Addon {
   /** Resolves once none of the addon's async calls (nearestCodes, model calls) is running. */
   whenIdle(): Promise<void>;
   releaseFreeMemory(): boolean;
+  streamingMalloc(): boolean;
   linearSeconds(
     backend: string,
     rows: number,
@@ -217,6 +218,15 @@ export function setThreads(threads: number): number {
  */
 export function releaseFreeMemory(): boolean {
   return nativeAddon().releaseFreeMemory();
+}
+
+/**
+ * Tunes malloc for a long streaming job: large freed blocks go straight back to the system
+ * instead of fragmenting its arenas (native/addon/addon.cc, streamingMalloc). For `data` only:
+ * it slows the model's own work. Returns whether anything was changed.
+ */
+export function streamingMalloc(): boolean {
+  return nativeAddon().streamingMalloc();
 }
 
 export function engineInfo(): EngineInfo {

@@ -13,21 +13,31 @@ namespace cbn {
 namespace {
 
 // glibc gives every thread that allocates its own arena (up to 8 per core), and keeps what each
-// arena once held; it also raises its mmap threshold each time a large block is freed, so image
-// buffers (a decoded 256 px square is 192 KiB) move from mmap into the arenas and fragment them.
-// sharp's decoder threads and the engine's workers allocate side by side, so a long `data` run's
-// peak memory crept up with the dataset's length though nothing is kept (patch tokenizer, 64 px:
-// 290 MiB at 1,000 images, 390 at 5,000). Here, at load time, the threads that Deno and V8
-// started have their arenas already: this caps the ones made after, and a fixed 64 KiB mmap
-// threshold sends image-sized blocks straight back to the system when freed. The launchers
-// (deno.json's task, dist/checkerboard) also set MALLOC_ARENA_MAX=1 before the process starts,
-// which with src/util/memory.ts's settleMemory keeps the peak flat. The engine allocates outside
-// its hot loops, so nothing measurable is lost. MALLOC_ARENA_MAX / MALLOC_MMAP_THRESHOLD_ set by
-// the user win.
-void limit_malloc_growth() {
+// arena once held. sharp's decoder threads and the engine's workers allocate side by side, so a
+// long `data` run's peak memory crept up with the dataset's length though nothing is kept. Here,
+// at load time, the threads that Deno and V8 started have their arenas already: this caps the
+// ones made after. The launchers (deno.json's task, dist/checkerboard) also set
+// MALLOC_ARENA_MAX=1 before the process starts. MALLOC_ARENA_MAX set by the user wins.
+void limit_malloc_arenas() {
 #if defined(__GLIBC__) && defined(M_ARENA_MAX)
   if (std::getenv("MALLOC_ARENA_MAX") == nullptr) mallopt(M_ARENA_MAX, 2);
-  if (std::getenv("MALLOC_MMAP_THRESHOLD_") == nullptr) mallopt(M_MMAP_THRESHOLD, 64 * 1024);
+#endif
+}
+
+// streamingMalloc(): for a long streaming job (`data`). glibc raises its mmap threshold each time
+// a large block is freed, so image buffers (a decoded 256 px square is 192 KiB) move from mmap
+// into the arenas and fragment them (patch tokenizer, 64 px: peak 290 MiB at 1,000 images, 390
+// at 5,000). A fixed 64 KiB threshold sends image-sized blocks straight back to the system when
+// freed; with src/util/memory.ts's settleMemory it keeps the peak flat. Not set at load time:
+// every block over 64 KiB then costs an mmap, page faults and an munmap, which made KV-cached
+// sampling 1.7x slower (S, batch 16: 812 against 476 ms per image, measured). A
+// MALLOC_MMAP_THRESHOLD_ set by the user wins. Returns whether the threshold was set.
+Napi::Value streaming_malloc(const Napi::CallbackInfo& info) {
+#if defined(__GLIBC__) && defined(M_MMAP_THRESHOLD)
+  if (std::getenv("MALLOC_MMAP_THRESHOLD_") != nullptr) return Napi::Boolean::New(info.Env(), false);
+  return Napi::Boolean::New(info.Env(), mallopt(M_MMAP_THRESHOLD, 64 * 1024) == 1);
+#else
+  return Napi::Boolean::New(info.Env(), false);
 #endif
 }
 
@@ -47,7 +57,7 @@ Napi::Value release_free_memory(const Napi::CallbackInfo& info) {
 }  // namespace
 
 Napi::Object init(Napi::Env env, Napi::Object exports) {
-  limit_malloc_growth();
+  limit_malloc_arenas();
   WorkTracker::install(env);
   exports.Set("buildInfo", Napi::Function::New(env, build_info, "buildInfo"));
   exports.Set("cudaStatus", Napi::Function::New(env, cuda_status, "cudaStatus"));
@@ -57,6 +67,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   exports.Set("linearSeconds", Napi::Function::New(env, linear_seconds, "linearSeconds"));
   exports.Set("gemmLimits", Napi::Function::New(env, gemm_limits, "gemmLimits"));
   exports.Set("whenIdle", Napi::Function::New(env, when_idle, "whenIdle"));
+  exports.Set("streamingMalloc", Napi::Function::New(env, streaming_malloc, "streamingMalloc"));
   exports.Set("releaseFreeMemory",
               Napi::Function::New(env, release_free_memory, "releaseFreeMemory"));
   register_model(env, exports);

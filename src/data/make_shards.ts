@@ -26,7 +26,7 @@ import { exists, fileSystemError, outFolderExists, writeFileAtomic } from "../ut
 import { manifestTokenizerPath } from "./manifest_tokenizer.ts";
 import { Progress } from "../util/progress.ts";
 import type { Device } from "../engine.ts";
-import { settleMemory } from "../util/memory.ts";
+import { beginStreaming, settleMemory } from "../util/memory.ts";
 import { asSource, type ImageSource } from "./image_source.ts";
 import { type Augment, cropsOf, cropsPerImage, squareSideFor } from "./crops.ts";
 import {
@@ -361,6 +361,7 @@ export async function makeShards(
   }
   checkSplits(source);
   await checkShardOutput(out, true);
+  beginStreaming();
   // Absolute, so that an --out of "." or "sub/.." still gets a sibling folder; fixed, so that
   // a second run finds the first one's work.
   const partial = `${resolve(out)}.partial`;

@@ -10,7 +10,15 @@
  */
 import { setFlagsFromString } from "node:v8";
 import { runInNewContext } from "node:vm";
-import { releaseFreeMemory } from "../engine.ts";
+import { releaseFreeMemory, streamingMalloc } from "../engine.ts";
+
+/**
+ * Readies this process for a long streaming job: malloc returns image-sized blocks to the
+ * system as they are freed (engine.ts, streamingMalloc). Call once, before the first batch.
+ */
+export function beginStreaming(): void {
+  streamingMalloc();
+}
 
 let collect: (() => void) | null | undefined;
 
