@@ -101,6 +101,20 @@ void add_linear_cases(std::vector<ModelOpCase>& cases) {
           }
         }
       }));
+      if (!x16) {  // the fused GELU (the sampler's MLPs): the oracle's linear, then its gelu
+        cases.push_back(cbt::model_op_case("linear_gelu_mixed", "n in out = " + params,
+                                           kOperands, [=](auto& r) {
+          auto* y = r.out("y", s.n * s.out);
+          if constexpr (is_oracle<decltype(r)>()) {
+            r.ops().linear(s.n, s.in, s.out, r.in("x", cbt::bf16_rounded(x)),
+                           r.in("w", cbt::bf16_rounded(w)), r.in("b", b), y);
+            r.ops().gelu(s.n * s.out, y, y);
+          } else {
+            mixed_of(r).linear_gelu_mixed(s.n, s.in, s.out, r.in("x", x), r.in_bf16("w", w),
+                                          r.in("b", b), y);
+          }
+        }));
+      }
       cases.push_back(cbt::model_op_case("linear_backward_mixed", "n in out = " + params,
                                          kOperands, [=](auto& r) {
         auto* dx = r.out("dx", s.n * s.in);

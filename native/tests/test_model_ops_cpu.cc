@@ -131,6 +131,15 @@ void check_linear(const LinearShape& s, bool bias, bool want_dx, uint32_t seed) 
   ref.linear(s.n, s.in, s.out, x.data(), w.data(), bias ? b.data() : nullptr, y_ref.data());
   // y sums `in` products of values in [-1, 1].
   expect_close(what + ": y", y_cpu, y_ref, kSum);
+  // The fused y = gelu(x w^T + b) (oneDNN's GELU post-op from 16 rows on) against cpu-ref's
+  // linear then gelu: GELU's slope is at most 1.13, so the sum's error bound holds scaled.
+  if (bias) {
+    Vec g_cpu(s.n * s.out, kNaN), g_ref(s.n * s.out, kNaN);
+    cpu.linear_gelu(s.n, s.in, s.out, x.data(), w.data(), b.data(), g_cpu.data());
+    ref.linear(s.n, s.in, s.out, x.data(), w.data(), b.data(), g_ref.data());
+    ref.gelu(s.n * s.out, g_ref.data(), g_ref.data());
+    expect_close(what + ": linear_gelu", g_cpu, g_ref, kSum);
+  }
 
   // dw and db accumulate: start both from the same non-zero values.
   Vec dx_cpu(s.n * s.in, kNaN), dx_ref(s.n * s.in, kNaN);

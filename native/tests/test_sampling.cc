@@ -192,37 +192,47 @@ CB_TEST("sampling", cpu_draws_equal_cpu_ref_draws) {
 CB_TEST("sampling", cached_attention_equals_full_attention) {
   // Queries of the last block [t0, T) against a cache of all T slots, with the class slot's
   // visibility in front: the same outputs as blockwise attention over the whole sequence.
-  const int B = 3, T = 23, H = 2, hd = 6, t0 = 15;
-  const int64_t C = H * hd;
-  const std::vector<float> q = cbt::random_uniform(B * T * C, 1);
-  const std::vector<float> k = cbt::random_uniform(B * T * C, 2);
-  const std::vector<float> v = cbt::random_uniform(B * T * C, 3);
-  std::vector<int32_t> visible(T, T);
-  for (int t = 0; t < t0; t++) visible[t] = t < 4 ? 4 : t0;
-  visible[0] = 1;
-  cb::RefModelOps<float> ref;
-  cb::CpuModelOps cpu;
-  std::vector<float> full(B * T * C), lse(B * H * T);
-  ref.attention(B, T, H, hd, q.data(), k.data(), v.data(), visible.data(), full.data(),
-                lse.data());
-  for (int first : {0, t0}) {
-    const int m = T - first;
-    std::vector<float> qb(B * m * C);
-    for (int b = 0; b < B; b++) {
-      std::copy(q.begin() + (int64_t(b) * T + first) * C, q.begin() + (int64_t(b) * T + T) * C,
-                qb.begin() + int64_t(b) * m * C);
-    }
-    for (cb::ModelOps<float>* ops : {(cb::ModelOps<float>*)&ref, (cb::ModelOps<float>*)&cpu}) {
-      std::vector<float> out(B * m * C);
-      ops->attention_cached(B, m, H, hd, qb.data(), k.data(), v.data(), int64_t(T) * C,
-                            visible.data() + first, out.data());
+  // Shapes: tiny and odd; the S preset's last scale (hd 32, 341 slots, 64-slot blocks; enough
+  // work to split over threads); hd 64 with a key count that is no multiple of 16.
+  struct Shape {
+    int B, T, H, hd, t0;
+  };
+  uint32_t seed = 1;
+  for (const Shape& s : {Shape{3, 23, 2, 6, 15}, Shape{2, 341, 4, 32, 277},
+                         Shape{2, 101, 3, 64, 37}}) {
+    const int B = s.B, T = s.T, H = s.H, hd = s.hd, t0 = s.t0;
+    const int64_t C = H * hd;
+    const std::vector<float> q = cbt::random_uniform(B * T * C, seed++);
+    const std::vector<float> k = cbt::random_uniform(B * T * C, seed++);
+    const std::vector<float> v = cbt::random_uniform(B * T * C, seed++);
+    std::vector<int32_t> visible(T, T);
+    for (int t = 0; t < t0; t++) visible[t] = t < 4 ? 4 : t0;
+    visible[0] = 1;
+    cb::RefModelOps<float> ref;
+    cb::CpuModelOps cpu;
+    std::vector<float> full(B * T * C), lse(B * H * T);
+    ref.attention(B, T, H, hd, q.data(), k.data(), v.data(), visible.data(), full.data(),
+                  lse.data());
+    for (int first : {0, t0}) {
+      const int m = T - first;
+      std::vector<float> qb(B * m * C);
       for (int b = 0; b < B; b++) {
-        for (int64_t e = 0; e < m * C; e++) {
-          const float want = full[(int64_t(b) * T + first) * C + e];
-          const float got = out[int64_t(b) * m * C + e];
-          EXPECT(std::fabs(got - want) <= 1e-5f * (1 + std::fabs(want)),
-                 std::string(ops->name()) + ": batch " + std::to_string(b) + " value " +
-                     std::to_string(e) + " from slot " + std::to_string(first));
+        std::copy(q.begin() + (int64_t(b) * T + first) * C,
+                  q.begin() + (int64_t(b) * T + T) * C, qb.begin() + int64_t(b) * m * C);
+      }
+      for (cb::ModelOps<float>* ops : {(cb::ModelOps<float>*)&ref, (cb::ModelOps<float>*)&cpu}) {
+        std::vector<float> out(B * m * C);
+        ops->attention_cached(B, m, H, hd, qb.data(), k.data(), v.data(), int64_t(T) * C,
+                              visible.data() + first, out.data());
+        for (int b = 0; b < B; b++) {
+          for (int64_t e = 0; e < m * C; e++) {
+            const float want = full[(int64_t(b) * T + first) * C + e];
+            const float got = out[int64_t(b) * m * C + e];
+            EXPECT(std::fabs(got - want) <= 1e-5f * (1 + std::fabs(want)),
+                   std::string(ops->name()) + " T=" + std::to_string(T) + " hd=" +
+                       std::to_string(hd) + ": batch " + std::to_string(b) + " value " +
+                       std::to_string(e) + " from slot " + std::to_string(first));
+          }
         }
       }
     }

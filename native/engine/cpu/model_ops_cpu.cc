@@ -7,6 +7,7 @@
 #include "../error.h"
 #include "bf16_convert.h"
 #include "model_ops_cpu.h"
+#include "onednn_gemm.h"
 #include "parallel.h"
 #include "vector_math.h"
 #include "sgemm.h"
@@ -52,6 +53,19 @@ void CpuModelOps::linear(int64_t n, int in, int out, const float* x, const float
                          const float* b, float* y) {
   // y (n, out) = x (n, in) . w^T (w: (out, in)) + the broadcast bias (fused where the path can).
   cpu_sgemm_bias(false, true, (int)n, out, in, 1.0f, x, in, w, in, 0.0f, y, out, b);
+}
+
+void CpuModelOps::linear_gelu(int64_t n, int in, int out, const float* x, const float* w,
+                              const float* b, float* y) {
+  // oneDNN's matmul applies GELU to each tile of y while it is in cache; other paths take a
+  // second pass.
+  if (sgemm_path_for(false, true, (int)n, out, in) == SgemmPath::onednn_matmul && in > 0) {
+    onednn_matmul(GemmType::f32, false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, y, out, b,
+                  GemmEpilogue::gelu_tanh);
+    return;
+  }
+  linear(n, in, out, x, w, b, y);
+  gelu(n * out, y, y);
 }
 
 void CpuModelOps::linear_backward(int64_t n, int in, int out, const float* x, const float* w,

@@ -52,6 +52,8 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   void linear_backward(int64_t n, int in, int out, const float* x, const float* w,
                        const float* dy, float* dx, float* dw, float* db) override;
 
+  void linear_gelu(int64_t n, int in, int out, const float* x, const float* w, const float* b,
+                   float* y) override;
   void gelu(int64_t count, const float* x, float* y) override;
   void gelu_backward(int64_t count, const float* x, const float* dy, float* dx) override;
   void silu(int64_t count, const float* x, float* y) override;
@@ -118,6 +120,8 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   void modulate_bf16(int B, int T, int c, const float* xn, const float* shift,
                      const float* scale, int ld, bf16_t* y) override;
   void gelu_bf16(int64_t count, const float* x, bf16_t* y) override;
+  void linear_gelu_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
+                         const float* b, float* y) override;
   void linear_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w, const float* b,
                     float* y) override;
   void linear_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,

@@ -28,6 +28,7 @@
 #include <vector>
 
 #include "../error.h"
+#include "cached_attention_kernel.h"
 #include "model_ops_cpu.h"
 #include "parallel.h"
 #include "sgemm.h"
@@ -241,8 +242,8 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
   for (const Run& r : runs) max_vis = std::max(max_vis, r.vis);
   const float scale = 1.0f / std::sqrt((float)hd);
   const int pairs = B * H, parts = thread_parts(pairs, pair_work(runs, hd));
-  const size_t tile = (size_t)kRowTile * max_vis;  // (kRowTile, max_vis) scores per thread
-  if (attention_scratch_.size() < tile * parts) attention_scratch_.resize(tile * parts);
+  const int64_t tile = cached_attention_scratch(max_vis, hd);  // floats per thread
+  if (int64_t(attention_scratch_.size()) < tile * parts) attention_scratch_.resize(tile * parts);
 
   for_pairs(pairs, parts, [&](int part, int pair) {
     const int b = pair / H, h = pair % H;
@@ -250,11 +251,11 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
     float* ob = out + int64_t(b) * Tq * C + int64_t(h) * hd;       // (Tq, hd) at stride C
     const float* kb = k + b * kv_batch_stride + int64_t(h) * hd;   // (vis, hd) at stride C
     const float* vb = v + b * kv_batch_stride + int64_t(h) * hd;   // (vis, hd) at stride C
-    float* S = attention_scratch_.data() + tile * part;            // (m, vis)
+    float* scratch = attention_scratch_.data() + tile * part;
     for (const Run& r : runs) {
-      const int m = r.t1 - r.t0, vis = r.vis;
-      CB_CHECK(vis >= 1, "attention_cached: a query sees no key");
-      attend_run(m, vis, hd, scale, qb + r.t0 * C, kb, vb, C, S, ob + r.t0 * C, nullptr);
+      CB_CHECK(r.vis >= 1, "attention_cached: a query sees no key");
+      attend_cached_queries(r.t1 - r.t0, r.vis, hd, scale, qb + r.t0 * C, C, kb, vb, C, scratch,
+                            ob + r.t0 * C);
     }
   });
 }

@@ -95,6 +95,15 @@ void CpuModelOps::linear_mixed(int64_t n, int in, int out, const float* x, const
   matmul_bf16_nt(n, in, out, x16, w, b, y);
 }
 
+void CpuModelOps::linear_gelu_mixed(int64_t n, int in, int out, const float* x,
+                                    const bf16_t* w, const float* b, float* y) {
+  if (n <= 0 || out <= 0) return;
+  bf16_t* x16 = bf16_scratch(x16_, n * in);  // (n, in)
+  to_bf16(n, in, x, in, x16, in);
+  onednn_matmul(GemmType::bf16, false, true, n, out, in, 1.0f, x16, in, w, in, 0.0f, y, out, b,
+                GemmEpilogue::gelu_tanh);
+}
+
 void CpuModelOps::linear_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
                                const float* b, float* y) {
   if (n <= 0 || out <= 0) return;

@@ -10,7 +10,7 @@ bool onednn_has_avx512() { return false; }
 std::string onednn_version() { return ""; }
 
 void onednn_matmul(GemmType, bool, bool, int64_t, int64_t, int64_t, float, const void*, int64_t,
-                   const void*, int64_t, float, float*, int64_t, const float*) {
+                   const void*, int64_t, float, float*, int64_t, const float*, GemmEpilogue) {
   CB_FAIL("this build has no oneDNN (libdnnl-dev was not found when it was built)");
 }
 

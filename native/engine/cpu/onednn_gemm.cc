@@ -94,13 +94,13 @@ void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* a
 // ---- the primitive cache -------------------------------------------------------------------
 
 struct Key {
-  int type;
+  int type, epilogue;
   bool ta, tb, bias;
   int64_t m, n, k, lda, ldb, ldc;
   uint32_t alpha_bits, beta_bits;
   int threads;
   bool operator==(const Key& o) const {
-    return type == o.type && ta == o.ta && tb == o.tb && bias == o.bias && m == o.m &&
+    return type == o.type && epilogue == o.epilogue && ta == o.ta && tb == o.tb && bias == o.bias && m == o.m &&
            n == o.n && k == o.k && lda == o.lda && ldb == o.ldb && ldc == o.ldc &&
            alpha_bits == o.alpha_bits && beta_bits == o.beta_bits && threads == o.threads;
   }
@@ -111,7 +111,7 @@ struct KeyHash {
     uint64_t h = 1469598103934665603ull;
     auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
     mix(uint64_t(key.type) | uint64_t(key.ta) << 8 | uint64_t(key.tb) << 9 |
-        uint64_t(key.bias) << 10);
+        uint64_t(key.bias) << 10 | uint64_t(key.epilogue) << 11);
     for (int64_t v : {key.m, key.n, key.k, key.lda, key.ldb, key.ldc}) mix(uint64_t(v));
     mix(uint64_t(key.alpha_bits) << 32 | key.beta_bits);
     mix(uint64_t(key.threads));
@@ -159,11 +159,12 @@ std::shared_ptr<const Entry> create(const Key& key, float alpha, float beta) {
   dnnl::primitive_attr attr;
   attr.set_scratchpad_mode(dnnl::scratchpad_mode::user);  // per-thread scratch, see below
   if (alpha != 1.0f) attr.set_output_scales(0, {alpha});
-  if (beta != 0.0f) {
-    dnnl::post_ops ops;
-    ops.append_sum(beta);  // C = alpha A B + beta C
-    attr.set_post_ops(ops);
+  dnnl::post_ops ops;
+  if (beta != 0.0f) ops.append_sum(beta);  // C = alpha A B + beta C
+  if (key.epilogue == int(GemmEpilogue::gelu_tanh)) {
+    ops.append_eltwise(1.0f, dnnl::algorithm::eltwise_gelu_tanh, 0.0f, 0.0f);
   }
+  if (ops.len() > 0) attr.set_post_ops(ops);
   const dnnl::matmul::desc desc = key.bias ? dnnl::matmul::desc(e->a, e->b, e->bias, e->c)
                                            : dnnl::matmul::desc(e->a, e->b, e->c);
   const dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
@@ -225,9 +226,10 @@ std::string onednn_version() {
 
 namespace {
 
-void matmul_one(GemmType type, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
-                float alpha, const void* a, int64_t lda, const void* b, int64_t ldb, float beta,
-                float* c, int64_t ldc, const float* bias) {
+void matmul_one(GemmType type, GemmEpilogue epilogue, bool trans_a, bool trans_b, int64_t m,
+                int64_t n, int64_t k, float alpha, const void* a, int64_t lda, const void* b,
+                int64_t ldb, float beta, float* c, int64_t ldc, const float* bias) {
+  CB_CHECK(k > 0 || epilogue == GemmEpilogue::none, "onednn_matmul: an epilogue needs k >= 1");
   if (k <= 0) {  // oneDNN wants k >= 1; C = beta C + bias
     for (int64_t i = 0; i < m; i++) {
       for (int64_t j = 0; j < n; j++) {
@@ -238,8 +240,8 @@ void matmul_one(GemmType type, bool trans_a, bool trans_b, int64_t m, int64_t n,
     return;
   }
   single_thread_here();
-  const Key key{int(type), trans_a, trans_b, bias != nullptr, m, n, k, lda, ldb, ldc,
-                bits_of(alpha), bits_of(beta), 1};
+  const Key key{int(type), int(epilogue), trans_a, trans_b, bias != nullptr, m, n, k,
+                lda, ldb, ldc, bits_of(alpha), bits_of(beta), 1};
   try {
     const std::shared_ptr<const Entry> e = lookup(key, alpha, beta);
     dnnl::engine& engine = cpu_engine();
@@ -281,14 +283,15 @@ void sgemm_one(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, floa
 
 void onednn_matmul(GemmType type, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                    float alpha, const void* a, int64_t lda, const void* b, int64_t ldb,
-                   float beta, float* c, int64_t ldc, const float* bias) {
+                   float beta, float* c, int64_t ldc, const float* bias,
+                   GemmEpilogue epilogue) {
   if (m <= 0 || n <= 0) return;
   const size_t elem = type == GemmType::bf16 ? 2 : 4;
   split_gemm(trans_a, trans_b, m, n, k, a, lda, b, ldb, c, ldc, bias, elem,
              [&](int64_t pm, int64_t pn, const void* pa, const void* pb, float* pc,
                  const float* pbias) {
-               matmul_one(type, trans_a, trans_b, pm, pn, k, alpha, pa, lda, pb, ldb, beta, pc,
-                          ldc, pbias);
+               matmul_one(type, epilogue, trans_a, trans_b, pm, pn, k, alpha, pa, lda, pb, ldb,
+                          beta, pc, ldc, pbias);
              });
 }
 

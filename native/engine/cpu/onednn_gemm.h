@@ -22,6 +22,9 @@
 namespace cb {
 
 enum class GemmType { f32, bf16 };
+// What is applied to C after the product and the bias, in the same pass over C (a oneDNN
+// post-op): nothing, or GELU's tanh approximation (model_ops.h's gelu).
+enum class GemmEpilogue { none, gelu_tanh };
 
 bool onednn_compiled();
 // The instruction set oneDNN's kernels use here, e.g. "avx512_core_bf16" ("" without oneDNN).
@@ -33,7 +36,8 @@ std::string onednn_version();
 
 void onednn_matmul(GemmType type, bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k,
                    float alpha, const void* a, int64_t lda, const void* b, int64_t ldb,
-                   float beta, float* c, int64_t ldc, const float* bias);
+                   float beta, float* c, int64_t ldc, const float* bias,
+                   GemmEpilogue epilogue = GemmEpilogue::none);
 
 // dnnl_sgemm, oneDNN's BLAS-like sgemm (no primitive; same threads as above).
 void onednn_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,

@@ -21,8 +21,12 @@ inline std::atomic<int>& cpu_thread_limit() {
 inline int cpu_threads() {
   const int limit = cpu_thread_limit().load();
   if (limit > 0) return limit;
-  const unsigned hw = std::thread::hardware_concurrency();
-  return hw == 0 ? 1 : (int)hw;
+  // Read once: hardware_concurrency reads sysfs on every call (a few us, in every GEMM call).
+  static const int hw = [] {
+    const unsigned n = std::thread::hardware_concurrency();
+    return n == 0 ? 1 : (int)n;
+  }();
+  return hw;
 }
 
 // Sets the threads of the cpu backend, OpenBLAS and oneDNN included (0: one per hardware

@@ -38,6 +38,9 @@ class MixedPrecisionOps {
                             const float* b, float* y) = 0;
   virtual void linear_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
                             const float* b, float* y) = 0;
+  // y = gelu(linear_mixed(x)): model_ops.h's linear_gelu with the bf16 weight copy.
+  virtual void linear_gelu_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
+                                 const float* b, float* y) = 0;
   virtual void linear_backward_mixed(int64_t n, int in, int out, const float* x,
                                      const bf16_t* w, const float* dy, float* dx, float* dw,
                                      float* db) = 0;

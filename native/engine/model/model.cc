@@ -99,6 +99,15 @@ void Model<Real>::linear(int64_t n, int in, int out, MatmulInput x, const Linear
 }
 
 template <typename Real>
+void Model<Real>::linear_gelu(int64_t n, int in, int out, const Real* x,
+                              const LinearView<Real>& p, Real* y) {
+  if constexpr (std::is_same<Real, float>::value) {
+    if (mixed_ != nullptr) return mixed_->linear_gelu_mixed(n, in, out, x, half_of(p.w), p.b, y);
+  }
+  ops_->linear_gelu(n, in, out, x, p.w, p.b, y);
+}
+
+template <typename Real>
 void Model<Real>::linear_backward(int64_t n, int in, int out, MatmulInput x,
                                   const LinearView<Real>& p, const Real* dy, Real* dx) {
   Real* dw = grad_of(p.w);

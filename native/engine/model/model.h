@@ -110,6 +110,8 @@ class Model {
   // grads() for the backward), through the mixed-precision ops and the bf16 weights when the
   // model has them.
   void linear(int64_t n, int in, int out, MatmulInput x, const LinearView<Real>& p, Real* y);
+  // y = gelu(linear(x)) (ModelOps::linear_gelu): for runs that keep no pre-activation.
+  void linear_gelu(int64_t n, int in, int out, const Real* x, const LinearView<Real>& p, Real* y);
   void linear_backward(int64_t n, int in, int out, MatmulInput x, const LinearView<Real>& p,
                        const Real* dy, Real* dx);
   // Producers of matmul inputs: y or, under mixed precision, y16.

@@ -46,6 +46,13 @@ class ModelOps {
   // db (out) += column sums of dy (skipped when db is null).
   virtual void linear_backward(int64_t n, int in, int out, const Real* x, const Real* w, const Real* dy,
                                Real* dx, Real* dw, Real* db) = 0;
+  // y = gelu(x . w^T + b): linear then gelu, for a caller that keeps no pre-activation (the
+  // sampler). A backend may fuse the two into one pass over y.
+  virtual void linear_gelu(int64_t n, int in, int out, const Real* x, const Real* w, const Real* b,
+                           Real* y) {
+    linear(n, in, out, x, w, b, y);
+    gelu(n * out, y, y);
+  }
 
   // ---- elementwise ----------------------------------------------------------------------
   // GELU, tanh approximation: y = 0.5 x (1 + tanh(sqrt(2/pi) (x + 0.044715 x^3))).

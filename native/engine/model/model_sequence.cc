@@ -55,8 +55,14 @@ void Model<Real>::run_slots(const SlotRun<Real>& run) {
 
   // Eq. 1: x = W_proj concat(mlp(u), mlp(v), pos(p), pos(q)). The shared latent MLP runs once
   // over the u rows and the v rows, which sit back to back.
-  linear(2 * ni, Dl, W, {in.lat_in, nullptr}, P_.latent_fc1, in.lat_h1);
-  gelu_input(2 * ni * W, in.lat_h1, in.lat_g, in.lat_g_16);
+  CB_CHECK(!run.fuse_gelu || (in.lat_g_16 == nullptr && layers[0].g_16 == nullptr),
+           "run_slots: a fused GELU writes fp32 activations");
+  if (run.fuse_gelu) {
+    linear_gelu(2 * ni, Dl, W, in.lat_in, P_.latent_fc1, in.lat_g);
+  } else {
+    linear(2 * ni, Dl, W, {in.lat_in, nullptr}, P_.latent_fc1, in.lat_h1);
+    gelu_input(2 * ni * W, in.lat_h1, in.lat_g, in.lat_g_16);
+  }
   linear(2 * ni, W, W, {in.lat_g, in.lat_g_16}, P_.latent_fc2, in.lat_out);
   op.fill_masked_rows(ni, W, in.u_learned, P_.u_start, in.lat_out);
   op.fill_masked_rows(ni, W, in.v_learned, P_.v_start, in.lat_out + ni * W);
@@ -107,8 +113,12 @@ void Model<Real>::run_slots(const SlotRun<Real>& run) {
     // MLP
     op.layernorm(n, W, L.x_mid, L.xn2, L.mean2, L.rstd2);
     modulate_input(R, m, W, L.xn2, ada.shift2(), ada.scale2(), ada.ld(), L.h2, L.h2_16);
-    linear(n, W, F, {L.h2, L.h2_16}, p.fc1, L.f1);
-    gelu_input(n * F, L.f1, L.g, L.g_16);
+    if (run.fuse_gelu) {
+      linear_gelu(n, W, F, L.h2, p.fc1, L.g);
+    } else {
+      linear(n, W, F, {L.h2, L.h2_16}, p.fc1, L.f1);
+      gelu_input(n * F, L.f1, L.g, L.g_16);
+    }
     linear(n, F, W, {L.g, L.g_16}, p.fc2, L.f2);
     if (x_out != L.x_mid) op.copy_strided(n, W, L.x_mid, W, x_out, W, false);
     op.gated_residual(R, m, W, x_out, ada.gate2(), ada.ld(), L.f2);

@@ -69,6 +69,11 @@ struct SlotRun {
   // KV-cached: the range's keys and values are written into the cache at slots t0..t0+m-1 and
   // the queries attend over the cache.
   KvCache<Real> cache;
+  // True where no backward follows (the sampler): the GELU of the latent MLP and of every
+  // layer's MLP then runs fused with the matmul before it (ModelOps::linear_gelu), which writes
+  // the GELU's output (lat_g, g) and never the pre-activation (lat_h1, f1). Needs fp32 inputs
+  // (no lat_g_16, g_16).
+  bool fuse_gelu = false;
 };
 
 }  // namespace cb

@@ -196,8 +196,8 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     return p;
   };
   Real *c_emb, *c_act, *ada, *head_ada, *k_cache, *v_cache, *prev_lat, *up_lat;
-  Real *lat_in, *lat_h, *lat_g, *lat_out, *pe_p, *pe_q, *concat, *x, *xn, *mean, *rstd, *h;
-  Real *qkv, *qr, *kr, *att, *ao, *f1, *g, *f2, *logits;
+  Real *lat_in, *lat_g, *lat_out, *pe_p, *pe_q, *concat, *x, *xn, *mean, *rstd, *h;
+  Real *qkv, *qr, *kr, *att, *ao, *g, *f2, *logits;
   for (int pass = 0; pass < 2; pass++) {
     used = 0;
     c_emb = take(int64_t(R) * W);                // (R, W) class embeddings
@@ -209,7 +209,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     prev_lat = take(int64_t(B) * s_max * s_max * Dl);  // (B, s_{k-1}^2, Dl)
     up_lat = take(int64_t(B) * s_max * s_max * Dl);    // (B, s_k^2, Dl)
     lat_in = take(2 * nb_max * Dl);              // (2nb, Dl): u rows, then v rows
-    lat_h = take(2 * nb_max * W);                // (2nb, W)
     lat_g = take(2 * nb_max * W);                // (2nb, W)
     lat_out = take(2 * nb_max * W);              // (2nb, W)
     pe_p = take(nb_max * W);                     // (nb, W)
@@ -225,7 +224,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     kr = take(n_max * W);                        // (n, W)
     att = take(n_max * W);                       // (n, W)
     ao = take(n_max * W);                        // (n, W)
-    f1 = take(n_max * F);                        // (n, F)
     g = take(n_max * F);                         // (n, F)
     f2 = take(n_max * W);                        // (n, W)
     logits = take(n_max * K);                    // (n, K)
@@ -275,7 +273,8 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   }
 
   // Every layer's buffers for the one call sequence (model/slot_run.h): all layers share the
-  // step's buffers and update the residual stream x in place; each has its own AdaLN rows.
+  // step's buffers and update the residual stream x in place; each has its own AdaLN rows. The
+  // GELUs run fused (SlotRun::fuse_gelu), so there are no pre-activation buffers (f1, lat_h1).
   std::vector<LayerActivations<Real>> layers(depth);
   for (int l = 0; l < depth; l++) {
     LayerActivations<Real>& Lb = layers[l];
@@ -290,7 +289,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     Lb.kr = kr;
     Lb.att = att;
     Lb.ao = ao;
-    Lb.f1 = f1;
     Lb.g = g;
     Lb.f2 = f2;
     Lb.ada = ada + int64_t(l) * R * kLayerAdaChunks * W;  // (R, 6W)
@@ -412,7 +410,6 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     run.in.lat_in = lat_in;
     run.in.u_learned = u_learned.device;
     run.in.v_learned = v_learned.device;
-    run.in.lat_h1 = lat_h;
     run.in.lat_g = lat_g;
     run.in.lat_out = lat_out;
     run.in.pe_p = pe_p;
@@ -428,6 +425,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     run.logits = logits;
     run.visible_end = visible.device;
     run.cache = KvCache<Real>{k_cache, v_cache, T};
+    run.fuse_gelu = true;
     auto step_ops = [&] {
       if (sp > 0) model.upsample_codes(B, sp, side, prev_index.device, prev_lat, up_lat);
       model.gather_latents(nb, k == 0 ? codebook : up_lat, u_index.device, v_index.device,
