@@ -4,7 +4,8 @@
  */
 import assert from "node:assert/strict";
 import { deflateSync } from "fflate";
-import { decodeNpy, decodeNpz, encodeNpy, encodeNpz } from "../src/data/npy.ts";
+import { decodeNpy, decodeNpz, encodeNpy, encodeNpz, writeNpzAtomic } from "../src/data/npy.ts";
+import { createHash } from "node:crypto";
 import { crc32 } from "../src/util/crc32.ts";
 import { UserError } from "../src/errors.ts";
 import { Rng } from "../src/util/rng.ts";
@@ -158,5 +159,59 @@ np.savez_compressed("${dir.path}/b.npz", codes=np.arange(12, dtype=np.uint16).re
       assert.deepEqual(Array.from(z.codes.data), Array.from({ length: 12 }, (_, i) => i));
       assert.deepEqual(Array.from(z.labels.data), [1, 0, 1]);
     }
+  },
+);
+
+/** A shard bigger than writeNpzAtomic's 1 MiB chunk, so that it is deflated in several pushes. */
+function bigShard() {
+  const rng = new Rng(9);
+  const rows = 1500, L = 341;
+  return {
+    codes: { shape: [rows, L], data: Uint16Array.from({ length: rows * L }, () => rng.int(4096)) },
+    labels: { shape: [rows], data: Int32Array.from({ length: rows }, () => rng.int(1000)) },
+  };
+}
+
+Deno.test("a streamed shard (writeNpzAtomic) reads back as written, with its size and hash", async () => {
+  await using dir = await tempDir();
+  const arrays = bigShard();
+  const path = `${dir.path}/sub/train-00000.npz`;
+  const { bytes, sha256 } = await writeNpzAtomic(path, arrays);
+  const file = await Deno.readFile(path);
+  assert.equal(bytes, file.length);
+  assert.equal(sha256, createHash("sha256").update(file).digest("hex"));
+  const back = decodeNpz(file, "train-00000.npz");
+  assert.deepEqual(back.codes.shape, arrays.codes.shape);
+  assert.deepEqual(back.codes.data, arrays.codes.data);
+  assert.deepEqual(back.labels.data, arrays.labels.data);
+  // Nothing but the file itself is left in the folder (the temporary name was renamed).
+  assert.deepEqual([...Deno.readDirSync(`${dir.path}/sub`)].map((e) => e.name), ["train-00000.npz"]);
+});
+
+Deno.test("a streamed shard into a folder that cannot be made is an error naming it", async () => {
+  await using dir = await tempDir();
+  await Deno.writeTextFile(`${dir.path}/file`, "x");
+  await assert.rejects(
+    () => writeNpzAtomic(`${dir.path}/file/train-00000.npz`, bigShard()),
+    (err: unknown) => err instanceof UserError && /file\/train-00000\.npz/.test(err.message),
+  );
+});
+
+Deno.test(
+  { name: "numpy reads a streamed shard (data descriptors)", ignore: !hasNumpy },
+  async () => {
+    await using dir = await tempDir();
+    const arrays = bigShard();
+    await writeNpzAtomic(`${dir.path}/s.npz`, arrays);
+    const script = `import numpy as np
+z = np.load("${dir.path}/s.npz")
+print(z["codes"].shape, int(z["codes"].astype(np.int64).sum()), int(z["labels"].astype(np.int64).sum()))`;
+    const r = await new Deno.Command("python3", { args: ["-c", script] }).output();
+    assert.ok(r.success, new TextDecoder().decode(r.stderr));
+    const sum = (a: ArrayLike<number>) => Array.from(a).reduce((x, y) => x + y, 0);
+    assert.equal(
+      new TextDecoder().decode(r.stdout).trim(),
+      `(1500, 341) ${sum(arrays.codes.data)} ${sum(arrays.labels.data)}`,
+    );
   },
 );

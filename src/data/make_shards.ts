@@ -19,10 +19,10 @@ import {
   SHARDS_FORMAT,
   writeManifest,
 } from "./shards.ts";
-import { encodeNpz, readNpz } from "./npy.ts";
+import { readNpz, writeNpzAtomic } from "./npy.ts";
 import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
-import { exists, fileSystemError, outFolderExists, writeFileAtomic } from "../util/files.ts";
+import { exists, fileSystemError, outFolderExists } from "../util/files.ts";
 import { manifestTokenizerPath } from "./manifest_tokenizer.ts";
 import { Progress } from "../util/progress.ts";
 import type { Device } from "../engine.ts";
@@ -34,7 +34,6 @@ import {
   JOURNAL_FILE,
   openPartial,
   release,
-  sha256Hex,
   type ShardJob,
   writeJournal,
 } from "./shard_journal.ts";
@@ -221,18 +220,18 @@ class SplitWriter {
   private async write(nextImage: number, nextCrop: number) {
     const count = this.rows, L = this.L;
     const file = `${this.split}-${String(this.index).padStart(5, "0")}.npz`;
-    const bytes = encodeNpz({
-      codes: { shape: [count, L], data: this.codes.slice(0, count * L) },
-      labels: { shape: [count], data: this.labels.slice(0, count) },
+    // Views, not copies: the shard is deflated and written from this writer's own rows.
+    const { bytes, sha256 } = await writeNpzAtomic(join(this.partial, file), {
+      codes: { shape: [count, L], data: this.codes.subarray(0, count * L) },
+      labels: { shape: [count], data: this.labels.subarray(0, count) },
     });
-    await writeFileAtomic(join(this.partial, file), bytes);
     this.commitSkips(nextImage);
     this.journal.shards.push({
       file,
       split: this.split,
       count,
-      bytes: bytes.length,
-      sha256: sha256Hex(bytes),
+      bytes,
+      sha256,
       nextImage,
       nextCrop,
       skipped: this.tally.skipped,
@@ -435,7 +434,7 @@ export async function makeShards(
     }
     return manifest;
   } catch (err) {
-    // A full disk while a shard is written (writeFileAtomic names the shard). The shards
+    // A full disk while a shard is written (writeNpzAtomic names the shard). The shards
     // written so far stay in `partial` for the next run of the same command.
     if (claimed) await release(partial);
     throw fileSystemError(err, `cannot write the shards into ${partial}`);

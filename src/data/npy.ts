@@ -2,9 +2,11 @@
  * NumPy's .npy (format 1.0) and .npz (a zip of .npy files) for the arrays this
  * tool writes: shards of codes and labels, and samples for FID tools.
  */
-import { zipSync } from "fflate";
+import { Zip, ZipDeflate, zipSync } from "fflate";
+import { createHash } from "node:crypto";
+import { dirname } from "node:path";
 import { UserError } from "../errors.ts";
-import { fileSystemError, readFileOrFail } from "../util/files.ts";
+import { fileSystemError, readFileOrFail, tempNameFor } from "../util/files.ts";
 import { unzipStrict, ZipError } from "./unzip.ts";
 
 export type NpyData = Uint8Array | Uint16Array | Int32Array | Float32Array;
@@ -28,7 +30,16 @@ const ARRAY_OF: Record<string, { new (buf: ArrayBuffer): NpyData; BYTES_PER_ELEM
   "<f4": Float32Array,
 };
 
-export function encodeNpy({ shape, data }: NpyArray): Uint8Array {
+export function encodeNpy(array: NpyArray): Uint8Array {
+  const header = npyHeader(array), { data } = array;
+  const out = new Uint8Array(header.length + data.byteLength);
+  out.set(header);
+  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), header.length);
+  return out;
+}
+
+/** The .npy bytes before the data: magic, version, header length and the padded header. */
+function npyHeader({ shape, data }: NpyArray): Uint8Array {
   const count = shape.reduce((a, b) => a * b, 1);
   if (count !== data.length) throw new Error(`npy: shape [${shape}] needs ${count} values`);
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
@@ -38,11 +49,10 @@ export function encodeNpy({ shape, data }: NpyArray): Uint8Array {
   // Magic (6) + version (2) + length (2) + header + '\n' is padded to 64 bytes.
   const unpadded = 10 + header.length + 1;
   header += " ".repeat((64 - (unpadded % 64)) % 64) + "\n";
-  const out = new Uint8Array(10 + header.length + data.byteLength);
+  const out = new Uint8Array(10 + header.length);
   out.set([0x93, 0x4e, 0x55, 0x4d, 0x50, 0x59, 1, 0]);
   new DataView(out.buffer).setUint16(8, header.length, true);
   out.set(new TextEncoder().encode(header), 10);
-  out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), 10 + header.length);
   return out;
 }
 
@@ -118,6 +128,67 @@ export function encodeNpz(arrays: Record<string, NpyArray>, level: 0 | 6 = 6): U
   const files: Record<string, Uint8Array> = {};
   for (const [name, arr] of Object.entries(arrays)) files[`${name}.npy`] = encodeNpy(arr);
   return zipSync(files, { level, mtime: NPZ_ENTRY_TIME });
+}
+
+/** Bytes of array data deflated per push in writeNpzAtomic. */
+const NPZ_STREAM_CHUNK = 1 << 20;
+
+/**
+ * Writes `arrays` as a .npz file at `path` (through a temporary file, renamed when complete),
+ * deflating and writing as it goes: the arrays are read in place and only about a chunk of
+ * compressed bytes is held at a time, so writing a shard costs no copy of it (a streaming
+ * `data` run's peak memory is then the same whatever its shards' row counts). Returns the
+ * file's size and SHA-256. The zip entries carry data descriptors (sizes after the data), which
+ * decodeNpz and numpy read alike.
+ */
+export async function writeNpzAtomic(
+  path: string,
+  arrays: Record<string, NpyArray>,
+): Promise<{ bytes: number; sha256: string }> {
+  const tmp = tempNameFor(path);
+  const hash = createHash("sha256");
+  let bytes = 0, failure: Error | null = null;
+  const pending: Uint8Array[] = [];
+  const zip = new Zip((err, chunk) => {
+    if (err) failure = err;
+    else pending.push(chunk);
+  });
+  let file: Deno.FsFile | null = null;
+  const flush = async () => {
+    if (failure) throw failure;
+    for (const chunk of pending.splice(0)) {
+      hash.update(chunk);
+      bytes += chunk.length;
+      for (let at = 0; at < chunk.length;) at += await file!.write(chunk.subarray(at));
+    }
+  };
+  try {
+    await Deno.mkdir(dirname(path), { recursive: true });
+    file = await Deno.open(tmp, { write: true, create: true, truncate: true });
+    for (const [name, array] of Object.entries(arrays)) {
+      const entry = new ZipDeflate(`${name}.npy`, { level: 6 });
+      entry.mtime = NPZ_ENTRY_TIME;
+      zip.add(entry);
+      entry.push(npyHeader(array));
+      const data = new Uint8Array(array.data.buffer, array.data.byteOffset, array.data.byteLength);
+      for (let at = 0; at < data.length; at += NPZ_STREAM_CHUNK) {
+        entry.push(data.subarray(at, Math.min(data.length, at + NPZ_STREAM_CHUNK)));
+        await flush();
+      }
+      entry.push(new Uint8Array(0), true);
+      await flush();
+    }
+    zip.end();
+    await flush();
+    file.close();
+    file = null;
+    await Deno.rename(tmp, path);
+  } catch (err) {
+    file?.close();
+    await Deno.remove(tmp).catch(() => {});
+    throw fileSystemError(err, `cannot write ${path}`);
+  }
+  return { bytes, sha256: hash.digest("hex") };
 }
 
 export function decodeNpz(bytes: Uint8Array, label: string): Record<string, NpyArray> {

@@ -187,13 +187,8 @@ void CpuModelOps::adamw_mixed(int64_t count, float* param, bf16_t* param16, cons
   const float bc1 = (float)(1.0 - std::pow((double)beta1, (double)t));
   const float bc2 = (float)(1.0 - std::pow((double)beta2, (double)t));
   parallel_for(count, kGrain, [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {
-      const float g = grad[i];
-      m[i] = beta1 * m[i] + (1.0f - beta1) * g;
-      v[i] = beta2 * v[i] + (1.0f - beta2) * g * g;
-      const float m_hat = m[i] / bc1, v_hat = v[i] / bc2;
-      param[i] -= lr * (m_hat / (std::sqrt(v_hat) + eps) + weight_decay * param[i]);
-    }
+    adamw_span(param + i0, grad + i0, m + i0, v + i0, i1 - i0, lr, beta1, beta2, eps,
+               weight_decay, bc1, bc2);
     if (param16 != nullptr) float_to_bf16_span(param + i0, param16 + i0, i1 - i0);
   });
 }

@@ -32,6 +32,21 @@ CB_VECTOR_CLONES void gelu_span(const float* x, float* y, int64_t n) {
   }
 }
 
+CB_VECTOR_CLONES void adamw_span(float* __restrict param, const float* __restrict grad,
+                                  float* __restrict m, float* __restrict v, int64_t n, float lr,
+                                  float beta1, float beta2, float eps, float weight_decay,
+                                  float bc1, float bc2) {
+  for (int64_t i = 0; i < n; i++) {
+    const float g = grad[i];
+    const float mi = beta1 * m[i] + (1.0f - beta1) * g;
+    const float vi = beta2 * v[i] + (1.0f - beta2) * g * g;
+    m[i] = mi;
+    v[i] = vi;
+    const float m_hat = mi / bc1, v_hat = vi / bc2;
+    param[i] -= lr * (m_hat / (std::sqrt(v_hat) + eps) + weight_decay * param[i]);
+  }
+}
+
 CB_VECTOR_CLONES void gelu_backward_span(const float* x, const float* dy, float* dx, int64_t n) {
   for (int64_t i = 0; i < n; i++) {
     const float xi = x[i];

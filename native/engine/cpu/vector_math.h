@@ -39,4 +39,9 @@ void gelu_span(const float* x, float* y, int64_t n);
 // dx = dy * GELU'(x) over n values.
 void gelu_backward_span(const float* x, const float* dy, float* dx, int64_t n);
 
+// One AdamW step over n values (model_ops.h's adamw; bc1, bc2: the bias corrections
+// 1 - beta^t). param, m and v are updated in place; none of the arrays overlap.
+void adamw_span(float* param, const float* grad, float* m, float* v, int64_t n, float lr,
+                float beta1, float beta2, float eps, float weight_decay, float bc1, float bc2);
+
 }  // namespace cb
