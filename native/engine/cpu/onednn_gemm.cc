@@ -48,9 +48,10 @@ void single_thread_here() {
 #endif
 }
 
-// Below this many multiply-adds a product runs on one thread (a thread start costs ~20 us,
-// about 2.5 MFLOP at these rates).
-constexpr double kSplitMacs = 4.0e6;
+// Below this many multiply-adds a product runs on one thread. A hand-off to the pool's polling
+// worker costs a few microseconds; the thin products of batch-1 sampling (2-8 rows) are bound
+// by reading their weights, which two cores do faster than one.
+constexpr double kSplitMacs = 0.5e6;
 constexpr int64_t kSplitAlign = 64;  // rows or columns per part: a multiple of this
 
 // Runs C = alpha op(A) op(B) + beta C + bias as `parts` independent products over column

@@ -1,4 +1,4 @@
-// parallel_for: split [0, count) into contiguous ranges, one thread each (run_parts).
+// parallel_for: split [0, count) into contiguous ranges, one thread each (run_parts, a pool).
 // An exception thrown in any range is rethrown in the caller (never std::terminate).
 #pragma once
 
@@ -48,7 +48,8 @@ inline int& parallel_for_depth() {
 inline bool in_parallel_for() { return parallel_for_depth() > 0; }
 
 // Calls part(0) .. part(parts - 1), each once, part 0 on the calling thread and each other on a
-// std::thread of its own, and returns when all are done; part must not throw (threads.cc).
+// worker of the process's thread pool (or, while another caller has the pool, on a std::thread
+// of its own), and returns when all are done; part must not throw (threads.cc).
 void run_parts(int parts, const std::function<void(int)>& part);
 
 // fn(begin, end) is called for disjoint ranges covering [0, count); ranges hold at least
