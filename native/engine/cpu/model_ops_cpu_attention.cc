@@ -1,4 +1,5 @@
-// CpuModelOps: blockwise causal attention with sgemm tiles.
+// CpuModelOps: blockwise causal attention, the forward in attention_kernel.h's vector loops,
+// the backward with sgemm tiles.
 //
 // visible_end is constant within a block of slots, so the query slots fall into runs with the
 // same visible keys [0, vis). Per (batch, head) and per run of at most kRowTile query rows:
@@ -28,7 +29,7 @@
 #include <vector>
 
 #include "../error.h"
-#include "cached_attention_kernel.h"
+#include "attention_kernel.h"
 #include "model_ops_cpu.h"
 #include "parallel.h"
 #include "sgemm.h"
@@ -121,23 +122,6 @@ double pair_work(const std::vector<Run>& runs, int hd) {
   return w;
 }
 
-// One run of m queries against their vis keys: S = scale Q K^T, P = softmax(S) (lse saved when
-// not null), O = P V. q, o: (m, hd) at stride C; k, v: (vis, hd) at stride C; S: (m, vis).
-void attend_run(int m, int vis, int hd, float scale, const float* q, const float* k,
-                const float* v, int64_t C, float* S, float* o, float* lse) {
-  cpu_sgemm(false, true, m, vis, hd, scale, q, (int)C, k, (int)C, 0.0f, S, vis);
-  for (int i = 0; i < m; i++) {
-    float* s = S + (int64_t)i * vis;  // (vis)
-    float mx = s[0];
-    for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
-    const float sum = exp_shifted(s, vis, mx);
-    const float inv = 1.0f / sum;
-    for (int j = 0; j < vis; j++) s[j] *= inv;
-    if (lse != nullptr) lse[i] = mx + std::log(sum);
-  }
-  cpu_sgemm(false, false, m, hd, vis, 1.0f, S, vis, v, (int)C, 0.0f, o, (int)C);
-}
-
 }  // namespace
 
 void CpuModelOps::attention(int B, int T, int H, int hd, const float* q, const float* k,
@@ -146,8 +130,8 @@ void CpuModelOps::attention(int B, int T, int H, int hd, const float* q, const f
   const int64_t C = int64_t(H) * hd;  // row stride of q, k, v, out
   const float scale = 1.0f / std::sqrt((float)hd);
   const int pairs = B * H, parts = thread_parts(pairs, pair_work(runs, hd));
-  const size_t tile = (size_t)kRowTile * T;  // (kRowTile, T) scores per thread
-  if (attention_scratch_.size() < tile * parts) attention_scratch_.resize(tile * parts);
+  const int64_t tile = attention_scratch_floats(T, hd);  // floats per thread
+  if (int64_t(attention_scratch_.size()) < tile * parts) attention_scratch_.resize(tile * parts);
 
   for_pairs(pairs, parts, [&](int part, int pair) {
     const int b = pair / H, h = pair % H;
@@ -157,7 +141,7 @@ void CpuModelOps::attention(int B, int T, int H, int hd, const float* q, const f
     const float* vb = v + base;  // (T, hd) at stride C
     float* ob = out + base;      // (T, hd) at stride C
     float* lb = lse + int64_t(pair) * T;       // (T)
-    float* S = attention_scratch_.data() + tile * part;  // (m, vis)
+    float* scratch = attention_scratch_.data() + tile * part;
     for (const Run& r : runs) {
       const int m = r.t1 - r.t0, vis = r.vis;
       if (vis == 0) {  // nothing visible: zero output, empty log-sum-exp
@@ -167,7 +151,8 @@ void CpuModelOps::attention(int B, int T, int H, int hd, const float* q, const f
         }
         continue;
       }
-      attend_run(m, vis, hd, scale, qb + r.t0 * C, kb, vb, C, S, ob + r.t0 * C, lb + r.t0);
+      attend_queries(m, vis, hd, scale, qb + r.t0 * C, C, kb, vb, C, scratch, ob + r.t0 * C,
+                     lb + r.t0);
     }
   });
 }
@@ -242,7 +227,7 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
   for (const Run& r : runs) max_vis = std::max(max_vis, r.vis);
   const float scale = 1.0f / std::sqrt((float)hd);
   const int pairs = B * H, parts = thread_parts(pairs, pair_work(runs, hd));
-  const int64_t tile = cached_attention_scratch(max_vis, hd);  // floats per thread
+  const int64_t tile = attention_scratch_floats(max_vis, hd);  // floats per thread
   if (int64_t(attention_scratch_.size()) < tile * parts) attention_scratch_.resize(tile * parts);
 
   for_pairs(pairs, parts, [&](int part, int pair) {
@@ -254,8 +239,8 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
     float* scratch = attention_scratch_.data() + tile * part;
     for (const Run& r : runs) {
       CB_CHECK(r.vis >= 1, "attention_cached: a query sees no key");
-      attend_cached_queries(r.t1 - r.t0, r.vis, hd, scale, qb + r.t0 * C, C, kb, vb, C, scratch,
-                            ob + r.t0 * C);
+      attend_queries(r.t1 - r.t0, r.vis, hd, scale, qb + r.t0 * C, C, kb, vb, C, scratch,
+                     ob + r.t0 * C, nullptr);
     }
   });
 }

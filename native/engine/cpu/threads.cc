@@ -43,8 +43,12 @@ namespace {
 // How long an idle worker polls for the next job before it sleeps: a sampling step's calls come
 // microseconds apart, and a wake-up from the condition variable costs tens of microseconds on
 // this VM, so polling this long catches nearly every call without one; past it an idle engine
-// takes no CPU.
+// takes no CPU. Past kBusySpin the poll yields between looks, so that a thread with work (the
+// JavaScript side preparing the next batch, another process) gets the core first.
 constexpr auto kSpinTime = std::chrono::microseconds(1000);
+constexpr auto kBusySpin = std::chrono::microseconds(50);
+// Pauses the caller polls for its workers before it yields between looks.
+constexpr int kCallerSpins = 2048;
 
 class ThreadPool {
  public:
@@ -63,11 +67,14 @@ class ThreadPool {
     }
     wake_.notify_all();
     part(0);
-    // Wait for the workers' parts: they finish about when ours does, so poll (yielding now and
-    // then, for a worker the OS has not scheduled yet).
+    // Wait for the workers' parts: they finish about when ours does, so poll; then yield
+    // between looks (a worker the OS has not scheduled yet needs this core).
     for (int spins = 0; remaining_.load(std::memory_order_acquire) != 0; spins++) {
-      CB_SPIN_PAUSE();
-      if (spins % 1024 == 1023) std::this_thread::yield();
+      if (spins < kCallerSpins) {
+        CB_SPIN_PAUSE();
+      } else {
+        std::this_thread::yield();
+      }
     }
     busy_.store(false, std::memory_order_release);
     return true;
@@ -89,9 +96,14 @@ class ThreadPool {
   void serve(int index, uint64_t seen) {
     for (;;) {
       uint64_t now = generation_.load(std::memory_order_acquire);
-      const auto spin_until = std::chrono::steady_clock::now() + kSpinTime;
-      while (now == seen && std::chrono::steady_clock::now() < spin_until) {
-        for (int i = 0; i < 64; i++) CB_SPIN_PAUSE();
+      const auto start = std::chrono::steady_clock::now();
+      const auto busy_until = start + kBusySpin, spin_until = start + kSpinTime;
+      for (auto t = start; now == seen && t < spin_until; t = std::chrono::steady_clock::now()) {
+        if (t < busy_until) {
+          for (int i = 0; i < 64; i++) CB_SPIN_PAUSE();
+        } else {
+          std::this_thread::yield();
+        }
         now = generation_.load(std::memory_order_acquire);
       }
       const std::function<void(int)>* job;

@@ -1,6 +1,7 @@
-#include "cached_attention_kernel.h"
+#include "attention_kernel.h"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 
 #include "vector_math.h"
@@ -21,7 +22,7 @@ constexpr int kQueryBlock = 4;
 
 int padded(int vis) { return (vis + kKeyPad - 1) / kKeyPad * kKeyPad; }
 
-// The helpers below are inlined into each instruction-set copy of attend_cached_queries, so
+// The helpers below are inlined into each instruction-set copy of attend_queries, so
 // they get its registers (a call would run them at the baseline's).
 #if defined(__GNUC__)
 #define CB_INLINE inline __attribute__((always_inline))
@@ -29,7 +30,7 @@ int padded(int vis) { return (vis + kKeyPad - 1) / kKeyPad * kKeyPad; }
 #define CB_INLINE inline
 #endif
 
-// 16 floats: one AVX-512 register in the x86-64-v4 copy below (GCC vector extension; the other
+// 16 floats: one AVX-512 register in the x86-64-v4 copy of attend_queries (GCC vector extension; the other
 // copies split it into narrower registers).
 typedef float f16x __attribute__((vector_size(64)));
 
@@ -85,35 +86,41 @@ CB_INLINE void block_values(int lk, int vis, const float* P, const float* v, int
 
 template <int Q, int HD>
 CB_INLINE void attend_block(int lk, int vis, float scale, const float* q, int64_t ld_q,
-                         const float* kt, const float* v, int64_t ld_kv, float* S, float* o) {
+                            const float* kt, const float* v, int64_t ld_kv, float* S, float* o,
+                            float* lse) {
   block_scores<Q>(lk, 16 * HD, scale, q, ld_q, kt, S);
   float inv_sum[Q];
   for (int i = 0; i < Q; i++) {
     float* s = S + int64_t(i) * lk;
     float mx = s[0];
     for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
-    inv_sum[i] = 1.0f / exp_shifted(s, vis, mx);
+    const float sum = exp_shifted(s, vis, mx);
+    inv_sum[i] = 1.0f / sum;
+    if (lse != nullptr) lse[i] = mx + std::log(sum);
   }
   block_values<Q, HD>(lk, vis, S, v, ld_kv, inv_sum, o, ld_q);
 }
 
 template <int HD>
 CB_INLINE void attend_blocked(int m, int vis, float scale, const float* q, int64_t ld_q,
-                           const float* kt, const float* v, int64_t ld_kv, float* S, float* o) {
+                              const float* kt, const float* v, int64_t ld_kv, float* S, float* o,
+                              float* lse) {
   const int lk = padded(vis);
   int i = 0;
   for (; i + kQueryBlock <= m; i += kQueryBlock) {
     attend_block<kQueryBlock, HD>(lk, vis, scale, q + i * ld_q, ld_q, kt, v, ld_kv, S,
-                                  o + i * ld_q);
+                                  o + i * ld_q, lse != nullptr ? lse + i : nullptr);
   }
-  for (; i < m; i++) attend_block<1, HD>(lk, vis, scale, q + i * ld_q, ld_q, kt, v, ld_kv, S,
-                                         o + i * ld_q);
+  for (; i < m; i++) {
+    attend_block<1, HD>(lk, vis, scale, q + i * ld_q, ld_q, kt, v, ld_kv, S, o + i * ld_q,
+                        lse != nullptr ? lse + i : nullptr);
+  }
 }
 
 // Any hd: one query at a time, loops vectorised over the keys (scores) and the dims (values).
 CB_INLINE void attend_plain(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
-                         const float* kt, const float* v, int64_t ld_kv, float* s, float* acc,
-                         float* o) {
+                            const float* kt, const float* v, int64_t ld_kv, float* s, float* acc,
+                            float* o, float* lse) {
   const int lk = padded(vis);
   for (int i = 0; i < m; i++) {
     const float* qi = q + int64_t(i) * ld_q;  // (hd)
@@ -125,7 +132,8 @@ CB_INLINE void attend_plain(int m, int vis, int hd, float scale, const float* q,
     }
     float mx = s[0];
     for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
-    const float inv = 1.0f / exp_shifted(s, vis, mx);
+    const float sum = exp_shifted(s, vis, mx), inv = 1.0f / sum;
+    if (lse != nullptr) lse[i] = mx + std::log(sum);
     for (int d = 0; d < hd; d++) acc[d] = 0.0f;
     for (int j = 0; j < vis; j++) {
       const float p = s[j];
@@ -139,7 +147,7 @@ CB_INLINE void attend_plain(int m, int vis, int hd, float scale, const float* q,
 
 }  // namespace
 
-int64_t cached_attention_scratch(int vis, int hd) {
+int64_t attention_scratch_floats(int vis, int hd) {
   const int64_t lk = padded(vis);
   return int64_t(hd) * lk + kQueryBlock * lk + hd;  // K^T, a block's score rows, one output
 }
@@ -148,9 +156,9 @@ int64_t cached_attention_scratch(int vis, int hd) {
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
 __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #endif
-void attend_cached_queries(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
-                           const float* k, const float* v, int64_t ld_kv, float* scratch,
-                           float* o) {
+void attend_queries(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
+                    const float* k, const float* v, int64_t ld_kv, float* scratch, float* o,
+                    float* lse) {
   const int lk = padded(vis);
   float* kt = scratch;                      // (hd, lk) keys transposed, zero padded
   float* S = kt + int64_t(hd) * lk;         // (kQueryBlock, lk) scores, then weights
@@ -161,11 +169,11 @@ void attend_cached_queries(int m, int vis, int hd, float scale, const float* q, 
     for (int j = vis; j < lk; j++) row[j] = 0.0f;
   }
   switch (hd) {
-    case 16: return attend_blocked<1>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o);
-    case 32: return attend_blocked<2>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o);
-    case 64: return attend_blocked<4>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o);
-    case 128: return attend_blocked<8>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o);
-    default: return attend_plain(m, vis, hd, scale, q, ld_q, kt, v, ld_kv, S, acc, o);
+    case 16: return attend_blocked<1>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
+    case 32: return attend_blocked<2>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
+    case 64: return attend_blocked<4>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
+    case 128: return attend_blocked<8>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
+    default: return attend_plain(m, vis, hd, scale, q, ld_q, kt, v, ld_kv, S, acc, o, lse);
   }
 }
 
