@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "vector_math.h"
 
@@ -42,22 +43,39 @@ CB_INLINE f16x load16(const float* p) {
 CB_INLINE void store16(float* p, f16x v) { std::memcpy(p, &v, sizeof v); }
 
 // S (Q, lk) = scale q K^T for Q queries (q rows at stride ld_q), 16 keys at a time, the Q
-// accumulators of a key block in registers over all hd dims.
+// accumulators of a key block in registers over all hd dims; mx (Q) gets each row's largest
+// score over the vis real keys (a vector max as the scores are made: a scalar pass over the row
+// afterwards, one loop-carried max per key, cost as much as the products).
 template <int Q>
-CB_INLINE void block_scores(int lk, int hd, float scale, const float* q, int64_t ld_q,
-                         const float* kt, float* S) {
+CB_INLINE void block_scores(int lk, int vis, int hd, float scale, const float* q, int64_t ld_q,
+                            const float* kt, float* S, float* mx) {
   float qs[Q][128];  // the queries, scaled (hd <= 128 on this path)
   for (int i = 0; i < Q; i++) {
     for (int d = 0; d < hd; d++) qs[i][d] = q[i * ld_q + d] * scale;
   }
+  const float lowest = -std::numeric_limits<float>::infinity();
+  f16x best[Q];
+  for (int i = 0; i < Q; i++) best[i] = f16x{} + lowest;
   for (int j = 0; j < lk; j += 16) {
     f16x acc[Q];
     for (int i = 0; i < Q; i++) acc[i] = f16x{};
     for (int d = 0; d < hd; d++) {
-      const f16x k = load16(kt + int64_t(d) * lk + j);
+      const f16x k = load16(kt + (int64_t(j) * hd + int64_t(d) * 16));  // block j / 16, dim d
       for (int i = 0; i < Q; i++) acc[i] += k * qs[i][d];
     }
     for (int i = 0; i < Q; i++) store16(S + int64_t(i) * lk + j, acc[i]);
+    if (j + 16 > vis) {  // the padding keys' scores take no part in the max
+      f16x lane;
+      for (int l = 0; l < 16; l++) lane[l] = float(j + l);
+      const auto pad = lane >= float(vis);
+      for (int i = 0; i < Q; i++) acc[i] = pad ? f16x{} + lowest : acc[i];
+    }
+    for (int i = 0; i < Q; i++) best[i] = acc[i] > best[i] ? acc[i] : best[i];
+  }
+  for (int i = 0; i < Q; i++) {
+    float m = best[i][0];
+    for (int l = 1; l < 16; l++) m = std::max(m, best[i][l]);
+    mx[i] = m;
   }
 }
 
@@ -88,15 +106,12 @@ template <int Q, int HD>
 CB_INLINE void attend_block(int lk, int vis, float scale, const float* q, int64_t ld_q,
                             const float* kt, const float* v, int64_t ld_kv, float* S, float* o,
                             float* lse) {
-  block_scores<Q>(lk, 16 * HD, scale, q, ld_q, kt, S);
-  float inv_sum[Q];
+  float mx[Q], inv_sum[Q];
+  block_scores<Q>(lk, vis, 16 * HD, scale, q, ld_q, kt, S, mx);
   for (int i = 0; i < Q; i++) {
-    float* s = S + int64_t(i) * lk;
-    float mx = s[0];
-    for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
-    const float sum = exp_shifted(s, vis, mx);
+    const float sum = exp_shifted(S + int64_t(i) * lk, vis, mx[i]);
     inv_sum[i] = 1.0f / sum;
-    if (lse != nullptr) lse[i] = mx + std::log(sum);
+    if (lse != nullptr) lse[i] = mx[i] + std::log(sum);
   }
   block_values<Q, HD>(lk, vis, S, v, ld_kv, inv_sum, o, ld_q);
 }
@@ -125,10 +140,12 @@ CB_INLINE void attend_plain(int m, int vis, int hd, float scale, const float* q,
   for (int i = 0; i < m; i++) {
     const float* qi = q + int64_t(i) * ld_q;  // (hd)
     for (int j = 0; j < lk; j++) s[j] = 0.0f;
-    for (int d = 0; d < hd; d++) {
-      const float qd = qi[d] * scale;
-      const float* row = kt + int64_t(d) * lk;
-      for (int j = 0; j < lk; j++) s[j] += qd * row[j];
+    for (int j = 0; j < lk; j += 16) {
+      const float* block = kt + int64_t(j) * hd;  // (hd, 16)
+      for (int d = 0; d < hd; d++) {
+        const float qd = qi[d] * scale;
+        for (int l = 0; l < 16; l++) s[j + l] += qd * block[d * 16 + l];
+      }
     }
     float mx = s[0];
     for (int j = 1; j < vis; j++) mx = std::max(mx, s[j]);
@@ -160,13 +177,22 @@ void attend_queries(int m, int vis, int hd, float scale, const float* q, int64_t
                     const float* k, const float* v, int64_t ld_kv, float* scratch, float* o,
                     float* lse) {
   const int lk = padded(vis);
-  float* kt = scratch;                      // (hd, lk) keys transposed, zero padded
+  // (lk / 16, hd, 16) keys transposed in blocks of 16, zero padded: a key block's dims lie in
+  // one 2 KiB run (hd 32), which the score loop reads straight through.
+  float* kt = scratch;
   float* S = kt + int64_t(hd) * lk;         // (kQueryBlock, lk) scores, then weights
   float* acc = S + int64_t(kQueryBlock) * lk;  // (hd) attend_plain's output row
-  for (int d = 0; d < hd; d++) {
-    float* row = kt + int64_t(d) * lk;
-    for (int j = 0; j < vis; j++) row[j] = k[int64_t(j) * ld_kv + d];
-    for (int j = vis; j < lk; j++) row[j] = 0.0f;
+  // Key by key, each read once and whole (a column at a time strided through every key row once
+  // per dim, and a (hd, lk) layout made the score loop's loads miss L1: together half the
+  // kernel, measured).
+  for (int j = 0; j < vis; j++) {
+    const float* kj = k + int64_t(j) * ld_kv;              // (hd)
+    float* to = kt + int64_t(j / 16) * hd * 16 + (j % 16);  // stride 16
+    for (int d = 0; d < hd; d++) to[d * 16] = kj[d];
+  }
+  for (int j = vis; j < lk; j++) {
+    float* to = kt + int64_t(j / 16) * hd * 16 + (j % 16);
+    for (int d = 0; d < hd; d++) to[d * 16] = 0.0f;
   }
   switch (hd) {
     case 16: return attend_blocked<1>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);

@@ -12,7 +12,8 @@ constexpr float kGeluA = 0.044715f;
 
 // One copy per instruction set; the exp loop vectorises, the sum stays in index order.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CB_VECTOR_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
+#define CB_VECTOR_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
 #else
 #define CB_VECTOR_CLONES
 #endif

@@ -1,7 +1,8 @@
 // Vectorisable elementwise math for the cpu backend: an exp accurate to about 2 ulp that the
 // compiler can turn into SIMD code (std::exp is a libm call per element), and the loops that
-// use it. The loops in vector_math.cc are compiled twice, for x86-64-v3 (AVX2, FMA) and for the
-// baseline, and the loader picks one for the CPU at hand (GCC target_clones).
+// use it. The loops in vector_math.cc are compiled three times, for x86-64-v4 (AVX-512),
+// x86-64-v3 (AVX2, FMA) and the baseline, and the loader picks one for the CPU at hand (GCC
+// target_clones).
 #pragma once
 
 #include <cstdint>
