@@ -33,7 +33,7 @@ inline float exp_approx(float x) {
   return p * scale;
 }
 
-// s[j] = exp(s[j] - shift) for j < n; returns the sum of the new values (in index order).
+// s[j] = exp(s[j] - shift) for j < n; returns the sum of the new values (in a fixed order).
 float exp_shifted(float* s, int64_t n, float shift);
 // y = GELU(x), tanh approximation, over n values.
 void gelu_span(const float* x, float* y, int64_t n);
