@@ -7,9 +7,13 @@
 #include <cmath>
 #include <cstdio>
 #include <limits>
+#include <memory>
+#include <string>
 #include <vector>
 
 #include "compare.h"
+#include "cpu/bf16_convert.h"
+#include "cpu/cpu_features.h"
 #include "cpu/onednn_gemm.h"
 #include "cpu/parallel.h"
 #include "cpu/ref.h"
@@ -265,3 +269,60 @@ CB_TEST("cpu", gemm_rejects_bad_strides) {
 }
 
 CB_TEST("cuda", cuda_gemm_matches_ref) { check_backend_gemm("cuda"); }
+
+// Packed weights (the sampler's frozen weights): the same products as the plain matmul, for
+// fp32 and bf16, with and without bias and GELU, on shapes that cut into column pieces (n >= m)
+// and row pieces, with partial 64-column blocks and k not a multiple of the packing's 16 or 32.
+CB_TEST("cpu", packed_weights_match_the_plain_matmul) {
+  if (!cb::onednn_compiled() || !cb::onednn_has_avx512()) {
+    std::printf("SKIP packed weights: no oneDNN with AVX-512 here\n");
+    return;
+  }
+  struct Case {
+    int m, n, k;
+  };
+  const Case cases[] = {{1, 8, 8},     {2, 1536, 512}, {17, 100, 48},  {64, 320, 512},
+                        {200, 64, 40}, {700, 96, 20},  {33, 4096, 24}, {3000, 512, 512}};
+  uint32_t seed = 4000;
+  for (cb::GemmType type : {cb::GemmType::f32, cb::GemmType::bf16}) {
+    const bool bf16 = type == cb::GemmType::bf16;
+    if (bf16 && !cb::bf16_matmul_unavailable().empty()) {
+      std::printf("SKIP packed bf16 weights: %s\n", cb::bf16_matmul_unavailable().c_str());
+      continue;
+    }
+    for (const Case& c : cases) {
+      std::vector<float> x = cbt::random_uniform(size_t(c.m) * c.k, seed++);
+      std::vector<float> w = cbt::random_uniform(size_t(c.n) * c.k, seed++);  // (n, k)
+      const std::vector<float> bias = cbt::random_uniform(c.n, seed++);
+      std::vector<cb::bf16_t> x16(x.size()), w16(w.size());
+      cb::float_to_bf16_span(x.data(), x16.data(), int64_t(x.size()));
+      cb::float_to_bf16_span(w.data(), w16.data(), int64_t(w.size()));
+      const void* xa = bf16 ? static_cast<const void*>(x16.data()) : x.data();
+      const void* wa = bf16 ? static_cast<const void*>(w16.data()) : w.data();
+      const std::unique_ptr<cb::OnednnPackedWeights> packed =
+          cb::onednn_pack_weights(type, c.n, c.k, wa);
+      EXPECT(packed != nullptr, "oneDNN with AVX-512 took no packed weights");
+      if (packed == nullptr) return;
+      for (cb::GemmEpilogue epilogue : {cb::GemmEpilogue::none, cb::GemmEpilogue::gelu_tanh}) {
+        for (const float* b : {bias.data(), static_cast<const float*>(nullptr)}) {
+          const std::string what = std::string(bf16 ? "bf16" : "f32") + " m=" +
+                                   std::to_string(c.m) + " n=" + std::to_string(c.n) +
+                                   " k=" + std::to_string(c.k) +
+                                   (epilogue == cb::GemmEpilogue::gelu_tanh ? " gelu" : "") +
+                                   (b != nullptr ? " bias" : "");
+          std::vector<float> plain(size_t(c.m) * c.n), got(plain.size(), NAN);
+          cb::onednn_matmul(type, false, true, c.m, c.n, c.k, 1.0f, xa, c.k, wa, c.k, 0.0f,
+                            plain.data(), c.n, b, epilogue);
+          cb::onednn_linear_packed(*packed, c.m, xa, got.data(), b, epilogue);
+          // Both sum the same (rounded) products in fp32, possibly in another order.
+          std::vector<double> ref(plain.begin(), plain.end()), tol(plain.size());
+          for (size_t i = 0; i < tol.size(); i++) {
+            tol[i] = 4.0 * (c.k + 4) * cbt::kFloatEps * (std::fabs(ref[i]) + 1.0);
+          }
+          cbt::expect_within("packed weights " + what, got.data(), ref.data(), tol.data(),
+                             int64_t(got.size()));
+        }
+      }
+    }
+  }
+}

@@ -180,6 +180,10 @@ std::vector<AttentionCase> attention_cases() {
                    "threaded, long block"});
   cases.push_back({4, 86, 4, 64, blocks_visible_end({1, 1, 4, 8, 8, 16, 16, 16, 16}),
                    "preset-like"});
+  // The S preset's head size, and the largest one with a register-blocked kernel.
+  cases.push_back({2, 86, 3, 32, blocks_visible_end({1, 1, 4, 8, 8, 16, 16, 16, 16}),
+                   "S head size"});
+  cases.push_back({1, 40, 2, 128, blocks_visible_end({1, 1, 4, 16, 18}), "head size 128"});
   return cases;
 }
 

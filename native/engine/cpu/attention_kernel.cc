@@ -23,7 +23,7 @@ constexpr int kQueryBlock = 4;
 
 int padded(int vis) { return (vis + kKeyPad - 1) / kKeyPad * kKeyPad; }
 
-// The helpers below are inlined into each instruction-set copy of attend_queries, so
+// The helpers below are inlined into each instruction-set copy of the exported kernels, so
 // they get its registers (a call would run them at the baseline's).
 #if defined(__GNUC__)
 #define CB_INLINE inline __attribute__((always_inline))
@@ -31,8 +31,8 @@ int padded(int vis) { return (vis + kKeyPad - 1) / kKeyPad * kKeyPad; }
 #define CB_INLINE inline
 #endif
 
-// 16 floats: one AVX-512 register in the x86-64-v4 copy of attend_queries (GCC vector extension; the other
-// copies split it into narrower registers).
+// 16 floats: one AVX-512 register in the x86-64-v4 copies of the kernels (GCC vector extension;
+// the other copies split it into narrower registers).
 typedef float f16x __attribute__((vector_size(64)));
 
 CB_INLINE f16x load16(const float* p) {
@@ -46,7 +46,8 @@ CB_INLINE void store16(float* p, f16x v) { std::memcpy(p, &v, sizeof v); }
 // accumulators of a key block in registers over all hd dims; mx (Q) gets each row's largest
 // score over the vis real keys (a vector max as the scores are made: a scalar pass over the row
 // afterwards, one loop-carried max per key, cost as much as the products).
-template <int Q>
+// With kMax false, mx is unused: the backward's products (scores again, and dO V^T) need no max.
+template <int Q, bool kMax = true>
 CB_INLINE void block_scores(int lk, int vis, int hd, float scale, const float* q, int64_t ld_q,
                             const float* kt, float* S, float* mx) {
   float qs[Q][128];  // the queries, scaled (hd <= 128 on this path)
@@ -64,6 +65,7 @@ CB_INLINE void block_scores(int lk, int vis, int hd, float scale, const float* q
       for (int i = 0; i < Q; i++) acc[i] += k * qs[i][d];
     }
     for (int i = 0; i < Q; i++) store16(S + int64_t(i) * lk + j, acc[i]);
+    if (!kMax) continue;
     if (j + 16 > vis) {  // the padding keys' scores take no part in the max
       f16x lane;
       for (int l = 0; l < 16; l++) lane[l] = float(j + l);
@@ -72,6 +74,7 @@ CB_INLINE void block_scores(int lk, int vis, int hd, float scale, const float* q
     }
     for (int i = 0; i < Q; i++) best[i] = acc[i] > best[i] ? acc[i] : best[i];
   }
+  if (!kMax) return;
   for (int i = 0; i < Q; i++) {
     float m = best[i][0];
     for (int l = 1; l < 16; l++) m = std::max(m, best[i][l]);
@@ -162,44 +165,205 @@ CB_INLINE void attend_plain(int m, int vis, int hd, float scale, const float* q,
   }
 }
 
-}  // namespace
+// ---- backward: one run of queries (P and dS rows), then the keys' sums over the run ----
 
-int64_t attention_scratch_floats(int vis, int hd) {
-  const int64_t lk = padded(vis);
-  return int64_t(hd) * lk + kQueryBlock * lk + hd;  // K^T, a block's score rows, one output
+// For Q query rows: P = exp(scale q K^T - lse) and dS = P * (dO V^T - rowsum(dO * O)) into
+// rows of the run's (m, lk) P and dS, and dq = scale dS K.
+template <int Q, int HD>
+CB_INLINE void backward_rows(int lk, int vis, float scale, const float* q, const float* dout,
+                             const float* o, int64_t ld_q, const float* lse, const float* k,
+                             const float* kt, const float* vt, int64_t ld_kv, float* P, float* dS,
+                             float* dq) {
+  constexpr int hd = 16 * HD;
+  block_scores<Q, false>(lk, vis, hd, scale, q, ld_q, kt, P, nullptr);
+  block_scores<Q, false>(lk, vis, hd, 1.0f, dout, ld_q, vt, dS, nullptr);
+  float scales[Q];
+  for (int i = 0; i < Q; i++) {
+    float* p = P + int64_t(i) * lk;   // (vis)
+    float* ds = dS + int64_t(i) * lk; // (vis): dP, then dS
+    exp_shifted(p, vis, lse[i]);
+    f16x dot = f16x{};
+    for (int c = 0; c < HD; c++) {
+      dot += load16(dout + i * ld_q + 16 * c) * load16(o + i * ld_q + 16 * c);
+    }
+    float delta = 0.0f;  // rowsum(dO * O) = sum_j P_ij dP_ij
+    for (int l = 0; l < 16; l++) delta += dot[l];
+    for (int j = 0; j < vis; j++) ds[j] = p[j] * (ds[j] - delta);
+    scales[i] = scale;
+  }
+  block_values<Q, HD>(lk, vis, dS, k, ld_kv, scales, dq, ld_q);
 }
+
+// dx_j += alpha sum_i A_ij y_i for the KB keys j0 <= j < j0 + KB, over the run's m rows: A (m, lk),
+// y rows at ld_y, dx rows at ld_x; the KB x HD sums stay in registers over all rows.
+template <int KB, int HD>
+CB_INLINE void key_block_sums(int m, int lk, int j0, float alpha, const float* A, const float* y,
+                              int64_t ld_y, float* dx, int64_t ld_x) {
+  f16x acc[KB][HD];
+  for (int t = 0; t < KB; t++) {
+    for (int c = 0; c < HD; c++) acc[t][c] = f16x{};
+  }
+  for (int i = 0; i < m; i++) {
+    f16x yv[HD];
+    for (int c = 0; c < HD; c++) yv[c] = load16(y + i * ld_y + 16 * c);
+    const float* a = A + int64_t(i) * lk + j0;
+    for (int t = 0; t < KB; t++) {
+      for (int c = 0; c < HD; c++) acc[t][c] += yv[c] * a[t];
+    }
+  }
+  for (int t = 0; t < KB; t++) {
+    float* x = dx + int64_t(j0 + t) * ld_x;
+    for (int c = 0; c < HD; c++) store16(x + 16 * c, load16(x + 16 * c) + acc[t][c] * alpha);
+  }
+}
+
+// key_block_sums over the keys j < vis, KB keys a call (16 accumulators), then one at a time.
+template <int HD>
+CB_INLINE void key_sums(int m, int lk, int vis, float alpha, const float* A, const float* y,
+                        int64_t ld_y, float* dx, int64_t ld_x) {
+  constexpr int KB = HD >= 8 ? 1 : 8 / HD;
+  int j = 0;
+  for (; j + KB <= vis; j += KB) key_block_sums<KB, HD>(m, lk, j, alpha, A, y, ld_y, dx, ld_x);
+  for (; j < vis; j++) key_block_sums<1, HD>(m, lk, j, alpha, A, y, ld_y, dx, ld_x);
+}
+
+template <int HD>
+CB_INLINE void backward_blocked(int m, int vis, float scale, const float* q, const float* dout,
+                                const float* o, int64_t ld_q, const float* lse, const float* k,
+                                const float* kt, const float* vt, int64_t ld_kv, float* P,
+                                float* dS, float* dq, float* dk, float* dv) {
+  const int lk = padded(vis);
+  int i = 0;
+  for (; i + kQueryBlock <= m; i += kQueryBlock) {
+    const int64_t at = int64_t(i) * ld_q, row = int64_t(i) * lk;
+    backward_rows<kQueryBlock, HD>(lk, vis, scale, q + at, dout + at, o + at, ld_q, lse + i, k, kt,
+                                   vt, ld_kv, P + row, dS + row, dq + at);
+  }
+  for (; i < m; i++) {
+    const int64_t at = int64_t(i) * ld_q, row = int64_t(i) * lk;
+    backward_rows<1, HD>(lk, vis, scale, q + at, dout + at, o + at, ld_q, lse + i, k, kt, vt,
+                         ld_kv, P + row, dS + row, dq + at);
+  }
+  key_sums<HD>(m, lk, vis, 1.0f, P, dout, ld_q, dv, ld_kv);
+  key_sums<HD>(m, lk, vis, scale, dS, q, ld_q, dk, ld_kv);
+}
+
+// Any hd: the same steps in plain loops over the key and value rows.
+CB_INLINE void backward_plain(int m, int vis, int hd, float scale, const float* q,
+                              const float* dout, const float* o, int64_t ld_q, const float* lse,
+                              const float* k, const float* v, int64_t ld_kv, float* P, float* dS,
+                              float* dq, float* dk, float* dv) {
+  const int lk = padded(vis);
+  for (int i = 0; i < m; i++) {
+    const float *qi = q + i * ld_q, *di = dout + i * ld_q, *oi = o + i * ld_q;  // (hd)
+    float* p = P + int64_t(i) * lk;   // (vis)
+    float* ds = dS + int64_t(i) * lk; // (vis)
+    float delta = 0.0f;
+    for (int c = 0; c < hd; c++) delta += di[c] * oi[c];
+    for (int j = 0; j < vis; j++) {
+      const float *kj = k + j * ld_kv, *vj = v + j * ld_kv;
+      float s = 0.0f, dp = 0.0f;
+      for (int c = 0; c < hd; c++) {
+        s += qi[c] * kj[c];
+        dp += di[c] * vj[c];
+      }
+      p[j] = s * scale;
+      ds[j] = dp;
+    }
+    exp_shifted(p, vis, lse[i]);
+    float* dqi = dq + i * ld_q;
+    for (int c = 0; c < hd; c++) dqi[c] = 0.0f;
+    for (int j = 0; j < vis; j++) {
+      ds[j] = p[j] * (ds[j] - delta);
+      const float* kj = k + j * ld_kv;
+      for (int c = 0; c < hd; c++) dqi[c] += ds[j] * kj[c];
+    }
+    for (int c = 0; c < hd; c++) dqi[c] *= scale;
+  }
+  for (int j = 0; j < vis; j++) {
+    float *dkj = dk + j * ld_kv, *dvj = dv + j * ld_kv;
+    for (int i = 0; i < m; i++) {
+      const float p = P[int64_t(i) * lk + j], ds = dS[int64_t(i) * lk + j] * scale;
+      const float *qi = q + i * ld_q, *di = dout + i * ld_q;
+      for (int c = 0; c < hd; c++) {
+        dvj[c] += p * di[c];
+        dkj[c] += ds * qi[c];
+      }
+    }
+  }
+}
+
+}  // namespace
 
 // One copy per instruction set (AVX-512, AVX2, baseline), as vector_math.cc.
 #if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-__attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#define CB_KERNEL_CLONES \
+  __attribute__((target_clones("arch=x86-64-v4", "arch=x86-64-v3", "default")))
+#else
+#define CB_KERNEL_CLONES
 #endif
-void attend_queries(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
-                    const float* k, const float* v, int64_t ld_kv, float* scratch, float* o,
-                    float* lse) {
-  const int lk = padded(vis);
-  // (lk / 16, hd, 16) keys transposed in blocks of 16, zero padded: a key block's dims lie in
-  // one 2 KiB run (hd 32), which the score loop reads straight through.
-  float* kt = scratch;
-  float* S = kt + int64_t(hd) * lk;         // (kQueryBlock, lk) scores, then weights
-  float* acc = S + int64_t(kQueryBlock) * lk;  // (hd) attend_plain's output row
-  // Key by key, each read once and whole (a column at a time strided through every key row once
-  // per dim, and a (hd, lk) layout made the score loop's loads miss L1: together half the
-  // kernel, measured).
-  for (int j = 0; j < vis; j++) {
-    const float* kj = k + int64_t(j) * ld_kv;              // (hd)
-    float* to = kt + int64_t(j / 16) * hd * 16 + (j % 16);  // stride 16
-    for (int d = 0; d < hd; d++) to[d * 16] = kj[d];
+
+int64_t transposed_floats(int n, int hd) { return int64_t(padded(n)) * hd; }
+
+// Key by key, each read once and whole (a column at a time strided through every key row once
+// per dim, and a (hd, n) layout made the score loop's loads miss L1: together half the
+// forward kernel, measured).
+CB_KERNEL_CLONES void transpose_blocked(int n, int hd, const float* x, int64_t ld, float* xt) {
+  const int lk = padded(n);
+  for (int j = 0; j < n; j++) {
+    const float* xj = x + int64_t(j) * ld;                 // (hd)
+    float* to = xt + int64_t(j / 16) * hd * 16 + (j % 16);  // stride 16
+    for (int d = 0; d < hd; d++) to[d * 16] = xj[d];
   }
-  for (int j = vis; j < lk; j++) {
-    float* to = kt + int64_t(j / 16) * hd * 16 + (j % 16);
+  for (int j = n; j < lk; j++) {
+    float* to = xt + int64_t(j / 16) * hd * 16 + (j % 16);
     for (int d = 0; d < hd; d++) to[d * 16] = 0.0f;
   }
+}
+
+int64_t attend_scratch_floats(int vis, int hd) {
+  return int64_t(kQueryBlock) * padded(vis) + hd;  // a block's score rows, one output row
+}
+
+CB_KERNEL_CLONES void attend_transposed(int m, int vis, int hd, float scale, const float* q,
+                                        int64_t ld_q, const float* kt, const float* v,
+                                        int64_t ld_kv, float* scratch, float* o, float* lse) {
+  float* S = scratch;                               // (kQueryBlock, lk) scores, then weights
+  float* acc = S + int64_t(kQueryBlock) * padded(vis);  // (hd) attend_plain's output row
   switch (hd) {
     case 16: return attend_blocked<1>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
     case 32: return attend_blocked<2>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
     case 64: return attend_blocked<4>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
     case 128: return attend_blocked<8>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
     default: return attend_plain(m, vis, hd, scale, q, ld_q, kt, v, ld_kv, S, acc, o, lse);
+  }
+}
+
+int64_t attend_backward_scratch_floats(int m, int vis) { return 2 * int64_t(m) * padded(vis); }
+
+CB_KERNEL_CLONES void attend_backward(int m, int vis, int hd, float scale, const float* q,
+                                      const float* dout, const float* o, int64_t ld_q,
+                                      const float* lse, const float* k, const float* kt,
+                                      const float* v, const float* vt, int64_t ld_kv,
+                                      float* scratch, float* dq, float* dk, float* dv) {
+  float* P = scratch;                        // (m, lk)
+  float* dS = P + int64_t(m) * padded(vis);  // (m, lk)
+  switch (hd) {
+    case 16:
+      return backward_blocked<1>(m, vis, scale, q, dout, o, ld_q, lse, k, kt, vt, ld_kv, P, dS,
+                                 dq, dk, dv);
+    case 32:
+      return backward_blocked<2>(m, vis, scale, q, dout, o, ld_q, lse, k, kt, vt, ld_kv, P, dS,
+                                 dq, dk, dv);
+    case 64:
+      return backward_blocked<4>(m, vis, scale, q, dout, o, ld_q, lse, k, kt, vt, ld_kv, P, dS,
+                                 dq, dk, dv);
+    case 128:
+      return backward_blocked<8>(m, vis, scale, q, dout, o, ld_q, lse, k, kt, vt, ld_kv, P, dS,
+                                 dq, dk, dv);
+    default:
+      return backward_plain(m, vis, hd, scale, q, dout, o, ld_q, lse, k, v, ld_kv, P, dS, dq, dk,
+                            dv);
   }
 }
 

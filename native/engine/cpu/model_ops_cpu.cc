@@ -49,14 +49,34 @@ void column_sums(int64_t n, int out, const float* dy, float* db) {
 
 // ---- dense ------------------------------------------------------------------------------------
 
+void CpuModelOps::begin_frozen_weights(uint64_t version) {
+  if (version != frozen_version_) packed_.clear();
+  frozen_version_ = version;
+  frozen_ = true;
+}
+
+const OnednnPackedWeights* CpuModelOps::packed(GemmType type, const void* w, int out, int in) {
+  if (!frozen_ || !onednn_compiled() || !onednn_has_avx512()) return nullptr;
+  auto it = packed_.find(w);
+  if (it == packed_.end()) it = packed_.emplace(w, onednn_pack_weights(type, out, in, w)).first;
+  const OnednnPackedWeights* p = it->second.get();
+  return p != nullptr && p->type() == type && p->n() == out && p->k() == in ? p : nullptr;
+}
+
 void CpuModelOps::linear(int64_t n, int in, int out, const float* x, const float* w,
                          const float* b, float* y) {
   // y (n, out) = x (n, in) . w^T (w: (out, in)) + the broadcast bias (fused where the path can).
+  if (const OnednnPackedWeights* p = packed(GemmType::f32, w, out, in)) {
+    return onednn_linear_packed(*p, n, x, y, b);
+  }
   cpu_sgemm_bias(false, true, (int)n, out, in, 1.0f, x, in, w, in, 0.0f, y, out, b);
 }
 
 void CpuModelOps::linear_gelu(int64_t n, int in, int out, const float* x, const float* w,
                               const float* b, float* y) {
+  if (const OnednnPackedWeights* p = packed(GemmType::f32, w, out, in)) {
+    return onednn_linear_packed(*p, n, x, y, b, GemmEpilogue::gelu_tanh);
+  }
   // oneDNN's matmul applies GELU to each tile of y while it is in cache; other paths take a
   // second pass.
   if (sgemm_path_for(false, true, (int)n, out, in) == SgemmPath::onednn_matmul && in > 0) {

@@ -1,5 +1,6 @@
 // The fast cpu backend of the model ops (float): every matmul through cpu_sgemm (oneDNN,
-// OpenBLAS or the blocked loop: sgemm.h picks per call), attention as per-run sgemms over the visible keys only, the loss (softmax, loss
+// OpenBLAS or the blocked loop: sgemm.h picks per call), attention in attention_kernel.h's
+// vector loops over the visible keys only, the loss (softmax, loss
 // and dlogits) and the normalisations fused per row, threads from parallel_for where the work
 // is large.
 //
@@ -19,6 +20,10 @@
 // operands, an fp32 operand rounded to bf16 on the way in, fp32 accumulation and output). Its
 // ModelOps<float> ops, linear included, stay fp32.
 //
+// Frozen weights (the sampler, ModelOps::begin_frozen_weights): a linear layer's weights are
+// repacked once into oneDNN's blocked layout (onednn_gemm.h, OnednnPackedWeights), by their
+// address, and every later product reads the copy, until the version changes.
+//
 // Files: model_ops_cpu.cc (dense, elementwise, loss, optimizer), model_ops_cpu_mixed.cc
 // (mixed precision), model_ops_cpu_norm.cc
 // (layernorm, AdaLN), model_ops_cpu_embed.cc (rows, rope), model_ops_cpu_attention.cc,
@@ -26,11 +31,14 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
+#include <unordered_map>
 #include <vector>
 
 #include "../model/mixed_ops.h"
 #include "../model/model_ops.h"
 #include "../model/precision.h"
+#include "onednn_gemm.h"
 
 namespace cb {
 
@@ -46,6 +54,8 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   MixedPrecisionOps* mixed() override {
     return precision_ == Precision::bf16 ? this : nullptr;
   }
+  void begin_frozen_weights(uint64_t version) override;
+  void end_frozen_weights() override { frozen_ = false; }
 
   void linear(int64_t n, int in, int out, const float* x, const float* w, const float* b,
               float* y) override;
@@ -138,7 +148,14 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   // bf16 copies of fp32 matmul operands (mixed precision), grown, never shrunk.
   bf16_t* bf16_scratch(std::vector<bf16_t>& buffer, int64_t count);
 
+  // The packed copy of the (out, in) weights w while they are frozen, made on first use; null
+  // when not frozen or where oneDNN takes the plain weights (then the caller's path runs).
+  const OnednnPackedWeights* packed(GemmType type, const void* w, int out, int in);
+
   Precision precision_;
+  bool frozen_ = false;
+  uint64_t frozen_version_ = 0;
+  std::unordered_map<const void*, std::unique_ptr<OnednnPackedWeights>> packed_;  // by w
   std::vector<bf16_t> x16_, dy16_;  // (n, in) and (n, out) bf16 copies
   // Fills rope_cos_ and rope_sin_ with the cos and sin of the angles the rows use, either by
   // position (positions, hd/2) or, returning true, by row (n rows of pos_p, then n of pos_q).

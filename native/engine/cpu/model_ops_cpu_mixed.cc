@@ -92,7 +92,7 @@ void CpuModelOps::linear_mixed(int64_t n, int in, int out, const float* x, const
   if (n <= 0 || out <= 0) return;
   bf16_t* x16 = bf16_scratch(x16_, n * in);  // (n, in)
   to_bf16(n, in, x, in, x16, in);
-  matmul_bf16_nt(n, in, out, x16, w, b, y);
+  linear_mixed(n, in, out, x16, w, b, y);
 }
 
 void CpuModelOps::linear_gelu_mixed(int64_t n, int in, int out, const float* x,
@@ -100,6 +100,9 @@ void CpuModelOps::linear_gelu_mixed(int64_t n, int in, int out, const float* x,
   if (n <= 0 || out <= 0) return;
   bf16_t* x16 = bf16_scratch(x16_, n * in);  // (n, in)
   to_bf16(n, in, x, in, x16, in);
+  if (const OnednnPackedWeights* p = packed(GemmType::bf16, w, out, in)) {
+    return onednn_linear_packed(*p, n, x16, y, b, GemmEpilogue::gelu_tanh);
+  }
   onednn_matmul(GemmType::bf16, false, true, n, out, in, 1.0f, x16, in, w, in, 0.0f, y, out, b,
                 GemmEpilogue::gelu_tanh);
 }
@@ -107,6 +110,9 @@ void CpuModelOps::linear_gelu_mixed(int64_t n, int in, int out, const float* x,
 void CpuModelOps::linear_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
                                const float* b, float* y) {
   if (n <= 0 || out <= 0) return;
+  if (const OnednnPackedWeights* p = packed(GemmType::bf16, w, out, in)) {
+    return onednn_linear_packed(*p, n, x, y, b);
+  }
   matmul_bf16_nt(n, in, out, x, w, b, y);
 }
 

@@ -19,6 +19,18 @@ void onednn_sgemm(bool, bool, int64_t, int64_t, int64_t, float, const float*, in
   CB_FAIL("this build has no oneDNN (libdnnl-dev was not found when it was built)");
 }
 
+OnednnPackedWeights::~OnednnPackedWeights() = default;
+
+std::unique_ptr<OnednnPackedWeights> onednn_pack_weights(GemmType, int64_t, int64_t,
+                                                         const void*) {
+  return nullptr;  // nothing to pack for: callers keep the plain weights
+}
+
+void onednn_linear_packed(const OnednnPackedWeights&, int64_t, const void*, float*, const float*,
+                          GemmEpilogue) {
+  CB_FAIL("this build has no oneDNN (libdnnl-dev was not found when it was built)");
+}
+
 size_t onednn_cached_primitives() { return 0; }
 
 }  // namespace cb

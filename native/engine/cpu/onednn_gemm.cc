@@ -11,6 +11,7 @@
 #include <memory>
 #include <mutex>
 #include <unordered_map>
+#include <vector>
 
 #if DNNL_CPU_RUNTIME == DNNL_RUNTIME_OMP
 #include <omp.h>
@@ -61,40 +62,64 @@ constexpr int64_t kSplitAlign = 64;  // rows or columns per part: a multiple of 
 constexpr double kPieceMacs = 64.0e6;
 constexpr int kPiecesPerThread = 3;
 
+// How a product (m, n, k) is cut: into `pieces` blocks of C's columns (or rows, when C has
+// more rows than columns) of a multiple of kSplitAlign, for `threads` threads.
+struct Split {
+  bool by_columns;
+  int64_t extent, blocks;  // columns (or rows) and their kSplitAlign blocks
+  int threads, pieces;
+  // Piece p: columns (or rows) [begin(p), begin(p + 1)).
+  int64_t begin(int p) const { return std::min(extent, blocks * p / pieces * kSplitAlign); }
+};
+
+Split split_for(int64_t m, int64_t n, int64_t k) {
+  Split s;
+  s.threads = in_parallel_for() ? 1 : cpu_threads();
+  s.by_columns = n >= m;
+  s.extent = s.by_columns ? n : m;
+  s.blocks = (s.extent + kSplitAlign - 1) / kSplitAlign;
+  const double macs = double(m) * double(n) * double(k);
+  const int64_t wanted = macs < kSplitMacs    ? 1
+                         : macs < kPieceMacs ? s.threads
+                                             : int64_t(s.threads) * kPiecesPerThread;
+  s.pieces = (int)std::min<int64_t>(wanted, s.blocks);
+  return s;
+}
+
 // Runs C = alpha op(A) op(B) + beta C + bias as independent products over column blocks of C
 // (or row blocks, when C has more rows than columns), each through `one`, taken by the
 // parallel_for threads in turn; with one piece, or on a small product, `one` runs the whole.
 // The pieces depend only on the shape and cpu_threads(), so the sums do too (which thread runs
 // a piece does not change it). elem: bytes per A/B value.
+// Calls piece(begin, end) for each piece of `split` (its columns or rows [begin, end)), the
+// pieces taken by the parallel_for threads in turn; the whole extent at once for one piece.
+template <typename Piece>
+void run_pieces(const Split& split, Piece piece) {
+  if (split.pieces <= 1) return piece(int64_t(0), split.extent);
+  std::atomic<int> next{0};
+  parallel_for(std::min(split.threads, split.pieces), 1, [&](int64_t, int64_t) {
+    for (int p; (p = next.fetch_add(1, std::memory_order_relaxed)) < split.pieces;) {
+      const int64_t begin = split.begin(p), end = split.begin(p + 1);
+      if (end > begin) piece(begin, end);
+    }
+  });
+}
+
 template <typename One>
 void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* a, int64_t lda,
                 const void* b, int64_t ldb, float* c, int64_t ldc, const float* bias,
                 size_t elem, One one) {
-  const int threads = in_parallel_for() ? 1 : cpu_threads();
-  const bool by_columns = n >= m;
-  const int64_t extent = by_columns ? n : m;
-  const int64_t blocks = (extent + kSplitAlign - 1) / kSplitAlign;
-  const double macs = double(m) * double(n) * double(k);
-  const int64_t wanted = macs < kSplitMacs    ? 1
-                         : macs < kPieceMacs ? threads
-                                             : int64_t(threads) * kPiecesPerThread;
-  const int pieces = (int)std::min<int64_t>(wanted, blocks);
-  if (pieces <= 1) return one(m, n, a, b, c, bias);
+  const Split split = split_for(m, n, k);
+  if (split.pieces <= 1) return one(m, n, a, b, c, bias);
   const char* pa = static_cast<const char*>(a);
   const char* pb = static_cast<const char*>(b);
-  std::atomic<int> next{0};
-  parallel_for(std::min(threads, pieces), 1, [&](int64_t, int64_t) {
-    for (int p; (p = next.fetch_add(1, std::memory_order_relaxed)) < pieces;) {
-      const int64_t begin = std::min(extent, blocks * p / pieces * kSplitAlign);
-      const int64_t end = std::min(extent, blocks * (p + 1) / pieces * kSplitAlign);
-      if (end <= begin) continue;
-      if (by_columns) {  // columns [begin, end) of op(B) and C
-        one(m, end - begin, a, pb + elem * size_t(tb ? begin * ldb : begin), c + begin,
-            bias != nullptr ? bias + begin : nullptr);
-      } else {  // rows [begin, end) of op(A) and C
-        one(end - begin, n, pa + elem * size_t(ta ? begin : begin * lda), b, c + begin * ldc,
-            bias);
-      }
+  run_pieces(split, [&](int64_t begin, int64_t end) {
+    if (split.by_columns) {  // columns [begin, end) of op(B) and C
+      one(m, end - begin, a, pb + elem * size_t(tb ? begin * ldb : begin), c + begin,
+          bias != nullptr ? bias + begin : nullptr);
+    } else {  // rows [begin, end) of op(A) and C
+      one(end - begin, n, pa + elem * size_t(ta ? begin : begin * lda), b, c + begin * ldc,
+          bias);
     }
   });
 }
@@ -109,11 +134,13 @@ void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* a
 struct Key {
   int type, epilogue;
   bool ta, tb, bias;
+  bool packed;  // B in packed_tag(type) (onednn_pack_weights), not strided
   int64_t m, n, k, lda, ldb, ldc;
   uint32_t alpha_bits, beta_bits;
   int threads;
   bool operator==(const Key& o) const {
-    return type == o.type && epilogue == o.epilogue && ta == o.ta && tb == o.tb && bias == o.bias && m == o.m &&
+    return type == o.type && epilogue == o.epilogue && ta == o.ta && tb == o.tb &&
+           bias == o.bias && packed == o.packed && m == o.m &&
            n == o.n && k == o.k && lda == o.lda && ldb == o.ldb && ldc == o.ldc &&
            alpha_bits == o.alpha_bits && beta_bits == o.beta_bits && threads == o.threads;
   }
@@ -124,7 +151,7 @@ struct KeyHash {
     uint64_t h = 1469598103934665603ull;
     auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
     mix(uint64_t(key.type) | uint64_t(key.ta) << 8 | uint64_t(key.tb) << 9 |
-        uint64_t(key.bias) << 10 | uint64_t(key.epilogue) << 11);
+        uint64_t(key.bias) << 10 | uint64_t(key.packed) << 11 | uint64_t(key.epilogue) << 12);
     for (int64_t v : {key.m, key.n, key.k, key.lda, key.ldb, key.ldc}) mix(uint64_t(v));
     mix(uint64_t(key.alpha_bits) << 32 | key.beta_bits);
     mix(uint64_t(key.threads));
@@ -137,7 +164,17 @@ struct Entry {
   memory::desc a, b, c, bias;
   bool has_bias = false;
   size_t scratch_bytes = 0;
+  bool reference = false;  // oneDNN found only its reference implementation for it
 };
+
+// The blocked layout of packed weights: 64 columns of op(B) outermost, then 16 rows (pairs of
+// rows for bf16), the layout oneDNN 2.6's brgemm matmul picks on AVX-512 for every shape the
+// models use (format_tag::any, checked at pack time). Columns outermost: the block of
+// columns [64 i, 64 j) is itself a packed matrix, which the threads' pieces use.
+memory::format_tag packed_tag(GemmType type) {
+  return type == GemmType::bf16 ? memory::format_tag::BA16a64b2a : memory::format_tag::BA16a64b;
+}
+constexpr int64_t kPackedColumns = 64;
 
 // Enough for every shape a model's training and sampling use (a few hundred); past it the cache
 // starts over rather than grow without bound.
@@ -166,8 +203,9 @@ std::shared_ptr<const Entry> create(const Key& key, float alpha, float beta) {
   // op(A) (m, k) and op(B) (k, n) as strided views of the stored matrices.
   e->a = memory::desc({key.m, key.k}, in_type,
                       key.ta ? memory::dims{1, key.lda} : memory::dims{key.lda, 1});
-  e->b = memory::desc({key.k, key.n}, in_type,
-                      key.tb ? memory::dims{1, key.ldb} : memory::dims{key.ldb, 1});
+  e->b = key.packed ? memory::desc({key.k, key.n}, in_type, packed_tag(GemmType(key.type)))
+                   : memory::desc({key.k, key.n}, in_type,
+                                  key.tb ? memory::dims{1, key.ldb} : memory::dims{key.ldb, 1});
   e->c = memory::desc({key.m, key.n}, memory::data_type::f32, memory::dims{key.ldc, 1});
   e->bias = memory::desc({1, key.n}, memory::data_type::f32, memory::dims{key.n, 1});
   e->has_bias = key.bias;
@@ -184,6 +222,7 @@ std::shared_ptr<const Entry> create(const Key& key, float alpha, float beta) {
                                            : dnnl::matmul::desc(e->a, e->b, e->c);
   const dnnl::matmul::primitive_desc pd(desc, attr, cpu_engine());
   e->scratch_bytes = pd.scratchpad_desc().get_size();
+  e->reference = std::strncmp(pd.impl_info_str(), "ref", 3) == 0;
   e->primitive = dnnl::matmul(pd);
   return e;
 }
@@ -287,7 +326,7 @@ void matmul_one(GemmType type, GemmEpilogue epilogue, bool trans_a, bool trans_b
     return;
   }
   single_thread_here();
-  const Key key{int(type), int(epilogue), trans_a, trans_b, bias != nullptr, m, n, k,
+  const Key key{int(type), int(epilogue), trans_a, trans_b, bias != nullptr, false, m, n, k,
                 lda, ldb, ldc, bits_of(alpha), bits_of(beta), 1};
   try {
     const std::shared_ptr<const Entry> e = lookup(key, alpha, beta);
@@ -302,6 +341,39 @@ void matmul_one(GemmType type, GemmEpilogue epilogue, bool trans_a, bool trans_b
   } catch (const dnnl::error& err) {
     fail("matmul", err);
   }
+}
+
+// c (m, n) = a (m, k) w^T + bias for the columns [begin, begin + n) of packed weights w, c dense
+// (row stride n); false where oneDNN has only its reference kernel for the shape (then nothing
+// was computed).
+bool packed_one(const OnednnPackedWeights& w, GemmEpilogue epilogue, int64_t m, int64_t n,
+                int64_t begin, const void* a, int64_t lda, float* c, const float* bias) {
+  single_thread_here();
+  const Key key{int(w.type()), int(epilogue), false, false, bias != nullptr, true, m, n, w.k(),
+                lda, 0, n, bits_of(1.0f), bits_of(0.0f), 1};
+  try {
+    const std::shared_ptr<const Entry> e = lookup(key, 1.0f, 0.0f);
+    if (e->reference) return false;
+    Bound& bound = bound_for(e);
+    bound.a.set_data_handle(const_cast<void*>(a));
+    bound.b.set_data_handle(w.columns(begin));
+    bound.c.set_data_handle(c);
+    bound.scratch.set_data_handle(thread_scratch(e->scratch_bytes));
+    if (bias != nullptr) bound.bias.set_data_handle(const_cast<float*>(bias));
+    e->primitive.execute(thread_stream(), bound.args);
+    thread_stream().wait();
+  } catch (const dnnl::error& err) {
+    fail("matmul (packed weights)", err);
+  }
+  return true;
+}
+
+// A thread's dense (rows, cols) block for a piece of C's columns: oneDNN's kernels for packed
+// weights write only dense outputs (a strided one gets the reference kernel).
+float* thread_block(int64_t count) {
+  thread_local std::vector<float> block;
+  if (int64_t(block.size()) < count) block.resize(count);
+  return block.data();
 }
 
 void sgemm_one(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, float alpha,
@@ -346,6 +418,77 @@ void onednn_sgemm(bool trans_a, bool trans_b, int64_t m, int64_t n, int64_t k, f
                sgemm_one(trans_a, trans_b, pm, pn, k, alpha, static_cast<const float*>(pa), lda,
                          static_cast<const float*>(pb), ldb, beta, pc, ldc);
              });
+}
+
+OnednnPackedWeights::~OnednnPackedWeights() { std::free(data_); }
+
+std::unique_ptr<OnednnPackedWeights> onednn_pack_weights(GemmType type, int64_t n, int64_t k,
+                                                         const void* w) {
+  if (n <= 0 || k <= 0) return nullptr;
+  const memory::data_type t =
+      type == GemmType::bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  try {
+    const memory::desc packed({k, n}, t, packed_tag(type));
+    // The layout brgemm picks for itself on this machine; another (no AVX-512, another
+    // oneDNN) leaves the weights as they are.
+    const memory::desc a({kPackedColumns, k}, t, memory::format_tag::ab);
+    const memory::desc c({kPackedColumns, n}, memory::data_type::f32, memory::format_tag::ab);
+    const memory::desc any({k, n}, t, memory::format_tag::any);
+    const dnnl::matmul::primitive_desc pd(dnnl::matmul::desc(a, any, c), cpu_engine());
+    if (pd.weights_desc() != packed) return nullptr;
+    const size_t block = memory::desc({k, kPackedColumns}, t, packed_tag(type)).get_size();
+    const int64_t blocks = (n + kPackedColumns - 1) / kPackedColumns;
+    if (packed.get_size() != block * size_t(blocks)) return nullptr;  // not column blocks
+    void* data = std::aligned_alloc(64, (packed.get_size() + 63) / 64 * 64);
+    CB_CHECK(data != nullptr, "packing weights: out of memory");
+    std::unique_ptr<OnednnPackedWeights> out(new OnednnPackedWeights(type, n, k, w, data, block));
+    // w (n, k) row-major is op(B) = w^T (k, n) with strides (1, k).
+    const memory::desc plain({k, n}, t, memory::dims{1, k});
+    memory src(plain, cpu_engine(), const_cast<void*>(w)), dst(packed, cpu_engine(), data);
+    dnnl::stream stream(cpu_engine());
+    dnnl::reorder(src, dst).execute(stream, src, dst);
+    stream.wait();
+    return out;
+  } catch (const dnnl::error& err) {
+    fail("packing weights", err);
+  }
+}
+
+void onednn_linear_packed(const OnednnPackedWeights& w, int64_t m, const void* a, float* c,
+                          const float* bias, GemmEpilogue epilogue) {
+  const int64_t n = w.n(), k = w.k();
+  if (m <= 0) return;
+  const size_t elem = w.type() == GemmType::bf16 ? 2 : 4;
+  const char* pa = static_cast<const char*>(a);
+  const char* plain = static_cast<const char*>(w.plain());
+  // Columns [begin, end) of rows [r0, r1): into c directly when they are whole rows, else
+  // through a dense block; oneDNN's plain kernel where it has none for packed weights.
+  auto piece = [&](int64_t r0, int64_t r1, int64_t begin, int64_t end) {
+    const int64_t rows = r1 - r0, cols = end - begin;
+    const float* pbias = bias != nullptr ? bias + begin : nullptr;
+    const void* pa_rows = pa + elem * size_t(r0 * k);
+    float* pc = c + r0 * n + begin;
+    float* out = cols == n ? pc : thread_block(rows * cols);
+    if (!packed_one(w, epilogue, rows, cols, begin, pa_rows, k, out, pbias)) {
+      matmul_one(w.type(), epilogue, false, true, rows, cols, k, 1.0f, pa_rows, k,
+                 plain + elem * size_t(begin * k), k, 0.0f, pc, n, pbias);
+      return;
+    }
+    if (out != pc) {
+      for (int64_t i = 0; i < rows; i++) {
+        std::memcpy(pc + i * n, out + i * cols, sizeof(float) * size_t(cols));
+      }
+    }
+  };
+  const Split split = split_for(m, n, k);
+  static_assert(kSplitAlign % kPackedColumns == 0, "pieces must start on a column block");
+  run_pieces(split, [&](int64_t begin, int64_t end) {
+    if (split.by_columns) {
+      piece(0, m, begin, end);
+    } else {
+      piece(begin, end, 0, n);
+    }
+  });
 }
 
 size_t onednn_cached_primitives() {

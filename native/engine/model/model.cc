@@ -1,6 +1,7 @@
 #include "model.h"
 
 #include <algorithm>
+#include <atomic>
 #include <cmath>
 #include <new>
 #include <stdexcept>
@@ -14,6 +15,12 @@
 
 namespace cb {
 namespace {
+
+// Model::params_version: every write of any model's parameters gets the next value.
+uint64_t next_params_version() {
+  static std::atomic<uint64_t> last{0};
+  return ++last;
+}
 
 double physical_memory_bytes() {
   const long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
@@ -50,6 +57,7 @@ Model<Real>::Model(const ModelConfig& config, std::unique_ptr<ModelOps<Real>> op
   std::vector<Real> host(total, Real(0));
   init_params(config_, layout_, seed, host.data());
   params_.upload(host.data(), total);
+  mark_params_written();
   P_ = view_params(config_, layout_, params_.data());
   grads_.zero();
   adam_m_.zero();
@@ -162,6 +170,12 @@ DeviceArray<Real>& Model<Real>::state(const std::string& which) {
 }
 
 template <typename Real>
+void Model<Real>::mark_params_written() {
+  params16_stale_ = true;
+  params_version_ = next_params_version();
+}
+
+template <typename Real>
 void Model<Real>::read_state(const std::string& which, Real* host, int64_t offset,
                              int64_t count) {
   CB_CHECK(offset >= 0 && count >= 0 && offset + count <= layout_.total(),
@@ -176,7 +190,7 @@ void Model<Real>::write_state(const std::string& which, const Real* host, int64_
   CB_CHECK(offset >= 0 && count >= 0 && offset + count <= layout_.total(),
            "write_state: range outside the parameter buffer");
   state(which).upload(host, count, offset);
-  if (which == "params") params16_stale_ = true;
+  if (which == "params") mark_params_written();
 }
 
 template <typename Real>
@@ -511,6 +525,7 @@ template <typename Real>
 void Model<Real>::step(const AdamWSettings& s) {
   check_adamw_settings(s);
   step_++;
+  params_version_ = next_params_version();  // the bf16 copy is written along with params_
   if (mixed_ != nullptr) params16();  // fresh before the step, so in step with params_ after it
   for (const ParamEntry& e : layout_.entries()) {
     if constexpr (std::is_same<Real, float>::value) {

@@ -43,7 +43,16 @@ class Model {
   // Flat buffers of layout().total() values, in the backend's memory (ops().memory(): host
   // memory for cpu-ref and cpu, GPU memory for cuda). Read and write them from the host with
   // read_state / write_state.
-  Real* params() { return params_.data(); }
+  // The non-const one counts as a write (the caller may write through it): the bf16 copy and
+  // any backend's packed weights are made again before their next use.
+  Real* params() {
+    mark_params_written();
+    return params_.data();
+  }
+  const Real* params() const { return params_.data(); }
+  // Names the parameters' contents: a new value after every write (write_state, step,
+  // params()), unique across models (ModelOps::begin_frozen_weights).
+  uint64_t params_version() const { return params_version_; }
   Real* grads() { return grads_.data(); }
   // Mixed precision (ops().mixed() of a float model, mixed_ops.h): the bf16 copy of params(),
   // refreshed here when params were written since; null without mixed precision.
@@ -130,6 +139,7 @@ class Model {
   const bf16_t* half_of(const Real* p) { return params16() + (p - params_.data()); }
 
   DeviceArray<Real>& state(const std::string& which);
+  void mark_params_written();
 
   ModelConfig config_;
   ParamLayout layout_;
@@ -140,6 +150,7 @@ class Model {
   MixedPrecisionOps* mixed_ = nullptr;  // ops_->mixed() for a float model
   DeviceArray<bf16_t> params16_;        // (total) bf16 copy of params_ under mixed precision
   bool params16_stale_ = true;          // params_ were written since params16_ was
+  uint64_t params_version_ = 0;         // params_version()
 
   DeviceArray<Real> arena_;
   DeviceArray<bf16_t> arena16_;  // the bf16 activations under mixed precision

@@ -38,6 +38,12 @@ class ModelOps {
   virtual MixedPrecisionOps* mixed() { return nullptr; }
   // A recorder of this backend's op sequences (op_recorder.h), or null when it has none.
   virtual std::unique_ptr<OpRecorder> make_recorder() { return nullptr; }
+  // Between these two calls (the sampler's), the weights that linear layers are given do not
+  // change, so a backend may keep repacked copies of them for its products (cpu: oneDNN's
+  // blocked layout). `version` names the parameters' contents (Model::params_version): copies
+  // made under another version are dropped.
+  virtual void begin_frozen_weights(uint64_t version) { (void)version; }
+  virtual void end_frozen_weights() {}
 
   // ---- dense ----------------------------------------------------------------------------
   // y (n, out) = x (n, in) . w^T (w: (out, in)) + b (out); b may be null.

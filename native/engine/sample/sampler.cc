@@ -5,6 +5,7 @@
 #include <stdexcept>
 #include <string>
 #include <type_traits>
+#include <utility>
 
 #include <unistd.h>
 
@@ -297,6 +298,13 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   // any step is recorded): half the bytes, and the same products (the bf16 matmuls round fp32
   // weights to bf16 anyway). Activations stay fp32 in the sampler.
   model.params16();
+  // The weights hold still for the call: the backend may read repacked copies of them
+  // (ModelOps::begin_frozen_weights), kept across calls while the parameters are unchanged.
+  struct FrozenWeights {
+    ModelOps<Real>& ops;
+    FrozenWeights(ModelOps<Real>& o, uint64_t version) : ops(o) { ops.begin_frozen_weights(version); }
+    ~FrozenWeights() { ops.end_frozen_weights(); }
+  } frozen(op, model.params_version());
 
   // Conditioning, once: class embeddings, every layer's AdaLN rows and the head's.
   for (int r = 0; r < R; r++) labels_r.host[r] = r < B ? req.labels[r] : c.classes;
@@ -318,7 +326,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     // m_max sizes the buffers carved from the workspace, hence every address after the first.
     const int64_t values[] = {B, R, T, W, depth, K, Dl, m_max, t0, t1, k, sp, s == 0,
                               req.sampling.top_k, req.want_entropy};
-    const void* pointers[] = {base, model.params(), codebook, labels_r.device, u_learned.device,
+    const void* pointers[] = {base, std::as_const(model).params(), codebook, labels_r.device, u_learned.device,
                               drawn_entropy.device};
     const float reals[] = {w, req.sampling.temperature, req.sampling.top_p};
     put(values, sizeof values);
