@@ -9,6 +9,7 @@
 #include "model_ops_cpu.h"
 #include "onednn_gemm.h"
 #include "parallel.h"
+#include "row_kernels.h"
 #include "vector_math.h"
 #include "sgemm.h"
 
@@ -35,10 +36,7 @@ void column_sums(int64_t n, int out, const float* dy, float* db) {
     for (int64_t blk = b0; blk < b1; blk++) {
       const int c0 = (int)blk * kColBlock, c1 = std::min(out, c0 + kColBlock);
       std::fill(acc, acc + (c1 - c0), 0.0f);
-      for (int64_t i = 0; i < n; i++) {
-        const float* row = dy + i * out + c0;  // (c1 - c0)
-        for (int j = 0; j < c1 - c0; j++) acc[j] += row[j];
-      }
+      sum_rows(n, c1 - c0, out, dy + c0, acc);
       for (int j = 0; j < c1 - c0; j++) db[c0 + j] += acc[j];
     }
   });

@@ -1,13 +1,14 @@
-// CpuModelOps: LayerNorm and the AdaLN ops (modulate, gated residual).
+// CpuModelOps: LayerNorm and the AdaLN ops (modulate, gated residual), threaded over rows or
+// column blocks; the loops themselves are row_kernels.h's.
 //
 // The AdaLN backwards reduce over the T slots of each sequence into (B, ld) gradient rows; the
 // work is split into (sequence, column block) tasks, each summing its columns in slot order, so
 // the sums are the same for any number of threads.
 #include <algorithm>
-#include <cmath>
 
 #include "model_ops_cpu.h"
 #include "parallel.h"
+#include "row_kernels.h"
 
 namespace cb {
 namespace {
@@ -41,40 +42,16 @@ void CpuModelOps::layernorm(int64_t n, int c, const float* x, float* y, float* m
                             float* rstd) {
   parallel_for(n, row_grain(c), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; i++) {
-      const float* xi = x + i * c;  // (c)
-      float* yi = y + i * c;        // (c)
-      float sum = 0.0f;
-      for (int j = 0; j < c; j++) sum += xi[j];
-      const float m = sum / c;
-      // Two passes: the variance from centred values does not cancel.
-      float var = 0.0f;
-      for (int j = 0; j < c; j++) var += (xi[j] - m) * (xi[j] - m);
-      const float s = 1.0f / std::sqrt(var / c + kLayerNormEps);
-      for (int j = 0; j < c; j++) yi[j] = (xi[j] - m) * s;
-      mean[i] = m;
-      rstd[i] = s;
+      layernorm_row(x + i * c, c, kLayerNormEps, y + i * c, mean + i, rstd + i);
     }
   });
 }
 
 void CpuModelOps::layernorm_backward(int64_t n, int c, const float* x, const float* mean,
                                      const float* rstd, const float* dy, float* dx) {
-  // dx = rstd (dy - mean(dy) - xhat mean(dy xhat)), xhat = (x - mean) rstd.
   parallel_for(n, row_grain(c), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; i++) {
-      const float* xi = x + i * c;    // (c)
-      const float* dyi = dy + i * c;  // (c)
-      float* dxi = dx + i * c;        // (c)
-      const float m = mean[i], s = rstd[i];
-      float sum_dy = 0.0f, sum_dy_xhat = 0.0f;
-      for (int j = 0; j < c; j++) {
-        sum_dy += dyi[j];
-        sum_dy_xhat += dyi[j] * (xi[j] - m) * s;
-      }
-      const float mean_dy = sum_dy / c, mean_dy_xhat = sum_dy_xhat / c;
-      for (int j = 0; j < c; j++) {
-        dxi[j] = s * (dyi[j] - mean_dy - (xi[j] - m) * s * mean_dy_xhat);
-      }
+      layernorm_backward_row(x + i * c, dy + i * c, c, mean[i], rstd[i], dx + i * c);
     }
   });
 }
@@ -84,11 +61,7 @@ void CpuModelOps::modulate(int B, int T, int c, const float* xn, const float* sh
   parallel_for(int64_t(B) * T, row_grain(c), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; i++) {
       const int64_t b = i / T;
-      const float* sh = shift + b * ld;  // (c)
-      const float* sc = scale + b * ld;  // (c)
-      const float* xi = xn + i * c;      // (c)
-      float* yi = y + i * c;             // (c)
-      for (int j = 0; j < c; j++) yi[j] = xi[j] * (1.0f + sc[j]) + sh[j];
+      modulate_row(xn + i * c, shift + b * ld, scale + b * ld, c, y + i * c);
     }
   });
 }
@@ -98,18 +71,9 @@ void CpuModelOps::modulate_backward(int B, int T, int c, const float* xn, const 
                                     float* dscale) {
   for_sequence_column_blocks(B, T, c, [&](int b, int c0, int c1) {
     float acc_shift[kColBlock] = {}, acc_scale[kColBlock] = {};
-    const float* sc = scale + (int64_t)b * ld + c0;  // (c1 - c0)
-    for (int t = 0; t < T; t++) {
-      const int64_t row = ((int64_t)b * T + t) * c + c0;
-      const float* dyr = dy + row;  // (c1 - c0)
-      const float* xr = xn + row;   // (c1 - c0)
-      float* dxr = dxn + row;       // (c1 - c0)
-      for (int j = 0; j < c1 - c0; j++) {
-        dxr[j] = dyr[j] * (1.0f + sc[j]);
-        acc_shift[j] += dyr[j];
-        acc_scale[j] += dyr[j] * xr[j];
-      }
-    }
+    const int64_t first = (int64_t)b * T * c + c0;  // row 0 of sequence b, column c0
+    modulate_backward_rows(T, c1 - c0, c, xn + first, dy + first, scale + (int64_t)b * ld + c0,
+                           dxn + first, acc_shift, acc_scale);
     for (int j = 0; j < c1 - c0; j++) {
       dshift[(int64_t)b * ld + c0 + j] += acc_shift[j];
       dscale[(int64_t)b * ld + c0 + j] += acc_scale[j];
@@ -121,10 +85,7 @@ void CpuModelOps::gated_residual(int B, int T, int c, float* x, const float* gat
                                  const float* h) {
   parallel_for(int64_t(B) * T, row_grain(c), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; i++) {
-      const float* g = gate + (i / T) * ld;  // (c)
-      const float* hi = h + i * c;           // (c)
-      float* xi = x + i * c;                 // (c)
-      for (int j = 0; j < c; j++) xi[j] += g[j] * hi[j];
+      gated_residual_row(gate + (i / T) * ld, h + i * c, c, x + i * c);
     }
   });
 }
@@ -133,17 +94,9 @@ void CpuModelOps::gated_residual_backward(int B, int T, int c, const float* dx, 
                                           int ld, const float* h, float* dh, float* dgate) {
   for_sequence_column_blocks(B, T, c, [&](int b, int c0, int c1) {
     float acc[kColBlock] = {};
-    const float* g = gate + (int64_t)b * ld + c0;  // (c1 - c0)
-    for (int t = 0; t < T; t++) {
-      const int64_t row = ((int64_t)b * T + t) * c + c0;
-      const float* dxr = dx + row;  // (c1 - c0)
-      const float* hr = h + row;    // (c1 - c0)
-      float* dhr = dh + row;        // (c1 - c0)
-      for (int j = 0; j < c1 - c0; j++) {
-        dhr[j] = dxr[j] * g[j];
-        acc[j] += dxr[j] * hr[j];
-      }
-    }
+    const int64_t first = (int64_t)b * T * c + c0;  // row 0 of sequence b, column c0
+    gated_residual_backward_rows(T, c1 - c0, c, dx + first, gate + (int64_t)b * ld + c0,
+                                 h + first, dh + first, acc);
     for (int j = 0; j < c1 - c0; j++) dgate[(int64_t)b * ld + c0 + j] += acc[j];
   });
 }
