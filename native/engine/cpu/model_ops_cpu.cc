@@ -48,17 +48,25 @@ void column_sums(int64_t n, int out, const float* dy, float* db) {
 // ---- dense ------------------------------------------------------------------------------------
 
 void CpuModelOps::begin_frozen_weights(uint64_t version) {
-  if (version != frozen_version_) packed_.clear();
   frozen_version_ = version;
   frozen_ = true;
 }
 
 const OnednnPackedWeights* CpuModelOps::packed(GemmType type, const void* w, int out, int in) {
   if (!frozen_ || !onednn_compiled() || !onednn_has_avx512()) return nullptr;
-  auto it = packed_.find(w);
-  if (it == packed_.end()) it = packed_.emplace(w, onednn_pack_weights(type, out, in, w)).first;
-  const OnednnPackedWeights* p = it->second.get();
-  return p != nullptr && p->type() == type && p->n() == out && p->k() == in ? p : nullptr;
+  PackedEntry& e = packed_[w];
+  if (!e.made || e.type != type || e.out != out || e.in != in) {
+    e = PackedEntry{onednn_pack_weights(type, out, in, w), true, type, out, in, frozen_version_};
+    return e.weights.get();
+  }
+  if (e.weights == nullptr) return nullptr;  // oneDNN reads these plain
+  // Written since: packed again into the same buffer (a new one each training step would
+  // cost its page faults again).
+  if (e.version != frozen_version_) {
+    onednn_repack_weights(*e.weights, w);
+    e.version = frozen_version_;
+  }
+  return e.weights.get();
 }
 
 void CpuModelOps::linear(int64_t n, int in, int out, const float* x, const float* w,

@@ -20,9 +20,10 @@
 // operands, an fp32 operand rounded to bf16 on the way in, fp32 accumulation and output). Its
 // ModelOps<float> ops, linear included, stay fp32.
 //
-// Frozen weights (the sampler, ModelOps::begin_frozen_weights): a linear layer's weights are
-// repacked once into oneDNN's blocked layout (onednn_gemm.h, OnednnPackedWeights), by their
-// address, and every later product reads the copy, until the version changes.
+// Frozen weights (a forward, a sampling call: ModelOps::begin_frozen_weights): a linear
+// layer's weights are repacked into oneDNN's blocked layout (onednn_gemm.h,
+// OnednnPackedWeights), by their address, and every product reads the copy; a new version
+// repacks them into the same buffer on first use (training: once per step).
 //
 // Files: model_ops_cpu.cc (dense, elementwise, loss, optimizer), model_ops_cpu_mixed.cc
 // (mixed precision), model_ops_cpu_norm.cc
@@ -155,7 +156,14 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   Precision precision_;
   bool frozen_ = false;
   uint64_t frozen_version_ = 0;
-  std::unordered_map<const void*, std::unique_ptr<OnednnPackedWeights>> packed_;  // by w
+  struct PackedEntry {
+    std::unique_ptr<OnednnPackedWeights> weights;  // null: oneDNN takes these plain
+    bool made = false;
+    GemmType type = GemmType::f32;
+    int out = 0, in = 0;
+    uint64_t version = 0;  // the frozen version they were packed at
+  };
+  std::unordered_map<const void*, PackedEntry> packed_;  // by w
   std::vector<bf16_t> x16_, dy16_;  // (n, in) and (n, out) bf16 copies
   // Fills rope_cos_ and rope_sin_ with the cos and sin of the angles the rows use, either by
   // position (positions, hd/2) or, returning true, by row (n rows of pos_p, then n of pos_q).

@@ -26,6 +26,10 @@ std::unique_ptr<OnednnPackedWeights> onednn_pack_weights(GemmType, int64_t, int6
   return nullptr;  // nothing to pack for: callers keep the plain weights
 }
 
+void onednn_repack_weights(OnednnPackedWeights&, const void*) {
+  CB_FAIL("this build has no oneDNN (libdnnl-dev was not found when it was built)");
+}
+
 void onednn_linear_packed(const OnednnPackedWeights&, int64_t, const void*, float*, const float*,
                           GemmEpilogue) {
   CB_FAIL("this build has no oneDNN (libdnnl-dev was not found when it was built)");

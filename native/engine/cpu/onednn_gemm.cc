@@ -442,13 +442,27 @@ std::unique_ptr<OnednnPackedWeights> onednn_pack_weights(GemmType type, int64_t 
     void* data = std::aligned_alloc(64, (packed.get_size() + 63) / 64 * 64);
     CB_CHECK(data != nullptr, "packing weights: out of memory");
     std::unique_ptr<OnednnPackedWeights> out(new OnednnPackedWeights(type, n, k, w, data, block));
+    onednn_repack_weights(*out, w);
+    return out;
+  } catch (const dnnl::error& err) {
+    fail("packing weights", err);
+  }
+}
+
+void onednn_repack_weights(OnednnPackedWeights& packed, const void* w) {
+  const memory::data_type t =
+      packed.type() == GemmType::bf16 ? memory::data_type::bf16 : memory::data_type::f32;
+  const int64_t n = packed.n(), k = packed.k();
+  try {
     // w (n, k) row-major is op(B) = w^T (k, n) with strides (1, k).
     const memory::desc plain({k, n}, t, memory::dims{1, k});
-    memory src(plain, cpu_engine(), const_cast<void*>(w)), dst(packed, cpu_engine(), data);
+    const memory::desc blocked({k, n}, t, packed_tag(packed.type()));
+    memory src(plain, cpu_engine(), const_cast<void*>(w));
+    memory dst(blocked, cpu_engine(), packed.columns(0));
     dnnl::stream stream(cpu_engine());
     dnnl::reorder(src, dst).execute(stream, src, dst);
     stream.wait();
-    return out;
+    packed.plain_ = w;
   } catch (const dnnl::error& err) {
     fail("packing weights", err);
   }

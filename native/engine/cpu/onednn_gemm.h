@@ -68,6 +68,7 @@ class OnednnPackedWeights {
  private:
   friend std::unique_ptr<OnednnPackedWeights> onednn_pack_weights(GemmType, int64_t, int64_t,
                                                                    const void*);
+  friend void onednn_repack_weights(OnednnPackedWeights&, const void*);
   OnednnPackedWeights(GemmType type, int64_t n, int64_t k, const void* plain, void* data,
                       size_t block_bytes)
       : type_(type), n_(n), k_(k), plain_(plain), data_(data), block_bytes_(block_bytes) {}
@@ -82,6 +83,9 @@ class OnednnPackedWeights {
 // read this layout here (no AVX-512, another version), or for an empty w.
 std::unique_ptr<OnednnPackedWeights> onednn_pack_weights(GemmType type, int64_t n, int64_t k,
                                                          const void* w);
+
+// Packs w (of packed's type and shape) into packed's buffer again: after w was written.
+void onednn_repack_weights(OnednnPackedWeights& packed, const void* w);
 
 // c (m, n) = a (m, k) w^T + bias (n, may be null), then the epilogue; a and c dense row-major
 // (a of w's type). The same pieces and threads as onednn_matmul.

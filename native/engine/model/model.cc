@@ -390,7 +390,9 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
   gather_latents(n, A.up_lat, u_index_.data(), v_index_.data(), A.u_latent);
 
   // The one call sequence (model_sequence.cc) over every slot, full blockwise attention,
-  // every activation kept in the arena for the backward.
+  // every activation kept in the arena for the backward. The weights hold still until the next
+  // step: the backend may read them repacked (cpu: once per step, not once per product piece).
+  const FrozenWeights<Real> frozen(op, params_version_);
   condition(B, labels_.data(), A.c_emb, A.c_act, A.layers, A.head_ada);
   SlotRun<Real> run;
   run.rows = run.input_rows = B;

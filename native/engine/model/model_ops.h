@@ -38,10 +38,10 @@ class ModelOps {
   virtual MixedPrecisionOps* mixed() { return nullptr; }
   // A recorder of this backend's op sequences (op_recorder.h), or null when it has none.
   virtual std::unique_ptr<OpRecorder> make_recorder() { return nullptr; }
-  // Between these two calls (the sampler's), the weights that linear layers are given do not
-  // change, so a backend may keep repacked copies of them for its products (cpu: oneDNN's
-  // blocked layout). `version` names the parameters' contents (Model::params_version): copies
-  // made under another version are dropped.
+  // Between these two calls (a forward, a sampling call), the weights that linear layers are
+  // given do not change, so a backend may keep repacked copies of them for its products (cpu:
+  // oneDNN's blocked layout). `version` names the parameters' contents (Model::params_version):
+  // a copy made under another version is made again before it is used.
   virtual void begin_frozen_weights(uint64_t version) { (void)version; }
   virtual void end_frozen_weights() {}
 
@@ -167,6 +167,21 @@ class ModelOps {
   // m = b1 m + (1-b1) g; v = b2 v + (1-b2) g^2; p -= lr (m_hat / (sqrt(v_hat) + eps) + wd p).
   virtual void adamw(int64_t count, Real* param, const Real* grad, Real* m, Real* v, float lr, float beta1,
                      float beta2, float eps, float weight_decay, int64_t t) = 0;
+};
+
+// ModelOps::begin_frozen_weights for as long as it lives (a forward, a sampling call).
+template <typename Real>
+class FrozenWeights {
+ public:
+  FrozenWeights(ModelOps<Real>& ops, uint64_t version) : ops_(ops) {
+    ops_.begin_frozen_weights(version);
+  }
+  ~FrozenWeights() { ops_.end_frozen_weights(); }
+  FrozenWeights(const FrozenWeights&) = delete;
+  FrozenWeights& operator=(const FrozenWeights&) = delete;
+
+ private:
+  ModelOps<Real>& ops_;
 };
 
 }  // namespace cb

@@ -300,11 +300,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
   model.params16();
   // The weights hold still for the call: the backend may read repacked copies of them
   // (ModelOps::begin_frozen_weights), kept across calls while the parameters are unchanged.
-  struct FrozenWeights {
-    ModelOps<Real>& ops;
-    FrozenWeights(ModelOps<Real>& o, uint64_t version) : ops(o) { ops.begin_frozen_weights(version); }
-    ~FrozenWeights() { ops.end_frozen_weights(); }
-  } frozen(op, model.params_version());
+  const FrozenWeights<Real> frozen(op, model.params_version());
 
   // Conditioning, once: class embeddings, every layer's AdaLN rows and the head's.
   for (int r = 0; r < R; r++) labels_r.host[r] = r < B ? req.labels[r] : c.classes;
