@@ -72,10 +72,10 @@ struct Split {
   int64_t begin(int p) const { return std::min(extent, blocks * p / pieces * kSplitAlign); }
 };
 
-Split split_for(int64_t m, int64_t n, int64_t k) {
+Split split_for(int64_t m, int64_t n, int64_t k, bool rows_first = false) {
   Split s;
   s.threads = in_parallel_for() ? 1 : cpu_threads();
-  s.by_columns = n >= m;
+  s.by_columns = !rows_first && n >= m;
   s.extent = s.by_columns ? n : m;
   s.blocks = (s.extent + kSplitAlign - 1) / kSplitAlign;
   const double macs = double(m) * double(n) * double(k);
@@ -175,6 +175,7 @@ memory::format_tag packed_tag(GemmType type) {
   return type == GemmType::bf16 ? memory::format_tag::BA16a64b2a : memory::format_tag::BA16a64b;
 }
 constexpr int64_t kPackedColumns = 64;
+constexpr int64_t kPackedRowSplit = 256;
 
 // Enough for every shape a model's training and sampling use (a few hundred); past it the cache
 // starts over rather than grow without bound.
@@ -494,7 +495,9 @@ void onednn_linear_packed(const OnednnPackedWeights& w, int64_t m, const void* a
       }
     }
   };
-  const Split split = split_for(m, n, k);
+  // Rows from kPackedRowSplit on: a row piece writes whole rows of c (no copy out of a dense
+  // block) and the threads share the packed weights in cache.
+  const Split split = split_for(m, n, k, m >= kPackedRowSplit);
   static_assert(kSplitAlign % kPackedColumns == 0, "pieces must start on a column block");
   run_pieces(split, [&](int64_t begin, int64_t end) {
     if (split.by_columns) {
