@@ -313,6 +313,19 @@ std::string onednn_version() {
 
 namespace {
 
+// Runs entry e's primitive on this thread over the given arrays.
+void execute(const std::shared_ptr<const Entry>& e, const void* a, const void* b, float* c,
+             const float* bias) {
+  Bound& bound = bound_for(e);
+  bound.a.set_data_handle(const_cast<void*>(a));
+  bound.b.set_data_handle(const_cast<void*>(b));
+  bound.c.set_data_handle(c);
+  bound.scratch.set_data_handle(thread_scratch(e->scratch_bytes));
+  if (bias != nullptr) bound.bias.set_data_handle(const_cast<float*>(bias));
+  e->primitive.execute(thread_stream(), bound.args);
+  thread_stream().wait();
+}
+
 void matmul_one(GemmType type, GemmEpilogue epilogue, bool trans_a, bool trans_b, int64_t m,
                 int64_t n, int64_t k, float alpha, const void* a, int64_t lda, const void* b,
                 int64_t ldb, float beta, float* c, int64_t ldc, const float* bias) {
@@ -330,15 +343,7 @@ void matmul_one(GemmType type, GemmEpilogue epilogue, bool trans_a, bool trans_b
   const Key key{int(type), int(epilogue), trans_a, trans_b, bias != nullptr, false, m, n, k,
                 lda, ldb, ldc, bits_of(alpha), bits_of(beta), 1};
   try {
-    const std::shared_ptr<const Entry> e = lookup(key, alpha, beta);
-    Bound& bound = bound_for(e);
-    bound.a.set_data_handle(const_cast<void*>(a));
-    bound.b.set_data_handle(const_cast<void*>(b));
-    bound.c.set_data_handle(c);
-    bound.scratch.set_data_handle(thread_scratch(e->scratch_bytes));
-    if (bias != nullptr) bound.bias.set_data_handle(const_cast<float*>(bias));
-    e->primitive.execute(thread_stream(), bound.args);
-    thread_stream().wait();
+    execute(lookup(key, alpha, beta), a, b, c, bias);
   } catch (const dnnl::error& err) {
     fail("matmul", err);
   }
@@ -355,14 +360,7 @@ bool packed_one(const OnednnPackedWeights& w, GemmEpilogue epilogue, int64_t m, 
   try {
     const std::shared_ptr<const Entry> e = lookup(key, 1.0f, 0.0f);
     if (e->reference) return false;
-    Bound& bound = bound_for(e);
-    bound.a.set_data_handle(const_cast<void*>(a));
-    bound.b.set_data_handle(w.columns(begin));
-    bound.c.set_data_handle(c);
-    bound.scratch.set_data_handle(thread_scratch(e->scratch_bytes));
-    if (bias != nullptr) bound.bias.set_data_handle(const_cast<float*>(bias));
-    e->primitive.execute(thread_stream(), bound.args);
-    thread_stream().wait();
+    execute(e, a, w.columns(begin), c, bias);
   } catch (const dnnl::error& err) {
     fail("matmul (packed weights)", err);
   }
