@@ -42,14 +42,15 @@ CB_INLINE f16x load16(const float* p) {
 }
 CB_INLINE void store16(float* p, f16x v) { std::memcpy(p, &v, sizeof v); }
 
-// S (Q, lk) = scale q K^T for Q queries (q rows at stride ld_q), 16 keys at a time, the Q
+// S (Q, lk) = scale q K^T for Q queries (q rows at stride ld_q), 16 keys at a time (key block
+// j / 16 of kt at kt + (j / 16) kt_block, its dims 16 floats apart), the Q
 // accumulators of a key block in registers over all hd dims; mx (Q) gets each row's largest
 // score over the vis real keys (a vector max as the scores are made: a scalar pass over the row
 // afterwards, one loop-carried max per key, cost as much as the products).
 // With kMax false, mx is unused: the backward's products (scores again, and dO V^T) need no max.
 template <int Q, bool kMax = true>
 CB_INLINE void block_scores(int lk, int vis, int hd, float scale, const float* q, int64_t ld_q,
-                            const float* kt, float* S, float* mx) {
+                            const float* kt, int64_t kt_block, float* S, float* mx) {
   float qs[Q][128];  // the queries, scaled (hd <= 128 on this path)
   for (int i = 0; i < Q; i++) {
     for (int d = 0; d < hd; d++) qs[i][d] = q[i * ld_q + d] * scale;
@@ -61,7 +62,7 @@ CB_INLINE void block_scores(int lk, int vis, int hd, float scale, const float* q
     f16x acc[Q];
     for (int i = 0; i < Q; i++) acc[i] = f16x{};
     for (int d = 0; d < hd; d++) {
-      const f16x k = load16(kt + (int64_t(j) * hd + int64_t(d) * 16));  // block j / 16, dim d
+      const f16x k = load16(kt + (int64_t(j / 16) * kt_block + int64_t(d) * 16));  // block, dim
       for (int i = 0; i < Q; i++) acc[i] += k * qs[i][d];
     }
     for (int i = 0; i < Q; i++) store16(S + int64_t(i) * lk + j, acc[i]);
@@ -107,10 +108,10 @@ CB_INLINE void block_values(int lk, int vis, const float* P, const float* v, int
 
 template <int Q, int HD>
 CB_INLINE void attend_block(int lk, int vis, float scale, const float* q, int64_t ld_q,
-                            const float* kt, const float* v, int64_t ld_kv, float* S, float* o,
+                            const float* kt, int64_t kt_block, const float* v, int64_t ld_kv, float* S, float* o,
                             float* lse) {
   float mx[Q], inv_sum[Q];
-  block_scores<Q>(lk, vis, 16 * HD, scale, q, ld_q, kt, S, mx);
+  block_scores<Q>(lk, vis, 16 * HD, scale, q, ld_q, kt, kt_block, S, mx);
   for (int i = 0; i < Q; i++) {
     const float sum = exp_shifted(S + int64_t(i) * lk, vis, mx[i]);
     inv_sum[i] = 1.0f / sum;
@@ -121,30 +122,30 @@ CB_INLINE void attend_block(int lk, int vis, float scale, const float* q, int64_
 
 template <int HD>
 CB_INLINE void attend_blocked(int m, int vis, float scale, const float* q, int64_t ld_q,
-                              const float* kt, const float* v, int64_t ld_kv, float* S, float* o,
+                              const float* kt, int64_t kt_block, const float* v, int64_t ld_kv, float* S, float* o,
                               float* lse) {
   const int lk = padded(vis);
   int i = 0;
   for (; i + kQueryBlock <= m; i += kQueryBlock) {
-    attend_block<kQueryBlock, HD>(lk, vis, scale, q + i * ld_q, ld_q, kt, v, ld_kv, S,
+    attend_block<kQueryBlock, HD>(lk, vis, scale, q + i * ld_q, ld_q, kt, kt_block, v, ld_kv, S,
                                   o + i * ld_q, lse != nullptr ? lse + i : nullptr);
   }
   for (; i < m; i++) {
-    attend_block<1, HD>(lk, vis, scale, q + i * ld_q, ld_q, kt, v, ld_kv, S, o + i * ld_q,
+    attend_block<1, HD>(lk, vis, scale, q + i * ld_q, ld_q, kt, kt_block, v, ld_kv, S, o + i * ld_q,
                         lse != nullptr ? lse + i : nullptr);
   }
 }
 
 // Any hd: one query at a time, loops vectorised over the keys (scores) and the dims (values).
 CB_INLINE void attend_plain(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
-                            const float* kt, const float* v, int64_t ld_kv, float* s, float* acc,
+                            const float* kt, int64_t kt_block, const float* v, int64_t ld_kv, float* s, float* acc,
                             float* o, float* lse) {
   const int lk = padded(vis);
   for (int i = 0; i < m; i++) {
     const float* qi = q + int64_t(i) * ld_q;  // (hd)
     for (int j = 0; j < lk; j++) s[j] = 0.0f;
     for (int j = 0; j < lk; j += 16) {
-      const float* block = kt + int64_t(j) * hd;  // (hd, 16)
+      const float* block = kt + int64_t(j / 16) * kt_block;  // (hd, 16)
       for (int d = 0; d < hd; d++) {
         const float qd = qi[d] * scale;
         for (int l = 0; l < 16; l++) s[j + l] += qd * block[d * 16 + l];
@@ -175,8 +176,8 @@ CB_INLINE void backward_rows(int lk, int vis, float scale, const float* q, const
                              const float* kt, const float* vt, int64_t ld_kv, float* P, float* dS,
                              float* dq) {
   constexpr int hd = 16 * HD;
-  block_scores<Q, false>(lk, vis, hd, scale, q, ld_q, kt, P, nullptr);
-  block_scores<Q, false>(lk, vis, hd, 1.0f, dout, ld_q, vt, dS, nullptr);
+  block_scores<Q, false>(lk, vis, hd, scale, q, ld_q, kt, int64_t(hd) * 16, P, nullptr);
+  block_scores<Q, false>(lk, vis, hd, 1.0f, dout, ld_q, vt, int64_t(hd) * 16, dS, nullptr);
   float scales[Q];
   for (int i = 0; i < Q; i++) {
     float* p = P + int64_t(i) * lk;   // (vis)
@@ -326,16 +327,17 @@ int64_t attend_scratch_floats(int vis, int hd) {
 }
 
 CB_KERNEL_CLONES void attend_transposed(int m, int vis, int hd, float scale, const float* q,
-                                        int64_t ld_q, const float* kt, const float* v,
-                                        int64_t ld_kv, float* scratch, float* o, float* lse) {
+                                        int64_t ld_q, const float* kt, int64_t kt_block,
+                                        const float* v, int64_t ld_kv, float* scratch, float* o,
+                                        float* lse) {
   float* S = scratch;                               // (kQueryBlock, lk) scores, then weights
   float* acc = S + int64_t(kQueryBlock) * padded(vis);  // (hd) attend_plain's output row
   switch (hd) {
-    case 16: return attend_blocked<1>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
-    case 32: return attend_blocked<2>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
-    case 64: return attend_blocked<4>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
-    case 128: return attend_blocked<8>(m, vis, scale, q, ld_q, kt, v, ld_kv, S, o, lse);
-    default: return attend_plain(m, vis, hd, scale, q, ld_q, kt, v, ld_kv, S, acc, o, lse);
+    case 16: return attend_blocked<1>(m, vis, scale, q, ld_q, kt, kt_block, v, ld_kv, S, o, lse);
+    case 32: return attend_blocked<2>(m, vis, scale, q, ld_q, kt, kt_block, v, ld_kv, S, o, lse);
+    case 64: return attend_blocked<4>(m, vis, scale, q, ld_q, kt, kt_block, v, ld_kv, S, o, lse);
+    case 128: return attend_blocked<8>(m, vis, scale, q, ld_q, kt, kt_block, v, ld_kv, S, o, lse);
+    default: return attend_plain(m, vis, hd, scale, q, ld_q, kt, kt_block, v, ld_kv, S, acc, o, lse);
   }
 }
 

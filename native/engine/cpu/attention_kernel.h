@@ -25,11 +25,12 @@ void transpose_blocked(int n, int hd, const float* x, int64_t ld, float* xt);
 int64_t attend_scratch_floats(int vis, int hd);
 
 // o_i = softmax(scale q_i K^T) V for the m queries i, and lse_i = log sum_j exp(scale q_i k_j)
-// when lse is not null: q, o (m, hd) at row stride ld_q; kt the keys from transpose_blocked
-// (at least vis of them); v (vis >= 1, hd) at row stride ld_kv; lse (m).
+// when lse is not null: q, o (m, hd) at row stride ld_q; kt the keys transposed in blocks of
+// 16 (at least vis of them), block i an (hd, 16) tile at kt + i kt_block (transpose_blocked's
+// output: kt_block = 16 hd); v (vis >= 1, hd) at row stride ld_kv; lse (m).
 void attend_transposed(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
-                       const float* kt, const float* v, int64_t ld_kv, float* scratch, float* o,
-                       float* lse);
+                       const float* kt, int64_t kt_block, const float* v, int64_t ld_kv,
+                       float* scratch, float* o, float* lse);
 
 // Floats of scratch attend_backward needs for m queries and `vis` keys.
 int64_t attend_backward_scratch_floats(int m, int vis);

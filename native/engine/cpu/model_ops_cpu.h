@@ -109,6 +109,9 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
                           const float* lse, const float* dout, float* dq, float* dk,
                           float* dv) override;
 
+  void write_kv_cache(int B, int m, int t0, int H, int W, const float* k, int64_t ld_k,
+                      const float* v, int64_t ld_v, float* kc, float* vc,
+                      int64_t kv_batch_stride) override;
   void attention_cached(int B, int Tq, int H, int hd, const float* q, const float* k,
                         const float* v, int64_t kv_batch_stride, const int32_t* visible_end,
                         float* out) override;
@@ -164,6 +167,20 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
     uint64_t version = 0;  // the frozen version they were packed at
   };
   std::unordered_map<const void*, PackedEntry> packed_;  // by w
+  // The sampler's cached keys, transposed as attention_cached reads them, written by
+  // write_kv_cache while frozen (the sampler writes every slot before it is read, so a mirror
+  // kept from an earlier call is never read stale).
+  struct KeyMirror {
+    int rows = 0, slots = 0, heads = 0, width = 0;  // B, T, H, W of the cache
+    int64_t pair_floats = 0;  // one (row, head): ceil(T / 16) blocks of (hd, 16)
+    std::vector<float> data;  // (B, H, ceil(T / 16), hd, 16)
+    const float* pair(int64_t b, int h) const {
+      return data.data() + (b * heads + h) * pair_floats;
+    }
+  };
+  std::unordered_map<const float*, KeyMirror> key_mirrors_;  // by the cache's key pointer
+  const KeyMirror* key_mirror(const float* k, int B, int H, int64_t kv_batch_stride,
+                              int64_t C) const;
   std::vector<bf16_t> x16_, dy16_;  // (n, in) and (n, out) bf16 copies
   // Fills rope_cos_ and rope_sin_ with the cos and sin of the angles the rows use, either by
   // position (positions, hd/2) or, returning true, by row (n rows of pos_p, then n of pos_q).

@@ -121,7 +121,8 @@ void CpuModelOps::attention(int B, int T, int H, int hd, const float* q, const f
         }
         continue;
       }
-      attend_transposed(m, vis, hd, scale, qb + r.t0 * C, C, kt, vb, C, scratch, ob + r.t0 * C,
+      attend_transposed(m, vis, hd, scale, qb + r.t0 * C, C, kt, 16 * hd, vb, C, scratch,
+                        ob + r.t0 * C,
                         lb + r.t0);
     }
   });
@@ -183,7 +184,9 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
   const int vis_max = max_visible(runs);
   const float scale = 1.0f / std::sqrt((float)hd);
   const int pairs = B * H, parts = thread_parts(pairs, pair_work(runs, hd));
-  const int64_t kt_floats = transposed_floats(vis_max, hd);
+  // The keys as write_kv_cache left them transposed (sampling), or transposed here per pair.
+  const KeyMirror* mirror = key_mirror(k, B, H, kv_batch_stride, C);
+  const int64_t kt_floats = mirror != nullptr ? 0 : transposed_floats(vis_max, hd);
   const int64_t tile = kt_floats + attend_scratch_floats(vis_max, hd);  // floats per thread
   if (int64_t(attention_scratch_.size()) < tile * parts) attention_scratch_.resize(tile * parts);
 
@@ -193,15 +196,61 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
     float* ob = out + int64_t(b) * Tq * C + int64_t(h) * hd;       // (Tq, hd) at stride C
     const float* kb = k + b * kv_batch_stride + int64_t(h) * hd;   // (vis, hd) at stride C
     const float* vb = v + b * kv_batch_stride + int64_t(h) * hd;   // (vis, hd) at stride C
-    float* kt = attention_scratch_.data() + tile * part;  // the pair's keys, transposed
-    float* scratch = kt + kt_floats;
-    transpose_blocked(vis_max, hd, kb, C, kt);
+    float* scratch = attention_scratch_.data() + tile * part;
+    const float* kt = nullptr;  // the pair's keys, transposed
+    if (mirror != nullptr) {
+      kt = mirror->pair(b, h);
+    } else {
+      transpose_blocked(vis_max, hd, kb, C, scratch);
+      kt = scratch;
+      scratch += kt_floats;
+    }
     for (const Run& r : runs) {
       CB_CHECK(r.vis >= 1, "attention_cached: a query sees no key");
-      attend_transposed(r.t1 - r.t0, r.vis, hd, scale, qb + r.t0 * C, C, kt, vb, C, scratch,
-                        ob + r.t0 * C, nullptr);
+      attend_transposed(r.t1 - r.t0, r.vis, hd, scale, qb + r.t0 * C, C, kt, 16 * hd, vb, C,
+                        scratch, ob + r.t0 * C, nullptr);
     }
   });
+}
+
+void CpuModelOps::write_kv_cache(int B, int m, int t0, int H, int W, const float* k,
+                                 int64_t ld_k, const float* v, int64_t ld_v, float* kc, float* vc,
+                                 int64_t kv_batch_stride) {
+  ModelOps<float>::write_kv_cache(B, m, t0, H, W, k, ld_k, v, ld_v, kc, vc, kv_batch_stride);
+  if (!frozen_) return;
+  // The copy of the keys that attention_cached reads (cpu only): per (row, head) the cache's
+  // slots in blocks of 16 (transpose_blocked's layout), written as the slots arrive instead of
+  // transposed again for every step.
+  const int T = (int)(kv_batch_stride / W), hd = W / H;
+  KeyMirror& mirror = key_mirrors_[kc];
+  if (mirror.rows != B || mirror.slots != T || mirror.heads != H || mirror.width != W) {
+    mirror = KeyMirror{B, T, H, W, transposed_floats(T, hd), {}};
+    mirror.data.assign(size_t(int64_t(B) * H * mirror.pair_floats), 0.0f);
+  }
+  parallel_for(int64_t(B) * H, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t b = p / H;
+      const int h = (int)(p % H);
+      float* pair = mirror.data.data() + p * mirror.pair_floats;
+      for (int i = 0; i < m; i++) {
+        const int t = t0 + i;
+        const float* kt = k + (b * m + i) * ld_k + int64_t(h) * hd;  // (hd)
+        float* to = pair + int64_t(t / 16) * hd * 16 + (t % 16);     // stride 16
+        for (int d = 0; d < hd; d++) to[d * 16] = kt[d];
+      }
+    }
+  });
+}
+
+const CpuModelOps::KeyMirror* CpuModelOps::key_mirror(const float* k, int B, int H,
+                                                      int64_t kv_batch_stride, int64_t C) const {
+  if (!frozen_) return nullptr;
+  auto it = key_mirrors_.find(k);
+  if (it == key_mirrors_.end()) return nullptr;
+  const KeyMirror& m = it->second;
+  const bool same = m.rows == B && m.heads == H && m.width == C &&
+                    int64_t(m.slots) * C == kv_batch_stride;
+  return same ? &m : nullptr;
 }
 
 }  // namespace cb

@@ -141,6 +141,19 @@ class ModelOps {
   virtual void attention_cached(int B, int Tq, int H, int hd, const Real* q, const Real* k,
                                 const Real* v, int64_t kv_batch_stride,
                                 const int32_t* visible_end, Real* out) = 0;
+  // The cache writes before attention_cached: keys k and values v of slots [t0, t0 + m) of
+  // each of B rows ((B, m, W = H hd) at row strides ld_k and ld_v) into the cache rows kc and
+  // vc (B, T, W) at kc + b * kv_batch_stride + t * W. A backend may keep its own copy of the
+  // keys in the layout its attention reads (cpu, while weights are frozen: the sampler's calls).
+  virtual void write_kv_cache(int B, int m, int t0, int /*H*/, int W, const Real* k,
+                              int64_t ld_k, const Real* v, int64_t ld_v, Real* kc, Real* vc,
+                              int64_t kv_batch_stride) {
+    for (int b = 0; b < B; b++) {
+      const int64_t at = b * kv_batch_stride + int64_t(t0) * W;
+      copy_strided(m, W, k + int64_t(b) * m * ld_k, ld_k, kc + at, W, false);
+      copy_strided(m, W, v + int64_t(b) * m * ld_v, ld_v, vc + at, W, false);
+    }
+  }
 
   // ---- sampling -------------------------------------------------------------------------
   // Bilinear resize with half-pixel centres (PyTorch align_corners=False) of B grids of

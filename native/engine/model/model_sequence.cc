@@ -100,11 +100,7 @@ void Model<Real>::run_slots(const SlotRun<Real>& run) {
       const int64_t row_stride = int64_t(run.cache.slots) * W;
       Real* kc = run.cache.keys + l * R * row_stride;    // (R, T, W)
       Real* vc = run.cache.values + l * R * row_stride;  // (R, T, W)
-      for (int r = 0; r < R; r++) {
-        const int64_t at = r * row_stride + int64_t(run.t0) * W;
-        op.copy_strided(m, W, L.kr + int64_t(r) * m * W, W, kc + at, W, false);
-        op.copy_strided(m, W, L.qkv + int64_t(r) * m * 3 * W + 2 * W, 3 * W, vc + at, W, false);
-      }
+      op.write_kv_cache(R, m, run.t0, H, W, L.kr, W, L.qkv + 2 * W, 3 * W, kc, vc, row_stride);
       op.attention_cached(R, m, H, hd, L.qr, kc, vc, row_stride, run.visible_end, L.att);
     }
     linear(n, W, W, {L.att, nullptr}, p.attn_out, L.ao);
