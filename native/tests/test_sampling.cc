@@ -7,6 +7,7 @@
 #include <vector>
 
 #include "compare.h"
+#include "cpu/cpu_features.h"
 #include "cpu/model_ops_cpu.h"
 #include "cpu/model_ops_ref.h"
 #include "harness.h"
@@ -233,6 +234,92 @@ CB_TEST("sampling", cached_attention_equals_full_attention) {
                        std::to_string(hd) + ": batch " + std::to_string(b) + " value " +
                        std::to_string(e) + " from slot " + std::to_string(first));
           }
+        }
+      }
+    }
+  }
+}
+
+CB_TEST("bf16", cached_attention_in_bf16_is_full_attention_within_the_rounding) {
+  // The bf16 cpu backend keeps the cache as bf16 (attention_bf16.h), written block by block
+  // through write_kv_cache, as the sampler does, and reads it in attention_cached.
+  // The bound: q (scaled), K, V and the weights P each enter a product rounded to bf16, an RMS
+  // of 2^-8 / sqrt(3) = 2.3e-3 relative each; the scores carry two roundings (3.2e-3) and
+  // their error passes to the output through the softmax at most in proportion, so the
+  // output's relative RMS error is about sqrt(3.2^2 + 2.3^2 + 2.3^2) = 4.6e-3 (measured on
+  // these inputs: 3.1e-3 to 3.4e-3). Limits: nmse below (4 x 4.6e-3)^2 = 3.4e-4, and every
+  // value within 10 of those RMS errors of the output's RMS. A wrong layout, a lost pair or
+  // an unscaled query gives an nmse of 1e-2 or more.
+  const std::string why = cb::bf16_matmul_unavailable();
+  if (!why.empty()) {
+    std::printf("SKIP cpu-bf16: %s\n", why.c_str());
+    return;
+  }
+  struct Shape {
+    int B, T, H, hd, t0;
+  };
+  uint32_t seed = 40;
+  // hd 32 at the S preset's last scale (341 slots, odd, 64-slot blocks); 64, 96 and 128 with
+  // key counts that are no multiple of 16 and blocks of 1 and 3 slots.
+  for (const Shape& s : {Shape{2, 341, 4, 32, 277}, Shape{3, 101, 3, 64, 37},
+                         Shape{2, 37, 2, 96, 20}, Shape{2, 50, 2, 128, 1}}) {
+    const int B = s.B, T = s.T, H = s.H, hd = s.hd, t0 = s.t0;
+    const int64_t C = H * hd;
+    const std::vector<float> q = cbt::random_uniform(B * T * C, seed++);
+    const std::vector<float> k = cbt::random_uniform(B * T * C, seed++);
+    const std::vector<float> v = cbt::random_uniform(B * T * C, seed++);
+    std::vector<int32_t> visible(T, T);
+    for (int t = 0; t < t0; t++) visible[t] = t < 4 ? 4 : t0;
+    visible[0] = 1;
+    cb::RefModelOps<float> ref;
+    std::vector<float> full(B * T * C), lse(B * H * T);
+    ref.attention(B, T, H, hd, q.data(), k.data(), v.data(), visible.data(), full.data(),
+                  lse.data());
+    cb::CpuModelOps cpu(cb::Precision::bf16);
+    // The cache the sampler would hold: written in blocks of up to 3 slots of (B, m, C) rows.
+    std::vector<float> kc(B * T * C, std::nanf("")), vc(B * T * C, std::nanf(""));
+    for (int a = 0; a < T; a += 3) {
+      const int m = std::min(3, T - a);
+      std::vector<float> kb(B * m * C), vb(B * m * C);
+      for (int b = 0; b < B; b++) {
+        for (int64_t e = 0; e < m * C; e++) {
+          kb[b * m * C + e] = k[(int64_t(b) * T + a) * C + e];
+          vb[b * m * C + e] = v[(int64_t(b) * T + a) * C + e];
+        }
+      }
+      cpu.write_kv_cache(B, m, a, H, int(C), kb.data(), C, vb.data(), C, kc.data(), vc.data(),
+                         int64_t(T) * C);
+    }
+    for (int first : {0, t0}) {
+      const int m = T - first;
+      std::vector<float> qb(B * m * C), out(B * m * C);
+      for (int b = 0; b < B; b++) {
+        std::copy(q.begin() + (int64_t(b) * T + first) * C, q.begin() + (int64_t(b) * T + T) * C,
+                  qb.begin() + int64_t(b) * m * C);
+      }
+      cpu.attention_cached(B, m, H, hd, qb.data(), kc.data(), vc.data(), int64_t(T) * C,
+                           visible.data() + first, out.data());
+      double err = 0, energy = 0;
+      for (int b = 0; b < B; b++) {
+        for (int64_t e = 0; e < m * C; e++) {
+          const double d = double(out[b * m * C + e]) - full[(int64_t(b) * T + first) * C + e];
+          err += d * d;
+          energy += double(full[(int64_t(b) * T + first) * C + e]) * full[(int64_t(b) * T + first) * C + e];
+        }
+      }
+      const double nmse = err / energy, rms = std::sqrt(energy / double(B * m * C));
+      const std::string where = "hd=" + std::to_string(hd) + " T=" + std::to_string(T) +
+                                " from slot " + std::to_string(first);
+      std::printf("  bf16 cached attention %s: relative RMS error %.2e\n", where.c_str(),
+                  std::sqrt(nmse));
+      EXPECT(nmse < 3.4e-4, where + ": nmse " + std::to_string(nmse) + " over 3.4e-4");
+      for (int b = 0; b < B; b++) {
+        for (int64_t e = 0; e < m * C; e++) {
+          const float want = full[(int64_t(b) * T + first) * C + e];
+          const float got = out[b * m * C + e];
+          EXPECT(std::fabs(got - want) <= 10 * 4.6e-3 * rms,
+                 where + ": batch " + std::to_string(b) + " value " + std::to_string(e) + " is " +
+                     std::to_string(got) + ", want " + std::to_string(want));
         }
       }
     }

@@ -181,6 +181,26 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   std::unordered_map<const float*, KeyMirror> key_mirrors_;  // by the cache's key pointer
   const KeyMirror* key_mirror(const float* k, int B, int H, int64_t kv_batch_stride,
                               int64_t C) const;
+  // The bf16 backend's KV cache (attention_bf16.h): write_kv_cache writes the keys and values
+  // here, as bf16 in attend_bf16's layouts, instead of into the fp32 cache arrays (which then
+  // hold nothing; attention_cached reads this copy). Written for every call, frozen or not.
+  struct Bf16Cache {
+    int rows = 0, slots = 0, heads = 0, width = 0;  // B, T, H, W of the cache
+    int64_t pair_keys = 0, pair_values = 0;  // bf16 values of one (row, head)
+    std::vector<bf16_t> keys, values;        // (B, H, pair_keys), (B, H, pair_values)
+    const bf16_t* keys_of(int64_t b, int h) const {
+      return keys.data() + (b * heads + h) * pair_keys;
+    }
+    const bf16_t* values_of(int64_t b, int h) const {
+      return values.data() + (b * heads + h) * pair_values;
+    }
+  };
+  std::unordered_map<const float*, Bf16Cache> bf16_caches_;  // by the cache's key pointer
+  // The bf16 cache behind the fp32 key array k, when it has this shape; else null.
+  const Bf16Cache* bf16_cache(const float* k, int B, int H, int64_t kv_batch_stride,
+                              int64_t C) const;
+  void write_bf16_cache(int B, int m, int t0, int H, int W, const float* k, int64_t ld_k,
+                        const float* v, int64_t ld_v, const float* kc, int64_t kv_batch_stride);
   std::vector<bf16_t> x16_, dy16_;  // (n, in) and (n, out) bf16 copies
   // Fills rope_cos_ and rope_sin_ with the cos and sin of the angles the rows use, either by
   // position (positions, hd/2) or, returning true, by row (n rows of pos_p, then n of pos_q).

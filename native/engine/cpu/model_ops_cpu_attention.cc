@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "../error.h"
+#include "attention_bf16.h"
 #include "attention_kernel.h"
 #include "model_ops_cpu.h"
 #include "parallel.h"
@@ -184,6 +185,22 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
   const int vis_max = max_visible(runs);
   const float scale = 1.0f / std::sqrt((float)hd);
   const int pairs = B * H, parts = thread_parts(pairs, pair_work(runs, hd));
+  if (const Bf16Cache* cache = bf16_cache(k, B, H, kv_batch_stride, C)) {
+    const int64_t tile = attend_bf16_scratch_floats(vis_max);  // floats per thread
+    if (int64_t(attention_scratch_.size()) < tile * parts) attention_scratch_.resize(tile * parts);
+    for_pairs(pairs, parts, [&](int part, int pair) {
+      const int b = pair / H, h = pair % H;
+      const float* qb = q + int64_t(b) * Tq * C + int64_t(h) * hd;  // (Tq, hd) at stride C
+      float* ob = out + int64_t(b) * Tq * C + int64_t(h) * hd;      // (Tq, hd) at stride C
+      for (const Run& r : runs) {
+        CB_CHECK(r.vis >= 1, "attention_cached: a query sees no key");
+        attend_bf16(r.t1 - r.t0, r.vis, hd, scale, qb + r.t0 * C, C, cache->keys_of(b, h),
+                    cache->values_of(b, h), attention_scratch_.data() + tile * part,
+                    ob + r.t0 * C);
+      }
+    });
+    return;
+  }
   // The keys as write_kv_cache left them transposed (sampling), or transposed here per pair.
   const KeyMirror* mirror = key_mirror(k, B, H, kv_batch_stride, C);
   const int64_t kt_floats = mirror != nullptr ? 0 : transposed_floats(vis_max, hd);
@@ -216,6 +233,12 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
 void CpuModelOps::write_kv_cache(int B, int m, int t0, int H, int W, const float* k,
                                  int64_t ld_k, const float* v, int64_t ld_v, float* kc, float* vc,
                                  int64_t kv_batch_stride) {
+  if (precision_ == Precision::bf16 && attend_bf16_supported(W / H)) {
+    key_mirrors_.erase(kc);
+    write_bf16_cache(B, m, t0, H, W, k, ld_k, v, ld_v, kc, kv_batch_stride);
+    return;
+  }
+  bf16_caches_.erase(kc);
   ModelOps<float>::write_kv_cache(B, m, t0, H, W, k, ld_k, v, ld_v, kc, vc, kv_batch_stride);
   if (!frozen_) return;
   // The copy of the keys that attention_cached reads (cpu only): per (row, head) the cache's
@@ -251,6 +274,50 @@ const CpuModelOps::KeyMirror* CpuModelOps::key_mirror(const float* k, int B, int
   const bool same = m.rows == B && m.heads == H && m.width == C &&
                     int64_t(m.slots) * C == kv_batch_stride;
   return same ? &m : nullptr;
+}
+
+void CpuModelOps::write_bf16_cache(int B, int m, int t0, int H, int W, const float* k,
+                                   int64_t ld_k, const float* v, int64_t ld_v, const float* kc,
+                                   int64_t kv_batch_stride) {
+  const int T = (int)(kv_batch_stride / W), hd = W / H;
+  CB_CHECK(t0 >= 0 && t0 + m <= T, "write_kv_cache: slots [" + std::to_string(t0) + ", " +
+                                       std::to_string(t0 + m) + ") outside the cache's " +
+                                       std::to_string(T));
+  Bf16Cache& cache = bf16_caches_[kc];
+  if (cache.rows != B || cache.slots != T || cache.heads != H || cache.width != W) {
+    cache = Bf16Cache{B, T, H, W, bf16_key_pair_values(T, hd), bf16_value_pair_values(T, hd),
+                      {}, {}};
+    // Zeros: the padding slots of a block are multiplied by weights of 0, never by garbage.
+    cache.keys.assign(size_t(int64_t(B) * H * cache.pair_keys), bf16_t{0});
+    cache.values.assign(size_t(int64_t(B) * H * cache.pair_values), bf16_t{0});
+  }
+  parallel_for(int64_t(B) * H, 1, [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t b = p / H;
+      const int h = (int)(p % H);
+      bf16_t* keys = cache.keys.data() + p * cache.pair_keys;
+      bf16_t* values = cache.values.data() + p * cache.pair_values;
+      for (int i = 0; i < m; i++) {
+        const int64_t row = b * m + i;
+        store_bf16_key(t0 + i, hd, k + row * ld_k + int64_t(h) * hd, keys);
+        store_bf16_value(t0 + i, hd, v + row * ld_v + int64_t(h) * hd, values);
+      }
+    }
+  });
+}
+
+const CpuModelOps::Bf16Cache* CpuModelOps::bf16_cache(const float* k, int B, int H,
+                                                     int64_t kv_batch_stride, int64_t C) const {
+  if (precision_ != Precision::bf16) return nullptr;
+  auto it = bf16_caches_.find(k);
+  if (it == bf16_caches_.end()) return nullptr;
+  const Bf16Cache& c = it->second;
+  // The fp32 arrays behind k were not written: another shape cannot fall back to them.
+  CB_CHECK(c.rows == B && c.heads == H && c.width == C && int64_t(c.slots) * C == kv_batch_stride,
+           "attention_cached: the bf16 cache was written as " + std::to_string(c.rows) + " rows x " +
+               std::to_string(c.slots) + " slots x " + std::to_string(c.width) +
+               " and is read with another shape");
+  return &c;
 }
 
 }  // namespace cb

@@ -1,0 +1,45 @@
+// The bf16 cpu backend's attention over the KV cache (sampling): the cache kept as bf16 in the
+// layouts AVX512-BF16's pair dot product (vdpbf16ps) reads, and the kernel that reads them.
+//
+// Why: at batch 16 a sampling step reads the whole cache of every (row, head) pair once per
+// layer, and in fp32 that read was about half of the attention's time (S preset: ~0.3 GB per
+// image at ~30 GB/s, measured beside a kernel at 57% of one core's fp32 peak). Half the bytes,
+// and one instruction for two dims (scores) or two keys (values) of a multiply-add.
+//
+// What is rounded: q (after the 1/sqrt(hd) scale), K, V and the softmax weights P enter the
+// products as bf16 (round to nearest even; the hardware conversion of q and P flushes fp32
+// denormals to zero, which changes nothing at these magnitudes); the products accumulate in
+// fp32, and the scores, their max, the exponentials and the sums are fp32, as in every bf16
+// matmul of this backend.
+#pragma once
+
+#include <cstdint>
+
+#include "../model/mixed_ops.h"
+
+namespace cb {
+
+// Whether attend_bf16 takes heads of hd dims (hd a multiple of 32, at most 128).
+bool attend_bf16_supported(int hd);
+
+// bf16 values of one (row, head) pair's keys for T slots: ceil(T / 16) blocks of (hd / 2, 16, 2),
+// i.e. per block and dim pair the 16 keys' two dims side by side.
+int64_t bf16_key_pair_values(int T, int hd);
+// bf16 values of one pair's values for T slots: ceil(T / 2) blocks of (hd, 2), i.e. per slot
+// pair and dim the two slots' values side by side.
+int64_t bf16_value_pair_values(int T, int hd);
+
+// Writes slot t's key k (hd) into a pair's key array kp, and its value v (hd) into vp.
+void store_bf16_key(int t, int hd, const float* k, bf16_t* kp);
+void store_bf16_value(int t, int hd, const float* v, bf16_t* vp);
+
+// Floats of scratch attend_bf16 needs for `vis` keys.
+int64_t attend_bf16_scratch_floats(int vis);
+
+// o_i = softmax(scale q_i K^T) V for the m queries i against the pair's first vis >= 1 slots
+// (kp, vp as written above): q, o (m, hd) at row stride ld_q. Needs avx512_bf16 (the bf16
+// backend exists only there) and attend_bf16_supported(hd).
+void attend_bf16(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
+                 const bf16_t* kp, const bf16_t* vp, float* scratch, float* o);
+
+}  // namespace cb
