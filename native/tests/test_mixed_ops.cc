@@ -260,8 +260,12 @@ CB_TEST("bf16", bf16_rounding_is_nearest_even_with_denormals_and_nan) {
          "a float denormal keeps its top bits");
   EXPECT((bits(std::nanf("")) & 0x7fc0) == 0x7fc0, "NaN stays a quiet NaN");
   EXPECT(bits(3.4028235e38f) == 0x7f80, "the largest float rounds to Inf, as nearest-even says");
-  // The span loop (compiled for AVX-512 and the baseline) agrees with the scalar rounding.
-  const Vec x = cbt::random_uniform(1003, 5, -1e3f, 1e3f);
+  // The span loop (the AVX512-BF16 instruction where the CPU has it, else compiled for AVX-512
+  // and the baseline) agrees with the scalar rounding, ties, denormals, NaN and Inf included.
+  Vec x = cbt::random_uniform(1003, 5, -1e3f, 1e3f);
+  const float specials[] = {1e-40f, -3e-39f, std::nanf(""), -INFINITY, INFINITY, 3.4028235e38f,
+                            1.0f + 1.0f / 256, 1.0f + 3.0f / 256, 0.0f, -0.0f, 1.1754944e-38f};
+  for (size_t s = 0; s < sizeof specials / sizeof specials[0]; s++) x[37 * s + 5] = specials[s];
   std::vector<cb::bf16_t> y(x.size());
   cb::float_to_bf16_span(x.data(), y.data(), (int64_t)x.size());
   for (size_t i = 0; i < x.size(); i++) {

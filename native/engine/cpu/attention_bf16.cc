@@ -6,7 +6,6 @@
 #include <string>
 
 #include "../error.h"
-#include "bf16_convert.h"
 #include "vector_math.h"
 
 namespace cb {
@@ -31,20 +30,6 @@ int64_t bf16_key_pair_values(int T, int hd) { return int64_t(padded(T)) * hd; }
 
 int64_t bf16_value_pair_values(int T, int hd) { return int64_t((T + 1) / 2) * 2 * hd; }
 
-void store_bf16_key(int t, int hd, const float* k, bf16_t* kp) {
-  // Block t / 16; in it, dim pair d / 2 holds 16 keys x 2 dims; slot t's pair at 2 (t % 16).
-  bf16_t* to = kp + int64_t(t / kKeyBlock) * kKeyBlock * hd + 2 * (t % kKeyBlock);
-  for (int d = 0; d < hd; d += 2) {
-    to[(d / 2) * 2 * kKeyBlock] = float_to_bf16(k[d]);
-    to[(d / 2) * 2 * kKeyBlock + 1] = float_to_bf16(k[d + 1]);
-  }
-}
-
-void store_bf16_value(int t, int hd, const float* v, bf16_t* vp) {
-  bf16_t* to = vp + int64_t(t / 2) * 2 * hd + (t % 2);  // slot pair t / 2, dim d at 2 d
-  for (int d = 0; d < hd; d++) to[2 * d] = float_to_bf16(v[d]);
-}
-
 // Scores (Q x lk floats), then the same rows' weights as bf16 (Q x lk / 2 pairs).
 int64_t attend_bf16_scratch_floats(int vis) { return int64_t(kQueryBlock) * padded(vis) * 3 / 2; }
 
@@ -54,6 +39,10 @@ int64_t attend_bf16_scratch_floats(int vis) { return int64_t(kQueryBlock) * padd
 
 #pragma GCC push_options
 #pragma GCC target("avx512f,avx512bw,avx512dq,avx512vl,avx512bf16,fma")
+// GCC 12's intrinsics start some results from a self-initialised "undefined" vector, which
+// -Wmaybe-uninitialized reports once inlined (GCC bug 105593); nothing here reads one.
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Wmaybe-uninitialized"
 #include <immintrin.h>
 
 namespace cb {
@@ -182,6 +171,43 @@ void attend_all(int m, int vis, float scale, const float* q, int64_t ld_q, const
 
 }  // namespace
 
+// The slot's hd floats, rounded in vectors of 32: as 32-bit lanes they are the dim pairs, lane
+// dp going to dim pair dp's 16 x 2 row of the block (64 bytes apart).
+void store_bf16_key(int t, int hd, const float* k, bf16_t* kp) {
+  uint32_t* to = reinterpret_cast<uint32_t*>(kp + int64_t(t / kKeyBlock) * kKeyBlock * hd) +
+                 t % kKeyBlock;  // dim pair 0 of slot t; pair dp at dp * 16
+  for (int d = 0; d < hd; d += 32) {
+    const __m512i pairs = (__m512i)_mm512_cvtne2ps_pbh(_mm512_loadu_ps(k + d + 16),
+                                                       _mm512_loadu_ps(k + d));
+    const __m512i at = _mm512_mullo_epi32(_mm512_setr_epi32(0, 1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11,
+                                                             12, 13, 14, 15),
+                                          _mm512_set1_epi32(kKeyBlock));
+    _mm512_i32scatter_epi32(to + (d / 2) * kKeyBlock, at, pairs, 4);
+  }
+}
+
+// The slot's values, rounded, widened to 32-bit lanes and moved to the lane half that is
+// slot t's within its slot pair, then stored over that half only.
+void store_bf16_value(int t, int hd, const float* v, bf16_t* vp) {
+  bf16_t* to = vp + int64_t(t / 2) * 2 * hd;  // (hd, 2)
+  const __mmask32 half = t % 2 == 0 ? __mmask32(0x55555555u) : __mmask32(0xaaaaaaaau);
+  for (int d = 0; d < hd; d += 16) {
+    __m512i wide = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(v + d)));
+    if (t % 2 == 1) wide = _mm512_slli_epi32(wide, 16);
+    _mm512_mask_storeu_epi16(to + 2 * d, half, wide);
+  }
+}
+
+// Slots t (even) and t + 1 at once: their rounded values interleaved into whole vectors.
+void store_bf16_value_pair(int t, int hd, const float* v0, const float* v1, bf16_t* vp) {
+  bf16_t* to = vp + int64_t(t / 2) * 2 * hd;  // (hd, 2)
+  for (int d = 0; d < hd; d += 16) {
+    const __m512i lo = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(v0 + d)));
+    const __m512i hi = _mm512_cvtepu16_epi32((__m256i)_mm512_cvtneps_pbh(_mm512_loadu_ps(v1 + d)));
+    _mm512_storeu_si512(to + 2 * d, _mm512_or_si512(lo, _mm512_slli_epi32(hi, 16)));
+  }
+}
+
 void attend_bf16(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
                  const bf16_t* kp, const bf16_t* vp, float* scratch, float* o) {
   switch (hd) {
@@ -195,11 +221,27 @@ void attend_bf16(int m, int vis, int hd, float scale, const float* q, int64_t ld
 
 }  // namespace cb
 
+#pragma GCC diagnostic pop
 #pragma GCC pop_options
 
 #else
 
 namespace cb {
+
+void store_bf16_key(int, int hd, const float*, bf16_t*) {
+  CB_FAIL("store_bf16_key: needs an x86-64 CPU with AVX512-BF16 (heads of " +
+          std::to_string(hd) + " dims)");
+}
+
+void store_bf16_value(int, int hd, const float*, bf16_t*) {
+  CB_FAIL("store_bf16_value: needs an x86-64 CPU with AVX512-BF16 (heads of " +
+          std::to_string(hd) + " dims)");
+}
+
+void store_bf16_value_pair(int, int hd, const float*, const float*, bf16_t*) {
+  CB_FAIL("store_bf16_value_pair: needs an x86-64 CPU with AVX512-BF16 (heads of " +
+          std::to_string(hd) + " dims)");
+}
 
 void attend_bf16(int, int, int hd, float, const float*, int64_t, const bf16_t*, const bf16_t*,
                  float*, float*) {

@@ -7,8 +7,8 @@
 // and one instruction for two dims (scores) or two keys (values) of a multiply-add.
 //
 // What is rounded: q (after the 1/sqrt(hd) scale), K, V and the softmax weights P enter the
-// products as bf16 (round to nearest even; the hardware conversion of q and P flushes fp32
-// denormals to zero, which changes nothing at these magnitudes); the products accumulate in
+// products as bf16 (round to nearest even by the hardware conversion, which also flushes fp32
+// denormals to zero: nothing at these magnitudes); the products accumulate in
 // fp32, and the scores, their max, the exponentials and the sums are fp32, as in every bf16
 // matmul of this backend.
 #pragma once
@@ -29,9 +29,12 @@ int64_t bf16_key_pair_values(int T, int hd);
 // pair and dim the two slots' values side by side.
 int64_t bf16_value_pair_values(int T, int hd);
 
-// Writes slot t's key k (hd) into a pair's key array kp, and its value v (hd) into vp.
+// Writes slot t's key k (hd) into a pair's key array kp, and its value v (hd) into vp (the
+// other slot of its pair untouched). Need avx512_bf16, as attend_bf16.
 void store_bf16_key(int t, int hd, const float* k, bf16_t* kp);
 void store_bf16_value(int t, int hd, const float* v, bf16_t* vp);
+// store_bf16_value of slots t (even) and t + 1 in one pass (whole vectors, no masked stores).
+void store_bf16_value_pair(int t, int hd, const float* v0, const float* v1, bf16_t* vp);
 
 // Floats of scratch attend_bf16 needs for `vis` keys.
 int64_t attend_bf16_scratch_floats(int vis);

@@ -300,7 +300,17 @@ void CpuModelOps::write_bf16_cache(int B, int m, int t0, int H, int W, const flo
       for (int i = 0; i < m; i++) {
         const int64_t row = b * m + i;
         store_bf16_key(t0 + i, hd, k + row * ld_k + int64_t(h) * hd, keys);
-        store_bf16_value(t0 + i, hd, v + row * ld_v + int64_t(h) * hd, values);
+      }
+      for (int i = 0; i < m;) {
+        const int64_t row = b * m + i;
+        const float* vi = v + row * ld_v + int64_t(h) * hd;  // (hd)
+        if ((t0 + i) % 2 == 0 && i + 1 < m) {  // both slots of a pair
+          store_bf16_value_pair(t0 + i, hd, vi, vi + ld_v, values);
+          i += 2;
+        } else {
+          store_bf16_value(t0 + i, hd, vi, values);
+          i++;
+        }
       }
     }
   });
