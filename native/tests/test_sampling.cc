@@ -7,6 +7,8 @@
 #include <vector>
 
 #include "compare.h"
+#include "cpu/attention_amx.h"
+#include "cpu/attention_bf16.h"
 #include "cpu/cpu_features.h"
 #include "cpu/model_ops_cpu.h"
 #include "cpu/model_ops_ref.h"
@@ -321,6 +323,60 @@ CB_TEST("bf16", cached_attention_in_bf16_is_full_attention_within_the_rounding) 
                  where + ": batch " + std::to_string(b) + " value " + std::to_string(e) + " is " +
                      std::to_string(got) + ", want " + std::to_string(want));
         }
+      }
+    }
+  }
+}
+
+CB_TEST("bf16", amx_attention_equals_the_avx512_bf16_kernel) {
+  // Both kernels read the same bf16 cache and round q, K, V and the weights P the same way;
+  // only the order of the fp32 sums differs, which moves a weight across a bf16 rounding
+  // boundary about once in 1e4 (a sum's relative error ~1e-7 against the 2^-9 half step).
+  // One moved weight changes an output by at most 2^-8 w |v| <= 2^-8 max|v|. Limits: nmse
+  // below 1e-6 and every value within 2^-7 max|v| (= 2^-7 here). A wrong tile stride, a lost
+  // chunk or a padding key with weight gives errors of order 1. The slots after vis hold NaN:
+  // neither kernel may read them into a sum.
+  if (!cb::cpu_features().amx_bf16) {
+    std::printf("SKIP amx: this CPU (%s) has no AMX-BF16\n", cb::cpu_feature_names().c_str());
+    return;
+  }
+  uint32_t seed = 90;
+  for (int hd : {32, 64, 96, 128}) {
+    for (int vis : {1, 2, 15, 16, 17, 31, 32, 33, 63, 100, 341}) {
+      const int T = vis + 21;  // the cache holds more slots than are visible
+      std::vector<cb::bf16_t> kp(cb::bf16_key_pair_values(T, hd), cb::bf16_t{0x7fc0});
+      std::vector<cb::bf16_t> vp(cb::bf16_value_pair_values(T, hd), cb::bf16_t{0x7fc0});
+      const std::vector<float> k = cbt::random_uniform(int64_t(vis) * hd, seed++);
+      const std::vector<float> v = cbt::random_uniform(int64_t(vis) * hd, seed++);
+      for (int t = 0; t < vis; t++) {
+        cb::store_bf16_key(t, hd, k.data() + int64_t(t) * hd, kp.data());
+        cb::store_bf16_value(t, hd, v.data() + int64_t(t) * hd, vp.data());
+      }
+      for (int m : {1, 5, 16, 17, 40}) {
+        const int64_t ld = hd + 8;  // a row stride wider than the head, as in (B, T, H * hd)
+        const std::vector<float> q = cbt::random_uniform(m * ld, seed++, -3.0f, 3.0f);
+        std::vector<float> amx(m * ld, 0.0f), avx(m * ld, 0.0f);
+        std::vector<float> scratch(cb::attend_bf16_scratch_floats(vis, hd));
+        const float scale = 1.0f / std::sqrt(float(hd));
+        cb::attend_bf16_amx(m, vis, hd, scale, q.data(), ld, kp.data(), vp.data(), scratch.data(),
+                            amx.data());
+        cb::attend_bf16_avx512(m, vis, hd, scale, q.data(), ld, kp.data(), vp.data(),
+                               scratch.data(), avx.data());
+        const std::string where = "hd=" + std::to_string(hd) + " vis=" + std::to_string(vis) +
+                                  " m=" + std::to_string(m);
+        double err = 0, energy = 0;
+        for (int i = 0; i < m; i++) {
+          for (int d = 0; d < hd; d++) {
+            const float a = amx[i * ld + d], b = avx[i * ld + d];
+            EXPECT(std::isfinite(a) && std::isfinite(b), where + ": a value is not finite");
+            EXPECT(std::fabs(a - b) <= 1.0f / 128, where + ": row " + std::to_string(i) + " dim " +
+                                                      std::to_string(d) + ": amx " + std::to_string(a) +
+                                                      ", avx512 " + std::to_string(b));
+            err += double(a - b) * (a - b);
+            energy += double(b) * b;
+          }
+        }
+        EXPECT(err <= 1e-6 * energy, where + ": nmse " + std::to_string(err / energy));
       }
     }
   }

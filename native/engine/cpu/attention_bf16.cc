@@ -6,6 +6,8 @@
 #include <string>
 
 #include "../error.h"
+#include "attention_amx.h"
+#include "cpu_features.h"
 #include "vector_math.h"
 
 namespace cb {
@@ -30,8 +32,12 @@ int64_t bf16_key_pair_values(int T, int hd) { return int64_t(padded(T)) * hd; }
 
 int64_t bf16_value_pair_values(int T, int hd) { return int64_t((T + 1) / 2) * 2 * hd; }
 
-// Scores (Q x lk floats), then the same rows' weights as bf16 (Q x lk / 2 pairs).
-int64_t attend_bf16_scratch_floats(int vis) { return int64_t(kQueryBlock) * padded(vis) * 3 / 2; }
+// The AVX512-BF16 kernel's: scores (Q x lk floats), then the same rows' weights as bf16 (Q x
+// lk / 2 pairs); the AMX kernel's, where it runs.
+int64_t attend_bf16_scratch_floats(int vis, int hd) {
+  const int64_t avx512 = int64_t(kQueryBlock) * padded(vis) * 3 / 2;
+  return cpu_features().amx_bf16 ? std::max(avx512, attend_amx_scratch_floats(vis, hd)) : avx512;
+}
 
 }  // namespace cb
 
@@ -102,11 +108,14 @@ CB_INLINE void weighted_values(int vis, const uint32_t* P, int64_t ldp, const bf
   for (int i = 0; i < Q; i++) {
     for (int c = 0; c < HD; c++) acc[i][c] = _mm512_setzero_ps();
   }
-  const int pairs = (vis + 1) / 2;  // an odd vis ends on a pair whose second weight is 0
+  // An odd vis ends on a pair whose second slot is not visible: its weight is 0, and its
+  // value (which may be anything, NaN included) is loaded as 0.
+  const int pairs = (vis + 1) / 2;
   for (int jp = 0; jp < pairs; jp++) {
     const bf16_t* block = vp + int64_t(jp) * 2 * hd;  // (hd, 2)
+    const __mmask32 real = 2 * jp + 1 < vis ? __mmask32(0xffffffffu) : __mmask32(0x55555555u);
     __m512bh v[HD];
-    for (int c = 0; c < HD; c++) v[c] = load_pairs(block + 32 * c);
+    for (int c = 0; c < HD; c++) v[c] = (__m512bh)_mm512_maskz_loadu_epi16(real, block + 32 * c);
     for (int i = 0; i < Q; i++) {
       const __m512bh p = pair_broadcast(P[int64_t(i) * ldp + jp]);
       for (int c = 0; c < HD; c++) acc[i][c] = _mm512_dpbf16_ps(acc[i][c], v[c], p);
@@ -208,8 +217,8 @@ void store_bf16_value_pair(int t, int hd, const float* v0, const float* v1, bf16
   }
 }
 
-void attend_bf16(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
-                 const bf16_t* kp, const bf16_t* vp, float* scratch, float* o) {
+void attend_bf16_avx512(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
+                        const bf16_t* kp, const bf16_t* vp, float* scratch, float* o) {
   switch (hd) {
     case 32: return attend_all<2>(m, vis, scale, q, ld_q, kp, vp, scratch, o);
     case 64: return attend_all<4>(m, vis, scale, q, ld_q, kp, vp, scratch, o);
@@ -219,10 +228,32 @@ void attend_bf16(int m, int vis, int hd, float scale, const float* q, int64_t ld
   }
 }
 
+
 }  // namespace cb
 
 #pragma GCC diagnostic pop
 #pragma GCC pop_options
+
+namespace cb {
+
+Bf16Attention::Bf16Attention() {
+  if (cpu_features().amx_bf16) tiles_ = std::make_unique<AmxTileScope>();
+}
+
+Bf16Attention::~Bf16Attention() = default;
+
+void Bf16Attention::attend(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
+                           const bf16_t* kp, const bf16_t* vp, float* scratch, float* o) {
+  if (tiles_) return attend_bf16_amx_in_scope(m, vis, hd, scale, q, ld_q, kp, vp, scratch, o);
+  attend_bf16_avx512(m, vis, hd, scale, q, ld_q, kp, vp, scratch, o);
+}
+
+void attend_bf16(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
+                 const bf16_t* kp, const bf16_t* vp, float* scratch, float* o) {
+  Bf16Attention().attend(m, vis, hd, scale, q, ld_q, kp, vp, scratch, o);
+}
+
+}  // namespace cb
 
 #else
 
@@ -243,11 +274,12 @@ void store_bf16_value_pair(int, int hd, const float*, const float*, bf16_t*) {
           std::to_string(hd) + " dims)");
 }
 
-void attend_bf16(int, int, int hd, float, const float*, int64_t, const bf16_t*, const bf16_t*,
-                 float*, float*) {
-  CB_FAIL("attend_bf16: needs an x86-64 CPU with AVX512-BF16 (heads of " + std::to_string(hd) +
-          " dims)");
+void attend_bf16_avx512(int, int, int hd, float, const float*, int64_t, const bf16_t*,
+                        const bf16_t*, float*, float*) {
+  CB_FAIL("attend_bf16_avx512: needs an x86-64 CPU with AVX512-BF16 (heads of " +
+          std::to_string(hd) + " dims)");
 }
+
 
 }  // namespace cb
 

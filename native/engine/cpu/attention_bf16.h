@@ -14,8 +14,10 @@
 #pragma once
 
 #include <cstdint>
+#include <memory>
 
 #include "../model/mixed_ops.h"
+#include "attention_amx.h"
 
 namespace cb {
 
@@ -36,13 +38,32 @@ void store_bf16_value(int t, int hd, const float* v, bf16_t* vp);
 // store_bf16_value of slots t (even) and t + 1 in one pass (whole vectors, no masked stores).
 void store_bf16_value_pair(int t, int hd, const float* v0, const float* v1, bf16_t* vp);
 
-// Floats of scratch attend_bf16 needs for `vis` keys.
-int64_t attend_bf16_scratch_floats(int vis);
+// Floats of scratch attend_bf16 needs for `vis` keys of hd dims.
+int64_t attend_bf16_scratch_floats(int vis, int hd);
 
 // o_i = softmax(scale q_i K^T) V for the m queries i against the pair's first vis >= 1 slots
 // (kp, vp as written above): q, o (m, hd) at row stride ld_q. Needs avx512_bf16 (the bf16
 // backend exists only there) and attend_bf16_supported(hd).
+// Runs attend_bf16_amx (attention_amx.h) where the CPU has AMX-BF16, else attend_bf16_avx512.
 void attend_bf16(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
                  const bf16_t* kp, const bf16_t* vp, float* scratch, float* o);
+
+// A thread's run of attend_bf16 calls, as attend(): on AMX the tiles stay configured for the
+// object's life (AmxTileScope), so nothing else may use AMX on the thread meanwhile.
+class Bf16Attention {
+ public:
+  Bf16Attention();
+  ~Bf16Attention();
+  Bf16Attention(const Bf16Attention&) = delete;
+  Bf16Attention& operator=(const Bf16Attention&) = delete;
+  void attend(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
+              const bf16_t* kp, const bf16_t* vp, float* scratch, float* o);
+
+ private:
+  std::unique_ptr<AmxTileScope> tiles_;  // null where the AVX512-BF16 kernel runs
+};
+// The AVX512-BF16 kernel (vdpbf16ps), on every CPU that has the feature.
+void attend_bf16_avx512(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
+                        const bf16_t* kp, const bf16_t* vp, float* scratch, float* o);
 
 }  // namespace cb

@@ -5,9 +5,24 @@
 #if defined(__x86_64__) || defined(__i386__)
 #include <cpuid.h>
 #endif
+#if defined(__x86_64__) && defined(__linux__)
+#include <sys/syscall.h>
+#include <unistd.h>
+#endif
 
 namespace cb {
 namespace {
+
+// Linux lets a process use the 8 KiB of AMX tile data only after it asks (arch_prctl); the
+// grant covers every thread. oneDNN asks the same way for its own AMX kernels.
+bool amx_permitted() {
+#if defined(__x86_64__) && defined(__linux__)
+  constexpr long kArchReqXcompPerm = 0x1023, kXfeatureXtiledata = 18;
+  return syscall(SYS_arch_prctl, kArchReqXcompPerm, kXfeatureXtiledata) == 0;
+#else
+  return false;
+#endif
+}
 
 CpuFeatures detect() {
   CpuFeatures f;
@@ -23,12 +38,16 @@ CpuFeatures detect() {
   if (!os_avx || __get_cpuid_max(0, nullptr) < 7) return f;
   __cpuid_count(7, 0, a, b, c, d);
   const bool avx2 = b & (1u << 5);
+  const bool amx_bf16 = d & (1u << 22), amx_tile = d & (1u << 24);
   const bool avx512f = b & (1u << 16), avx512dq = b & (1u << 17), avx512bw = b & (1u << 30),
              avx512vl = b & (1u << 31);
   f.avx2_fma = avx2 && fma;
   f.avx512 = os_avx512 && avx512f && avx512dq && avx512bw && avx512vl;
   __cpuid_count(7, 1, a, b, c, d);
   f.avx512_bf16 = f.avx512 && (a & (1u << 5));
+  // XCR0 bits 17, 18: tile configuration and tile data state.
+  const bool os_amx = (xcr0_lo & 0x60000u) == 0x60000u;
+  f.amx_bf16 = f.avx512_bf16 && amx_bf16 && amx_tile && os_amx && amx_permitted();
 #endif
   return f;
 }
@@ -48,6 +67,7 @@ std::string cpu_feature_names() {
     if (!names.empty()) names += ' ';
     names += name;
   };
+  add(f.amx_bf16, "amx_bf16");
   add(f.avx512_bf16, "avx512_bf16");
   add(f.avx512, "avx512");
   add(f.avx2_fma, "avx2_fma");

@@ -11,11 +11,14 @@ struct CpuFeatures {
   bool avx2_fma = false;     // AVX2 and FMA3 (x86-64-v3)
   bool avx512 = false;       // AVX-512 F, BW, DQ, VL (what oneDNN calls avx512_core)
   bool avx512_bf16 = false;  // AVX512_BF16 (vdpbf16ps, vcvtneps2bf16), with avx512
+  // AMX-TILE and AMX-BF16 (tdpbf16ps), with avx512_bf16, the OS saving the tile state and
+  // having granted this process its use (Linux's ARCH_REQ_XCOMP_PERM, asked for once here).
+  bool amx_bf16 = false;
 };
 
 const CpuFeatures& cpu_features();
 
-// "avx512_bf16 avx512 avx2_fma", the flags that are set, for messages and reports.
+// "amx_bf16 avx512_bf16 avx512 avx2_fma", the flags that are set, for messages and reports.
 std::string cpu_feature_names();
 
 // Why the cpu backend cannot run bf16 matmuls here (no avx512_bf16, no oneDNN in the build, or

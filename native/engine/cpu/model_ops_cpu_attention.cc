@@ -56,16 +56,22 @@ std::vector<Run> query_runs(int T, const int32_t* visible_end, int64_t keys) {
   return runs;
 }
 
-// Calls fn(part, pair) for every (batch, head) pair, pairs split into contiguous ranges over
-// `parts` threads (part indexes that thread's scratch).
+// Calls fn(part, begin, end) for the (batch, head) pairs split into `parts` contiguous ranges,
+// one thread's each (part indexes that thread's scratch).
 template <typename Fn>
-void for_pairs(int pairs, int parts, Fn fn) {
+void for_pair_ranges(int pairs, int parts, Fn fn) {
   parallel_for(parts, 1, [&](int64_t p0, int64_t p1) {
     for (int64_t part = p0; part < p1; part++) {
-      const int begin = (int)(int64_t(pairs) * part / parts);
-      const int end = (int)(int64_t(pairs) * (part + 1) / parts);
-      for (int pair = begin; pair < end; pair++) fn((int)part, pair);
+      fn(int(part), int(int64_t(pairs) * part / parts), int(int64_t(pairs) * (part + 1) / parts));
     }
+  });
+}
+
+// Calls fn(part, pair) for every pair, ranges as above.
+template <typename Fn>
+void for_pairs(int pairs, int parts, Fn fn) {
+  for_pair_ranges(pairs, parts, [&](int part, int begin, int end) {
+    for (int pair = begin; pair < end; pair++) fn(part, pair);
   });
 }
 
@@ -186,17 +192,20 @@ void CpuModelOps::attention_cached(int B, int Tq, int H, int hd, const float* q,
   const float scale = 1.0f / std::sqrt((float)hd);
   const int pairs = B * H, parts = thread_parts(pairs, pair_work(runs, hd));
   if (const Bf16Cache* cache = bf16_cache(k, B, H, kv_batch_stride, C)) {
-    const int64_t tile = attend_bf16_scratch_floats(vis_max);  // floats per thread
+    const int64_t tile = attend_bf16_scratch_floats(vis_max, hd);  // floats per thread
     if (int64_t(attention_scratch_.size()) < tile * parts) attention_scratch_.resize(tile * parts);
-    for_pairs(pairs, parts, [&](int part, int pair) {
-      const int b = pair / H, h = pair % H;
-      const float* qb = q + int64_t(b) * Tq * C + int64_t(h) * hd;  // (Tq, hd) at stride C
-      float* ob = out + int64_t(b) * Tq * C + int64_t(h) * hd;      // (Tq, hd) at stride C
-      for (const Run& r : runs) {
-        CB_CHECK(r.vis >= 1, "attention_cached: a query sees no key");
-        attend_bf16(r.t1 - r.t0, r.vis, hd, scale, qb + r.t0 * C, C, cache->keys_of(b, h),
-                    cache->values_of(b, h), attention_scratch_.data() + tile * part,
-                    ob + r.t0 * C);
+    for (const Run& r : runs) CB_CHECK(r.vis >= 1, "attention_cached: a query sees no key");
+    for_pair_ranges(pairs, parts, [&](int part, int begin, int end) {
+      Bf16Attention kernel;  // on AMX: the tiles configured once for the range
+      float* scratch = attention_scratch_.data() + tile * part;
+      for (int pair = begin; pair < end; pair++) {
+        const int b = pair / H, h = pair % H;
+        const float* qb = q + int64_t(b) * Tq * C + int64_t(h) * hd;  // (Tq, hd) at stride C
+        float* ob = out + int64_t(b) * Tq * C + int64_t(h) * hd;      // (Tq, hd) at stride C
+        for (const Run& r : runs) {
+          kernel.attend(r.t1 - r.t0, r.vis, hd, scale, qb + r.t0 * C, C, cache->keys_of(b, h),
+                        cache->values_of(b, h), scratch, ob + r.t0 * C);
+        }
       }
     });
     return;
