@@ -163,6 +163,65 @@ Deno.test("KV-cached logits also match on cpu-ref, with mixing in every layer", 
   model.dispose();
 });
 
+Deno.test("bf16 on the cpu: KV-cached logits follow the bf16 teacher-forced forward", async (t) => {
+  // Heads of 32 dims, so the sampler keeps the cache as bf16 and attends over it in bf16
+  // (attention_bf16.h, attention_amx.h), and its MLP activations as bf16 (the fused GELU writes
+  // them rounded). The teacher-forced forward multiplies the same bf16-rounded matmul inputs
+  // but attends in fp32, so what differs is the attention's rounding of q, K, V and the
+  // weights. Rounding q and k moves a score by about 2^-9 sqrt(2/3) |q| |k| / sqrt(hd) (RMS),
+  // which grows with the scores: with this random model's q and k (elements ~2.5) that is
+  // ~1e-2, and the logits follow the weights about one to one. Bound: every row's largest logit
+  // difference within 4e-2 of its largest logit (measured: 1.2e-2; 7e-4 with heads of 16 dims,
+  // whose cache stays fp32; 3.8e-3 with parameters of a 0.1 scale). A wrong cache layout or a
+  // lost chunk of keys gives differences of the logits' own size.
+  let made;
+  try {
+    made = NativeModel.create(
+      { vocab: K, latentDim: D, classes: CLASSES, depth: 2, width: 64, heads: 2, mlpRatio: 4,
+        scales: SCALES, ropeMixLayers: 1 },
+      "cpu",
+      1,
+      "bf16",
+    );
+  } catch (err) {
+    t.step({ name: `skipped: ${(err as Error).message}`, fn: () => {}, ignore: true });
+    return;
+  }
+  const model = made;
+  try {
+    const rng = new Rng(9);
+    model.setState("params", randomNormals(model.paramCount, rng, 0.25));
+    model.setCodebook(randomNormals(K * D, rng, 1));
+    const labels = Int32Array.from([2, 0, 1, 1]);
+    const o = { ...BASE, steps: 3 };
+    const r = await model.sample(requestFor(SCALES, labels, o));
+    const layout = samplingLayout(SCALES, o, 0);
+    const T = layout.length, B = labels.length;
+    const codes = rasterCodes(r.codes, B, SCALES, () => layout);
+    const { batch } = buildModelBatch(codes, labels, {
+      scales: SCALES,
+      vocab: K,
+      steps: o.steps,
+      order: "checkerboard",
+    });
+    const forced = (await model.forward(batch, { logits: true })).logits!;
+    let worst = 0;
+    for (let row = 0; row < B * T; row++) {
+      if (row % T === 0) continue;
+      let diff = 0, size = 0;
+      for (let c = 0; c < K; c++) {
+        diff = Math.max(diff, Math.abs(r.logits![row * K + c] - forced[row * K + c]));
+        size = Math.max(size, Math.abs(forced[row * K + c]));
+      }
+      worst = Math.max(worst, diff / size);
+    }
+    console.log(`bf16: worst relative logit difference ${worst.toExponential(2)}`);
+    assert.ok(worst <= 4e-2, `worst relative logit difference ${worst.toExponential(2)}`);
+  } finally {
+    model.dispose();
+  }
+});
+
 const SCALES = [1, 2, 4, 8];
 
 Deno.test("a seed gives the same codes at batch 1 and 7 and with 1 or 2 threads", async () => {

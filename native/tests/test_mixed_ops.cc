@@ -16,6 +16,7 @@
 //     that is the model-level bound of test_cpu_bf16_model.cc, not this table's.)
 //   - bf16 outputs (modulate_bf16, gelu_bf16, the optimizer's copy): one rounding of the fp32
 //     result, <= u16 |ref| = 3.9e-3 |ref|, plus the fp32 result's own few ulps: rtol 4.2e-3.
+//     A matmul with a bf16 output (the fused GELU's) has both errors.
 //   - to_bf16: exact (it is the rounding itself).
 #include <cmath>
 #include <string>
@@ -38,6 +39,8 @@ using Vec = std::vector<float>;
 constexpr OpTolerance kExact{0, 0, 0, 0};
 constexpr OpTolerance kOperands{3e-4, 1e-3, 1e-7, 1e-6};
 constexpr OpTolerance kBf16Output{1e-6, 4.2e-3, 2e-5, 1e-7};
+// A matmul's fp32 result (kOperands) rounded once to bf16 (kBf16Output).
+constexpr OpTolerance kMatmulBf16Output{3e-4, 4.2e-3, 2e-5, 1e-6};
 constexpr OpTolerance kColumnSums{1e-5, 1e-4, 1e-9, 1e-6};  // fp32 sums of up to 10^3 terms
 constexpr OpTolerance kTight{1e-6, 1e-5, 1e-9, 1e-7};       // a few fp32 roundings
 
@@ -115,6 +118,26 @@ void add_linear_cases(std::vector<ModelOpCase>& cases) {
           }
         }));
       }
+      // The fused GELU with bf16 activations (the cpu sampler's MLPs): the same, rounded once.
+      cases.push_back(cbt::model_op_case("linear_gelu_mixed bf16 y", "n in out = " + params,
+                                         kMatmulBf16Output, [=](auto& r) {
+        if constexpr (is_oracle<decltype(r)>()) {
+          auto* y = r.out("y", s.n * s.out);
+          r.ops().linear(s.n, s.in, s.out, r.in("x", cbt::bf16_rounded(x)),
+                         r.in("w", cbt::bf16_rounded(w)), r.in("b", b), y);
+          r.ops().gelu(s.n * s.out, y, y);
+        } else {
+          cb::MixedPrecisionOps& mixed = mixed_of(r);
+          if (!mixed.bf16_activations()) return;  // this backend keeps fp32 activations
+          cb::bf16_t* y = r.out_bf16("y", s.n * s.out);
+          const cb::bf16_t* w16 = r.in_bf16("w", w);
+          if (x16) {
+            mixed.linear_gelu_mixed(s.n, s.in, s.out, r.in_bf16("x", x), w16, r.in("b", b), y);
+          } else {
+            mixed.linear_gelu_mixed(s.n, s.in, s.out, r.in("x", x), w16, r.in("b", b), y);
+          }
+        }
+      }));
       cases.push_back(cbt::model_op_case("linear_backward_mixed", "n in out = " + params,
                                          kOperands, [=](auto& r) {
         auto* dx = r.out("dx", s.n * s.in);

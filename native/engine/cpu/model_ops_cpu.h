@@ -136,6 +136,11 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   void gelu_bf16(int64_t count, const float* x, bf16_t* y) override;
   void linear_gelu_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
                          const float* b, float* y) override;
+  bool bf16_activations() const override { return true; }
+  void linear_gelu_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
+                         const float* b, bf16_t* y) override;
+  void linear_gelu_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
+                         const float* b, bf16_t* y) override;
   void linear_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w, const float* b,
                     float* y) override;
   void linear_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
@@ -202,6 +207,7 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   void write_bf16_cache(int B, int m, int t0, int H, int W, const float* k, int64_t ld_k,
                         const float* v, int64_t ld_v, const float* kc, int64_t kv_batch_stride);
   std::vector<bf16_t> x16_, dy16_;  // (n, in) and (n, out) bf16 copies
+  std::vector<float> gelu_scratch_;  // (n, out): linear_gelu_mixed's fp32 result before rounding
   // Fills rope_cos_ and rope_sin_ with the cos and sin of the angles the rows use, either by
   // position (positions, hd/2) or, returning true, by row (n rows of pos_p, then n of pos_q).
   bool rope_tables(int64_t n, int hd, const float* angles, const int32_t* pos_p,

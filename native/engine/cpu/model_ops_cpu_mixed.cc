@@ -107,6 +107,28 @@ void CpuModelOps::linear_gelu_mixed(int64_t n, int in, int out, const float* x,
                 GemmEpilogue::gelu_tanh);
 }
 
+void CpuModelOps::linear_gelu_mixed(int64_t n, int in, int out, const float* x,
+                                    const bf16_t* w, const float* b, bf16_t* y) {
+  if (n <= 0 || out <= 0) return;
+  bf16_t* x16 = bf16_scratch(x16_, n * in);  // (n, in)
+  to_bf16(n, in, x, in, x16, in);
+  linear_gelu_mixed(n, in, out, x16, w, b, y);
+}
+
+void CpuModelOps::linear_gelu_mixed(int64_t n, int in, int out, const bf16_t* x,
+                                    const bf16_t* w, const float* b, bf16_t* y) {
+  if (n <= 0 || out <= 0) return;
+  if (const OnednnPackedWeights* p = packed(GemmType::bf16, w, out, in)) {
+    // oneDNN rounds its fp32 result to the bf16 destination (nearest even).
+    return onednn_linear_packed(*p, n, x, y, b, GemmEpilogue::gelu_tanh, GemmType::bf16);
+  }
+  std::vector<float>& f = gelu_scratch_;  // (n, out): the fp32 result, then rounded
+  if (int64_t(f.size()) < n * out) f.resize(n * out);
+  onednn_matmul(GemmType::bf16, false, true, n, out, in, 1.0f, x, in, w, in, 0.0f, f.data(), out,
+                b, GemmEpilogue::gelu_tanh);
+  to_bf16(n, out, f.data(), out, y, out);
+}
+
 void CpuModelOps::linear_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
                                const float* b, float* y) {
   if (n <= 0 || out <= 0) return;

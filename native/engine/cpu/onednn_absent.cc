@@ -30,8 +30,8 @@ void onednn_repack_weights(OnednnPackedWeights&, const void*) {
   CB_FAIL("this build has no oneDNN (libdnnl-dev was not found when it was built)");
 }
 
-void onednn_linear_packed(const OnednnPackedWeights&, int64_t, const void*, float*, const float*,
-                          GemmEpilogue) {
+void onednn_linear_packed(const OnednnPackedWeights&, int64_t, const void*, void*, const float*,
+                          GemmEpilogue, GemmType) {
   CB_FAIL("this build has no oneDNN (libdnnl-dev was not found when it was built)");
 }
 

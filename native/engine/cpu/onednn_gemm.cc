@@ -133,13 +133,15 @@ void split_gemm(bool ta, bool tb, int64_t m, int64_t n, int64_t k, const void* a
 
 struct Key {
   int type, epilogue;
+  int c_type;  // GemmType of C: f32, or bf16 (packed weights only)
   bool ta, tb, bias;
   bool packed;  // B in packed_tag(type) (onednn_pack_weights), not strided
   int64_t m, n, k, lda, ldb, ldc;
   uint32_t alpha_bits, beta_bits;
   int threads;
   bool operator==(const Key& o) const {
-    return type == o.type && epilogue == o.epilogue && ta == o.ta && tb == o.tb &&
+    return type == o.type && epilogue == o.epilogue && c_type == o.c_type && ta == o.ta &&
+           tb == o.tb &&
            bias == o.bias && packed == o.packed && m == o.m &&
            n == o.n && k == o.k && lda == o.lda && ldb == o.ldb && ldc == o.ldc &&
            alpha_bits == o.alpha_bits && beta_bits == o.beta_bits && threads == o.threads;
@@ -151,7 +153,8 @@ struct KeyHash {
     uint64_t h = 1469598103934665603ull;
     auto mix = [&](uint64_t v) { h = (h ^ v) * 1099511628211ull; };
     mix(uint64_t(key.type) | uint64_t(key.ta) << 8 | uint64_t(key.tb) << 9 |
-        uint64_t(key.bias) << 10 | uint64_t(key.packed) << 11 | uint64_t(key.epilogue) << 12);
+        uint64_t(key.bias) << 10 | uint64_t(key.packed) << 11 | uint64_t(key.epilogue) << 12 |
+        uint64_t(key.c_type) << 16);
     for (int64_t v : {key.m, key.n, key.k, key.lda, key.ldb, key.ldc}) mix(uint64_t(v));
     mix(uint64_t(key.alpha_bits) << 32 | key.beta_bits);
     mix(uint64_t(key.threads));
@@ -207,7 +210,9 @@ std::shared_ptr<const Entry> create(const Key& key, float alpha, float beta) {
   e->b = key.packed ? memory::desc({key.k, key.n}, in_type, packed_tag(GemmType(key.type)))
                    : memory::desc({key.k, key.n}, in_type,
                                   key.tb ? memory::dims{1, key.ldb} : memory::dims{key.ldb, 1});
-  e->c = memory::desc({key.m, key.n}, memory::data_type::f32, memory::dims{key.ldc, 1});
+  const memory::data_type c_type =
+      key.c_type == int(GemmType::bf16) ? memory::data_type::bf16 : memory::data_type::f32;
+  e->c = memory::desc({key.m, key.n}, c_type, memory::dims{key.ldc, 1});
   e->bias = memory::desc({1, key.n}, memory::data_type::f32, memory::dims{key.n, 1});
   e->has_bias = key.bias;
   dnnl::primitive_attr attr;
@@ -314,7 +319,7 @@ std::string onednn_version() {
 namespace {
 
 // Runs entry e's primitive on this thread over the given arrays.
-void execute(const std::shared_ptr<const Entry>& e, const void* a, const void* b, float* c,
+void execute(const std::shared_ptr<const Entry>& e, const void* a, const void* b, void* c,
              const float* bias) {
   Bound& bound = bound_for(e);
   bound.a.set_data_handle(const_cast<void*>(a));
@@ -326,22 +331,26 @@ void execute(const std::shared_ptr<const Entry>& e, const void* a, const void* b
   thread_stream().wait();
 }
 
+// C of type c_type (bf16: beta 0, k >= 1 only).
 void matmul_one(GemmType type, GemmEpilogue epilogue, bool trans_a, bool trans_b, int64_t m,
                 int64_t n, int64_t k, float alpha, const void* a, int64_t lda, const void* b,
-                int64_t ldb, float beta, float* c, int64_t ldc, const float* bias) {
+                int64_t ldb, float beta, void* c, int64_t ldc, const float* bias,
+                GemmType c_type = GemmType::f32) {
   CB_CHECK(k > 0 || epilogue == GemmEpilogue::none, "onednn_matmul: an epilogue needs k >= 1");
+  CB_CHECK(c_type == GemmType::f32 || (k > 0 && beta == 0.0f),
+           "onednn_matmul: a bf16 C needs k >= 1 and beta 0");
   if (k <= 0) {  // oneDNN wants k >= 1; C = beta C + bias
     for (int64_t i = 0; i < m; i++) {
       for (int64_t j = 0; j < n; j++) {
-        float& v = c[i * ldc + j];
+        float& v = static_cast<float*>(c)[i * ldc + j];
         v = (beta == 0.0f ? 0.0f : beta * v) + (bias != nullptr ? bias[j] : 0.0f);
       }
     }
     return;
   }
   single_thread_here();
-  const Key key{int(type), int(epilogue), trans_a, trans_b, bias != nullptr, false, m, n, k,
-                lda, ldb, ldc, bits_of(alpha), bits_of(beta), 1};
+  const Key key{int(type), int(epilogue), int(c_type), trans_a, trans_b, bias != nullptr,
+                false, m, n, k, lda, ldb, ldc, bits_of(alpha), bits_of(beta), 1};
   try {
     execute(lookup(key, alpha, beta), a, b, c, bias);
   } catch (const dnnl::error& err) {
@@ -352,11 +361,12 @@ void matmul_one(GemmType type, GemmEpilogue epilogue, bool trans_a, bool trans_b
 // c (m, n) = a (m, k) w^T + bias for the columns [begin, begin + n) of packed weights w, c dense
 // (row stride n); false where oneDNN has only its reference kernel for the shape (then nothing
 // was computed).
-bool packed_one(const OnednnPackedWeights& w, GemmEpilogue epilogue, int64_t m, int64_t n,
-                int64_t begin, const void* a, int64_t lda, float* c, const float* bias) {
+bool packed_one(const OnednnPackedWeights& w, GemmEpilogue epilogue, GemmType c_type,
+                int64_t m, int64_t n, int64_t begin, const void* a, int64_t lda, void* c,
+                const float* bias) {
   single_thread_here();
-  const Key key{int(w.type()), int(epilogue), false, false, bias != nullptr, true, m, n, w.k(),
-                lda, 0, n, bits_of(1.0f), bits_of(0.0f), 1};
+  const Key key{int(w.type()), int(epilogue), int(c_type), false, false, bias != nullptr, true,
+                m, n, w.k(), lda, 0, n, bits_of(1.0f), bits_of(0.0f), 1};
   try {
     const std::shared_ptr<const Entry> e = lookup(key, 1.0f, 0.0f);
     if (e->reference) return false;
@@ -369,9 +379,9 @@ bool packed_one(const OnednnPackedWeights& w, GemmEpilogue epilogue, int64_t m, 
 
 // A thread's dense (rows, cols) block for a piece of C's columns: oneDNN's kernels for packed
 // weights write only dense outputs (a strided one gets the reference kernel).
-float* thread_block(int64_t count) {
+void* thread_block(int64_t bytes) {
   thread_local std::vector<float> block;
-  if (int64_t(block.size()) < count) block.resize(count);
+  if (int64_t(block.size() * sizeof(float)) < bytes) block.resize((bytes + 3) / 4);
   return block.data();
 }
 
@@ -467,11 +477,12 @@ void onednn_repack_weights(OnednnPackedWeights& packed, const void* w) {
   }
 }
 
-void onednn_linear_packed(const OnednnPackedWeights& w, int64_t m, const void* a, float* c,
-                          const float* bias, GemmEpilogue epilogue) {
+void onednn_linear_packed(const OnednnPackedWeights& w, int64_t m, const void* a, void* c,
+                          const float* bias, GemmEpilogue epilogue, GemmType c_type) {
   const int64_t n = w.n(), k = w.k();
   if (m <= 0) return;
   const size_t elem = w.type() == GemmType::bf16 ? 2 : 4;
+  const size_t c_elem = c_type == GemmType::bf16 ? 2 : 4;
   const char* pa = static_cast<const char*>(a);
   const char* plain = static_cast<const char*>(w.plain());
   // Columns [begin, end) of rows [r0, r1): into c directly when they are whole rows, else
@@ -480,16 +491,17 @@ void onednn_linear_packed(const OnednnPackedWeights& w, int64_t m, const void* a
     const int64_t rows = r1 - r0, cols = end - begin;
     const float* pbias = bias != nullptr ? bias + begin : nullptr;
     const void* pa_rows = pa + elem * size_t(r0 * k);
-    float* pc = c + r0 * n + begin;
-    float* out = cols == n ? pc : thread_block(rows * cols);
-    if (!packed_one(w, epilogue, rows, cols, begin, pa_rows, k, out, pbias)) {
+    char* pc = static_cast<char*>(c) + c_elem * size_t(r0 * n + begin);
+    char* out = cols == n ? pc : static_cast<char*>(thread_block(rows * cols * c_elem));
+    if (!packed_one(w, epilogue, c_type, rows, cols, begin, pa_rows, k, out, pbias)) {
       matmul_one(w.type(), epilogue, false, true, rows, cols, k, 1.0f, pa_rows, k,
-                 plain + elem * size_t(begin * k), k, 0.0f, pc, n, pbias);
+                 plain + elem * size_t(begin * k), k, 0.0f, pc, n, pbias, c_type);
       return;
     }
     if (out != pc) {
       for (int64_t i = 0; i < rows; i++) {
-        std::memcpy(pc + i * n, out + i * cols, sizeof(float) * size_t(cols));
+        std::memcpy(pc + c_elem * size_t(i * n), out + c_elem * size_t(i * cols),
+                    c_elem * size_t(cols));
       }
     }
   };

@@ -88,9 +88,11 @@ std::unique_ptr<OnednnPackedWeights> onednn_pack_weights(GemmType type, int64_t 
 void onednn_repack_weights(OnednnPackedWeights& packed, const void* w);
 
 // c (m, n) = a (m, k) w^T + bias (n, may be null), then the epilogue; a and c dense row-major
-// (a of w's type). The same pieces and threads as onednn_matmul.
-void onednn_linear_packed(const OnednnPackedWeights& w, int64_t m, const void* a, float* c,
-                          const float* bias, GemmEpilogue epilogue = GemmEpilogue::none);
+// (a of w's type; c float, or bf16 for c_type bf16: the fp32 result rounded to nearest even).
+// The same pieces and threads as onednn_matmul.
+void onednn_linear_packed(const OnednnPackedWeights& w, int64_t m, const void* a, void* c,
+                          const float* bias, GemmEpilogue epilogue = GemmEpilogue::none,
+                          GemmType c_type = GemmType::f32);
 
 // Primitives in onednn_matmul's cache (for tests and benchmarks).
 size_t onednn_cached_primitives();

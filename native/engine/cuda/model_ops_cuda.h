@@ -119,6 +119,8 @@ class CudaModelOps final : public ModelOps<float>, public MixedPrecisionOps {
   void modulate_bf16(int B, int T, int c, const float* xn, const float* shift,
                      const float* scale, int ld, bf16_t* y) override;       // model_norm.cu
   void gelu_bf16(int64_t count, const float* x, bf16_t* y) override;     // model_elementwise.cu
+  // (The bf16-output overloads stay the base's: this backend keeps fp32 activations.)
+  using MixedPrecisionOps::linear_gelu_mixed;
   void linear_gelu_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
                          const float* b, float* y) override {
     linear_mixed(n, in, out, x, w, b, y);

@@ -10,6 +10,8 @@
 
 #include <cstdint>
 
+#include "../error.h"
+
 namespace cb {
 
 // One bfloat16 value (the high half of a float32: 8 exponent bits, 8 significant bits). Only a
@@ -41,6 +43,16 @@ class MixedPrecisionOps {
   // y = gelu(linear_mixed(x)): model_ops.h's linear_gelu with the bf16 weight copy.
   virtual void linear_gelu_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
                                  const float* b, float* y) = 0;
+  // Whether the backend has the two below, so that a caller (the sampler) may keep the fused
+  // MLP's hidden activations as bf16: the matmul writes them rounded, and the next one reads
+  // them, with no fp32 copy in between. Backends without them keep fp32 activations.
+  virtual bool bf16_activations() const { return false; }
+  // y = bf16(gelu(linear_mixed(x))) for an fp32 or a bf16 x: the fused GELU's fp32 result
+  // rounded once, to nearest even (as gelu_bf16 rounds). Only where bf16_activations().
+  virtual void linear_gelu_mixed(int64_t n, int in, int out, const float* x, const bf16_t* w,
+                                 const float* b, bf16_t* y);
+  virtual void linear_gelu_mixed(int64_t n, int in, int out, const bf16_t* x, const bf16_t* w,
+                                 const float* b, bf16_t* y);
   virtual void linear_backward_mixed(int64_t n, int in, int out, const float* x,
                                      const bf16_t* w, const float* dy, float* dx, float* dw,
                                      float* db) = 0;
@@ -54,5 +66,15 @@ class MixedPrecisionOps {
                            float* m, float* v, float lr, float beta1, float beta2, float eps,
                            float weight_decay, int64_t t) = 0;
 };
+
+inline void MixedPrecisionOps::linear_gelu_mixed(int64_t, int, int, const float*, const bf16_t*,
+                                                 const float*, bf16_t*) {
+  CB_FAIL("linear_gelu_mixed with a bf16 output: this backend keeps fp32 activations");
+}
+
+inline void MixedPrecisionOps::linear_gelu_mixed(int64_t, int, int, const bf16_t*,
+                                                 const bf16_t*, const float*, bf16_t*) {
+  CB_FAIL("linear_gelu_mixed with a bf16 output: this backend keeps fp32 activations");
+}
 
 }  // namespace cb

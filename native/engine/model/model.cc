@@ -107,12 +107,20 @@ void Model<Real>::linear(int64_t n, int in, int out, MatmulInput x, const Linear
 }
 
 template <typename Real>
-void Model<Real>::linear_gelu(int64_t n, int in, int out, const Real* x,
-                              const LinearView<Real>& p, Real* y) {
+void Model<Real>::linear_gelu(int64_t n, int in, int out, MatmulInput x,
+                              const LinearView<Real>& p, Real* y, bf16_t* y16) {
   if constexpr (std::is_same<Real, float>::value) {
-    if (mixed_ != nullptr) return mixed_->linear_gelu_mixed(n, in, out, x, half_of(p.w), p.b, y);
+    if (mixed_ != nullptr) {
+      const bf16_t* w16 = half_of(p.w);
+      if (y16 != nullptr) {
+        if (x.half != nullptr) return mixed_->linear_gelu_mixed(n, in, out, x.half, w16, p.b, y16);
+        return mixed_->linear_gelu_mixed(n, in, out, x.full, w16, p.b, y16);
+      }
+      CB_CHECK(x.half == nullptr, "linear_gelu: a bf16 input with an fp32 output");
+      return mixed_->linear_gelu_mixed(n, in, out, x.full, w16, p.b, y);
+    }
   }
-  ops_->linear_gelu(n, in, out, x, p.w, p.b, y);
+  ops_->linear_gelu(n, in, out, x.full, p.w, p.b, y);
 }
 
 template <typename Real>

@@ -119,8 +119,11 @@ class Model {
   // grads() for the backward), through the mixed-precision ops and the bf16 weights when the
   // model has them.
   void linear(int64_t n, int in, int out, MatmulInput x, const LinearView<Real>& p, Real* y);
-  // y = gelu(linear(x)) (ModelOps::linear_gelu): for runs that keep no pre-activation.
-  void linear_gelu(int64_t n, int in, int out, const Real* x, const LinearView<Real>& p, Real* y);
+  // y = gelu(linear(x)) (ModelOps::linear_gelu): for runs that keep no pre-activation. With y16
+  // (mixed precision, where MixedPrecisionOps::bf16_activations()) the result is written
+  // rounded to bf16 there instead of y.
+  void linear_gelu(int64_t n, int in, int out, MatmulInput x, const LinearView<Real>& p, Real* y,
+                   bf16_t* y16);
   void linear_backward(int64_t n, int in, int out, MatmulInput x, const LinearView<Real>& p,
                        const Real* dy, Real* dx);
   // Producers of matmul inputs: y or, under mixed precision, y16.

@@ -55,10 +55,8 @@ void Model<Real>::run_slots(const SlotRun<Real>& run) {
 
   // Eq. 1: x = W_proj concat(mlp(u), mlp(v), pos(p), pos(q)). The shared latent MLP runs once
   // over the u rows and the v rows, which sit back to back.
-  CB_CHECK(!run.fuse_gelu || (in.lat_g_16 == nullptr && layers[0].g_16 == nullptr),
-           "run_slots: a fused GELU writes fp32 activations");
   if (run.fuse_gelu) {
-    linear_gelu(2 * ni, Dl, W, in.lat_in, P_.latent_fc1, in.lat_g);
+    linear_gelu(2 * ni, Dl, W, {in.lat_in, nullptr}, P_.latent_fc1, in.lat_g, in.lat_g_16);
   } else {
     linear(2 * ni, Dl, W, {in.lat_in, nullptr}, P_.latent_fc1, in.lat_h1);
     gelu_input(2 * ni * W, in.lat_h1, in.lat_g, in.lat_g_16);
@@ -110,7 +108,7 @@ void Model<Real>::run_slots(const SlotRun<Real>& run) {
     op.layernorm(n, W, L.x_mid, L.xn2, L.mean2, L.rstd2);
     modulate_input(R, m, W, L.xn2, ada.shift2(), ada.scale2(), ada.ld(), L.h2, L.h2_16);
     if (run.fuse_gelu) {
-      linear_gelu(n, W, F, L.h2, p.fc1, L.g);
+      linear_gelu(n, W, F, {L.h2, L.h2_16}, p.fc1, L.g, L.g_16);
     } else {
       linear(n, W, F, {L.h2, L.h2_16}, p.fc1, L.f1);
       gelu_input(n * F, L.f1, L.g, L.g_16);

@@ -71,8 +71,8 @@ struct SlotRun {
   KvCache<Real> cache;
   // True where no backward follows (the sampler): the GELU of the latent MLP and of every
   // layer's MLP then runs fused with the matmul before it (ModelOps::linear_gelu), which writes
-  // the GELU's output (lat_g, g) and never the pre-activation (lat_h1, f1). Needs fp32 inputs
-  // (no lat_g_16, g_16).
+  // the GELU's output (lat_g, g, or rounded into lat_g_16, g_16 where they are set) and never
+  // the pre-activation (lat_h1, f1).
   bool fuse_gelu = false;
 };
 

@@ -83,7 +83,9 @@ void SampleWorkspace<Real>::use(DeviceMemory& memory) {
   ints_ = DeviceArray<int32_t>();
   flags_ = DeviceArray<uint8_t>();
   floats_ = DeviceArray<float>();
+  halves_ = DeviceArray<bf16_t>();
   arena_.bind(memory);
+  halves_.bind(memory);
   ints_.bind(memory);
   flags_.bind(memory);
   floats_.bind(memory);
@@ -131,6 +133,13 @@ float* SampleWorkspace<Real>::reserve_floats(DeviceMemory& memory, int64_t count
   use(memory);
   if (count > floats_.size()) forget_recordings();
   return floats_.reserve(count);
+}
+
+template <typename Real>
+bf16_t* SampleWorkspace<Real>::reserve_halves(DeviceMemory& memory, int64_t count) {
+  use(memory);
+  if (count > halves_.size()) forget_recordings();
+  return halves_.reserve(count);
 }
 
 namespace {
@@ -273,6 +282,20 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     drawn_entropy = {entropy_host.data(), workspace.reserve_floats(mem, nb_max)};  // (nb)
   }
 
+  // The matmul inputs as bf16, written rounded by the ops that make them (modulate, the fused
+  // GELUs, the input concat), where the backend can: under mixed precision every matmul rounds
+  // its fp32 input to bf16 first anyway, so the same values, without an fp32 copy in between.
+  bf16_t *h16 = nullptr, *g16 = nullptr, *lat_g16 = nullptr, *concat16 = nullptr;
+  const MixedPrecisionOps* mixed = op.mixed();
+  if (model.mixed_precision() && mixed != nullptr && mixed->bf16_activations()) {
+    const int64_t at_g = n_max * W, at_lat = at_g + n_max * F, at_concat = at_lat + 2 * nb_max * W;
+    bf16_t* halves = workspace.reserve_halves(mem, at_concat + nb_max * 4 * W);
+    h16 = halves;                  // (n, W)
+    g16 = halves + at_g;           // (n, F)
+    lat_g16 = halves + at_lat;     // (2nb, W)
+    concat16 = halves + at_concat; // (nb, 4W)
+  }
+
   // Every layer's buffers for the one call sequence (model/slot_run.h): all layers share the
   // step's buffers and update the residual stream x in place; each has its own AdaLN rows. The
   // GELUs run fused (SlotRun::fuse_gelu), so there are no pre-activation buffers (f1, lat_h1).
@@ -285,18 +308,20 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     Lb.mean1 = Lb.mean2 = mean;
     Lb.rstd1 = Lb.rstd2 = rstd;
     Lb.h1 = Lb.h2 = h;
+    Lb.h1_16 = Lb.h2_16 = h16;
     Lb.qkv = qkv;
     Lb.qr = qr;
     Lb.kr = kr;
     Lb.att = att;
     Lb.ao = ao;
     Lb.g = g;
+    Lb.g_16 = g16;
     Lb.f2 = f2;
     Lb.ada = ada + int64_t(l) * R * kLayerAdaChunks * W;  // (R, 6W)
   }
   // Under mixed precision the matmuls read the model's bf16 weight copy (refreshed here, before
   // any step is recorded): half the bytes, and the same products (the bf16 matmuls round fp32
-  // weights to bf16 anyway). Activations stay fp32 in the sampler.
+  // weights to bf16 anyway).
   model.params16();
   // The weights hold still for the call: the backend may read repacked copies of them
   // (ModelOps::begin_frozen_weights), kept across calls while the parameters are unchanged.
@@ -415,6 +440,8 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     run.in.u_learned = u_learned.device;
     run.in.v_learned = v_learned.device;
     run.in.lat_g = lat_g;
+    run.in.lat_g_16 = lat_g16;
+    run.in.concat_16 = concat16;
     run.in.lat_out = lat_out;
     run.in.pe_p = pe_p;
     run.in.pe_q = pe_q;
@@ -426,6 +453,7 @@ SampleResult sample_images(Model<Real>& model, const SampleRequest& req,
     run.meanf = mean;
     run.rstdf = rstd;
     run.hf = h;
+    run.hf_16 = h16;
     run.logits = logits;
     run.visible_end = visible.device;
     run.cache = KvCache<Real>{k_cache, v_cache, T};

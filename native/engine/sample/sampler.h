@@ -58,6 +58,9 @@ class SampleWorkspace {
   int32_t* reserve_ints(DeviceMemory& memory, int64_t count);
   uint8_t* reserve_flags(DeviceMemory& memory, int64_t count);
   float* reserve_floats(DeviceMemory& memory, int64_t count);
+  // The bf16 matmul inputs of a step, where the model keeps them as bf16 (mixed precision on a
+  // backend with MixedPrecisionOps::bf16_activations()).
+  bf16_t* reserve_halves(DeviceMemory& memory, int64_t count);
 
  private:
   DeviceMemory* memory_ = nullptr;  // the memory the arrays below live in
@@ -67,6 +70,7 @@ class SampleWorkspace {
   DeviceArray<int32_t> ints_;
   DeviceArray<uint8_t> flags_;
   DeviceArray<float> floats_;
+  DeviceArray<bf16_t> halves_;
   bool recording_ = true;
   const ModelOps<Real>* recorder_ops_ = nullptr;  // the backend recorder_ belongs to
   std::unique_ptr<OpRecorder> recorder_;          // its recordings name the arrays above
