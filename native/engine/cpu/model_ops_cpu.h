@@ -215,6 +215,7 @@ class CpuModelOps final : public ModelOps<float>, public MixedPrecisionOps {
 
   std::vector<float> attention_scratch_;  // per thread: score and probability tiles
   std::vector<float> rope_cos_, rope_sin_;  // (positions or rows, hd/2) cos, sin of angles
+  std::vector<float> rope_alpha_;           // (H) sigmoid of the mixing logits
   std::vector<double> rope_dmix_;         // (pair blocks, H) partial dmix_logit sums
 };
 

@@ -12,6 +12,7 @@
 #include "../error.h"
 #include "model_ops_cpu.h"
 #include "parallel.h"
+#include "rope_rows.h"
 
 namespace cb {
 namespace {
@@ -138,32 +139,18 @@ void CpuModelOps::rope(int64_t n, int H, int hd, const float* x, int ld, const f
   const int half = hd / 2;
   const float* cos_t = rope_cos_.data();  // (positions or rows, half)
   const float* sin_t = rope_sin_.data();  // (positions or rows, half)
+  // The mixing weights alpha_h = sigmoid(mix_logit_h), once for all rows.
+  if (mixed) {
+    rope_alpha_.resize(H);
+    for (int h = 0; h < H; h++) rope_alpha_[h] = sigmoid(mix_logit[h]);
+  }
+  const float* alpha = mixed ? rope_alpha_.data() : nullptr;  // (H)
   parallel_for(n, row_grain(int64_t(H) * hd), [&](int64_t r0, int64_t r1) {
     for (int64_t i = r0; i < r1; i++) {
       const int64_t tp = by_row ? i : pos_p[i];                     // table row of p
       const int64_t tq = !mixed ? tp : by_row ? n + i : pos_q[i];  // table row of q
-      const float* cp = cos_t + tp * half;  // (half)
-      const float* sp = sin_t + tp * half;  // (half)
-      const float* cq = cos_t + tq * half;  // (half)
-      const float* sq = sin_t + tq * half;  // (half)
-      for (int h = 0; h < H; h++) {
-        const float* xh = x + i * ld + (int64_t)h * hd;  // (hd)
-        float* yh = y + (i * H + h) * (int64_t)hd;        // (hd)
-        if (!mixed) {
-          for (int j = 0; j < half; j++) {
-            const float a = xh[2 * j], b = xh[2 * j + 1];
-            yh[2 * j] = a * cp[j] - b * sp[j];
-            yh[2 * j + 1] = a * sp[j] + b * cp[j];
-          }
-          continue;
-        }
-        const float alpha = sigmoid(mix_logit[h]), beta = 1.0f - alpha;
-        for (int j = 0; j < half; j++) {
-          const float a = xh[2 * j], b = xh[2 * j + 1];
-          yh[2 * j] = alpha * (a * cp[j] - b * sp[j]) + beta * (a * cq[j] - b * sq[j]);
-          yh[2 * j + 1] = alpha * (a * sp[j] + b * cp[j]) + beta * (a * sq[j] + b * cq[j]);
-        }
-      }
+      rope_row(x + i * ld, H, hd, cos_t + tp * half, sin_t + tp * half, cos_t + tq * half,
+               sin_t + tq * half, alpha, y + i * H * int64_t(hd));
     }
   });
 }
