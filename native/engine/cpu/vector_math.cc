@@ -46,6 +46,14 @@ CB_VECTOR_CLONES float exp_shifted_portable(float* s, int64_t n, float shift) {
   return sum;
 }
 
+CB_VECTOR_CLONES void gelu_span_portable(const float* x, float* y, int64_t n) {
+  for (int64_t i = 0; i < n; i++) {
+    const float xi = x[i];
+    const float u = kGeluC * (xi + kGeluA * xi * xi * xi);
+    y[i] = xi / (1.0f + exp_approx(-2.0f * u));  // 0.5 x (1 + tanh u)
+  }
+}
+
 }  // namespace
 }  // namespace cb
 
@@ -102,12 +110,35 @@ float exp_shifted_avx512(float* s, int64_t n, float shift) {
   return lanes[0];
 }
 
+// gelu_span in intrinsics: compiled from gelu_span_portable, each value's division took ~8
+// cycles (vdivps; measured 2.6 ns a value, in L1). 1 / (1 + e) from vrcp14ps and one Newton
+// step instead (relative error ~1e-7, below the exp's).
+void gelu_span_avx512(const float* x, float* y, int64_t n) {
+  const __m512 c = _mm512_set1_ps(kGeluC), a = _mm512_set1_ps(kGeluA);
+  const __m512 one = _mm512_set1_ps(1.0f), two = _mm512_set1_ps(2.0f);
+  for (int64_t i = 0; i < n; i += 16) {
+    const __mmask16 lanes = n - i >= 16 ? __mmask16(0xffff) : __mmask16((1u << (n - i)) - 1);
+    const __m512 v = _mm512_maskz_loadu_ps(lanes, x + i);
+    const __m512 u = _mm512_mul_ps(c, _mm512_fmadd_ps(_mm512_mul_ps(a, v), _mm512_mul_ps(v, v), v));
+    const __m512 z = _mm512_add_ps(one, exp_approx16(_mm512_mul_ps(_mm512_set1_ps(-2.0f), u)));
+    __m512 r = _mm512_rcp14_ps(z);
+    r = _mm512_mul_ps(r, _mm512_fnmadd_ps(z, r, two));  // r (2 - z r)
+    _mm512_mask_storeu_ps(y + i, lanes, _mm512_mul_ps(v, r));  // 0.5 x (1 + tanh u)
+  }
+}
+
 }  // namespace
 
 float exp_shifted(float* s, int64_t n, float shift) {
   static const bool avx512 = cpu_features().avx512;
   if (avx512) return exp_shifted_avx512(s, n, shift);
   return exp_shifted_portable(s, n, shift);
+}
+
+void gelu_span(const float* x, float* y, int64_t n) {
+  static const bool avx512 = cpu_features().avx512;
+  if (avx512) return gelu_span_avx512(x, y, n);
+  gelu_span_portable(x, y, n);
 }
 
 }  // namespace cb
@@ -117,18 +148,12 @@ float exp_shifted(float* s, int64_t n, float shift) {
 #else
 namespace cb {
 float exp_shifted(float* s, int64_t n, float shift) { return exp_shifted_portable(s, n, shift); }
+void gelu_span(const float* x, float* y, int64_t n) { gelu_span_portable(x, y, n); }
 }  // namespace cb
 #endif
 
 namespace cb {
 
-CB_VECTOR_CLONES void gelu_span(const float* x, float* y, int64_t n) {
-  for (int64_t i = 0; i < n; i++) {
-    const float xi = x[i];
-    const float u = kGeluC * (xi + kGeluA * xi * xi * xi);
-    y[i] = xi / (1.0f + exp_approx(-2.0f * u));  // 0.5 x (1 + tanh u)
-  }
-}
 
 CB_VECTOR_CLONES void adamw_span(float* __restrict param, const float* __restrict grad,
                                   float* __restrict m, float* __restrict v, int64_t n, float lr,
