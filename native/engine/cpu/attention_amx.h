@@ -1,5 +1,5 @@
 // The bf16 cpu backend's attention over the KV cache on AMX: the same cache layouts and the same
-// rounding as attend_bf16 (attention_bf16.h), with the products as tile multiplies (tdpbf16ps:
+// rounding as attend_bf16_avx512 (attention_bf16.h), with the products as tile multiplies (tdpbf16ps:
 // a 16 x 16 fp32 tile += a 16 x 32 bf16 tile times 16 rows of 16 bf16 pairs).
 //
 // Why: on this project's machine vdpbf16ps issues at a quarter of the fp32 FMA's instruction
@@ -36,7 +36,7 @@ class AmxTileScope {
   AmxTileScope& operator=(const AmxTileScope&) = delete;
 };
 
-// attend_bf16 (attention_bf16.h) on AMX, inside an AmxTileScope: the m queries q (m, hd) at row
+// attend_bf16_avx512 (attention_bf16.h) on AMX, inside an AmxTileScope: the m queries q (m, hd) at row
 // stride ld_q against the first vis >= 1 slots of kp, vp; o (m, hd) at stride ld_q. Needs
 // attend_bf16_supported(hd).
 void attend_bf16_amx_in_scope(int m, int vis, int hd, float scale, const float* q,

@@ -248,11 +248,6 @@ void Bf16Attention::attend(int m, int vis, int hd, float scale, const float* q, 
   attend_bf16_avx512(m, vis, hd, scale, q, ld_q, kp, vp, scratch, o);
 }
 
-void attend_bf16(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
-                 const bf16_t* kp, const bf16_t* vp, float* scratch, float* o) {
-  Bf16Attention().attend(m, vis, hd, scale, q, ld_q, kp, vp, scratch, o);
-}
-
 }  // namespace cb
 
 #else

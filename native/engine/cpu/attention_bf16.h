@@ -21,7 +21,7 @@
 
 namespace cb {
 
-// Whether attend_bf16 takes heads of hd dims (hd a multiple of 32, at most 128).
+// Whether the bf16 attention kernels take heads of hd dims (hd a multiple of 32, at most 128).
 bool attend_bf16_supported(int hd);
 
 // bf16 values of one (row, head) pair's keys for T slots: ceil(T / 16) blocks of (hd / 2, 16, 2),
@@ -32,24 +32,21 @@ int64_t bf16_key_pair_values(int T, int hd);
 int64_t bf16_value_pair_values(int T, int hd);
 
 // Writes slot t's key k (hd) into a pair's key array kp, and its value v (hd) into vp (the
-// other slot of its pair untouched). Need avx512_bf16, as attend_bf16.
+// other slot of its pair untouched). Need avx512_bf16, as the kernels.
 void store_bf16_key(int t, int hd, const float* k, bf16_t* kp);
 void store_bf16_value(int t, int hd, const float* v, bf16_t* vp);
 // store_bf16_value of slots t (even) and t + 1 in one pass (whole vectors, no masked stores).
 void store_bf16_value_pair(int t, int hd, const float* v0, const float* v1, bf16_t* vp);
 
-// Floats of scratch attend_bf16 needs for `vis` keys of hd dims.
+// Floats of scratch Bf16Attention::attend needs for `vis` keys of hd dims.
 int64_t attend_bf16_scratch_floats(int vis, int hd);
 
-// o_i = softmax(scale q_i K^T) V for the m queries i against the pair's first vis >= 1 slots
-// (kp, vp as written above): q, o (m, hd) at row stride ld_q. Needs avx512_bf16 (the bf16
+// attend: o_i = softmax(scale q_i K^T) V for the m queries i against the pair's first vis >= 1
+// slots (kp, vp as written above): q, o (m, hd) at row stride ld_q. Needs avx512_bf16 (the bf16
 // backend exists only there) and attend_bf16_supported(hd).
-// Runs attend_bf16_amx (attention_amx.h) where the CPU has AMX-BF16, else attend_bf16_avx512.
-void attend_bf16(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
-                 const bf16_t* kp, const bf16_t* vp, float* scratch, float* o);
-
-// A thread's run of attend_bf16 calls, as attend(): on AMX the tiles stay configured for the
-// object's life (AmxTileScope), so nothing else may use AMX on the thread meanwhile.
+// Bf16Attention is a thread's run of such calls: the AMX kernel (attention_amx.h) where the
+// CPU has AMX-BF16, its tiles configured for the object's life (AmxTileScope, so nothing else
+// may use AMX on the thread meanwhile), else attend_bf16_avx512.
 class Bf16Attention {
  public:
   Bf16Attention();
@@ -62,6 +59,7 @@ class Bf16Attention {
  private:
   std::unique_ptr<AmxTileScope> tiles_;  // null where the AVX512-BF16 kernel runs
 };
+
 // The AVX512-BF16 kernel (vdpbf16ps), on every CPU that has the feature.
 void attend_bf16_avx512(int m, int vis, int hd, float scale, const float* q, int64_t ld_q,
                         const bf16_t* kp, const bf16_t* vp, float* scratch, float* o);
