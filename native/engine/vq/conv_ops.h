@@ -11,8 +11,11 @@
 // - Every op overwrites its output; no op allocates (scratch is the backend's own, grown on
 //   demand); every pointer points into memory().
 // - In-place is allowed where an op says so (y == x).
-// - Only the forward is here: the tokenizer's encoder and decoder stay frozen in this tool's
-//   pipeline (the codebook is refitted outside the network, paper section 4.1).
+// - Backward ops (for `tokenizer train`) OVERWRITE activation gradients (dx) and ACCUMULATE
+//   (+=) parameter gradients (dw, dbias, dgamma, dbeta, dcodebook), as the transformer's ops do
+//   (model/model_ops.h); zeroing the parameter gradients happens outside the ops. A backward
+//   recomputes what it needs from the forward's inputs (GroupNorm's statistics, attention's
+//   probabilities); nothing is saved between calls.
 #pragma once
 
 #include <cstdint>
@@ -20,6 +23,7 @@
 #include <string>
 #include <vector>
 
+#include "../error.h"
 #include "../model/device_memory.h"
 
 namespace cb {
@@ -97,6 +101,84 @@ class ConvOps {
   // a backend may clamp an index outside that range but never reads out of bounds.
   virtual void embed_codes(int B, int D, int64_t HW, const int32_t* index, const Real* codebook,
                            int K, Real* zq) = 0;
+
+#pragma GCC diagnostic push  // TRANSITION: the default bodies below ignore their arguments
+#pragma GCC diagnostic ignored "-Wunused-parameter"
+  // ---- backward (training) ------------------------------------------------------------------
+  // Of conv2d: x (B, Cin, H, W) and w (Cout, Cin, k, k) as in the forward, dy (B, Cout, Ho, Wo).
+  // dx (B, Cin, H, W) = the input's gradient (overwritten; skipped when null; must not alias
+  // dy); dw (Cout, Cin, k, k) += the weight's; dbias (Cout) += the sums of dy per channel
+  // (skipped when null).
+  virtual void conv2d_backward(const Conv2dShape& s, const Real* x, const Real* w, const Real* dy,
+                               Real* dx, Real* dw, Real* dbias) { missing(__func__); }
+
+  // Of group_norm: x, gamma as in the forward, dy (B, C, HW) the output's gradient. dx (B, C, HW)
+  // overwritten (may alias dy); dgamma, dbeta (C) +=. The statistics are recomputed from x.
+  virtual void group_norm_backward(int B, int C, int64_t HW, int groups, float eps, const Real* x,
+                                   const Real* gamma, const Real* beta, const Real* dy, Real* dx,
+                                   Real* dgamma, Real* dbeta) { missing(__func__); }
+
+  // Of group_norm_swish: dy is the gradient at the swish's output; the normalised value is
+  // recomputed from x, gamma and beta. Same outputs and aliasing as group_norm_backward.
+  virtual void group_norm_swish_backward(int B, int C, int64_t HW, int groups, float eps,
+                                         const Real* x, const Real* gamma, const Real* beta,
+                                         const Real* dy, Real* dx, Real* dgamma,
+                                         Real* dbeta) { missing(__func__); }
+
+  // Of swish: dx = dy (s + x s (1 - s)), s = sigmoid(x). In-place allowed (dx == dy).
+  virtual void swish_backward(int64_t count, const Real* x, const Real* dy, Real* dx) { missing(__func__); }
+
+  // Of upsample_nearest2x: dx (B, C, H, W) = the sum of each 2x2 block of dy (B, C, 2H, 2W).
+  // dx overwritten.
+  virtual void upsample_nearest2x_backward(int B, int C, int H, int W, const Real* dy,
+                                           Real* dx) { missing(__func__); }
+
+  // Of spatial_attention: q, k, v (B, C, HW) as in the forward, dout (B, C, HW). dq, dk, dv
+  // (B, C, HW) overwritten (none aliases another or an input); the softmax weights are
+  // recomputed from q and k.
+  virtual void spatial_attention_backward(int B, int C, int64_t HW, const Real* q, const Real* k,
+                                          const Real* v, const Real* dout, Real* dq, Real* dk,
+                                          Real* dv) { missing(__func__); }
+
+  // Of l2_normalize_rows (y = x / max(|x|, 1e-12) per row of x (n, d)): dx (n, d) = (dy -
+  // y (y . dy)) / |x| where |x| > 1e-12, dy / 1e-12 otherwise. Overwritten; must not alias dy.
+  virtual void l2_normalize_rows_backward(int64_t n, int d, const Real* x, const Real* dy,
+                                          Real* dx) { missing(__func__); }
+
+  // The quantiser's training backward: the straight-through estimator with LlamaGen's codebook
+  // and commitment losses (VectorQuantizer.forward, l2-normalised codes). With zn the
+  // l2-normalised latent columns of z (B, D, HW) (as quantize_l2 computes them) and zq the
+  // chosen rows codebook[index] (codebook (K, D) rows l2-normalised, index (B, HW) from
+  // quantize_l2):
+  //   loss = codebook_scale sum (zq - sg(zn))^2 + commit_scale sum (sg(zq) - zn)^2,
+  //   the decoder's input is zn + sg(zq - zn), so its gradient dzq (B, D, HW) reaches zn whole.
+  // (sg: stop gradient; sums over all B D HW values: a caller wanting LlamaGen's means passes
+  // 1 / (B D HW) and beta / (B D HW).)
+  //   dz (B, D, HW) overwritten = the column normalisation's Jacobian applied to
+  //     dzq + commit_scale 2 (zn - zq);
+  //   dcodebook (K, D) += codebook_scale 2 (zq - zn), summed over the positions that chose
+  //     each row: the gradient of the NORMALISED rows (a caller with raw rows applies
+  //     l2_normalize_rows_backward).
+  virtual void quantize_l2_backward(int B, int D, int64_t HW, const Real* z, const Real* codebook,
+                                    int K, const int32_t* index, const Real* dzq,
+                                    float codebook_scale, float commit_scale, Real* dz,
+                                    Real* dcodebook) { missing(__func__); }
+
+  // The pixel reconstruction loss of rec against target (count values each) and its gradient:
+  //   loss = l2_scale sum (rec - target)^2 + l1_scale sum |rec - target|,
+  //   drec (count) overwritten = l2_scale 2 (rec - target) + l1_scale sign(rec - target)
+  //   (sign(0) = 0); sums (2) overwritten = {sum (rec - target)^2, sum |rec - target|}, summed in
+  //   an order that depends on count alone (so a run repeats bit for bit).
+  virtual void pixel_loss(int64_t count, const Real* rec, const Real* target, float l2_scale,
+                          float l1_scale, Real* drec, Real* sums) { missing(__func__); }
+
+#pragma GCC diagnostic pop
+
+ private:
+  // TRANSITION (removed when every backend has the backward ops, then they are pure virtual).
+  [[noreturn]] void missing(const char* op) const {
+    CB_FAIL(std::string(name()) + ": " + op + " is not implemented yet");
+  }
 };
 
 // The names make_conv_ops accepts, in order: "cpu-ref", "cpu", "cuda" (cuda also in a build
