@@ -72,6 +72,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
               Napi::Function::New(env, release_free_memory, "releaseFreeMemory"));
   register_model(env, exports);
   register_vq(env, exports);
+  register_vq_trainer(env, exports);
   return exports;
 }
 

@@ -14,5 +14,6 @@ Napi::Value linear_seconds(const Napi::CallbackInfo& info);  // linear_timing.cc
 Napi::Value gemm_limits(const Napi::CallbackInfo& info);     // gemm_limits.cc
 void register_model(Napi::Env env, Napi::Object exports);    // model.cc: the Model class
 void register_vq(Napi::Env env, Napi::Object exports);       // vq.cc: the VqNet class
+void register_vq_trainer(Napi::Env env, Napi::Object exports);  // vq_trainer.cc
 
 }  // namespace cbn

@@ -28,6 +28,7 @@
 #include "typed_copy.h"
 #include "vq/conv_ops.h"
 #include "vq/vq_model.h"
+#include "vq_args.h"
 
 namespace cbn {
 namespace {
@@ -72,73 +73,6 @@ bool option_flag(const Napi::CallbackInfo& info, size_t i, const char* flag, con
   return v.As<Napi::Boolean>().Value();
 }
 
-int int_field(const Napi::Object& o, const char* name, int lo, int hi) {
-  const Napi::Value v = o.Get(name);
-  CB_CHECK(v.IsNumber() && integer_in(v.As<Napi::Number>().DoubleValue(), lo, hi),
-           std::string("VqNet config: field '") + name + "' must be " + integer_range(lo, hi) +
-               ", got " + kind_of(v));
-  return (int)v.As<Napi::Number>().DoubleValue();
-}
-
-cb::VqConfig parse_config(const Napi::Value& value) {
-  CB_CHECK(value.IsObject(), "VqNet: config must be an object, got " + kind_of(value));
-  const Napi::Object o = value.As<Napi::Object>();
-  cb::VqConfig c;
-  c.ch = int_field(o, "ch", 1, 1 << 16);
-  const Napi::Value mult = o.Get("chMult");
-  CB_CHECK(mult.IsArray(), "VqNet config: field 'chMult' must be an array, got " + kind_of(mult));
-  const Napi::Array m = mult.As<Napi::Array>();
-  c.ch_mult.clear();
-  for (uint32_t i = 0; i < m.Length(); i++) {
-    const Napi::Value x = m.Get(i);
-    CB_CHECK(x.IsNumber() && integer_in(x.As<Napi::Number>().DoubleValue(), 1, 64),
-             "VqNet config: chMult entries must be " + integer_range(1, 64) + ", got " + kind_of(x));
-    c.ch_mult.push_back((int)x.As<Napi::Number>().DoubleValue());
-  }
-  c.z_channels = int_field(o, "zChannels", 1, 1 << 16);
-  c.codebook_size = int_field(o, "codes", 1, 1 << 24);
-  c.code_dim = int_field(o, "codeDim", 1, 1 << 16);
-  c.encoder_blocks = int_field(o, "encoderBlocks", 1, 64);
-  c.decoder_blocks = int_field(o, "decoderBlocks", 1, 64);
-  c.validate();
-  return c;
-}
-
-// {name: {shape, data}} -> views into the JS arrays (valid while the constructor runs).
-cb::HostTensors parse_tensors(const Napi::Object& o) {
-  cb::HostTensors out;
-  const Napi::Array names = o.GetPropertyNames();
-  for (uint32_t i = 0; i < names.Length(); i++) {
-    const std::string name = names.Get(i).As<Napi::String>().Utf8Value();
-    const Napi::Value t = o.Get(name);
-    CB_CHECK(t.IsObject(), "VqNet: tensor '" + name + "' must be {shape, data}, got " + kind_of(t));
-    const Napi::Value shape = t.As<Napi::Object>().Get("shape");
-    const Napi::Value data = t.As<Napi::Object>().Get("data");
-    CB_CHECK(shape.IsArray(), "VqNet: tensor '" + name + "': shape must be an array, got " +
-                                  kind_of(shape));
-    CB_CHECK(data.IsTypedArray() && data.As<Napi::TypedArray>().TypedArrayType() == napi_float32_array,
-             "VqNet: tensor '" + name + "': data must be a Float32Array, got " + kind_of(data));
-    cb::HostTensor h;
-    int64_t count = 1;
-    const Napi::Array dims = shape.As<Napi::Array>();
-    for (uint32_t d = 0; d < dims.Length(); d++) {
-      const Napi::Value x = dims.Get(d);
-      CB_CHECK(x.IsNumber() && integer_in(x.As<Napi::Number>().DoubleValue(), 0, int64_t(1) << 31),
-               "VqNet: tensor '" + name + "': shape entries must be non-negative integers");
-      h.shape.push_back((int64_t)x.As<Napi::Number>().DoubleValue());
-      count *= h.shape.back();
-      CB_CHECK(count <= (int64_t(1) << 40), "VqNet: tensor '" + name + "' is too large");
-    }
-    const Napi::Float32Array values = data.As<Napi::Float32Array>();
-    CB_CHECK((int64_t)values.ElementLength() == count,
-             "VqNet: tensor '" + name + "' has " + std::to_string(values.ElementLength()) +
-                 " values, its shape " + cb::shape_text(h.shape) + " needs " + std::to_string(count));
-    h.data = values.Data();
-    out[name] = h;
-  }
-  return out;
-}
-
 class VqNetWrap : public Napi::ObjectWrap<VqNetWrap> {
  public:
   static Napi::Function define(Napi::Env env) {
@@ -160,7 +94,7 @@ class VqNetWrap : public Napi::ObjectWrap<VqNetWrap> {
       if (info.Length() == 4) {
         CB_CHECK(info[1].IsString() && info[1].As<Napi::String>().Utf8Value() == "random",
                  "VqNet: with 4 arguments the second must be 'random'");
-        const cb::VqConfig config = parse_config(info[2]);
+        const cb::VqConfig config = parse_vq_config(info[2]);
         const int64_t seed = int_arg(info, 3, "VqNet: seed", 0, int64_t(1) << 53);
         if (f64) {
           f64_ = std::make_unique<cb::VqModel<double>>(cb::make_conv_ops<double>("cpu-ref"),
@@ -172,7 +106,7 @@ class VqNetWrap : public Napi::ObjectWrap<VqNetWrap> {
       } else {
         CB_CHECK(info[1].IsObject(), "VqNet: tensors must be an object {name: {shape, data}}, got " +
                                          kind_of(info[1]));
-        const cb::HostTensors tensors = parse_tensors(info[1].As<Napi::Object>());
+        const cb::HostTensors tensors = parse_vq_tensors(info[1].As<Napi::Object>());
         if (f64) {
           f64_ = std::make_unique<cb::VqModel<double>>(cb::make_conv_ops<double>("cpu-ref"),
                                                        tensors, "VqNet");
@@ -334,18 +268,7 @@ class VqNetWrap : public Napi::ObjectWrap<VqNetWrap> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       check_ready();
       Napi::Env env = info.Env();
-      const cb::VqConfig& c = model_config();
-      Napi::Object o = Napi::Object::New(env);
-      o.Set("ch", Napi::Number::New(env, c.ch));
-      Napi::Array mult = Napi::Array::New(env, c.ch_mult.size());
-      for (size_t i = 0; i < c.ch_mult.size(); i++) mult.Set(i, Napi::Number::New(env, c.ch_mult[i]));
-      o.Set("chMult", mult);
-      o.Set("zChannels", Napi::Number::New(env, c.z_channels));
-      o.Set("codes", Napi::Number::New(env, c.codebook_size));
-      o.Set("codeDim", Napi::Number::New(env, c.code_dim));
-      o.Set("encoderBlocks", Napi::Number::New(env, c.encoder_blocks));
-      o.Set("decoderBlocks", Napi::Number::New(env, c.decoder_blocks));
-      return o;
+      return vq_config_object(env, model_config());
     });
   }
 

@@ -45,13 +45,15 @@ VqModel<Real>::VqModel(std::unique_ptr<ConvOps<Real>> ops, const HostTensors& te
   ShapeTable shapes;
   for (const auto& [name, t] : tensors) shapes[name] = t.shape;
   config_ = VqConfig::from_shapes(shapes, source);
-  codebook_.bind(ops_->memory());
-  for (const auto& [name, shape] : config_.tensor_shapes()) {
+  const auto layout = config_.tensor_shapes();
+  std::vector<const float*> data;
+  for (const auto& [name, shape] : layout) {
     const HostTensor& t = tensors.at(name);
     CB_CHECK(t.data != nullptr || element_count(shape) == 0,
              source + ": tensor '" + name + "' has no data");
-    upload(name, shape, t.data);
+    data.push_back(t.data);
   }
+  build_params(layout, data);
   normalise_codebook();
 }
 
@@ -59,7 +61,6 @@ template <typename Real>
 VqModel<Real>::VqModel(std::unique_ptr<ConvOps<Real>> ops, const VqConfig& config, uint64_t seed)
     : config_(config), ops_(std::move(ops)) {
   config_.validate();
-  codebook_.bind(ops_->memory());
   init_random(seed);
   normalise_codebook();
 }
@@ -68,42 +69,73 @@ template <typename Real>
 void VqModel<Real>::init_random(uint64_t seed) {
   std::mt19937_64 rng(seed);
   double conv_bound = 0;  // of the conv whose weight came last: its bias uses the same bound
-  for (const auto& [name, shape] : config_.tensor_shapes()) {
-    std::vector<float> values((size_t)element_count(shape));
+  const auto layout = config_.tensor_shapes();
+  std::vector<std::vector<float>> values;
+  for (const auto& [name, shape] : layout) {
+    values.emplace_back((size_t)element_count(shape));
+    std::vector<float>& v = values.back();
     const bool is_weight = name.size() > 7 && name.compare(name.size() - 7, 7, ".weight") == 0;
     if (name == "quantize.embedding.weight") {
-      for (float& v : values) v = (float)standard_normal(rng);
+      for (float& x : v) x = (float)standard_normal(rng);
     } else if (module_of(name).compare(0, 4, "norm") == 0) {
-      std::fill(values.begin(), values.end(), is_weight ? 1.0f : 0.0f);
+      std::fill(v.begin(), v.end(), is_weight ? 1.0f : 0.0f);
     } else {
       if (is_weight) conv_bound = 1.0 / std::sqrt(double(shape[1] * shape[2] * shape[3]));
-      for (float& v : values) v = (float)((2 * uniform01(rng) - 1) * conv_bound);
+      for (float& x : v) x = (float)((2 * uniform01(rng) - 1) * conv_bound);
     }
-    upload(name, shape, values.data());
   }
+  std::vector<const float*> data;
+  for (const auto& v : values) data.push_back(v.data());
+  build_params(layout, data);
 }
 
 template <typename Real>
-void VqModel<Real>::upload(const std::string& name, const TensorShape& shape, const float* data) {
-  const int64_t n = element_count(shape);
-  std::vector<Real> converted(data, data + n);
-  DeviceArray<Real>& dst = name == "quantize.embedding.weight" ? codebook_ : weights_[name];
-  dst.bind(ops_->memory());
-  dst.resize(n);
-  dst.upload(converted.data(), n);
+template <typename Src>
+void VqModel<Real>::build_params(const std::vector<std::pair<std::string, TensorShape>>& shapes,
+                                 const std::vector<const Src*>& data) {
+  slots_.clear();
+  slot_index_.clear();
+  int64_t total = 0;
+  for (const auto& [name, shape] : shapes) {
+    slot_index_[name] = slots_.size();
+    slots_.push_back({name, shape, total, element_count(shape)});
+    total += element_count(shape);
+  }
+  std::vector<Real> host((size_t)total);
+  for (size_t i = 0; i < slots_.size(); i++) {
+    if (slots_[i].count > 0) {
+      std::copy(data[i], data[i] + slots_[i].count, host.begin() + slots_[i].offset);
+    }
+  }
+  params_.bind(ops_->memory());
+  params_.resize(total);
+  params_.upload(host.data(), total);
+  codebook_.bind(ops_->memory());
+  codebook_.resize(slot("quantize.embedding.weight").count);
+}
+
+template <typename Real>
+const VqParamSlot& VqModel<Real>::slot(const std::string& name) const {
+  auto it = slot_index_.find(name);
+  CB_CHECK(it != slot_index_.end(), "VQ model: no weight '" + name + "'");  // a bug, not input
+  return slots_[it->second];
 }
 
 template <typename Real>
 const Real* VqModel<Real>::param(const std::string& name) const {
-  auto it = weights_.find(name);
-  CB_CHECK(it != weights_.end(), "VQ model: no weight '" + name + "'");  // a bug, not user input
-  return it->second.data();
+  return params_.data() + slot(name).offset;
 }
 
 template <typename Real>
+Real* VqModel<Real>::grad(Real* grads, const std::string& name) const {
+  return grads + slot(name).offset;
+}
+
+// The codebook the quantiser uses: the stored rows, l2-normalised.
+template <typename Real>
 void VqModel<Real>::normalise_codebook() {
-  ops_->l2_normalize_rows(config_.codebook_size, config_.code_dim, codebook_.data(),
-                          codebook_.data());
+  ops_->l2_normalize_rows(config_.codebook_size, config_.code_dim,
+                          param("quantize.embedding.weight"), codebook_.data());
 }
 
 template <typename Real>
@@ -113,8 +145,24 @@ void VqModel<Real>::set_codebook(int K, int D, const float* rows) {
                                       std::to_string(config_.code_dim));
   CB_CHECK(K >= 1 && K <= (1 << 30), "set_codebook: K must be in [1, 2^30], got " +
                                          std::to_string(K));
+  // The other tensors keep their values; the array is laid out again for the new K.
+  std::vector<Real> old((size_t)params_.size());
+  params_.download(old.data(), params_.size());
+  const std::vector<Real> new_rows(rows, rows + int64_t(K) * D);
+  const std::vector<VqParamSlot> old_slots = slots_;
   config_.codebook_size = K;
-  upload("quantize.embedding.weight", {K, D}, rows);
+  const auto layout = config_.tensor_shapes();
+  std::vector<const Real*> data;
+  for (const auto& [name, shape] : layout) {
+    if (name == "quantize.embedding.weight") {
+      data.push_back(new_rows.data());
+      continue;
+    }
+    for (const VqParamSlot& s : old_slots) {
+      if (s.name == name) data.push_back(old.data() + s.offset);
+    }
+  }
+  build_params(layout, data);
   normalise_codebook();
 }
 
@@ -193,11 +241,7 @@ Real* VqModel<Real>::attn_scratch(int64_t values) {
 
 // ---- blocks ---------------------------------------------------------------------------------
 
-// A conv of LlamaGen's usual geometry: stride 1, zero padding k/2 on every side.
-template <typename Real>
-void VqModel<Real>::conv(const std::string& name, int B, int cin, int cout, int H, int W, int k,
-                         const Real* x,  // (B, cin, H, W)
-                         Real* y) {      // (B, cout, H, W)
+Conv2dShape vq_conv_shape(int B, int cin, int cout, int H, int W, int k) {
   Conv2dShape s;
   s.B = B;
   s.Cin = cin;
@@ -206,55 +250,73 @@ void VqModel<Real>::conv(const std::string& name, int B, int cin, int cout, int 
   s.Cout = cout;
   s.k = k;
   s.pad_begin = s.pad_end = k / 2;
-  ops_->conv2d(s, x, param(name + ".weight"), param(name + ".bias"), y);
+  return s;
+}
+
+template <typename Real>
+void VqModel<Real>::conv(const std::string& name, int B, int cin, int cout, int H, int W, int k,
+                         const Real* x,  // (B, cin, H, W)
+                         Real* y) {      // (B, cout, H, W)
+  ops_->conv2d(vq_conv_shape(B, cin, cout, H, W, k), x, param(name + ".weight"),
+               param(name + ".bias"), y);
 }
 
 // ResnetBlock: x + conv2(swish(norm2(conv1(swish(norm1(x)))))), x through nin_shortcut (1x1)
 // when the width changes. a.cur (B, cin, H, W) -> a.cur (B, cout, H, W).
+// Saved for the backward: x, the two convs' inputs and conv1's output (norm2's input).
 template <typename Real>
 void VqModel<Real>::resnet_block(const std::string& name, int B, int cin, int cout, int H, int W,
-                                 Acts& a) {
-  const int64_t HW = int64_t(H) * W;
+                                 Acts& a, VqTape<Real>* tape) {
+  const int64_t HW = int64_t(H) * W, n_in = int64_t(B) * cin * HW, n_out = int64_t(B) * cout * HW;
   const int G = config_.groups;
+  save(tape, a.cur, n_in);
   ops_->group_norm_swish(B, cin, HW, G, kNormEps, a.cur, param(name + ".norm1.weight"),
                          param(name + ".norm1.bias"), a.next);                 // (B, cin, H, W)
+  save(tape, a.next, n_in);
   conv(name + ".conv1", B, cin, cout, H, W, 3, a.next, a.spare);           // (B, cout, H, W)
+  save(tape, a.spare, n_out);
   ops_->group_norm_swish(B, cout, HW, G, kNormEps, a.spare, param(name + ".norm2.weight"),
                          param(name + ".norm2.bias"), a.spare);                // (B, cout, H, W)
+  save(tape, a.spare, n_out);
   conv(name + ".conv2", B, cout, cout, H, W, 3, a.spare, a.next);          // (B, cout, H, W)
   if (cin != cout) {
     conv(name + ".nin_shortcut", B, cin, cout, H, W, 1, a.cur, a.spare);   // (B, cout, H, W)
-    ops_->add_inplace(int64_t(B) * cout * HW, a.next, a.spare);
+    ops_->add_inplace(n_out, a.next, a.spare);
   } else {
-    ops_->add_inplace(int64_t(B) * cout * HW, a.next, a.cur);
+    ops_->add_inplace(n_out, a.next, a.cur);
   }
   a.advance();
 }
 
 // AttnBlock: x + proj_out(attention(q, k, v)), q/k/v 1x1 convs of norm(x); one head over the
 // H*W positions. a.cur (B, C, H, W) -> a.cur (B, C, H, W).
+// Saved for the backward: x, norm(x), q, k, v and the attention's output.
 template <typename Real>
-void VqModel<Real>::attn_block(const std::string& name, int B, int C, int H, int W, Acts& a) {
+void VqModel<Real>::attn_block(const std::string& name, int B, int C, int H, int W, Acts& a,
+                               VqTape<Real>* tape) {
   const int64_t HW = int64_t(H) * W, n = int64_t(B) * C * HW;
   Real* q = attn_scratch(4 * n);  // (B, C, HW) each: q, k, v, attended
   Real* k = q + n;
   Real* v = k + n;
   Real* o = v + n;
+  save(tape, a.cur, n);
   ops_->group_norm(B, C, HW, config_.groups, kNormEps, a.cur, param(name + ".norm.weight"),
                    param(name + ".norm.bias"), a.next);                       // (B, C, H, W)
+  save(tape, a.next, n);
   conv(name + ".q", B, C, C, H, W, 1, a.next, q);
   conv(name + ".k", B, C, C, H, W, 1, a.next, k);
   conv(name + ".v", B, C, C, H, W, 1, a.next, v);
+  save(tape, q, n);
+  save(tape, k, n);
+  save(tape, v, n);
   ops_->spatial_attention(B, C, HW, q, k, v, o);                          // (B, C, HW)
+  save(tape, o, n);
   conv(name + ".proj_out", B, C, C, H, W, 1, o, a.next);                  // (B, C, H, W)
   ops_->add_inplace(n, a.next, a.cur);
   a.advance();
 }
 
-// Downsample: F.pad(x, (0, 1, 0, 1)) then a 3x3 stride-2 conv without padding.
-// a.cur (B, C, H, W) -> a.cur (B, C, H/2, W/2).
-template <typename Real>
-void VqModel<Real>::downsample(const std::string& name, int B, int C, int H, int W, Acts& a) {
+Conv2dShape vq_downsampler_shape(int B, int C, int H, int W) {
   Conv2dShape s;
   s.B = B;
   s.Cin = C;
@@ -265,58 +327,76 @@ void VqModel<Real>::downsample(const std::string& name, int B, int C, int H, int
   s.stride = 2;
   s.pad_begin = 0;
   s.pad_end = 1;
-  ops_->conv2d(s, a.cur, param(name + ".conv.weight"), param(name + ".conv.bias"), a.next);
+  return s;
+}
+
+// Downsample: a.cur (B, C, H, W) -> a.cur (B, C, H/2, W/2). Saved: x.
+template <typename Real>
+void VqModel<Real>::downsample(const std::string& name, int B, int C, int H, int W, Acts& a,
+                               VqTape<Real>* tape) {
+  save(tape, a.cur, int64_t(B) * C * H * W);
+  ops_->conv2d(vq_downsampler_shape(B, C, H, W), a.cur, param(name + ".conv.weight"),
+               param(name + ".conv.bias"), a.next);
   a.advance();
 }
 
 // Upsample: nearest 2x, then a 3x3 conv. a.cur (B, C, H, W) -> a.cur (B, C, 2H, 2W).
+// Saved: the upsampled tensor (the conv's input).
 template <typename Real>
-void VqModel<Real>::upsample(const std::string& name, int B, int C, int H, int W, Acts& a) {
+void VqModel<Real>::upsample(const std::string& name, int B, int C, int H, int W, Acts& a,
+                             VqTape<Real>* tape) {
   ops_->upsample_nearest2x(B, C, H, W, a.cur, a.next);        // (B, C, 2H, 2W)
+  save(tape, a.next, int64_t(B) * C * 4 * H * W);
   conv(name + ".conv", B, C, C, 2 * H, 2 * W, 3, a.next, a.cur);  // (B, C, 2H, 2W)
 }
 
 // ---- encoder and decoder --------------------------------------------------------------------
 
 template <typename Real>
-void VqModel<Real>::encoder(int B, int H, int W, Acts& a) {
+void VqModel<Real>::encoder(int B, int H, int W, Acts& a, VqTape<Real>* tape) {
   const VqConfig& c = config_;
   const int L = c.levels();
+  save(tape, a.cur, int64_t(B) * c.in_channels * H * W);
   conv("encoder.conv_in", B, c.in_channels, c.ch, H, W, 3, a.cur, a.next);  // (B, ch, H, W)
   a.advance();
   int width = c.ch;
   for (int i = 0; i < L; i++) {
     const std::string level = block("encoder.conv_blocks", i);
     for (int j = 0; j < c.encoder_blocks; j++) {
-      resnet_block(block(level + ".res", j), B, width, c.level_channels(i), H, W, a);
+      resnet_block(block(level + ".res", j), B, width, c.level_channels(i), H, W, a, tape);
       width = c.level_channels(i);
-      if (i == L - 1) attn_block(block(level + ".attn", j), B, width, H, W, a);
+      if (i == L - 1) attn_block(block(level + ".attn", j), B, width, H, W, a, tape);
     }
     if (i != L - 1) {
-      downsample(level + ".downsample", B, width, H, W, a);  // (B, width, H/2, W/2)
+      downsample(level + ".downsample", B, width, H, W, a, tape);  // (B, width, H/2, W/2)
       H /= 2;
       W /= 2;
     }
   }
-  resnet_block("encoder.mid.0", B, width, width, H, W, a);
-  attn_block("encoder.mid.1", B, width, H, W, a);
-  resnet_block("encoder.mid.2", B, width, width, H, W, a);
-  ops_->group_norm_swish(B, width, int64_t(H) * W, c.groups, kNormEps, a.cur,
+  resnet_block("encoder.mid.0", B, width, width, H, W, a, tape);
+  attn_block("encoder.mid.1", B, width, H, W, a, tape);
+  resnet_block("encoder.mid.2", B, width, width, H, W, a, tape);
+  const int64_t HW = int64_t(H) * W;
+  save(tape, a.cur, B * width * HW);
+  ops_->group_norm_swish(B, width, HW, c.groups, kNormEps, a.cur,
                          param("encoder.norm_out.weight"), param("encoder.norm_out.bias"), a.cur);
+  save(tape, a.cur, B * width * HW);
   conv("encoder.conv_out", B, width, c.z_channels, H, W, 3, a.cur, a.next);  // (B, z, h, w)
   a.advance();
 }
 
 template <typename Real>
-void VqModel<Real>::decoder(int B, int h, int w, Acts& a, Real* dec_mid_host) {
+void VqModel<Real>::decoder(int B, int h, int w, Acts& a, Real* dec_mid_host,
+                            VqTape<Real>* tape) {
   const VqConfig& c = config_;
   const int L = c.levels();
   int width = c.mid_channels(), H = h, W = w;
+  save(tape, a.cur, int64_t(B) * c.z_channels * H * W);
   conv("decoder.conv_in", B, c.z_channels, width, H, W, 3, a.cur, a.next);  // (B, mid, h, w)
   a.advance();
-  resnet_block("decoder.mid.0", B, width, width, H, W, a);
-  attn_block("decoder.mid.1", B, width, H, W, a);
-  resnet_block("decoder.mid.2", B, width, width, H, W, a);
+  resnet_block("decoder.mid.0", B, width, width, H, W, a, tape);
+  attn_block("decoder.mid.1", B, width, H, W, a, tape);
+  resnet_block("decoder.mid.2", B, width, width, H, W, a, tape);
   if (dec_mid_host != nullptr) {
     ops_->memory().download(dec_mid_host, a.cur, sizeof(Real) * B * width * H * W);
   }
@@ -325,18 +405,21 @@ void VqModel<Real>::decoder(int B, int h, int w, Acts& a, Real* dec_mid_host) {
     const std::string level = block("decoder.conv_blocks", i);
     const int out = c.level_channels(L - 1 - i);
     for (int j = 0; j < c.decoder_blocks; j++) {
-      resnet_block(block(level + ".res", j), B, width, out, H, W, a);
+      resnet_block(block(level + ".res", j), B, width, out, H, W, a, tape);
       width = out;
-      if (i == 0) attn_block(block(level + ".attn", j), B, width, H, W, a);
+      if (i == 0) attn_block(block(level + ".attn", j), B, width, H, W, a, tape);
     }
     if (i != L - 1) {
-      upsample(level + ".upsample", B, width, H, W, a);  // (B, width, 2H, 2W)
+      upsample(level + ".upsample", B, width, H, W, a, tape);  // (B, width, 2H, 2W)
       H *= 2;
       W *= 2;
     }
   }
-  ops_->group_norm_swish(B, width, int64_t(H) * W, c.groups, kNormEps, a.cur,
+  const int64_t HW = int64_t(H) * W;
+  save(tape, a.cur, B * width * HW);
+  ops_->group_norm_swish(B, width, HW, c.groups, kNormEps, a.cur,
                          param("decoder.norm_out.weight"), param("decoder.norm_out.bias"), a.cur);
+  save(tape, a.cur, B * width * HW);
   conv("decoder.conv_out", B, width, c.out_channels, H, W, 3, a.cur, a.next);  // (B, 3, 16h, 16w)
   a.advance();
 }
