@@ -21,7 +21,12 @@
 // moves last bits (measured: about 1 in 5 values of a 64 x 2000 x 576 product, 1 vs 2 threads).
 //
 // Files: conv_ops_cpu_conv.cc (conv2d), conv_ops_cpu_elementwise.cc (group norm, swish, add,
-// upsample, l2 normalisation), conv_ops_cpu_attention.cc, conv_ops_cpu_quantize.cc.
+// upsample, l2 normalisation), conv_ops_cpu_attention.cc, conv_ops_cpu_quantize.cc; the
+// backward ops: conv_ops_cpu_conv_backward.cc, conv_ops_cpu_elementwise_backward.cc (GroupNorm,
+// swish, upsample, l2 normalisation, pixel loss), attention's and the quantiser's beside their
+// forwards. Parameter gradients (dw, dbias, dgamma, dbeta, dcodebook) are summed in a fixed
+// order as well: per image in order through sgemm's accumulation, or as per-item double
+// partials combined in index order, never by threads adding into one value.
 #pragma once
 
 #include <cstddef>
@@ -67,6 +72,30 @@ class CpuConvOps final : public ConvOps<float> {
   void embed_codes(int B, int D, int64_t HW, const int32_t* index, const float* codebook,
                    int K, float* zq) override;
 
+  // ---- backward (training); vq/conv_ops.h
+  void conv2d_backward(const Conv2dShape& s, const float* x, const float* w, const float* dy,
+                       float* dx, float* dw, float* dbias) override;
+  void group_norm_backward(int B, int C, int64_t HW, int groups, float eps, const float* x,
+                           const float* gamma, const float* beta, const float* dy, float* dx,
+                           float* dgamma, float* dbeta) override;
+  void group_norm_swish_backward(int B, int C, int64_t HW, int groups, float eps,
+                                 const float* x, const float* gamma, const float* beta,
+                                 const float* dy, float* dx, float* dgamma,
+                                 float* dbeta) override;
+  void swish_backward(int64_t count, const float* x, const float* dy, float* dx) override;
+  void upsample_nearest2x_backward(int B, int C, int H, int W, const float* dy,
+                                   float* dx) override;
+  void spatial_attention_backward(int B, int C, int64_t HW, const float* q, const float* k,
+                                  const float* v, const float* dout, float* dq, float* dk,
+                                  float* dv) override;
+  void l2_normalize_rows_backward(int64_t n, int d, const float* x, const float* dy,
+                                  float* dx) override;
+  void quantize_l2_backward(int B, int D, int64_t HW, const float* z, const float* codebook,
+                            int K, const int32_t* index, const float* dzq, float codebook_scale,
+                            float commit_scale, float* dz, float* dcodebook) override;
+  void pixel_loss(int64_t count, const float* rec, const float* target, float l2_scale,
+                  float l1_scale, float* drec, float* sums) override;
+
  private:
   // At least `floats` floats of scratch (contents undefined).
   float* scratch(size_t floats);
@@ -75,9 +104,19 @@ class CpuConvOps final : public ConvOps<float> {
 
   void normalise(int B, int C, int64_t HW, int groups, float eps, const float* x,
                  const float* gamma, const float* beta, float* y, bool with_swish);
+  void normalise_backward(int B, int C, int64_t HW, int groups, float eps, const float* x,
+                          const float* gamma, const float* beta, const float* dy, float* dx,
+                          float* dgamma, float* dbeta, bool with_swish);
+  // At least `count` doubles of the second scratch (contents undefined): the backward ops'
+  // partial sums (per image and channel, per block, per position), combined in a fixed order.
+  double* partials(size_t count);
 
   size_t scratch_bytes_;
   std::vector<float> scratch_;
+  std::vector<double> partials_;
+  // conv2d_backward's flipped, transposed weights (Cin, Cout, k, k): kept out of scratch_,
+  // which the conv2d it calls for dx grows and reuses.
+  std::vector<float> flipped_;
 };
 
 }  // namespace cb

@@ -3,6 +3,8 @@
 // zn[:, tile]^T codebook^T; then each row's argmin of |z|^2 + |e|^2 - 2 z.e (first index wins a
 // tie), threaded over rows. Tiles hold as many positions as the scratch bound allows.
 // embed_codes is a gather, threaded over channels.
+// quantize_l2_backward works per position in double (D is small: 8 in LlamaGen), threaded over
+// positions; the codebook gradient is scattered from a per-position buffer in position order.
 #include <algorithm>
 #include <cmath>
 
@@ -93,6 +95,62 @@ void CpuConvOps::embed_codes(int B, int D, int64_t HW,
         dst[i] = codebook[(int64_t)e * D + d];
       }
     }
+  });
+}
+
+// Per position p = (b, i), in double: zn = z[b, :, i] / |z|, zq = codebook[index], g = dzq +
+// 2 commit_scale (zn - zq); dz = (g - zn (zn . g)) / |z| (the Jacobian of the normalisation,
+// symmetric), or g / 1e-12 where |z| <= 1e-12 (the clamp; zn is then z / 1e-12). Each position
+// writes its own dz column and its codebook row's term 2 codebook_scale (zq - zn) into
+// partials (B HW, D); then one pass in position order adds those into per-row double sums
+// (K, D), and each row of dcodebook gets its sum once: a fixed order at any thread count.
+void CpuConvOps::quantize_l2_backward(int B, int D, int64_t HW,
+                                      const float* z,         // (B, D, HW)
+                                      const float* codebook,  // (K, D), rows l2-normalised
+                                      int K,
+                                      const int32_t* index,  // (B, HW)
+                                      const float* dzq,      // (B, D, HW)
+                                      float codebook_scale, float commit_scale,
+                                      float* dz,           // (B, D, HW)
+                                      float* dcodebook) {  // (K, D), +=
+  const int64_t positions = (int64_t)B * HW;
+  double* term = partials((size_t)(positions + K) * D);  // (B HW, D) per position
+  double* rows = term + positions * D;                    // (K, D) per code row
+  const double cb2 = 2.0 * codebook_scale, commit2 = 2.0 * commit_scale;
+  parallel_for(positions, std::max<int64_t>(1, 16384 / std::max(1, D)),
+               [&](int64_t p0, int64_t p1) {
+    for (int64_t p = p0; p < p1; p++) {
+      const int64_t b = p / HW, i = p % HW;
+      const float* zc = z + b * D * HW + i;    // column, stride HW
+      const float* gc = dzq + b * D * HW + i;  // column, stride HW
+      float* out = dz + b * D * HW + i;        // column, stride HW
+      const int32_t e = std::min(std::max(index[p], 0), K - 1);  // in bounds even if unchecked
+      const float* row = codebook + (int64_t)e * D;               // (D)
+      double sq = 0;
+      for (int d = 0; d < D; d++) sq += (double)zc[d * HW] * zc[d * HW];
+      const double norm = std::sqrt(sq);
+      const double div = std::max(norm, 1e-12);
+      // Two passes over the column (zn and g recomputed, the same values): zn . g, then dz.
+      double dot = 0;
+      for (int d = 0; d < D; d++) {
+        const double zn = zc[d * HW] / div, g = gc[d * HW] + commit2 * (zn - row[d]);
+        dot += zn * g;
+      }
+      const bool clamped = !(norm > 1e-12);
+      for (int d = 0; d < D; d++) {
+        const double zn = zc[d * HW] / div, g = gc[d * HW] + commit2 * (zn - row[d]);
+        out[d * HW] = (float)(clamped ? g / 1e-12 : (g - zn * dot) / norm);
+        term[p * D + d] = cb2 * (row[d] - zn);
+      }
+    }
+  });
+  std::fill(rows, rows + (int64_t)K * D, 0.0);
+  for (int64_t p = 0; p < positions; p++) {
+    const int32_t e = std::min(std::max(index[p], 0), K - 1);
+    for (int d = 0; d < D; d++) rows[(int64_t)e * D + d] += term[p * D + d];
+  }
+  parallel_for((int64_t)K * D, kConvCopyGrainFloats, [&](int64_t j0, int64_t j1) {
+    for (int64_t j = j0; j < j1; j++) dcodebook[j] += (float)rows[j];
   });
 }
 
