@@ -10,6 +10,7 @@ import { fileURLToPath } from "node:url";
 import { UserError } from "./errors.ts";
 import { inFlightCount, settleInFlight } from "./util/in_flight.ts";
 import type { NativeVqNetConstructor } from "./tokenizer/vq_net.ts";
+import type { NativeVqTrainerConstructor } from "./tokenizer/vq_trainer.ts";
 
 /** The `--device` choices. */
 export const DEVICES = ["auto", "cpu", "cuda"] as const;
@@ -132,6 +133,8 @@ export interface Addon {
   ): Promise<{ seconds: number[]; precision: string }>;
   /** LlamaGen's VQ-16 network (native/addon/vq.cc); used through src/tokenizer/vq_net.ts only. */
   VqNet: NativeVqNetConstructor;
+  /** Training that network (native/addon/vq_trainer.cc); through src/tokenizer/vq_trainer.ts. */
+  VqTrainer: NativeVqTrainerConstructor;
 }
 
 /** Where the addon is: $CHECKERBOARD_ADDON, else build/Release/checkerboard.node. */

@@ -1,19 +1,16 @@
 /**
- * `checkerboard tokenizer fit|import|retrain-codebook|recon`: the patch VQ (fit), LlamaGen's
+ * `checkerboard tokenizer fit|train|import|retrain-codebook|recon`: the patch VQ (fit), a VQ
+ * autoencoder of LlamaGen's architecture trained here (train, tokenizer_train.ts), LlamaGen's
  * VQ-16 (import, retrain-codebook), and reconstructions of either kind (recon).
  */
 import { dirname, join } from "node:path";
 import type { Command, OptionValues } from "../command.ts";
 import { intOption, requiredString, stringOption } from "../options.ts";
 import { deviceFrom, deviceOption, ratioOptions, scalesFrom } from "./common.ts";
-import {
-  DATASET_HELP,
-  imageAt,
-  type ImageSet,
-  loadDataset,
-  splitIndices,
-} from "../../src/data/dataset.ts";
+import { DATASET_HELP, loadDataset, splitIndices } from "../../src/data/dataset.ts";
 import { fitTokenizer, psnr } from "../../src/tokenizer/patch_vq.ts";
+import { reconstruct } from "../../src/tokenizer/reconstruction.ts";
+import { trainCommand } from "./tokenizer_train.ts";
 import { loadTokenizer } from "../../src/tokenizer/load.ts";
 import { VqTokenizer } from "../../src/tokenizer/vq_tokenizer.ts";
 import { openSizedImages } from "../../src/tokenizer/retrain_images.ts";
@@ -22,11 +19,7 @@ import {
   checkTokenizerOutput,
   writeTokenizerFolder,
 } from "../../src/tokenizer/tokenizer_output.ts";
-import type { ImageTokenizer } from "../../src/tokenizer/tokenizer.ts";
-import type { Device } from "../../src/engine.ts";
-import { resizeArea, upscaleNearest } from "../../src/tokenizer/resize.ts";
 import { tileGrid, writePng } from "../../src/data/png.ts";
-import { Progress } from "../../src/util/progress.ts";
 import { UsageError, UserError } from "../../src/errors.ts";
 import { OutputFolder } from "../../src/util/output_folder.ts";
 import { reason, tempNameFor } from "../../src/util/files.ts";
@@ -36,8 +29,6 @@ const MAX_SIDE = 256, MAX_PATCH = 64, MAX_FIT_PATCHES = 5_000_000, MAX_ITERATION
 const MAX_RECON_IMAGES = 10_000;
 /** Limits of retrain-codebook: image sides, latents held (8 floats each), training images. */
 const MAX_RETRAIN_SIDE = 1024, MAX_LATENTS = 50_000_000, MAX_RETRAIN_IMAGES = 10_000_000;
-/** Validation images encoded and decoded at a time by recon (bounds its image buffers). */
-const RECON_CHUNK = 64;
 
 /**
  * Checks, before any work, that `path` can be written as one file: not a folder, in a folder
@@ -210,8 +201,10 @@ const importLlamagen: Command = {
     const tokenizer = await VqTokenizer.importLlamagen(file);
     await writeTokenizerFolder(tokenizer, out, force);
     const a = tokenizer.architecture;
+    const source = tokenizer.config.source;
+    const sha = source.kind === "llamagen" ? source.sha256.slice(0, 16) : "";
     console.log(
-      `imported ${file} (sha256 ${tokenizer.config.source.sha256.slice(0, 16)}...): ch ${a.ch}, ` +
+      `imported ${file} (sha256 ${sha}...): ch ${a.ch}, ` +
         `ch_mult [${a.chMult}], z ${a.zChannels}, ${a.codes} codes of ${a.codeDim}, ` +
         `${tokenizer.patch} px per code`,
     );
@@ -471,69 +464,11 @@ const recon: Command = {
   },
 };
 
-/**
- * Encodes the validation images `val` of `set` at every scale and decodes each scale again, in
- * chunks: the summed per-image mean squared error per scale (values in [0, 1]) against the image
- * area-resized to the scale's pixel size, and the grid tiles of `count` images spread over `val`.
- */
-async function reconstruct(
-  tokenizer: ImageTokenizer,
-  set: ImageSet,
-  val: Int32Array,
-  scales: number[],
-  count: number,
-  device: Device,
-): Promise<{ sqErr: Float64Array; tiles: Uint8Array[] }> {
-  const p = tokenizer.patch, side = set.side;
-  const L = scales.reduce((a, s) => a + s * s, 0);
-  const shownCount = Math.min(count, val.length);
-  // Shown images are spread evenly over the split (which is sorted, hence grouped by class).
-  const shown = new Set(
-    Array.from({ length: shownCount }, (_, j) => Math.floor((j * val.length) / shownCount)),
-  );
-  const tileSide = Math.max(side, 64); // small images are enlarged so the grid is legible
-  const sqErr = new Float64Array(scales.length);
-  const tiles: Uint8Array[] = [];
-  const progress = new Progress("recon", val.length, "img");
-  for (let start = 0; start < val.length; start += RECON_CHUNK) {
-    const n = Math.min(RECON_CHUNK, val.length - start);
-    const pixels = new Uint8Array(n * side * side * 3); // (n, side, side, 3)
-    for (let b = 0; b < n; b++) pixels.set(imageAt(set, val[start + b]), b * side * side * 3);
-    const codes = await tokenizer.encodeImages(pixels, n, side, scales, device); // (n, L)
-    const decoded: Uint8Array[] = []; // per scale: (n, s*p, s*p, 3)
-    let offset = 0;
-    for (const s of scales) {
-      const grids = new Uint16Array(n * s * s); // (n, s*s)
-      for (let b = 0; b < n; b++) {
-        grids.set(codes.subarray(b * L + offset, b * L + offset + s * s), b * s * s);
-      }
-      decoded.push(await tokenizer.decodeGrids(grids, n, s, device));
-      offset += s * s;
-    }
-    for (let b = 0; b < n; b++) {
-      const original = pixels.subarray(b * side * side * 3, (b + 1) * side * side * 3);
-      const show = shown.has(start + b);
-      if (show) tiles.push(upscaleNearest(original, side, tileSide));
-      scales.forEach((s, k) => {
-        const size = s * p * s * p * 3;
-        const image = decoded[k].subarray(b * size, (b + 1) * size);
-        const reference = resizeArea(original, side, s * p); // (s*p, s*p, 3) in [0, 1]
-        let e = 0;
-        for (let j = 0; j < size; j++) e += (image[j] / 255 - reference[j]) ** 2;
-        sqErr[k] += e / size;
-        if (show) tiles.push(upscaleNearest(image, s * p, tileSide));
-      });
-    }
-    progress.tick(n);
-  }
-  progress.finish();
-  return { sqErr, tiles };
-}
-
 export const command: Command = {
   name: "tokenizer",
-  summary: "fit a patch VQ, import or retrain LlamaGen's VQ-16, or write reconstructions",
-  usage: "tokenizer fit|import|retrain-codebook|recon [OPTIONS]",
+  summary:
+    "fit a patch VQ, train a VQ autoencoder, import or retrain LlamaGen's VQ-16, or write reconstructions",
+  usage: "tokenizer fit|train|import|retrain-codebook|recon [OPTIONS]",
   options: {},
-  subcommands: [fit, importLlamagen, retrain, recon],
+  subcommands: [fit, trainCommand, importLlamagen, retrain, recon],
 };

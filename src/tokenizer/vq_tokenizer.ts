@@ -54,7 +54,22 @@ export interface RetrainedCodebook {
   heldOut: { images: number; latents: number; before: number; after: number } | null;
 }
 
-export type CodebookOrigin = { origin: "imported" } | RetrainedCodebook;
+/** imported: as in the source checkpoint; trained: learned with the network (tokenizer train). */
+export type CodebookOrigin = { origin: "imported" } | { origin: "trained" } | RetrainedCodebook;
+
+/** Where the network came from: LlamaGen's checkpoint, or this tool's `tokenizer train`. */
+export type VqSource =
+  | { kind: "llamagen"; file: string; sha256: string }
+  | {
+    kind: "trained";
+    /** The dataset spec, its image side and the scales it was trained on. */
+    dataset: string;
+    side: number;
+    scales: number[];
+    /** Optimizer steps done when these weights were written. */
+    steps: number;
+    seed: number;
+  };
 
 export interface VqTokenizerConfig {
   format: typeof VQ_TOKENIZER_FORMAT;
@@ -63,7 +78,7 @@ export interface VqTokenizerConfig {
   codes: number;
   codeDim: number;
   patch: number;
-  source: { kind: "llamagen"; file: string; sha256: string };
+  source: VqSource;
   codebook: CodebookOrigin;
   /** Short sha256 of the architecture and every tensor (vqTensorHash). */
   hash: string;
@@ -491,16 +506,7 @@ export function parseVqTokenizerConfig(value: unknown, file: string): VqTokenize
       patch,
     );
   }
-  const s = f.object("source");
-  if (s.raw("kind") !== "llamagen") s.fail("kind", "must be 'llamagen'", s.raw("kind"));
-  const source = {
-    kind: "llamagen" as const,
-    file: s.string("file", { nonEmpty: true }),
-    sha256: s.string("sha256", { nonEmpty: true }),
-  };
-  if (!/^[0-9a-f]{64}$/.test(source.sha256)) {
-    s.fail("sha256", "must be 64 lowercase hex digits", source.sha256);
-  }
+  const source = parseSource(f.object("source"));
   const hash = f.string("hash", { nonEmpty: true });
   return {
     format: VQ_TOKENIZER_FORMAT,
@@ -515,9 +521,32 @@ export function parseVqTokenizerConfig(value: unknown, file: string): VqTokenize
   };
 }
 
+function parseSource(s: Fields): VqSource {
+  const kind = s.choice("kind", ["llamagen", "trained"] as const);
+  if (kind === "trained") {
+    return {
+      kind,
+      dataset: s.string("dataset", { nonEmpty: true }),
+      side: s.int("side", { min: 1 }),
+      scales: s.intList("scales", { min: 1 }, { minLength: 1 }),
+      steps: s.int("steps", { min: 0 }),
+      seed: s.int("seed", { min: 0 }),
+    };
+  }
+  const source = {
+    kind,
+    file: s.string("file", { nonEmpty: true }),
+    sha256: s.string("sha256", { nonEmpty: true }),
+  };
+  if (!/^[0-9a-f]{64}$/.test(source.sha256)) {
+    s.fail("sha256", "must be 64 lowercase hex digits", source.sha256);
+  }
+  return source;
+}
+
 function parseCodebookOrigin(c: Fields, codes: number): CodebookOrigin {
-  const origin = c.choice("origin", ["imported", "retrained"] as const);
-  if (origin === "imported") return { origin };
+  const origin = c.choice("origin", ["imported", "trained", "retrained"] as const);
+  if (origin === "imported" || origin === "trained") return { origin };
   const retrainedCodes = c.int("codes");
   if (retrainedCodes !== codes) {
     c.fail("codes", `must equal the tokenizer's 'codes' (${codes})`, retrainedCodes);

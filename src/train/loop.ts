@@ -11,10 +11,10 @@ import { type Batch, type Manifest, streamBatches } from "../data/shards.ts";
 import type { OrderName } from "../plan/orders.ts";
 import { deriveSeed } from "../util/rng.ts";
 import { Progress } from "../util/progress.ts";
-import { exists, fileSystemError, writeFileAtomic } from "../util/files.ts";
+import { METRICS_FILE, MetricsLog } from "../util/metrics_log.ts";
+import { StopRequest } from "../util/stop_request.ts";
 import { countNonFinite } from "../util/finite.ts";
 import type { NativeModel } from "../model/native_model.ts";
-import { settleNativeWork } from "../engine.ts";
 import { type CheckpointInfo, writeCheckpoint } from "../model/checkpoint.ts";
 import type { Split } from "../data/dataset.ts";
 import { buildModelBatch } from "./inputs.ts";
@@ -28,7 +28,7 @@ import {
   stepsForBatch,
 } from "./schedule.ts";
 
-export const METRICS_FILE = "metrics.jsonl";
+export { METRICS_FILE };
 
 /** AdamW settings that are not options (paper 4.1: weight decay 0.01, on matrices only). */
 export const ADAMW = { beta1: 0.9, beta2: 0.95, eps: 1e-8, weightDecay: 0.01 } as const;
@@ -290,37 +290,6 @@ export async function unigramEntropy(
   return { perScaleBits, bitsPerToken };
 }
 
-/** Appends JSON lines to metrics.jsonl; on resume drops lines past the checkpoint's step. */
-class MetricsLog {
-  private constructor(private readonly path: string) {}
-
-  static async open(dir: string, startStep: number): Promise<MetricsLog> {
-    const path = join(dir, METRICS_FILE);
-    if (startStep === 0 || !(await exists(path))) {
-      await writeFileAtomic(path, "");
-    } else {
-      const kept = (await Deno.readTextFile(path)).split("\n").filter((line) => {
-        if (!line.trim()) return false;
-        try {
-          return JSON.parse(line).step <= startStep;
-        } catch {
-          return false;
-        }
-      });
-      await writeFileAtomic(path, kept.map((l) => l + "\n").join(""));
-    }
-    return new MetricsLog(path);
-  }
-
-  async write(entry: Record<string, unknown>) {
-    try {
-      await Deno.writeTextFile(this.path, JSON.stringify(entry) + "\n", { append: true });
-    } catch (err) {
-      throw fileSystemError(err, `cannot write ${this.path}`);
-    }
-  }
-}
-
 function formatLoss(x: number): string {
   return x.toFixed(x < 0.1 ? 4 : 3);
 }
@@ -356,21 +325,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   const metrics = await MetricsLog.open(ctx.outDir, ctx.startStep);
   const data = trainBatches(ctx.dataDir, manifest, o.batch, o.seed, ctx.startStep * o.accum);
 
-  let interruptRequested = false;
-  const onSigint = () => {
-    // Quit at once, but never while a native step runs on another thread (exit() would free
-    // what it uses): that waits for the current step at most.
-    if (interruptRequested) void settleNativeWork().finally(() => Deno.exit(130));
-    interruptRequested = true;
-    console.error("\ncheckerboard: stopping after this step (Ctrl-C again to quit at once)");
-  };
-  let listening = false;
-  try {
-    Deno.addSignalListener("SIGINT", onSigint);
-    listening = true;
-  } catch {
-    // Signals unavailable (e.g. no permission): Ctrl-C then ends the process as usual.
-  }
+  const stop = new StopRequest("stopping after this step");
 
   // The step of the newest checkpoint on disk (the resumed one, or none for a fresh run).
   let lastCheckpoint = ctx.startStep > 0 ? ctx.startStep : -1;
@@ -478,7 +433,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       };
       const evalNow = loop.evalEvery > 0 && step % loop.evalEvery === 0 && step < o.totalSteps;
       if (evalNow) lastVal = await validate(step, true);
-      const stopHere = interruptRequested ||
+      const stopHere = stop.requested ||
         (loop.stopAfter > 0 && step - ctx.startStep >= loop.stopAfter);
       const checkpointNow = (loop.checkpointEvery > 0 && step % loop.checkpointEvery === 0) ||
         stopHere;
@@ -509,7 +464,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       if (checkpointNow) await checkpoint(step, state);
       if (stopHere) {
         if (!loop.quiet && Deno.stderr.isTerminal()) console.error(); // end the bar's line
-        if (interruptRequested) {
+        if (stop.requested) {
           throw new UserError(
             `interrupted at step ${step} of ${o.totalSteps}; checkpoint written to ${ctx.outDir} ` +
               `(continue with --resume)`,
@@ -536,7 +491,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     }
     return { step, interrupted: false, lastLoss, lastVal };
   } finally {
-    if (listening) Deno.removeSignalListener("SIGINT", onSigint);
+    stop.dispose();
     await data.return(undefined);
   }
 }
