@@ -12,6 +12,17 @@
 // addresses: q and k are contiguous along positions (rows of q^T, columns of k), v along its
 // depth j, and scores^T along its depth j as well. Each thread fetches its 4 + 4 values of the
 // next slice into registers while the block multiplies the current one.
+//
+// spatial_attention_backward recomputes P (the softmax weights) per chunk of images the same way
+// (launches 1 and 2), then, with dS = P (dP - rowsum(dP P)) the softmax's gradient at the scores:
+//   dv[b] (C, HW_j)    = dout[b] (C, HW_i) . P (HW_i, HW_j)
+//   dP (HW_i, HW_j)    = dout[b]^T (HW_i, C) . v[b] (C, HW_j)
+//   dS                 = P (dP - rowsum(dP P))               in place of dP (one warp per row)
+//   dq[b] (C, HW_i)    = scale k[b] (C, HW_j) . dS^T (HW_j, HW_i)
+//   dk[b] (C, HW_j)    = scale q[b] (C, HW_i) . dS (HW_i, HW_j)
+// Every output value is one thread's plain sum in depth order (the tile product): no reduction
+// across threads, so the results are the same on every run. P and dS share the scratch, half
+// each, so a chunk holds half as many images as the forward's.
 #include <algorithm>
 #include <cmath>
 #include <cstdint>
@@ -132,6 +143,29 @@ __global__ void softmax_rows_kernel(int64_t rows, int64_t len, float* s) {
   }
 }
 
+__device__ inline double warp_sum(double v) {
+  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+  return v;
+}
+
+// Each row of ds (rows, len), dP on entry, becomes P (dP - sum_j dP P) with P the same row of p:
+// the softmax's backward. One warp per row as softmax_rows_kernel; the row sum in double, each
+// lane's share in index order, then the warp's butterfly.
+__global__ void softmax_backward_rows_kernel(int64_t rows, int64_t len,
+                                             const float* p,  // (rows, len)
+                                             float* ds) {     // (rows, len)
+  const int lane = threadIdx.x % 32;
+  for (int64_t r = (int64_t)blockIdx.x * kSoftmaxWarps + threadIdx.x / 32; r < rows;
+       r += (int64_t)gridDim.x * kSoftmaxWarps) {
+    const float* pr = p + r * len;  // (len)
+    float* dr = ds + r * len;       // (len)
+    double dot = 0.0;
+    for (int64_t j = lane; j < len; j += 32) dot += (double)dr[j] * (double)pr[j];
+    const float c = (float)warp_sum(dot);
+    for (int64_t j = lane; j < len; j += 32) dr[j] = pr[j] * (dr[j] - c);
+  }
+}
+
 template <bool kAAlongM, bool kBAlongN>
 void launch_product(const BatchedProduct& p, int64_t images) {
   using conv_tile::kM;
@@ -144,6 +178,14 @@ void launch_product(const BatchedProduct& p, int64_t images) {
 
 // Scores of at most this many floats per chunk (128 MiB), and at least one image.
 constexpr int64_t kMaxScoreFloats = int64_t(1) << 25;
+
+unsigned softmax_blocks(int64_t rows) {
+  return (unsigned)std::min<int64_t>((rows + kSoftmaxWarps - 1) / kSoftmaxWarps, kMaxBlocks);
+}
+
+std::string attention_shape(int B, int C, int64_t HW) {
+  return "B " + std::to_string(B) + ", C " + std::to_string(C) + ", HW " + std::to_string(HW);
+}
 
 }  // namespace
 
@@ -186,6 +228,66 @@ void CudaConvOps::spatial_attention(int B, int C, int64_t HW,
     BatchedProduct op{C, HW, HW, 1.0f, v + offset, image, HW, 1, scores, per_image, 1, HW,
                       out + offset, image, HW};
     launch_product<false, false>(op, images);
+  }
+}
+
+void CudaConvOps::spatial_attention_backward(int B, int C, int64_t HW,
+                                             const float* q,     // (B, C, HW)
+                                             const float* k,     // (B, C, HW)
+                                             const float* v,     // (B, C, HW)
+                                             const float* dout,  // (B, C, HW)
+                                             float* dq,          // (B, C, HW)
+                                             float* dk,          // (B, C, HW)
+                                             float* dv) {        // (B, C, HW)
+  CB_CHECK(B >= 0 && C >= 0 && HW >= 0,
+           "cuda spatial_attention_backward: invalid shape (" + attention_shape(B, C, HW) + ")");
+  if (B == 0 || C == 0 || HW == 0) return;
+  // Grid limits: the row tiles of P and dP (HW / 64) and of dq, dk, dv (C / 64) on y.
+  CB_CHECK(HW <= int64_t(65535) * conv_tile::kM && C <= 65535 * conv_tile::kM,
+           "cuda spatial_attention_backward: too large (" + attention_shape(B, C, HW) + ")");
+  const int64_t per_image = HW * HW;  // floats of one image's P (and of its dS)
+  const int64_t chunk = std::min<int64_t>(
+      {(int64_t)B, std::max<int64_t>(1, kMaxScoreFloats / (2 * per_image)), 65535});
+  float* probs = scratch_floats(2 * chunk * per_image);  // (chunk, HW_i, HW_j)
+  float* dscores = probs + chunk * per_image;            // (chunk, HW_i, HW_j): dP, then dS
+  const int64_t image = (int64_t)C * HW;                 // floats of one image of q, k, v, ...
+  const float scale = 1.0f / std::sqrt((float)C);
+
+  for (int64_t b0 = 0; b0 < B; b0 += chunk) {
+    const int64_t images = std::min<int64_t>(chunk, B - b0);
+    const int64_t offset = b0 * image;
+    const int64_t rows = images * HW;
+
+    // P (HW_i, HW_j), as the forward: A(i, c) = q[c HW + i], B(c, j) = k[c HW + j].
+    BatchedProduct sp{HW, HW, C, scale, q + offset, image, 1, HW, k + offset, image, HW, 1,
+                      probs, per_image, HW};
+    launch_product<true, true>(sp, images);
+    softmax_rows_kernel<<<softmax_blocks(rows), kSoftmaxThreads, 0, launch_stream()>>>(rows, HW,
+                                                                                       probs);
+    CB_CUDA_CHECK_LAUNCH();
+
+    // dv (C, HW_j): A(c, i) = dout[c HW + i], B(i, j) = P[i HW + j].
+    BatchedProduct pv{C, HW, HW, 1.0f, dout + offset, image, HW, 1, probs, per_image, HW, 1,
+                      dv + offset, image, HW};
+    launch_product<false, true>(pv, images);
+
+    // dP (HW_i, HW_j): A(i, c) = dout[c HW + i], B(c, j) = v[c HW + j]; then dS in place.
+    BatchedProduct dp{HW, HW, C, 1.0f, dout + offset, image, 1, HW, v + offset, image, HW, 1,
+                      dscores, per_image, HW};
+    launch_product<true, true>(dp, images);
+    softmax_backward_rows_kernel<<<softmax_blocks(rows), kSoftmaxThreads, 0, launch_stream()>>>(
+        rows, HW, probs, dscores);
+    CB_CUDA_CHECK_LAUNCH();
+
+    // dq (C, HW_i): A(c, j) = k[c HW + j], B(j, i) = dS[i HW + j].
+    BatchedProduct dqp{C, HW, HW, scale, k + offset, image, HW, 1, dscores, per_image, 1, HW,
+                       dq + offset, image, HW};
+    launch_product<false, false>(dqp, images);
+
+    // dk (C, HW_j): A(c, i) = q[c HW + i], B(i, j) = dS[i HW + j].
+    BatchedProduct dkp{C, HW, HW, scale, q + offset, image, HW, 1, dscores, per_image, HW, 1,
+                       dk + offset, image, HW};
+    launch_product<false, true>(dkp, images);
   }
 }
 

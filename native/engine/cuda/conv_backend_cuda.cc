@@ -12,6 +12,11 @@ CudaConvOps::CudaConvOps() { scratch_.bind(cuda_memory()); }
 
 float* CudaConvOps::scratch_floats(int64_t count) { return scratch_.reserve(count); }
 
+double* CudaConvOps::scratch_doubles(int64_t count) {
+  static_assert(sizeof(double) == 2 * sizeof(float), "a double is two floats of scratch");
+  return reinterpret_cast<double*>(scratch_.reserve(2 * count));
+}
+
 std::unique_ptr<ConvOps<float>> make_cuda_conv_ops() {
   const CudaStatus status = cuda_status();
   CB_CHECK(status.available, "the cuda backend is not available: " + status.reason);

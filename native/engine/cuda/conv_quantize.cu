@@ -16,6 +16,18 @@
 // fixed order with the tie rule and writes index, dist2 and zq. The codes' squared norms are
 // computed once per call into scratch. Latent columns of up to 16 values live in registers;
 // longer ones are re-read from z, as the reference does.
+//
+// quantize_l2_backward, in double per position (D is small: 8 in LlamaGen), in two kernels:
+// - dz: one thread per position p = (b, i) (zn = z[b, :, i] / |z|, zq = codebook[index[p]],
+//   g = dzq + 2 commit_scale (zn - zq)): dz = (g - zn (zn . g)) / |z| (the normalisation's
+//   Jacobian, symmetric), or g / 1e-12 where |z| <= 1e-12 (the clamp);
+// - dcodebook: one block per code row j; thread t scans the positions t, t + 256, ... in order
+//   and, where index[p] == j, adds 2 codebook_scale (zq - zn) (zn recomputed from z, the same
+//   doubles) to its own sums; the 256 sums meet in a fixed tree and the row gets its total once.
+//   Which thread takes which position is fixed by the shape, so the sums are the same on every
+//   run; no atomics. Each block reads the whole index (B HW int32), which is cheap against the
+//   rest of a training step (16384 codes x 16384 positions: 1 GiB of L2-resident reads).
+#include <algorithm>
 #include <cmath>
 #include <cstdint>
 #include <string>
@@ -163,6 +175,104 @@ __global__ void embed_codes_kernel(int D, int64_t HW, int64_t count,
   }
 }
 
+// ---- backward ---------------------------------------------------------------------------------
+
+__device__ inline int32_t clamped_index(int32_t j, int K) {
+  return j < 0 ? 0 : (j >= K ? K - 1 : j);  // callers check; this only keeps reads in bounds
+}
+
+// |z| of the column (D values at stride HW) in double; and the divisor of the normalisation,
+// max(|z|, 1e-12) as the reference computes it (a NaN stays NaN).
+__device__ inline double column_norm(const float* zcol, int D, int64_t HW) {
+  double sq = 0.0;
+  for (int d = 0; d < D; d++) sq += (double)zcol[d * HW] * (double)zcol[d * HW];
+  return sqrt(sq);
+}
+
+__device__ inline double norm_divisor(double norm) { return norm < 1e-12 ? 1e-12 : norm; }
+
+__global__ void quantize_l2_backward_dz_kernel(int D, int64_t HW, int64_t positions,
+                                               const float* z,         // (B, D, HW)
+                                               const float* codebook,  // (K, D)
+                                               int K,
+                                               const int32_t* index,   // (B, HW)
+                                               const float* dzq,       // (B, D, HW)
+                                               float commit_scale,
+                                               float* dz) {            // (B, D, HW)
+  const double commit2 = 2.0 * (double)commit_scale;
+  for (int64_t p = thread_index(); p < positions; p += thread_stride()) {
+    const int64_t b = p / HW, i = p - b * HW;
+    const float* zc = z + b * D * HW + i;    // (D) at stride HW
+    const float* gc = dzq + b * D * HW + i;  // (D) at stride HW
+    float* out = dz + b * D * HW + i;        // (D) at stride HW
+    const float* row = codebook + (int64_t)clamped_index(index[p], K) * D;  // (D)
+    const double norm = column_norm(zc, D, HW), div = norm_divisor(norm);
+    // Two passes over the column (zn and g recomputed, the same doubles): zn . g, then dz.
+    double dot = 0.0;
+    for (int d = 0; d < D; d++) {
+      const double zn = (double)zc[d * HW] / div;
+      const double g = (double)gc[d * HW] + commit2 * (zn - (double)row[d]);
+      dot += zn * g;
+    }
+    const bool clamped = !(norm > 1e-12);
+    for (int d = 0; d < D; d++) {
+      const double zn = (double)zc[d * HW] / div;
+      const double g = (double)gc[d * HW] + commit2 * (zn - (double)row[d]);
+      out[d * HW] = (float)(clamped ? g / 1e-12 : (g - zn * dot) / norm);
+    }
+  }
+}
+
+constexpr int kRowDepth = 16;  // code-row values one scan of the positions sums (registers)
+
+// Block j (blocks stride over the rows): dcodebook[j] += sum over p with index[p] == j of
+// 2 codebook_scale (codebook[j] - zn[p]), kRowDepth values of the row per scan.
+__global__ void __launch_bounds__(kThreads)
+    quantize_l2_backward_codebook_kernel(int D, int64_t HW, int64_t positions,
+                                         const float* z,         // (B, D, HW)
+                                         const float* codebook,  // (K, D)
+                                         int K,
+                                         const int32_t* index,   // (B, HW)
+                                         float codebook_scale,
+                                         float* dcodebook) {     // (K, D), +=
+  __shared__ double partial[kThreads / 32][kRowDepth];
+  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
+  const double cb2 = 2.0 * (double)codebook_scale;
+  for (int64_t j = blockIdx.x; j < K; j += gridDim.x) {
+    const float* row = codebook + j * D;  // (D)
+    for (int d0 = 0; d0 < D; d0 += kRowDepth) {
+      double acc[kRowDepth];
+#pragma unroll
+      for (int dd = 0; dd < kRowDepth; dd++) acc[dd] = 0.0;
+      for (int64_t p = threadIdx.x; p < positions; p += kThreads) {
+        if (clamped_index(index[p], K) != j) continue;
+        const int64_t b = p / HW, i = p - b * HW;
+        const float* zc = z + b * D * HW + i;  // (D) at stride HW
+        const double div = norm_divisor(column_norm(zc, D, HW));
+#pragma unroll
+        for (int dd = 0; dd < kRowDepth; dd++) {
+          const int d = d0 + dd;
+          if (d < D) acc[dd] += cb2 * ((double)row[d] - (double)zc[d * HW] / div);
+        }
+      }
+#pragma unroll
+      for (int dd = 0; dd < kRowDepth; dd++) {
+        double v = acc[dd];
+        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        if (lane == 0) partial[warp][dd] = v;
+      }
+      __syncthreads();
+      const int d = d0 + (int)threadIdx.x;
+      if (threadIdx.x < kRowDepth && d < D) {
+        double total = 0.0;
+        for (int w = 0; w < kThreads / 32; w++) total += partial[w][threadIdx.x];  // in order
+        dcodebook[j * D + d] += (float)total;
+      }
+      __syncthreads();  // partial is read before the next scan overwrites it
+    }
+  }
+}
+
 }  // namespace
 
 void CudaConvOps::l2_normalize_rows(int64_t n, int d, const float* x, float* y) {
@@ -215,6 +325,30 @@ void CudaConvOps::embed_codes(int B, int D, int64_t HW,
   CB_CHECK(K >= 1, "cuda embed_codes: the codebook is empty");
   embed_codes_kernel<<<blocks_for(count), kThreads, 0, launch_stream()>>>(D, HW, count, index,
                                                                           codebook, K, zq);
+  CB_CUDA_CHECK_LAUNCH();
+}
+
+void CudaConvOps::quantize_l2_backward(int B, int D, int64_t HW,
+                                       const float* z,         // (B, D, HW)
+                                       const float* codebook,  // (K, D), rows normalised
+                                       int K,
+                                       const int32_t* index,  // (B, HW)
+                                       const float* dzq,      // (B, D, HW)
+                                       float codebook_scale, float commit_scale,
+                                       float* dz,           // (B, D, HW)
+                                       float* dcodebook) {  // (K, D), +=
+  CB_CHECK(B >= 0 && D >= 0 && HW >= 0,
+           "cuda quantize_l2_backward: invalid shape (B " + std::to_string(B) + ", D " +
+               std::to_string(D) + ", HW " + std::to_string(HW) + ")");
+  const int64_t positions = (int64_t)B * HW;
+  if (positions == 0 || D == 0) return;
+  CB_CHECK(K >= 1, "cuda quantize_l2_backward: the codebook is empty");
+  quantize_l2_backward_dz_kernel<<<blocks_for(positions), kThreads, 0, launch_stream()>>>(
+      D, HW, positions, z, codebook, K, index, dzq, commit_scale, dz);
+  CB_CUDA_CHECK_LAUNCH();
+  const unsigned rows = (unsigned)std::min<int64_t>(K, kMaxBlocks);
+  quantize_l2_backward_codebook_kernel<<<rows, kThreads, 0, launch_stream()>>>(
+      D, HW, positions, z, codebook, K, index, codebook_scale, dcodebook);
   CB_CUDA_CHECK_LAUNCH();
 }
 
