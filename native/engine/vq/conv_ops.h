@@ -23,7 +23,6 @@
 #include <string>
 #include <vector>
 
-#include "../error.h"
 #include "../model/device_memory.h"
 
 namespace cb {
@@ -102,48 +101,46 @@ class ConvOps {
   virtual void embed_codes(int B, int D, int64_t HW, const int32_t* index, const Real* codebook,
                            int K, Real* zq) = 0;
 
-#pragma GCC diagnostic push  // TRANSITION: the default bodies below ignore their arguments
-#pragma GCC diagnostic ignored "-Wunused-parameter"
   // ---- backward (training) ------------------------------------------------------------------
   // Of conv2d: x (B, Cin, H, W) and w (Cout, Cin, k, k) as in the forward, dy (B, Cout, Ho, Wo).
   // dx (B, Cin, H, W) = the input's gradient (overwritten; skipped when null; must not alias
   // dy); dw (Cout, Cin, k, k) += the weight's; dbias (Cout) += the sums of dy per channel
   // (skipped when null).
   virtual void conv2d_backward(const Conv2dShape& s, const Real* x, const Real* w, const Real* dy,
-                               Real* dx, Real* dw, Real* dbias) { missing(__func__); }
+                               Real* dx, Real* dw, Real* dbias) = 0;
 
   // Of group_norm: x, gamma as in the forward, dy (B, C, HW) the output's gradient. dx (B, C, HW)
   // overwritten (may alias dy); dgamma, dbeta (C) +=. The statistics are recomputed from x.
   virtual void group_norm_backward(int B, int C, int64_t HW, int groups, float eps, const Real* x,
                                    const Real* gamma, const Real* beta, const Real* dy, Real* dx,
-                                   Real* dgamma, Real* dbeta) { missing(__func__); }
+                                   Real* dgamma, Real* dbeta) = 0;
 
   // Of group_norm_swish: dy is the gradient at the swish's output; the normalised value is
   // recomputed from x, gamma and beta. Same outputs and aliasing as group_norm_backward.
   virtual void group_norm_swish_backward(int B, int C, int64_t HW, int groups, float eps,
                                          const Real* x, const Real* gamma, const Real* beta,
                                          const Real* dy, Real* dx, Real* dgamma,
-                                         Real* dbeta) { missing(__func__); }
+                                         Real* dbeta) = 0;
 
   // Of swish: dx = dy (s + x s (1 - s)), s = sigmoid(x). In-place allowed (dx == dy).
-  virtual void swish_backward(int64_t count, const Real* x, const Real* dy, Real* dx) { missing(__func__); }
+  virtual void swish_backward(int64_t count, const Real* x, const Real* dy, Real* dx) = 0;
 
   // Of upsample_nearest2x: dx (B, C, H, W) = the sum of each 2x2 block of dy (B, C, 2H, 2W).
   // dx overwritten.
   virtual void upsample_nearest2x_backward(int B, int C, int H, int W, const Real* dy,
-                                           Real* dx) { missing(__func__); }
+                                           Real* dx) = 0;
 
   // Of spatial_attention: q, k, v (B, C, HW) as in the forward, dout (B, C, HW). dq, dk, dv
   // (B, C, HW) overwritten (none aliases another or an input); the softmax weights are
   // recomputed from q and k.
   virtual void spatial_attention_backward(int B, int C, int64_t HW, const Real* q, const Real* k,
                                           const Real* v, const Real* dout, Real* dq, Real* dk,
-                                          Real* dv) { missing(__func__); }
+                                          Real* dv) = 0;
 
   // Of l2_normalize_rows (y = x / max(|x|, 1e-12) per row of x (n, d)): dx (n, d) = (dy -
   // y (y . dy)) / |x| where |x| > 1e-12, dy / 1e-12 otherwise. Overwritten; must not alias dy.
   virtual void l2_normalize_rows_backward(int64_t n, int d, const Real* x, const Real* dy,
-                                          Real* dx) { missing(__func__); }
+                                          Real* dx) = 0;
 
   // The quantiser's training backward: the straight-through estimator with LlamaGen's codebook
   // and commitment losses (VectorQuantizer.forward, l2-normalised codes). With zn the
@@ -162,7 +159,7 @@ class ConvOps {
   virtual void quantize_l2_backward(int B, int D, int64_t HW, const Real* z, const Real* codebook,
                                     int K, const int32_t* index, const Real* dzq,
                                     float codebook_scale, float commit_scale, Real* dz,
-                                    Real* dcodebook) { missing(__func__); }
+                                    Real* dcodebook) = 0;
 
   // The pixel reconstruction loss of rec against target (count values each) and its gradient:
   //   loss = l2_scale sum (rec - target)^2 + l1_scale sum |rec - target|,
@@ -170,15 +167,7 @@ class ConvOps {
   //   (sign(0) = 0); sums (2) overwritten = {sum (rec - target)^2, sum |rec - target|}, summed in
   //   an order that depends on count alone (so a run repeats bit for bit).
   virtual void pixel_loss(int64_t count, const Real* rec, const Real* target, float l2_scale,
-                          float l1_scale, Real* drec, Real* sums) { missing(__func__); }
-
-#pragma GCC diagnostic pop
-
- private:
-  // TRANSITION (removed when every backend has the backward ops, then they are pure virtual).
-  [[noreturn]] void missing(const char* op) const {
-    CB_FAIL(std::string(name()) + ": " + op + " is not implemented yet");
-  }
+                          float l1_scale, Real* drec, Real* sums) = 0;
 };
 
 // The names make_conv_ops accepts, in order: "cpu-ref", "cpu", "cuda" (cuda also in a build

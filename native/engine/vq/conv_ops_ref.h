@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "../error.h"
 #include "conv_ops.h"
 
 namespace cb {
