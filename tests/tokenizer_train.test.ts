@@ -12,9 +12,33 @@ import { VqTokenizer } from "../src/tokenizer/vq_tokenizer.ts";
 
 /** A small network (2 levels: downsampling 2) on 16 px images: 8 x 8 tokens, scales 1-8. */
 const SMALL = [
-  "--side", "16", "--ch", "32", "--ch-mult", "1,2", "--z-channels", "32", "--codes", "64",
-  "--code-dim", "4", "--batch", "4", "--lr", "2e-3", "--warmup", "2", "--dead-after", "3",
-  "--eval-images", "8", "--log-every", "2", "--device", "cpu", "--quiet",
+  "--side",
+  "16",
+  "--ch",
+  "32",
+  "--ch-mult",
+  "1,2",
+  "--z-channels",
+  "32",
+  "--codes",
+  "64",
+  "--code-dim",
+  "4",
+  "--batch",
+  "4",
+  "--lr",
+  "2e-3",
+  "--warmup",
+  "2",
+  "--dead-after",
+  "3",
+  "--eval-images",
+  "8",
+  "--log-every",
+  "2",
+  "--device",
+  "cpu",
+  "--quiet",
 ];
 
 async function sha256(path: string): Promise<string> {
@@ -31,7 +55,10 @@ Deno.test("tokenizer train: a tokenizer folder, resumed bit for bit", async () =
   const base = ["tokenizer", "train", "--dataset", dataset, ...SMALL, "--steps", "20"];
   const a = await runCli([...base, "--out", straight]);
   assert.equal(a.code, 0, a.stderr);
-  assert.match(a.stdout, /step 20: wrote the tokenizer .*validation PSNR per scale \(5 images\): 2px .* dB, 4px .*16px .* dB/);
+  assert.match(
+    a.stdout,
+    /step 20: wrote the tokenizer .*validation PSNR per scale \(5 images\): 2px .* dB, 4px .*16px .* dB/,
+  );
 
   const first = await runCli([...base, "--out", split, "--stop-after", "10"]);
   assert.equal(first.code, 0, first.stderr);
@@ -40,8 +67,18 @@ Deno.test("tokenizer train: a tokenizer folder, resumed bit for bit", async () =
   assert.equal(halfway.config.source.kind === "trained" && halfway.config.source.steps, 10);
   // The per-invocation options (logging, validation) are not part of the run's state.
   const rest = await runCli([
-    "tokenizer", "train", "--out", split, "--resume", "--quiet", "--device", "cpu",
-    "--log-every", "2", "--eval-images", "8",
+    "tokenizer",
+    "train",
+    "--out",
+    split,
+    "--resume",
+    "--quiet",
+    "--device",
+    "cpu",
+    "--log-every",
+    "2",
+    "--eval-images",
+    "8",
   ]);
   assert.equal(rest.code, 0, rest.stderr);
   for (const file of ["tokenizer.safetensors", "tokenizer.json", "vq-train-state.safetensors"]) {
@@ -52,7 +89,16 @@ Deno.test("tokenizer train: a tokenizer folder, resumed bit for bit", async () =
   const lines = (await Deno.readTextFile(join(split, "metrics.jsonl"))).trim().split("\n")
     .map((l) => JSON.parse(l));
   assert.deepEqual(lines.filter((l) => l.trainPsnrPerScale).map((l) => l.step), [
-    2, 4, 6, 8, 10, 12, 14, 16, 18, 20,
+    2,
+    4,
+    6,
+    8,
+    10,
+    12,
+    14,
+    16,
+    18,
+    20,
   ]);
   const line = lines.find((l) => l.step === 20 && l.trainPsnrPerScale);
   assert.equal(line.trainPsnrPerScale.length, 4);
@@ -66,8 +112,21 @@ Deno.test("tokenizer train: a tokenizer folder, resumed bit for bit", async () =
 
   // The folder is a tokenizer: recon reads it.
   const recon = await runCli([
-    "tokenizer", "recon", "--tokenizer", straight, "--dataset", dataset, "--side", "16",
-    "--scales", "1,2,4,8", "--out", join(tmp.path, "recon.png"), "--device", "cpu", "--json",
+    "tokenizer",
+    "recon",
+    "--tokenizer",
+    straight,
+    "--dataset",
+    dataset,
+    "--side",
+    "16",
+    "--scales",
+    "1,2,4,8",
+    "--out",
+    join(tmp.path, "recon.png"),
+    "--device",
+    "cpu",
+    "--json",
   ]);
   assert.equal(recon.code, 0, recon.stderr);
   const r = JSON.parse(recon.stdout);
@@ -82,7 +141,15 @@ Deno.test("tokenizer train: impossible settings and damaged states are one clear
   const dataset = `folder:${images}`;
   const out = join(tmp.path, "run");
   const train = (...args: string[]) => [
-    "tokenizer", "train", "--dataset", dataset, "--out", out, "--device", "cpu", "--quiet",
+    "tokenizer",
+    "train",
+    "--dataset",
+    dataset,
+    "--out",
+    out,
+    "--device",
+    "cpu",
+    "--quiet",
     ...args,
   ];
   await expectOneLineError(

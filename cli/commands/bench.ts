@@ -1,5 +1,5 @@
 /**
- * `checkerboard bench train|sample|vq|all`: throughput of training, time per image of
+ * `checkerboard bench train|sample|vq|vq-train|all`: throughput of training, time per image of
  * sampling, and images/s of the VQ tokenizer, each beside the engine's sgemm rate on the same
  * shapes measured in the same run.
  */
@@ -342,6 +342,76 @@ const vq: Command = {
   },
 };
 
+const vqTrain: Command = {
+  name: "vq-train",
+  summary: "training the VQ autoencoder (tokenizer train): images/s, FLOP rate against sgemm",
+  usage: "vq-train [--ch 32] [--ch-mult 1,2,2] [--side 32] [--scales 1,2,4,8] [--batch 32]",
+  options: {
+    ch: { type: "string", valueName: "N", default: "32", description: "base channels" },
+    "ch-mult": {
+      type: "string",
+      valueName: "LIST",
+      default: "1,2,2",
+      description: "channel multiples per level",
+    },
+    "z-channels": { type: "string", valueName: "N", default: "32", description: "z channels" },
+    codes: { type: "string", valueName: "K", default: "512", description: "codebook size" },
+    "code-dim": { type: "string", valueName: "D", default: "8", description: "code dimension" },
+    "encoder-blocks": { type: "string", valueName: "N", default: "1", description: "per level" },
+    "decoder-blocks": { type: "string", valueName: "N", default: "2", description: "per level" },
+    side: { type: "string", valueName: "PX", default: "32", description: "image side" },
+    scales: {
+      type: "string",
+      valueName: "LIST",
+      default: "1,2,4,8",
+      description: "token grid sides of a step (each at side * 2^(levels-1) px)",
+    },
+    batch: { type: "string", valueName: "N", default: "32", description: "images per step" },
+    ...commonOptions,
+  },
+  details: [
+    "The default is the bundled MNIST tokenizer's architecture and recipe (scripts/",
+    "train-bundled-model.sh). A step trains the batch at every scale's size; the FLOP rate counts",
+    "the convolutions' three products (forward, input and weight gradients) and is compared with",
+    "the engine's sgemm on each product's shape in the same run.",
+  ].join("\n"),
+  async run(values) {
+    const arch = {
+      ch: intOption(values, "ch", { min: 1, max: 4096 })!,
+      chMult: intListOption(values, "ch-mult", { min: 1, max: 64 })!,
+      zChannels: intOption(values, "z-channels", { min: 1, max: 4096 })!,
+      codes: intOption(values, "codes", { min: 2, max: 65536 })!,
+      codeDim: intOption(values, "code-dim", { min: 1, max: 1024 })!,
+      encoderBlocks: intOption(values, "encoder-blocks", { min: 1, max: 16 })!,
+      decoderBlocks: intOption(values, "decoder-blocks", { min: 1, max: 16 })!,
+    };
+    const side = intOption(values, "side", { min: 1, max: 1024 })!;
+    const scales = intListOption(values, "scales", { min: 1 })!;
+    const batch = intOption(values, "batch", { min: 1, max: 4096 })!;
+    const patch = 2 ** (arch.chMult.length - 1);
+    if (scales[scales.length - 1] * patch !== side) {
+      throw new UsageError(
+        `--scales must end at side / ${patch} = ${side / patch} (the final token grid), got ` +
+          scales.join(","),
+      );
+    }
+    const { device, repeats } = await setup(values);
+    const { benchVqTrain } = await import("../../src/bench/vq_train_bench.ts");
+    const r = await benchVqTrain(device, arch, { side, scales, batch, repeats });
+    if (values.json) {
+      console.log(JSON.stringify({ bench: "vq-train", device, arch, side, scales, batch, ...r }));
+      return;
+    }
+    console.log(
+      `vq-train ch ${arch.ch} x [${arch.chMult}] on ${device}: ${side} px, scales ` +
+        `${scales.join(",")}, batch ${batch}: ${r.secondsPerStep.toFixed(3)} s/step, ` +
+        `${r.imagesPerSec.toFixed(1)} images/s, ${r.gflopsPerImage.toFixed(2)} GFLOP/image, ` +
+        `${r.modelGflops.toFixed(1)} GFLOP/s = ${(100 * r.fractionOfSgemm).toFixed(0)}% of sgemm ` +
+        `on the same shapes (${r.sgemmGflops.toFixed(1)} GFLOP/s)`,
+    );
+  },
+};
+
 const all: Command = {
   name: "all",
   summary: "the standard set: the limits, then train tiny and S and sample S at batches 1 and " +
@@ -407,5 +477,5 @@ export const command: Command = {
   summary: "benchmark training throughput and sampling time per image",
   usage: "bench COMMAND [options]",
   options: {},
-  subcommands: [train, sample, all, vq, limits],
+  subcommands: [train, sample, all, vq, vqTrain, limits],
 };
