@@ -175,7 +175,6 @@ export function outputToPixels(images: Float32Array, count: number, px: number):
 
 export class VqTokenizer implements ImageTokenizer {
   readonly kind = "vq";
-  readonly defaultSide = 256;
   readonly fixedSide = undefined;
   private readonly nets = new Map<Device, Promise<VqNet>>();
   private normalised?: Float32Array;
@@ -192,6 +191,14 @@ export class VqTokenizer implements ImageTokenizer {
 
   get hash() {
     return this.config.hash;
+  }
+  /** The image side of `data` and `recon` by default: a trained one's, else LlamaGen's 256. */
+  get defaultSide(): number {
+    return this.config.source.kind === "trained" ? this.config.source.side : 256;
+  }
+  /** The dataset a trained tokenizer learned from (none for an imported one). */
+  get defaultDataset(): string | undefined {
+    return this.config.source.kind === "trained" ? this.config.source.dataset : undefined;
   }
   get codes() {
     return this.config.codes;
@@ -464,6 +471,23 @@ export class VqTokenizer implements ImageTokenizer {
   }
 }
 
+/** Field `key` of `f` as an architecture, every number checked and the whole possible. */
+export function parseArchitecture(f: Fields, key: string): VqArchitecture {
+  const a = f.object(key);
+  const architecture: VqArchitecture = {
+    ch: a.int("ch", { min: 1 }),
+    chMult: a.intList("chMult", { min: 1 }, { minLength: 1 }),
+    zChannels: a.int("zChannels", { min: 1 }),
+    codes: a.int("codes", { min: 2 }),
+    codeDim: a.int("codeDim", { min: 1 }),
+    encoderBlocks: a.int("encoderBlocks", { min: 1 }),
+    decoderBlocks: a.int("decoderBlocks", { min: 1 }),
+  };
+  const problem = architectureProblem(architecture);
+  if (problem) f.fail(key, `is impossible: ${problem}`);
+  return architecture;
+}
+
 /** Checks a parsed vq tokenizer.json field by field (the one place this format is checked). */
 export function parseVqTokenizerConfig(value: unknown, file: string): VqTokenizerConfig {
   const f = Fields.of(value, file, "a tokenizer description");
@@ -478,18 +502,7 @@ export function parseVqTokenizerConfig(value: unknown, file: string): VqTokenize
   if (version !== 1) {
     f.fail("version", "must be 1 (written by another version of checkerboard?)", version);
   }
-  const a = f.object("architecture");
-  const architecture: VqArchitecture = {
-    ch: a.int("ch", { min: 1 }),
-    chMult: a.intList("chMult", { min: 1 }, { minLength: 1 }),
-    zChannels: a.int("zChannels", { min: 1 }),
-    codes: a.int("codes", { min: 2 }),
-    codeDim: a.int("codeDim", { min: 1 }),
-    encoderBlocks: a.int("encoderBlocks", { min: 1 }),
-    decoderBlocks: a.int("decoderBlocks", { min: 1 }),
-  };
-  const problem = architectureProblem(architecture);
-  if (problem) f.fail("architecture", `is impossible: ${problem}`);
+  const architecture = parseArchitecture(f, "architecture");
   const codes = f.int("codes");
   if (codes !== architecture.codes) {
     f.fail("codes", `must equal 'architecture.codes' (${architecture.codes})`, codes);

@@ -13,6 +13,7 @@ import { countNonFinite } from "../util/finite.ts";
 import { readSafetensors, writeSafetensors } from "../util/safetensors.ts";
 import { architectureProblem, patchOf, type VqArchitecture } from "./vq_architecture.ts";
 import {
+  parseArchitecture,
   VQ_TOKENIZER_FORMAT,
   vqTensorHash,
   VqTokenizer,
@@ -65,20 +66,11 @@ export function optionsProblem(o: VqTrainOptions): string | null {
 
 function parseOptions(value: unknown, file: string): VqTrainOptions {
   const f = Fields.of(value, file, "metadata 'options'", "options.");
-  const a = f.object("architecture");
   const o: VqTrainOptions = {
     dataset: f.string("dataset", { nonEmpty: true }),
     side: f.int("side", { min: 1 }),
     scales: f.intList("scales", { min: 1 }, { minLength: 1 }),
-    architecture: {
-      ch: a.int("ch", { min: 1 }),
-      chMult: a.intList("chMult", { min: 1 }, { minLength: 1 }),
-      zChannels: a.int("zChannels", { min: 1 }),
-      codes: a.int("codes", { min: 2 }),
-      codeDim: a.int("codeDim", { min: 1 }),
-      encoderBlocks: a.int("encoderBlocks", { min: 1 }),
-      decoderBlocks: a.int("decoderBlocks", { min: 1 }),
-    },
+    architecture: parseArchitecture(f, "architecture"),
     batch: f.int("batch", { min: 1 }),
     totalSteps: f.int("totalSteps", { min: 1 }),
     lr: f.number("lr", { min: 0 }),
