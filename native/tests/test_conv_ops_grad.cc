@@ -26,32 +26,16 @@
 #include <string>
 #include <vector>
 
+#include "finite_difference.h"
 #include "harness.h"
 #include "vq/conv_ops_ref.h"
 
 namespace {
 
-using Vec = std::vector<double>;
+using namespace cbt::grad;  // Vec, rnd, fd, backward_twice, expect_near, ...
 using Idx = std::vector<int32_t>;
 using Ops = cb::RefConvOps<double>;
 using Terms = std::function<Vec()>;  // the terms whose sum is the loss
-
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-constexpr double kRelTol = 1e-6;
-
-std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
-
-Vec rnd(size_t count, uint32_t seed, double lo = -1.0, double hi = 1.0) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  Vec x(count);
-  for (auto& v : x) v = dist(rng);
-  return x;
-}
 
 // r * y elementwise: the terms of L = sum(r * y).
 Vec times(const Vec& r, const Vec& y) {
@@ -60,85 +44,22 @@ Vec times(const Vec& r, const Vec& y) {
   return t;
 }
 
-// dL/dx[i] by the 4-point central difference, term by term; x[i] is restored.
-double fd(Vec& x, size_t i, const Terms& terms) {
-  const double x0 = x[i], h = 1e-4 * std::max(1.0, std::fabs(x0));
-  auto at = [&](double step) {
-    x[i] = x0 + step;
-    return terms();
-  };
-  const Vec m2 = at(-2 * h), m1 = at(-h), p1 = at(h), p2 = at(2 * h);
-  x[i] = x0;
-  double g = 0;
-  for (size_t t = 0; t < m2.size(); t++) g += 8 * (p1[t] - m1[t]) - (p2[t] - m2[t]);
-  return g / (12 * h);
-}
-
 // The worst relative error of each op's gradient over all the shapes a test checks; printed
 // by report().
 using Worst = std::map<std::string, double>;
 
 // Every element of `analytic` (the gradient of the loss with respect to x) against finite
-// differences; records the worst relative error under `what`.
+// differences of the terms (cbt::grad::check_elements); records the worst relative error under
+// `what`.
 void check_grad(Worst& worst, const std::string& what, Vec& x, const Vec& analytic,
                 const Terms& terms, const std::string& where) {
-  EXPECT(analytic.size() == x.size(), what + " (" + where + "): gradient size mismatch");
   double& w = worst[what];
-  for (size_t i = 0; i < x.size(); i++) {
-    const double a = analytic[i], n = fd(x, i, terms);
-    const double rel = std::fabs(a - n) / std::max({std::fabs(a), std::fabs(n), 1e-8});
-    EXPECT(std::isfinite(a) && rel <= kRelTol,
-           what + " (" + where + "): element " + std::to_string(i) + " analytic " + fmt(a) +
-               ", finite difference " + fmt(n) + " (relative error " + fmt(rel) + ")");
-    w = std::max(w, rel);
-  }
+  w = std::max(w, check_elements(what + " (" + where + ")", x, analytic, terms));
 }
 
 void report(const Worst& worst) {
   for (const auto& [what, rel] : worst) {
     std::printf("conv-grad: %s worst relative error %.2g\n", what.c_str(), rel);
-  }
-}
-
-void expect_near(const std::string& what, double got, double want, double tol = 1e-12) {
-  EXPECT(std::fabs(got - want) <= tol * std::max(1.0, std::fabs(want)),
-         what + ": got " + fmt(got) + ", want " + fmt(want));
-}
-
-void expect_equal(const std::string& what, const Vec& a, const Vec& b) {
-  EXPECT(a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0,
-         what + ": values differ");
-}
-
-// Runs `backward` twice (see the top of the file). `over` are overwritten gradients, `acc`
-// accumulated ones; on return `over` holds the gradients and `acc` holds g (the increment).
-void backward_twice(const std::string& what, const std::vector<Vec*>& over,
-                    const std::vector<Vec*>& acc, const std::function<void()>& backward) {
-  std::vector<Vec> seeds;
-  for (size_t k = 0; k < acc.size(); k++) {
-    seeds.push_back(rnd(acc[k]->size(), 9000 + (uint32_t)k, 0.5, 1.5));
-    *acc[k] = seeds[k];
-  }
-  for (Vec* g : over) g->assign(g->size(), kNaN);
-  backward();
-  std::vector<Vec> over1, acc1;
-  for (Vec* g : over) over1.push_back(*g);
-  for (Vec* g : acc) acc1.push_back(*g);
-  for (Vec* g : over) g->assign(g->size(), 7.0);
-  backward();
-  for (size_t k = 0; k < over.size(); k++) {
-    expect_equal(what + ": overwritten gradient " + std::to_string(k) + " on a second call",
-                 *over[k], over1[k]);
-  }
-  for (size_t k = 0; k < acc.size(); k++) {
-    Vec& g = *acc[k];
-    for (size_t i = 0; i < g.size(); i++) {
-      const double once = acc1[k][i] - seeds[k][i], again = g[i] - acc1[k][i];
-      EXPECT(std::fabs(again - once) <= 1e-13 * (2.0 + std::fabs(once)),
-             what + ": accumulated gradient " + std::to_string(k) + " element " +
-                 std::to_string(i) + " grew by " + fmt(once) + " then " + fmt(again));
-      g[i] = once;
-    }
   }
 }
 

@@ -24,31 +24,16 @@
 #include <vector>
 
 #include "cpu/model_ops_ref.h"
+#include "finite_difference.h"
 #include "harness.h"
 
 namespace {
 
-using Vec = std::vector<double>;
+using namespace cbt::grad;  // Vec, rnd, fd, backward_twice, expect_near, ...
 using Idx = std::vector<int32_t>;
 using Ops = cb::RefModelOps<double>;
 
-constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
 constexpr double kPi = 3.14159265358979323846;
-constexpr double kRelTol = 1e-6;
-
-std::string fmt(double v) {
-  char buf[32];
-  std::snprintf(buf, sizeof buf, "%.9g", v);
-  return buf;
-}
-
-Vec rnd(size_t count, uint32_t seed, double lo = -1.0, double hi = 1.0) {
-  std::mt19937 rng(seed);
-  std::uniform_real_distribution<double> dist(lo, hi);
-  Vec x(count);
-  for (auto& v : x) v = dist(rng);
-  return x;
-}
 
 Idx rnd_idx(size_t count, uint32_t seed, int lo, int hi) {
   std::mt19937 rng(seed);
@@ -64,76 +49,13 @@ double dot(const Vec& a, const Vec& b) {
   return s;
 }
 
-// dL/dx[i] by the 4-point central difference; x[i] is restored.
-double fd(Vec& x, size_t i, const std::function<double()>& loss) {
-  const double x0 = x[i], h = 1e-4 * std::max(1.0, std::fabs(x0));
-  auto at = [&](double step) {
-    x[i] = x0 + step;
-    return loss();
-  };
-  // Differences first: an L that does not depend on x[i] then gives exactly 0.
-  const double m2 = at(-2 * h), m1 = at(-h), p1 = at(h), p2 = at(2 * h);
-  const double g = (8 * (p1 - m1) - (p2 - m2)) / (12 * h);
-  x[i] = x0;
-  return g;
-}
-
 // Every element of `analytic` (the gradient of loss() with respect to x) against finite
-// differences; `skip(i)` leaves out elements that are not part of the op's input (padding).
+// differences (cbt::grad::check_elements); `skip(i)` leaves out elements that are not part of
+// the op's input (padding).
 void check_grad(const std::string& what, Vec& x, const Vec& analytic,
                 const std::function<double()>& loss,
                 const std::function<bool(size_t)>& skip = nullptr) {
-  EXPECT(analytic.size() == x.size(), what + ": gradient size mismatch");
-  for (size_t i = 0; i < x.size(); i++) {
-    if (skip && skip(i)) continue;
-    const double a = analytic[i], n = fd(x, i, loss);
-    const double rel = std::fabs(a - n) / std::max({std::fabs(a), std::fabs(n), 1e-8});
-    EXPECT(std::isfinite(a) && rel <= kRelTol,
-           what + ": element " + std::to_string(i) + " analytic " + fmt(a) +
-               ", finite difference " + fmt(n) + " (relative error " + fmt(rel) + ")");
-  }
-}
-
-void expect_near(const std::string& what, double got, double want, double tol = 1e-12) {
-  EXPECT(std::fabs(got - want) <= tol * std::max(1.0, std::fabs(want)),
-         what + ": got " + fmt(got) + ", want " + fmt(want));
-}
-
-void expect_equal(const std::string& what, const Vec& a, const Vec& b) {
-  EXPECT(a.size() == b.size() && std::memcmp(a.data(), b.data(), a.size() * sizeof(double)) == 0,
-         what + ": values differ");
-}
-
-// Runs `backward` twice (see the top of the file). `over` are overwritten gradients, `acc`
-// accumulated ones; on return `over` holds the gradients and `acc` holds g (the increment).
-void backward_twice(const std::string& what, const std::vector<Vec*>& over,
-                    const std::vector<Vec*>& acc, const std::function<void()>& backward) {
-  std::vector<Vec> seeds;
-  for (size_t k = 0; k < acc.size(); k++) {
-    seeds.push_back(rnd(acc[k]->size(), 9000 + (uint32_t)k, 0.5, 1.5));
-    *acc[k] = seeds[k];
-  }
-  for (Vec* g : over) g->assign(g->size(), kNaN);
-  backward();
-  std::vector<Vec> over1, acc1;
-  for (Vec* g : over) over1.push_back(*g);
-  for (Vec* g : acc) acc1.push_back(*g);
-  for (Vec* g : over) g->assign(g->size(), 7.0);
-  backward();
-  for (size_t k = 0; k < over.size(); k++) {
-    expect_equal(what + ": overwritten gradient " + std::to_string(k) + " on a second call",
-                 *over[k], over1[k]);
-  }
-  for (size_t k = 0; k < acc.size(); k++) {
-    Vec& g = *acc[k];
-    for (size_t i = 0; i < g.size(); i++) {
-      const double once = acc1[k][i] - seeds[k][i], again = g[i] - acc1[k][i];
-      EXPECT(std::fabs(again - once) <= 1e-13 * (2.0 + std::fabs(once)),
-             what + ": accumulated gradient " + std::to_string(k) + " element " +
-                 std::to_string(i) + " grew by " + fmt(once) + " then " + fmt(again));
-      g[i] = once;
-    }
-  }
+  check_elements(what, x, analytic, loss, skip);
 }
 
 // ---- dense ------------------------------------------------------------------------------------

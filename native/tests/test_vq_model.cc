@@ -15,8 +15,11 @@
 #include "vq/conv_ops.h"
 #include "vq/vq_config.h"
 #include "vq/vq_model.h"
+#include "vq_images.h"
 
 namespace {
+
+using cbt::random_images;
 
 cb::ShapeTable table_of(const cb::VqConfig& c) {
   cb::ShapeTable t;
@@ -51,16 +54,6 @@ cb::VqConfig small_config() {
   c.decoder_blocks = 2;
   c.validate();
   return c;
-}
-
-std::vector<float> random_images(int n, unsigned seed) {
-  std::vector<float> x(n);
-  unsigned s = seed;
-  for (float& v : x) {
-    s = s * 1664525u + 1013904223u;
-    v = float(s >> 8) / float(1 << 24) * 2 - 1;
-  }
-  return x;
 }
 
 double max_abs_diff(const std::vector<float>& a, const std::vector<double>& b) {

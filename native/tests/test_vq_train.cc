@@ -17,8 +17,11 @@
 #include "vq/conv_ops.h"
 #include "vq/vq_model.h"
 #include "vq/vq_trainer.h"
+#include "vq_images.h"
 
 namespace {
+
+using cbt::random_images;
 
 // Two levels (downsample 2), attention at the second, nin_shortcuts both ways; narrow enough
 // for finite differences over plain loops in double.
@@ -34,16 +37,6 @@ cb::VqConfig tiny_config() {
   c.groups = 4;
   c.validate();
   return c;
-}
-
-std::vector<float> random_images(size_t n, unsigned seed) {
-  std::vector<float> x(n);
-  unsigned s = seed;
-  for (float& v : x) {
-    s = s * 1664525u + 1013904223u;
-    v = float(s >> 8) / float(1 << 24) * 2 - 1;
-  }
-  return x;
 }
 
 template <typename Real>

@@ -24,9 +24,11 @@
 // upsample, l2 normalisation), conv_ops_cpu_attention.cc, conv_ops_cpu_quantize.cc; the
 // backward ops: conv_ops_cpu_conv_backward.cc, conv_ops_cpu_elementwise_backward.cc (GroupNorm,
 // swish, upsample, l2 normalisation, pixel loss), attention's and the quantiser's beside their
-// forwards. Parameter gradients (dw, dbias, dgamma, dbeta, dcodebook) are summed in a fixed
-// order as well: per image in order through sgemm's accumulation, or as per-item double
-// partials combined in index order, never by threads adding into one value.
+// forwards; shared by forward and backward: conv_im2col.h (im2col) and conv_row_sums.h
+// (GroupNorm's statistics, the clones marker). Parameter gradients (dw, dbias, dgamma, dbeta,
+// dcodebook) are summed in a fixed order as well: per image in order through sgemm's
+// accumulation, or as per-item double partials combined in index order, never by threads adding
+// into one value.
 #pragma once
 
 #include <cstddef>

@@ -19,20 +19,11 @@
 
 #include "../cpu/parallel.h"
 #include "../cpu/sgemm.h"
+#include "conv_im2col.h"
 #include "conv_ops_cpu.h"
 
 namespace cb {
 namespace {
-
-// The first output column whose tap kx reads inside the input, and one past the last, for a row
-// of width W seen through stride and pad_begin: ix = ox stride + kx - pad_begin in [0, W).
-void valid_columns(int W, int Wo, int stride, int pad_begin, int kx, int* lo, int* hi) {
-  const int first = pad_begin - kx;  // ox stride >= first
-  *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
-  const int last = W - 1 + pad_begin - kx;  // ox stride <= last
-  *hi = last < 0 ? 0 : std::min(Wo, last / stride + 1);
-  *lo = std::min(*lo, *hi);
-}
 
 // One im2col row of one image for stride 1 and as many output columns as input columns: the
 // tap's view is the plane shifted by (ky - pad_begin) rows and (kx - pad_begin) columns, so
@@ -62,9 +53,10 @@ void copy_shifted_plane(const Conv2dShape& s, const float* plane,  // plane: (H,
   }
 }
 
-// The im2col columns of output rows [y0, y0 + rows) of one image: col row r = (ci, ky, kx)
-// holds, for every output pixel of the tile, the input value its tap (ky, kx) of channel ci
-// reads (0 in the padding).
+}  // namespace
+
+// Stride 1 with Wo == W: a shifted copy of the whole plane per column row (copy_shifted_plane);
+// otherwise row by row.
 void im2col_tile(const Conv2dShape& s, const float* x,  // x: (Cin, H, W) of one image
                  int y0, int rows, float* col) {        // col: (Cin k k, rows Wo)
   const int Wo = s.out_w(), kk = s.k * s.k;
@@ -75,7 +67,7 @@ void im2col_tile(const Conv2dShape& s, const float* x,  // x: (Cin, H, W) of one
     for (int64_t r = r0; r < r1; r++) {
       const int ci = (int)(r / kk), ky = (int)(r % kk) / s.k, kx = (int)(r % s.k);
       int lo, hi;
-      valid_columns(s.W, Wo, s.stride, s.pad_begin, kx, &lo, &hi);
+      im2col_valid_columns(s.W, Wo, s.stride, s.pad_begin, kx, &lo, &hi);
       const float* plane = x + (int64_t)ci * s.H * s.W;  // (H, W)
       float* dst_row = col + r * ncols;                   // (rows, Wo)
       if (s.stride == 1 && Wo == s.W) {
@@ -101,6 +93,8 @@ void im2col_tile(const Conv2dShape& s, const float* x,  // x: (Cin, H, W) of one
     }
   });
 }
+
+namespace {
 
 // y rows (Cout, n) at stride ld set to the bias (the sgemm then accumulates with beta 1).
 void fill_bias(int Cout, int64_t n, int64_t ld, const float* bias, float* y) {

@@ -22,62 +22,20 @@
 // (2 products, 98 GFLOP/s), of which dw (im2col + one sgemm of K = 1024 per image) 26 ms
 // (92 GFLOP/s) and dx (the forward's shifted path) 23 ms.
 #include <algorithm>
-#include <cstring>
 
 #include "../cpu/parallel.h"
 #include "../cpu/sgemm.h"
+#include "conv_im2col.h"
 #include "conv_ops_cpu.h"
+#include "conv_row_sums.h"
 
 namespace cb {
 namespace {
 
-// The output columns [lo, hi) whose tap kx reads inside a row of width W: ix = ox stride + kx -
-// pad_begin in [0, W) (as in the forward).
-void valid_columns(int W, int Wo, int stride, int pad_begin, int kx, int* lo, int* hi) {
-  const int first = pad_begin - kx;  // ox stride >= first
-  *lo = first <= 0 ? 0 : (first + stride - 1) / stride;
-  const int last = W - 1 + pad_begin - kx;  // ox stride <= last
-  *hi = last < 0 ? 0 : std::min(Wo, last / stride + 1);
-  *lo = std::min(*lo, *hi);
-}
-
-// The im2col columns of output rows [y0, y0 + rows) of one image: col row r = (ci, ky, kx)
-// holds, per output pixel of the tile, the input value its tap reads (0 in the padding).
-void im2col_rows(const Conv2dShape& s, const float* x,  // x: (Cin, H, W) of one image
-                 int y0, int rows, float* col) {        // col: (Cin k k, rows Wo)
-  const int Wo = s.out_w(), kk = s.k * s.k;
-  const int64_t K = (int64_t)s.Cin * kk, ncols = (int64_t)rows * Wo;
-  parallel_for(K, std::max<int64_t>(1, kConvCopyGrainFloats / std::max<int64_t>(1, ncols)),
-               [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) {
-      const int ci = (int)(r / kk), ky = (int)(r % kk) / s.k, kx = (int)(r % s.k);
-      int lo, hi;
-      valid_columns(s.W, Wo, s.stride, s.pad_begin, kx, &lo, &hi);
-      const float* plane = x + (int64_t)ci * s.H * s.W;  // (H, W)
-      for (int t = 0; t < rows; t++) {
-        float* dst = col + r * ncols + (int64_t)t * Wo;  // (Wo)
-        const int iy = (y0 + t) * s.stride + ky - s.pad_begin;
-        if (iy < 0 || iy >= s.H) {
-          std::fill(dst, dst + Wo, 0.0f);
-          continue;
-        }
-        const float* src = plane + (int64_t)iy * s.W + kx - s.pad_begin;  // src[ox stride]
-        std::fill(dst, dst + lo, 0.0f);
-        if (s.stride == 1) {
-          std::memcpy(dst + lo, src + lo, sizeof(float) * (hi - lo));
-        } else {
-          for (int ox = lo; ox < hi; ox++) dst[ox] = src[(int64_t)ox * s.stride];
-        }
-        std::fill(dst + hi, dst + Wo, 0.0f);
-      }
-    }
-  });
-}
-
-// The transpose of im2col_rows: every column value of dcol is added onto the input pixel its
-// tap read (the padding's are dropped). Threaded over input channels, so each dx plane has one
-// writer; within a plane the order is fixed (tap, then row, then column). `first` zeroes dx
-// before adding (the first tile of an image).
+// The transpose of im2col_tile (conv_im2col.h): every column value of dcol is added onto the
+// input pixel its tap read (the padding's are dropped). Threaded over input channels, so each dx
+// plane has one writer; within a plane the order is fixed (tap, then row, then column). `first`
+// zeroes dx before adding (the first tile of an image).
 void col2im_rows(const Conv2dShape& s, const float* dcol,  // dcol: (Cin k k, rows Wo)
                  int y0, int rows, bool first, float* dx) {  // dx: (Cin, H, W) of one image
   const int Wo = s.out_w(), kk = s.k * s.k;
@@ -91,7 +49,7 @@ void col2im_rows(const Conv2dShape& s, const float* dcol,  // dcol: (Cin k k, ro
       for (int tap = 0; tap < kk; tap++) {
         const int ky = tap / s.k, kx = tap % s.k;
         int lo, hi;
-        valid_columns(s.W, Wo, s.stride, s.pad_begin, kx, &lo, &hi);
+        im2col_valid_columns(s.W, Wo, s.stride, s.pad_begin, kx, &lo, &hi);
         const float* src_rows = dcol + (ci * kk + tap) * ncols;  // (rows, Wo)
         for (int t = 0; t < rows; t++) {
           const int iy = (y0 + t) * s.stride + ky - s.pad_begin;
@@ -103,18 +61,6 @@ void col2im_rows(const Conv2dShape& s, const float* dcol,  // dcol: (Cin k k, ro
       }
     }
   });
-}
-
-// sum of n floats in double: eight running sums, each over every eighth value (a fixed order
-// that depends on n alone), combined pairwise.
-double sum_double(const float* x, int64_t n) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; j++) acc[j] += (double)x[i + j];
-  }
-  for (; i < n; i++) acc[0] += (double)x[i];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
 }  // namespace
@@ -136,7 +82,7 @@ void CpuConvOps::conv2d_backward(const Conv2dShape& s,
       for (int64_t co = c0; co < c1; co++) {
         double sum = 0;
         for (int b = 0; b < s.B; b++) {
-          sum += sum_double(dy + ((int64_t)b * s.Cout + co) * out_plane, out_plane);
+          sum += conv_sum_span(dy + ((int64_t)b * s.Cout + co) * out_plane, out_plane);
         }
         dbias[co] += (float)sum;
       }
@@ -177,7 +123,7 @@ void CpuConvOps::conv2d_backward(const Conv2dShape& s,
         const int n = rows * Wo;
         const float* dyt = dyb + (int64_t)y0 * Wo;  // (Cout, n) at stride out_plane
         if (dw != nullptr) {
-          im2col_rows(s, xb, y0, rows, col);
+          im2col_tile(s, xb, y0, rows, col);
           // dw (Cout, K) += dy_t (Cout, n) col^T (n, K)
           cpu_sgemm(false, true, s.Cout, K, n, 1.0f, dyt, (int)out_plane, col, n, 1.0f, dw, K);
         }

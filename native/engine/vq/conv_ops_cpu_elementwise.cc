@@ -8,21 +8,12 @@
 #include "../cpu/parallel.h"
 #include "../cpu/vector_math.h"
 #include "conv_ops_cpu.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CB_CONV_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define CB_CONV_CLONES
-#endif
+#include "conv_row_sums.h"
 
 namespace cb {
-namespace {
 
-constexpr int64_t kElementGrain = kConvComputeGrainElements;  // see conv_ops_cpu.h
-
-// Sums of x and of (x - center)^2 over n values, in double. Eight running sums, each over every
-// eighth value, so the loop vectorises without reassociation and the result depends on n alone.
-CB_CONV_CLONES double sum_span(const float* x, int64_t n) {
+// Sums of x and of (x - center)^2 over n values, in double, eight running sums (conv_row_sums.h).
+CB_CONV_CLONES double conv_sum_span(const float* x, int64_t n) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -32,7 +23,7 @@ CB_CONV_CLONES double sum_span(const float* x, int64_t n) {
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
 
-CB_CONV_CLONES double squared_deviation_span(const float* x, int64_t n, double center) {
+CB_CONV_CLONES double conv_squared_deviation_span(const float* x, int64_t n, double center) {
   double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
   int64_t i = 0;
   for (; i + 8 <= n; i += 8) {
@@ -47,6 +38,10 @@ CB_CONV_CLONES double squared_deviation_span(const float* x, int64_t n, double c
   }
   return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
 }
+
+namespace {
+
+constexpr int64_t kElementGrain = kConvComputeGrainElements;  // see conv_ops_cpu.h
 
 // y = (x - mean) a + c over n values, then swish when asked. Subtracting first (rather than
 // x a + (c - mean a)) keeps a large common offset out of the rounding: a constant group gives
@@ -101,8 +96,8 @@ void CpuConvOps::normalise(int B, int C, int64_t HW, int groups, float eps,
     for (int64_t pair = p0; pair < p1; pair++) {
       const int64_t first = pair * n;  // groups are contiguous: (b, g) starts at (b G + g) n
       const int g = (int)(pair % groups);
-      const double mean = sum_span(x + first, n) / (double)n;
-      const double var = squared_deviation_span(x + first, n, mean) / (double)n;
+      const double mean = conv_sum_span(x + first, n) / (double)n;
+      const double var = conv_squared_deviation_span(x + first, n, mean) / (double)n;
       const double rstd = 1.0 / std::sqrt(var + (double)eps);
       const float mean_f = (float)mean;
       for (int cc = 0; cc < per_group; cc++) {

@@ -10,12 +10,7 @@
 #include "../cpu/parallel.h"
 #include "../cpu/vector_math.h"
 #include "conv_ops_cpu.h"
-
-#if defined(__x86_64__) && defined(__GNUC__) && !defined(__clang__)
-#define CB_CONV_CLONES __attribute__((target_clones("arch=x86-64-v3", "default")))
-#else
-#define CB_CONV_CLONES
-#endif
+#include "conv_row_sums.h"
 
 namespace cb {
 namespace {
@@ -23,34 +18,6 @@ namespace {
 constexpr int64_t kElementGrain = kConvComputeGrainElements;  // see conv_ops_cpu.h
 // pixel_loss sums blocks of this many values, each in one thread, then the blocks in order.
 constexpr int64_t kLossBlock = 4096;
-
-// The forward's statistics (conv_ops_cpu_elementwise.cc), recomputed the same way: the sum of n
-// values and of their squared deviations from `center`, in double, eight running sums.
-CB_CONV_CLONES double sum_span(const float* x, int64_t n) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; j++) acc[j] += (double)x[i + j];
-  }
-  for (; i < n; i++) acc[0] += (double)x[i];
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
-
-CB_CONV_CLONES double squared_deviation_span(const float* x, int64_t n, double center) {
-  double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-  int64_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    for (int j = 0; j < 8; j++) {
-      const double d = (double)x[i + j] - center;
-      acc[j] += d * d;
-    }
-  }
-  for (; i < n; i++) {
-    const double d = (double)x[i] - center;
-    acc[0] += d * d;
-  }
-  return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
-}
 
 // x - mean in float with the mean as two floats (hi + lo = mean to ~2^-48): x - hi is exact
 // when x is near the mean, so a large common offset costs no precision (a single rounded mean
@@ -195,8 +162,9 @@ void CpuConvOps::normalise_backward(int B, int C, int64_t HW, int groups, float 
       const int64_t first = pair * n;  // (b, g) starts at (b G + g) n
       const int64_t b = pair / groups;
       const int g = (int)(pair % groups);
-      const double mean = sum_span(x + first, n) / (double)n;
-      const double var = squared_deviation_span(x + first, n, mean) / (double)n;
+      // The forward's statistics, recomputed the same way (conv_row_sums.h).
+      const double mean = conv_sum_span(x + first, n) / (double)n;
+      const double var = conv_squared_deviation_span(x + first, n, mean) / (double)n;
       const double rstd = 1.0 / std::sqrt(var + (double)eps);
       const float mean_hi = (float)mean, mean_lo = (float)(mean - (double)mean_hi);
       double sum_g = 0, sum_gx = 0;  // over the group: sum g, sum g (x - mean)
