@@ -186,3 +186,48 @@ Deno.test("tokenizer train: impossible settings and damaged states are one clear
     /vq-train-state\.safetensors: not a valid safetensors file/,
   );
 });
+
+Deno.test("tokenizer train: Ctrl-C stops at a step boundary with a checkpoint (exit 130)", async () => {
+  await using tmp = await tempDir();
+  const images = join(tmp.path, "images");
+  await writeMixedImages(images, 24, 7);
+  const out = join(tmp.path, "run");
+  const child = new Deno.Command(Deno.execPath(), {
+    args: [
+      "run",
+      "-A",
+      new URL("../cli/main.ts", import.meta.url).pathname,
+      "tokenizer",
+      "train",
+      "--dataset",
+      `folder:${images}`,
+      "--out",
+      out,
+      ...SMALL,
+      "--steps",
+      "100000",
+      "--log-every",
+      "1",
+    ],
+    stdout: "piped",
+    stderr: "piped",
+    env: { NO_COLOR: "1" },
+  }).spawn();
+  const deadline = Date.now() + 30_000;
+  for (;;) {
+    const text = await Deno.readTextFile(join(out, "metrics.jsonl")).catch(() => "");
+    if (text.split("\n").length > 3 || Date.now() > deadline) break;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  child.kill("SIGINT");
+  const status = await child.output();
+  const stderr = new TextDecoder().decode(status.stderr);
+  assert.equal(status.code, 130, stderr);
+  const m = stderr.match(/interrupted at step (\d+) of 100000; checkpoint written/);
+  assert.ok(m, stderr);
+  const tokenizer = await VqTokenizer.load(out);
+  assert.equal(
+    tokenizer.config.source.kind === "trained" && tokenizer.config.source.steps,
+    Number(m[1]),
+  );
+});
