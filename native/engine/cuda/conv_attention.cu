@@ -30,7 +30,9 @@
 
 #include "check.h"
 #include "conv_ops_cuda.h"
+#include "conv_reduce.cuh"
 #include "conv_tile.cuh"
+#include "grid_stride.cuh"
 #include "stream.h"
 
 namespace cb {
@@ -51,76 +53,42 @@ struct BatchedProduct {
 };
 
 // kAAlongM: A is contiguous along its rows i (else along its depth l); kBAlongN: B is
-// contiguous along its columns j (else along its depth l).
+// contiguous along its columns j (else along its depth l). Each operand is staged across
+// (conv_tile.cuh) when it is contiguous along its rows or columns, else along the depth.
 template <bool kAAlongM, bool kBAlongN>
 __global__ void __launch_bounds__(conv_tile::kThreads) batched_product_kernel(BatchedProduct p) {
   using namespace conv_tile;
   __shared__ Slices s;
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t m0 = (int64_t)blockIdx.y * kM, n0 = (int64_t)blockIdx.x * kN;
+  const int tid = threadIdx.x;
+  const int64_t m0 = tile_row0(), n0 = tile_col0();
   const int64_t z = blockIdx.z;
   const float* a = p.a + z * p.a_batch;
   const float* b = p.b + z * p.b_batch;
   float* c = p.c + z * p.c_batch;
 
-  // Staged element idx = tid + 256 t of this thread: A (a_row, a_depth), B (b_depth, b_col)
-  // within the tile; the next slice is fetched into registers while this one is multiplied.
-  auto a_row = [&](int idx) { return kAAlongM ? idx % kM : idx / kK; };
-  auto a_depth = [&](int idx) { return kAAlongM ? idx / kM : idx % kK; };
-  auto b_col = [&](int idx) { return kBAlongN ? idx % kN : idx / kK; };
-  auto b_depth = [&](int idx) { return kBAlongN ? idx / kN : idx % kK; };
-  float ra[kLoads], rb[kLoads];
-  auto fetch = [&](int64_t k0) {
+  auto fetch = [&](int64_t k0, float (&ra)[kLoads], float (&rb)[kLoads]) {
 #pragma unroll
     for (int t = 0; t < kLoads; t++) {
-      const int idx = tid + kThreads * t;
-      const int64_t gi = m0 + a_row(idx), gl = k0 + a_depth(idx);
+      const Staged sa = staged<!kAAlongM>(tid, t), sb = staged<!kBAlongN>(tid, t);
+      const int64_t gi = m0 + sa.line, gl = k0 + sa.depth;
       ra[t] = (gi < p.M && gl < p.K) ? a[gi * p.a_row + gl * p.a_depth] : 0.0f;
-      const int64_t gj = n0 + b_col(idx), glb = k0 + b_depth(idx);
+      const int64_t gj = n0 + sb.line, glb = k0 + sb.depth;
       rb[t] = (gj < p.N && glb < p.K) ? b[glb * p.b_depth + gj * p.b_col] : 0.0f;
     }
   };
 
   float acc[4][4] = {};
-  fetch(0);
-  for (int64_t k0 = 0; k0 < p.K; k0 += kK) {
-#pragma unroll
-    for (int t = 0; t < kLoads; t++) {
-      const int idx = tid + kThreads * t;
-      s.a[a_depth(idx)][a_row(idx)] = ra[t];
-      s.b[b_depth(idx)][b_col(idx)] = rb[t];
-    }
-    __syncthreads();
-    if (k0 + kK < p.K) fetch(k0 + kK);
-    multiply_slices(s, tx, ty, acc);
-    __syncthreads();  // everyone is done reading the slices before they are overwritten
-  }
-
-#pragma unroll
-  for (int ia = 0; ia < 4; ia++) {
-    const int64_t i = m0 + ty + 16 * ia;
-    if (i >= p.M) continue;
-#pragma unroll
-    for (int jb = 0; jb < 4; jb++) {
-      const int64_t j = n0 + tx + 16 * jb;
-      if (j < p.N) c[i * p.c_row + j] = acc[ia][jb] * p.alpha;
-    }
-  }
+  accumulate<!kAAlongM, !kBAlongN>(s, 0, p.K, fetch, acc);
+  for_each_result(m0, n0, p.M, p.N, acc, [&](int64_t i) {
+    return [&, i](int64_t j, float v) { c[i * p.c_row + j] = v * p.alpha; };
+  });
 }
 
 constexpr int kSoftmaxThreads = 256;
 constexpr int kSoftmaxWarps = kSoftmaxThreads / 32;
-constexpr int64_t kMaxBlocks = int64_t(1) << 16;
 
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ inline float warp_max(float v) {
-  for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
-  return v;
-}
+using conv_reduce::warp_max;
+using conv_reduce::warp_sum;
 
 // Each row of s (rows, len) becomes its softmax: exp(x - max) / sum. One warp per row (rows are
 // warp-uniform, so every shuffle sees all 32 lanes), the lanes striding along the row.
@@ -143,11 +111,6 @@ __global__ void softmax_rows_kernel(int64_t rows, int64_t len, float* s) {
   }
 }
 
-__device__ inline double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
 // Each row of ds (rows, len), dP on entry, becomes P (dP - sum_j dP P) with P the same row of p:
 // the softmax's backward. One warp per row as softmax_rows_kernel; the row sum in double, each
 // lane's share in index order, then the warp's butterfly.
@@ -168,11 +131,8 @@ __global__ void softmax_backward_rows_kernel(int64_t rows, int64_t len,
 
 template <bool kAAlongM, bool kBAlongN>
 void launch_product(const BatchedProduct& p, int64_t images) {
-  using conv_tile::kM;
-  using conv_tile::kN;
-  const int64_t tiles_n = (p.N + kN - 1) / kN, tiles_m = (p.M + kM - 1) / kM;
-  const dim3 grid((unsigned)tiles_n, (unsigned)tiles_m, (unsigned)images);
-  batched_product_kernel<kAAlongM, kBAlongN><<<grid, conv_tile::kThreads, 0, launch_stream()>>>(p);
+  batched_product_kernel<kAAlongM, kBAlongN>
+      <<<conv_tile::tile_grid(p.M, p.N, images), conv_tile::kThreads, 0, launch_stream()>>>(p);
   CB_CUDA_CHECK_LAUNCH();
 }
 
@@ -180,7 +140,8 @@ void launch_product(const BatchedProduct& p, int64_t images) {
 constexpr int64_t kMaxScoreFloats = int64_t(1) << 25;
 
 unsigned softmax_blocks(int64_t rows) {
-  return (unsigned)std::min<int64_t>((rows + kSoftmaxWarps - 1) / kSoftmaxWarps, kMaxBlocks);
+  return (unsigned)std::min<int64_t>((rows + kSoftmaxWarps - 1) / kSoftmaxWarps,
+                                     grid_stride::kMaxBlocks);
 }
 
 std::string attention_shape(int B, int C, int64_t HW) {
@@ -195,11 +156,10 @@ void CudaConvOps::spatial_attention(int B, int C, int64_t HW,
                                     const float* v,  // (B, C, HW)
                                     float* out) {    // (B, C, HW)
   CB_CHECK(B >= 0 && C >= 0 && HW >= 0,
-           "cuda spatial_attention: invalid shape (B " + std::to_string(B) + ", C " +
-               std::to_string(C) + ", HW " + std::to_string(HW) + ")");
+           "cuda spatial_attention: invalid shape (" + attention_shape(B, C, HW) + ")");
   if (B == 0 || C == 0 || HW == 0) return;
-  // Grid limits: the row tiles of the scores (HW / 64) and of the output (C / 64) on y.
-  CB_CHECK(HW <= int64_t(65535) * conv_tile::kM && C <= 65535 * conv_tile::kM,
+  // Grid limits: the scores (HW, HW) and the output (C, HW).
+  CB_CHECK(conv_tile::grid_fits(HW, HW) && conv_tile::grid_fits(C, HW),
            "cuda spatial_attention: too large (C " + std::to_string(C) + ", HW " +
                std::to_string(HW) + ")");
   const int64_t per_image = HW * HW;  // floats of one image's weights
@@ -219,9 +179,8 @@ void CudaConvOps::spatial_attention(int B, int C, int64_t HW,
     launch_product<true, true>(sp, images);
 
     const int64_t rows = images * HW;
-    const unsigned blocks = (unsigned)std::min<int64_t>(
-        (rows + kSoftmaxWarps - 1) / kSoftmaxWarps, kMaxBlocks);
-    softmax_rows_kernel<<<blocks, kSoftmaxThreads, 0, launch_stream()>>>(rows, HW, scores);
+    softmax_rows_kernel<<<softmax_blocks(rows), kSoftmaxThreads, 0, launch_stream()>>>(rows, HW,
+                                                                                        scores);
     CB_CUDA_CHECK_LAUNCH();
 
     // out (C, HW_i): A(c, j) = v[c HW + j], B(j, i) = weights[i HW + j].
@@ -242,8 +201,8 @@ void CudaConvOps::spatial_attention_backward(int B, int C, int64_t HW,
   CB_CHECK(B >= 0 && C >= 0 && HW >= 0,
            "cuda spatial_attention_backward: invalid shape (" + attention_shape(B, C, HW) + ")");
   if (B == 0 || C == 0 || HW == 0) return;
-  // Grid limits: the row tiles of P and dP (HW / 64) and of dq, dk, dv (C / 64) on y.
-  CB_CHECK(HW <= int64_t(65535) * conv_tile::kM && C <= 65535 * conv_tile::kM,
+  // Grid limits: P and dP (HW, HW), dq, dk and dv (C, HW).
+  CB_CHECK(conv_tile::grid_fits(HW, HW) && conv_tile::grid_fits(C, HW),
            "cuda spatial_attention_backward: too large (" + attention_shape(B, C, HW) + ")");
   const int64_t per_image = HW * HW;  // floats of one image's P (and of its dS)
   const int64_t chunk = std::min<int64_t>(

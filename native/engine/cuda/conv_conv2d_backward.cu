@@ -3,11 +3,11 @@
 //   dx (Cin, B H W)      = w^T (Cin, Cout taps) . col' (Cout taps, B H W)        (overwritten)
 //   dw (Cout, Cin taps) += dy (Cout, B plane) . col^T (B plane, Cin taps)
 //   dbias (Cout)        += the sums of dy (Cout, B plane) along its rows.
-// col is the forward's im2col matrix (never written out, gathered from x as in the forward);
-// col' is its transposed-convolution counterpart, gathered from dy: its entry at tap (co, ky,
-// kx) and input pixel (iy, ix) is dy[co, oy, ox] where iy = oy stride - pad_begin + ky (the same
-// for x), i.e. where (iy + pad_begin - ky) is a multiple of stride whose quotient is a valid
-// output row, and 0 elsewhere. Every value of dx is one thread's plain sum over its depth in
+// col is the forward's im2col matrix (never written out, gathered from x as in the forward, with
+// the im2col arithmetic of conv_conv2d.cuh); col' is its transposed-convolution counterpart,
+// gathered from dy: its entry at tap (co, ky, kx) and input pixel (iy, ix) is dy[co, oy, ox]
+// where iy = oy stride - pad_begin + ky (the same for x), i.e. where (iy + pad_begin - ky) is a
+// multiple of stride whose quotient is a valid output row, and 0 elsewhere. Every value of dx is one thread's plain sum over its depth in
 // order, so dx needs no reduction across threads.
 //
 // dw reduces over all B Ho Wo positions, which is long (up to millions) against a small product
@@ -15,21 +15,24 @@
 // the shape alone: block z of the grid multiplies chunk z into its own slot of scratch (no
 // atomics), then a second kernel adds the slots to dw in chunk order. One chunk adds straight
 // into dw. dbias is one block per channel: each thread sums a fixed stride of the channel's
-// values (double), the block combines them in a fixed tree. Every result is the same on every
-// run.
+// values (double), the block combines them in a fixed tree (conv_reduce.cuh). Every result is
+// the same on every run.
 //
 // Thread mapping of the dx kernel: as the forward (conv_conv2d.cu) with dy for x: blockIdx.x
 // walks the 64-column tiles of B H W, blockIdx.y the 64-row tiles of Cin; each thread owns one
 // column (input pixel, tid % 64) for the whole kernel. The dw kernel: blockIdx.x walks the
 // 64-column tiles of Cin taps, blockIdx.y the 64-row tiles of Cout, blockIdx.z the position
-// chunks; a thread stages depth tid % 16 (one position, decoded once per slice) of rows and
-// columns tid / 16 + 16 t, so consecutive threads read consecutive positions of dy and of x.
+// chunks; both operands are staged along the depth, so a thread stages depth tid % 16 (one
+// position, decoded once per slice) of rows and columns tid / 16 + 16 t, and consecutive
+// threads read consecutive positions of dy and of x.
 #include <algorithm>
 #include <cstdint>
 #include <string>
 
 #include "check.h"
+#include "conv_conv2d.cuh"
 #include "conv_ops_cuda.h"
+#include "conv_reduce.cuh"
 #include "conv_tile.cuh"
 #include "grid_stride.cuh"
 #include "stream.h"
@@ -37,14 +40,11 @@
 namespace cb {
 namespace {
 
-struct BackwardGeometry {
-  const float* x;   // (B, Cin, H, W)
-  const float* w;   // (Cout, Cin, k, k)
-  const float* dy;  // (B, Cout, Ho, Wo)
-  float* dx;        // (B, Cin, H, W)
-  int Cin, H, W, Cout;
-  int k, stride, pad_begin;
-  int Ho, Wo;
+struct BackwardGeometry : im2col::Dims {
+  const float* x;     // (B, Cin, H, W)
+  const float* w;     // (Cout, Cin, k, k)
+  const float* dy;    // (B, Cout, Ho, Wo)
+  float* dx;          // (B, Cin, H, W)
   int64_t in_plane;   // H W
   int64_t out_plane;  // Ho Wo
   int64_t pixels;     // B H W: dx's N
@@ -60,14 +60,14 @@ template <int KS>
 __global__ void __launch_bounds__(conv_tile::kThreads) conv2d_dx_kernel(BackwardGeometry g) {
   using namespace conv_tile;
   __shared__ Slices s;
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t m0 = (int64_t)blockIdx.y * kM, n0 = (int64_t)blockIdx.x * kN;
+  const int tid = threadIdx.x;
+  const int64_t m0 = tile_row0(), n0 = tile_col0();
   const int k = KS > 0 ? KS : g.k;
   const int taps = k * k;
 
-  // This thread's column of col' (its input pixel) and that pixel shifted by the padding.
-  const int jb = tid % kN, lb = tid / kN;
-  const int64_t col = n0 + jb;
+  // This thread's column of col' (its input pixel: B is staged across, the same column for
+  // every value) and that pixel shifted by the padding.
+  const int64_t col = n0 + staged<false>(tid, 0).line;
   const bool col_ok = col < g.pixels;
   const float* dyimg = g.dy;  // (Cout, Ho, Wo) of the column's image
   int py = 0, px = 0;         // iy + pad_begin, ix + pad_begin
@@ -78,14 +78,13 @@ __global__ void __launch_bounds__(conv_tile::kThreads) conv2d_dx_kernel(Backward
     dyimg += img * g.Cout * g.out_plane;
   }
 
-  // A(ci, co taps + tap) = w[(co Cin + ci) taps + tap]; B as described at the top.
-  float wa[kLoads], db[kLoads];
-  auto fetch = [&](int64_t k0) {
+  // A(ci, co taps + tap) = w[(co Cin + ci) taps + tap], along the depth; B as described at the
+  // top, across.
+  auto fetch = [&](int64_t k0, float (&wa)[kLoads], float (&db)[kLoads]) {
 #pragma unroll
     for (int t = 0; t < kLoads; t++) {
-      const int idx = tid + kThreads * t;
-      const int i = idx / kK, l = idx % kK;
-      const int64_t gm = m0 + i, gk = k0 + l;
+      const Staged at = staged<true>(tid, t);
+      const int64_t gm = m0 + at.line, gk = k0 + at.depth;
       float v = 0.0f;
       if (gm < g.Cin && gk < g.tdepth) {
         const int64_t co = gk / taps, tap = gk - co * taps;
@@ -95,15 +94,14 @@ __global__ void __launch_bounds__(conv_tile::kThreads) conv2d_dx_kernel(Backward
     }
 #pragma unroll
     for (int t = 0; t < kLoads; t++) {
-      const int64_t gk = k0 + lb + (kThreads / kN) * t;
+      const int64_t gk = k0 + staged<false>(tid, t).depth;
       float v = 0.0f;
       if (col_ok && gk < g.tdepth) {
-        const int co = (int)(gk / taps), tap = (int)(gk - (int64_t)co * taps);
-        const int ky = tap / k, kx = tap - ky * k;
-        const int ny = py - ky, nx = px - kx;  // oy stride, ox stride when this tap is used
+        const im2col::Tap tap = im2col::decode_tap(gk, k, taps);  // tap.c: the output channel
+        const int ny = py - tap.ky, nx = px - tap.kx;  // oy stride, ox stride when this tap is used
         if (ny >= 0 && nx >= 0 && ny % g.stride == 0 && nx % g.stride == 0) {
           const int oy = ny / g.stride, ox = nx / g.stride;
-          if (oy < g.Ho && ox < g.Wo) v = dyimg[((int64_t)co * g.Ho + oy) * g.Wo + ox];
+          if (oy < g.Ho && ox < g.Wo) v = dyimg[((int64_t)tap.c * g.Ho + oy) * g.Wo + ox];
         }
       }
       db[t] = v;
@@ -111,92 +109,59 @@ __global__ void __launch_bounds__(conv_tile::kThreads) conv2d_dx_kernel(Backward
   };
 
   float acc[4][4] = {};
-  fetch(0);
-  for (int64_t k0 = 0; k0 < g.tdepth; k0 += kK) {
-#pragma unroll
-    for (int t = 0; t < kLoads; t++) {
-      const int idx = tid + kThreads * t;
-      s.a[idx % kK][idx / kK] = wa[t];
-      s.b[lb + (kThreads / kN) * t][jb] = db[t];
-    }
-    __syncthreads();
-    if (k0 + kK < g.tdepth) fetch(k0 + kK);
-    multiply_slices(s, tx, ty, acc);
-    __syncthreads();  // everyone is done reading the slices before they are overwritten
-  }
-
+  accumulate<true, false>(s, 0, g.tdepth, fetch, acc);
   // Every (ci, pixel) of the grid is written, 0 where no tap reaches it (Cout 0, or pixels the
   // stride skips), so dx is overwritten whole.
-#pragma unroll
-  for (int a = 0; a < 4; a++) {
-    const int64_t m = m0 + ty + 16 * a;
-    if (m >= g.Cin) continue;
-#pragma unroll
-    for (int b = 0; b < 4; b++) {
-      const int64_t c = n0 + tx + 16 * b;
-      if (c >= g.pixels) continue;
-      const int64_t img = c / g.in_plane, pix = c - img * g.in_plane;
-      g.dx[(img * g.Cin + m) * g.in_plane + pix] = acc[a][b];
-    }
-  }
+  for_each_result(m0, n0, g.Cin, g.pixels, acc, [&](int64_t m) {
+    return [&, m](int64_t c, float v) { g.dx[im2col::nchw_offset(m, c, g.Cin, g.in_plane)] = v; };
+  });
 }
 
 // ---- dw ---------------------------------------------------------------------------------------
 
 // Block z multiplies positions [z chunk, (z + 1) chunk) and writes its product to
-// out + z out_stride, or adds it to out when `accumulate` (one chunk: out is dw itself).
+// out + z out_stride, or adds it to out when `direct` (one chunk: out is dw itself).
 template <int KS>
 __global__ void __launch_bounds__(conv_tile::kThreads)
     conv2d_dw_kernel(BackwardGeometry g, int64_t chunk,
                      float* out,  // (chunks, Cout, Cin k k) partials, or dw (Cout, Cin k k)
-                     int64_t out_stride, bool accumulate) {
+                     int64_t out_stride, bool direct) {
   using namespace conv_tile;
   __shared__ Slices s;
-  const int tid = threadIdx.x, tx = tid % 16, ty = tid / 16;
-  const int64_t m0 = (int64_t)blockIdx.y * kM, n0 = (int64_t)blockIdx.x * kN;
+  const int tid = threadIdx.x;
+  const int64_t m0 = tile_row0(), n0 = tile_col0();
   const int64_t p_begin = (int64_t)blockIdx.z * chunk;
   const int64_t p_end = min(g.positions, p_begin + chunk);
   const int k = KS > 0 ? KS : g.k;
   const int taps = k * k;
 
-  // Staging: depth l (a position) and rows / columns q + 16 t of the tile.
-  const int l = tid % kK, q = tid / kK;
-  static_assert(kThreads / kK == 16 && kLoads * 16 == kM && kM == kN, "staging layout");
+  // Both operands are staged along the depth: this thread's depth (a position) is the same for
+  // every value, its rows / columns are staged<true>(tid, t).line.
+  const int l = staged<true>(tid, 0).depth;
   // This thread's 4 columns of col^T (taps (ci, ky, kx)), decoded once.
-  int cci[kLoads], cky[kLoads], ckx[kLoads];
+  im2col::Tap ctap[kLoads];
   bool cok[kLoads];
 #pragma unroll
   for (int t = 0; t < kLoads; t++) {
-    const int64_t r = n0 + q + 16 * t;
+    const int64_t r = n0 + staged<true>(tid, t).line;
     cok[t] = r < g.wdepth;
-    const int ci = cok[t] ? (int)(r / taps) : 0;
-    const int tap = cok[t] ? (int)(r - (int64_t)ci * taps) : 0;
-    cci[t] = ci;
-    cky[t] = tap / k;
-    ckx[t] = tap - cky[t] * k;
+    ctap[t] = cok[t] ? im2col::decode_tap(r, k, taps) : im2col::Tap{0, 0, 0};
   }
 
-  float da[kLoads], xb[kLoads];
-  auto fetch = [&](int64_t k0) {
+  auto fetch = [&](int64_t k0, float (&da)[kLoads], float (&xb)[kLoads]) {
     const int64_t p = k0 + l;
     const bool ok = p < p_end;
-    int64_t img = 0, pix = 0;
-    int iy0 = 0, ix0 = 0;
-    if (ok) {
-      img = p / g.out_plane;
-      pix = p - img * g.out_plane;
-      iy0 = (int)(pix / g.Wo) * g.stride - g.pad_begin;
-      ix0 = (int)(pix % g.Wo) * g.stride - g.pad_begin;
-    }
+    im2col::Window win{0, 0, 0, 0};
+    if (ok) win = im2col::window_of(g, p, g.out_plane);
 #pragma unroll
     for (int t = 0; t < kLoads; t++) {
-      const int64_t co = m0 + q + 16 * t;
-      da[t] = (ok && co < g.Cout) ? g.dy[(img * g.Cout + co) * g.out_plane + pix] : 0.0f;
+      const int64_t co = m0 + staged<true>(tid, t).line;
+      da[t] = (ok && co < g.Cout) ? g.dy[(win.img * g.Cout + co) * g.out_plane + win.pix] : 0.0f;
       float v = 0.0f;
       if (ok && cok[t]) {
-        const int iy = iy0 + cky[t], ix = ix0 + ckx[t];
+        const int iy = win.iy0 + ctap[t].ky, ix = win.ix0 + ctap[t].kx;
         if (iy >= 0 && iy < g.H && ix >= 0 && ix < g.W) {
-          v = g.x[((img * g.Cin + cci[t]) * g.H + iy) * g.W + ix];
+          v = g.x[((win.img * g.Cin + ctap[t].c) * g.H + iy) * g.W + ix];
         }
       }
       xb[t] = v;
@@ -204,35 +169,17 @@ __global__ void __launch_bounds__(conv_tile::kThreads)
   };
 
   float acc[4][4] = {};
-  if (p_begin < p_end) fetch(p_begin);
-  for (int64_t k0 = p_begin; k0 < p_end; k0 += kK) {
-#pragma unroll
-    for (int t = 0; t < kLoads; t++) {
-      s.a[l][q + 16 * t] = da[t];
-      s.b[l][q + 16 * t] = xb[t];
-    }
-    __syncthreads();
-    if (k0 + kK < p_end) fetch(k0 + kK);
-    multiply_slices(s, tx, ty, acc);
-    __syncthreads();  // everyone is done reading the slices before they are overwritten
-  }
-
-  float* dst = out + (accumulate ? 0 : (int64_t)blockIdx.z * out_stride);
-#pragma unroll
-  for (int a = 0; a < 4; a++) {
-    const int64_t m = m0 + ty + 16 * a;
-    if (m >= g.Cout) continue;
-#pragma unroll
-    for (int b = 0; b < 4; b++) {
-      const int64_t r = n0 + tx + 16 * b;
-      if (r >= g.wdepth) continue;
-      if (accumulate) {
-        dst[m * g.wdepth + r] += acc[a][b];
+  accumulate<true, true>(s, p_begin, p_end, fetch, acc);
+  float* dst = out + (direct ? 0 : (int64_t)blockIdx.z * out_stride);
+  for_each_result(m0, n0, g.Cout, g.wdepth, acc, [&](int64_t m) {
+    return [&, m](int64_t r, float v) {
+      if (direct) {
+        dst[m * g.wdepth + r] += v;
       } else {
-        dst[m * g.wdepth + r] = acc[a][b];
+        dst[m * g.wdepth + r] = v;
       }
-    }
-  }
+    };
+  });
 }
 
 // dw[e] += the chunks' partials of e, in chunk order.
@@ -249,30 +196,23 @@ __global__ void add_chunks_kernel(int64_t count, int64_t chunks,
 // ---- dbias ------------------------------------------------------------------------------------
 
 constexpr int kBiasThreads = 256;
-constexpr int kBiasWarps = kBiasThreads / 32;
 
 // Block c: dbias[c] += the sum of dy[b, c, :] over every image b. Each thread sums, in double,
 // the values at its offset and every kBiasThreads after it in each image, images in order; the
-// threads' sums meet in a fixed tree (warp butterflies, then the warps in order).
+// threads' sums meet in the fixed tree of conv_reduce.cuh.
 __global__ void __launch_bounds__(kBiasThreads)
     conv2d_dbias_kernel(int B, int Cout, int64_t plane,
                         const float* dy,  // (B, Cout, plane)
                         float* dbias) {   // (Cout), +=
-  __shared__ double partial[kBiasWarps];
+  __shared__ double partial[kBiasThreads / 32];
   const int64_t c = blockIdx.x;
   double sum = 0.0;
   for (int b = 0; b < B; b++) {
     const float* row = dy + ((int64_t)b * Cout + c) * plane;  // (plane)
     for (int64_t t = threadIdx.x; t < plane; t += kBiasThreads) sum += (double)row[t];
   }
-  for (int o = 16; o > 0; o >>= 1) sum += __shfl_xor_sync(0xffffffffu, sum, o);
-  if (threadIdx.x % 32 == 0) partial[threadIdx.x / 32] = sum;
-  __syncthreads();
-  if (threadIdx.x == 0) {
-    double total = 0.0;
-    for (int w = 0; w < kBiasWarps; w++) total += partial[w];
-    dbias[c] += (float)total;
-  }
+  const double total = conv_reduce::block_sum<kBiasThreads>(sum, partial);
+  if (threadIdx.x == 0) dbias[c] += (float)total;
 }
 
 // ---- plan -------------------------------------------------------------------------------------
@@ -302,33 +242,6 @@ DwPlan plan_dw(int64_t positions, int64_t tiles, int64_t weights) {
   return plan;
 }
 
-std::string describe(const Conv2dShape& s) {
-  return "B " + std::to_string(s.B) + ", Cin " + std::to_string(s.Cin) + ", H " +
-         std::to_string(s.H) + ", W " + std::to_string(s.W) + ", Cout " + std::to_string(s.Cout) +
-         ", k " + std::to_string(s.k) + ", stride " + std::to_string(s.stride) + ", pad " +
-         std::to_string(s.pad_begin) + "/" + std::to_string(s.pad_end);
-}
-
-template <int KS>
-void launch_dx(const BackwardGeometry& g) {
-  using conv_tile::kM;
-  using conv_tile::kN;
-  const dim3 grid((unsigned)ceil_div(g.pixels, kN), (unsigned)ceil_div(g.Cin, kM));
-  conv2d_dx_kernel<KS><<<grid, conv_tile::kThreads, 0, launch_stream()>>>(g);
-  CB_CUDA_CHECK_LAUNCH();
-}
-
-template <int KS>
-void launch_dw(const BackwardGeometry& g, const DwPlan& plan, float* out, bool accumulate) {
-  using conv_tile::kM;
-  using conv_tile::kN;
-  const dim3 grid((unsigned)ceil_div(g.wdepth, kN), (unsigned)ceil_div(g.Cout, kM),
-                  (unsigned)plan.chunks);
-  conv2d_dw_kernel<KS><<<grid, conv_tile::kThreads, 0, launch_stream()>>>(
-      g, plan.chunk, out, (int64_t)g.Cout * g.wdepth, accumulate);
-  CB_CUDA_CHECK_LAUNCH();
-}
-
 }  // namespace
 
 void CudaConvOps::conv2d_backward(const Conv2dShape& s,
@@ -338,27 +251,14 @@ void CudaConvOps::conv2d_backward(const Conv2dShape& s,
                                   float* dx,        // (B, Cin, H, W) or null
                                   float* dw,        // (Cout, Cin, k, k), +=
                                   float* dbias) {   // (Cout) or null, +=
-  CB_CHECK(s.B >= 0 && s.Cin >= 0 && s.H >= 0 && s.W >= 0 && s.Cout >= 0 && s.k >= 1 &&
-               s.stride >= 1 && s.pad_begin >= 0 && s.pad_end >= 0,
-           "cuda conv2d_backward: invalid shape (" + describe(s) + ")");
-  CB_CHECK(s.H + s.pad_begin + s.pad_end >= s.k && s.W + s.pad_begin + s.pad_end >= s.k,
-           "cuda conv2d_backward: the kernel is larger than the padded input (" + describe(s) +
-               ")");
+  const im2col::Dims dims = im2col::checked_dims(s, "cuda conv2d_backward");
   if (s.B == 0) return;
   BackwardGeometry g;
+  static_cast<im2col::Dims&>(g) = dims;
   g.x = x;
   g.w = w;
   g.dy = dy;
   g.dx = dx;
-  g.Cin = s.Cin;
-  g.H = s.H;
-  g.W = s.W;
-  g.Cout = s.Cout;
-  g.k = s.k;
-  g.stride = s.stride;
-  g.pad_begin = s.pad_begin;
-  g.Ho = s.out_h();
-  g.Wo = s.out_w();
   g.in_plane = (int64_t)s.H * s.W;
   g.out_plane = (int64_t)g.Ho * g.Wo;
   g.pixels = (int64_t)s.B * g.in_plane;
@@ -366,36 +266,32 @@ void CudaConvOps::conv2d_backward(const Conv2dShape& s,
   g.positions = (int64_t)s.B * g.out_plane;
   g.wdepth = (int64_t)s.Cin * s.k * s.k;
 
-  using conv_tile::kM;
-  using conv_tile::kN;
+  using conv_tile::kThreads;
   if (dx != nullptr && s.Cin > 0 && g.pixels > 0) {
-    CB_CHECK(ceil_div(g.pixels, kN) < (int64_t(1) << 31) && ceil_div(s.Cin, kM) <= 65535,
-             "cuda conv2d_backward: dx too large for one launch (" + describe(s) + ")");
-    if (s.k == 1) {
-      launch_dx<1>(g);
-    } else if (s.k == 3) {
-      launch_dx<3>(g);
-    } else {
-      launch_dx<0>(g);
-    }
+    CB_CHECK(conv_tile::grid_fits(s.Cin, g.pixels),
+             "cuda conv2d_backward: dx too large for one launch (" + im2col::describe(s) + ")");
+    const dim3 grid = conv_tile::tile_grid(s.Cin, g.pixels);
+    im2col::with_side(s.k, [&](auto side) {
+      conv2d_dx_kernel<decltype(side)::value><<<grid, kThreads, 0, launch_stream()>>>(g);
+    });
+    CB_CUDA_CHECK_LAUNCH();
   }
 
   if (s.Cout == 0 || g.positions == 0) return;  // no weights, or dy is empty: nothing to add
   if (g.wdepth > 0) {
     const int64_t weights = (int64_t)s.Cout * g.wdepth;
-    const int64_t tiles = ceil_div(g.wdepth, kN) * ceil_div(s.Cout, kM);
-    CB_CHECK(ceil_div(g.wdepth, kN) < (int64_t(1) << 31) && ceil_div(s.Cout, kM) <= 65535,
-             "cuda conv2d_backward: dw too large for one launch (" + describe(s) + ")");
-    const DwPlan plan = plan_dw(g.positions, tiles, weights);
+    CB_CHECK(conv_tile::grid_fits(s.Cout, g.wdepth),
+             "cuda conv2d_backward: dw too large for one launch (" + im2col::describe(s) + ")");
+    const dim3 tiles = conv_tile::tile_grid(s.Cout, g.wdepth);
+    const DwPlan plan = plan_dw(g.positions, (int64_t)tiles.x * tiles.y, weights);
     const bool direct = plan.chunks == 1;
     float* out = direct ? dw : scratch_floats(plan.chunks * weights);  // (chunks, Cout, Cin k k)
-    if (s.k == 1) {
-      launch_dw<1>(g, plan, out, direct);
-    } else if (s.k == 3) {
-      launch_dw<3>(g, plan, out, direct);
-    } else {
-      launch_dw<0>(g, plan, out, direct);
-    }
+    const dim3 grid = conv_tile::tile_grid(s.Cout, g.wdepth, plan.chunks);
+    im2col::with_side(s.k, [&](auto side) {
+      conv2d_dw_kernel<decltype(side)::value><<<grid, kThreads, 0, launch_stream()>>>(
+          g, plan.chunk, out, weights, direct);
+    });
+    CB_CUDA_CHECK_LAUNCH();
     if (!direct) {
       add_chunks_kernel<<<grid_stride::blocks_for(weights), grid_stride::kThreads, 0,
                           launch_stream()>>>(weights, plan.chunks, out, dw);

@@ -2,8 +2,8 @@
 // normalisation and the pixel loss.
 //
 // GroupNorm (+ swish): one block of 512 threads per (b, group), as the forward (conv_norm.cu),
-// whose statistics it recomputes the same way (pivot, compensated float sums, the same fixed
-// tree), so rstd and x - mean are the forward's floats. With xm = x - mean, xhat = xm rstd, dv
+// whose statistics it recomputes with the same code (conv_group_norm.cuh), so rstd and x - mean
+// are the forward's floats. With xm = x - mean, xhat = xm rstd, dv
 // the gradient at the affine output (dy, or dy swish'(v) for the fused pair, v = the forward's
 // output before the swish) and g = dv gamma_c:
 //   dx = rstd (g - mean(g) - xhat mean(g xhat))     means over the group's n values
@@ -27,69 +27,16 @@
 #include <string>
 
 #include "check.h"
+#include "conv_group_norm.cuh"
 #include "conv_ops_cuda.h"
+#include "conv_reduce.cuh"
 #include "grid_stride.cuh"
 #include "stream.h"
 
 namespace cb {
 namespace {
 
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-__device__ inline double warp_sum(double v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// The block-wide sum of each thread's v, returned to every thread, for blocks of kThreadsN;
-// `partial` holds kThreadsN / 32 values. The trailing __syncthreads lets the caller reuse it.
-template <int kThreadsN, typename T>
-__device__ inline T block_sum(T v, T* partial) {
-  constexpr int kWarpsN = kThreadsN / 32;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  v = warp_sum(v);
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  T total = 0;
-  for (int w = 0; w < kWarpsN; w++) total += partial[w];  // same order in every thread
-  __syncthreads();
-  return total;
-}
-
-// The same for two sums at once; `partial` holds 2 kThreadsN / 32 doubles.
-template <int kThreadsN>
-__device__ inline void block_sum2(double* a, double* b, double* partial) {
-  constexpr int kWarpsN = kThreadsN / 32;
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  const double wa = warp_sum(*a), wb = warp_sum(*b);
-  if (lane == 0) {
-    partial[warp] = wa;
-    partial[kWarpsN + warp] = wb;
-  }
-  __syncthreads();
-  double ta = 0.0, tb = 0.0;
-  for (int w = 0; w < kWarpsN; w++) {
-    ta += partial[w];
-    tb += partial[kWarpsN + w];
-  }
-  __syncthreads();
-  *a = ta;
-  *b = tb;
-}
-
-// Kahan summation, as conv_norm.cu (nvcc keeps the order: no fast-math here).
-struct CompensatedSum {
-  float sum = 0.0f, lost = 0.0f;
-  __device__ void add(float v) {
-    const float y = v - lost;
-    const float t = sum + y;
-    lost = (t - sum) - y;
-    sum = t;
-  }
-};
+using conv_reduce::block_sum2;
 
 // swish'(v) = s (1 + v (1 - s)), s = sigmoid(v) = 1 / (1 + e), e = exp(-v); 1 - s = e s, which
 // keeps its precision as s -> 1. Where e overflows (v < -88), s is 0 and 1 - s is 1 (e s would
@@ -136,18 +83,10 @@ __global__ void __launch_bounds__(kNormThreads)
   const float* dyg = dy + first;              // (per_group, HW)
   float* dxg = dx + first;                    // (per_group, HW)
 
-  // The forward's statistics (conv_norm.cu), the same floats: mean = pivot + shift.
-  const float pivot = xg[0];
-  CompensatedSum s;
-  for (int64_t t = threadIdx.x; t < n; t += kNormThreads) s.add(xg[t] - pivot);
-  const float shift = block_sum<kNormThreads>(s.sum, partial) / (float)n;
-  CompensatedSum q;
-  for (int64_t t = threadIdx.x; t < n; t += kNormThreads) {
-    const float d = (xg[t] - pivot) - shift;
-    q.add(d * d);
-  }
-  const float var = block_sum<kNormThreads>(q.sum, partial) / (float)n;
-  const float rstd = 1.0f / sqrtf(var + eps);
+  // The forward's statistics (conv_group_norm.cuh), the same floats.
+  const conv_group_norm::Stats st =
+      conv_group_norm::group_stats<kNormThreads>(xg, n, eps, partial);
+  const float rstd = st.rstd;
 
   // Per channel: sum dv and sum dv xm; over the group: sum g and sum g xm.
   double sum_g = 0.0, sum_gx = 0.0;
@@ -158,7 +97,7 @@ __global__ void __launch_bounds__(kNormThreads)
     const float gc = gamma[c], bc = beta[c];
     double s0 = 0.0, s1 = 0.0;
     for (int64_t t = threadIdx.x; t < HW; t += kNormThreads) {
-      const float xm = (xc[t] - pivot) - shift;
+      const float xm = st.centered(xc[t]);
       const float dv = affine_grad<kSwish>(dyc[t], xm, rstd, gc, bc);
       s0 += (double)dv;
       s1 += (double)dv * (double)xm;
@@ -181,7 +120,7 @@ __global__ void __launch_bounds__(kNormThreads)
     const int64_t at = (int64_t)cc * HW;
     const float gc = gamma[c], bc = beta[c];
     for (int64_t t = threadIdx.x; t < HW; t += kNormThreads) {
-      const float xm = (xg[at + t] - pivot) - shift;
+      const float xm = st.centered(xg[at + t]);
       const float dv = affine_grad<kSwish>(dyg[at + t], xm, rstd, gc, bc);  // as in the sums
       dxg[at + t] = __fsub_rn(__fmul_rn(dv, gc), mean_g) * rstd + xm * B1;
     }

@@ -1,19 +1,15 @@
-// CudaConvOps GroupNorm and GroupNorm + swish. One block of 512 threads per (b, group); the
-// group's (C / groups) * HW values are contiguous in x, and the threads walk them with a stride
-// of the block size (coalesced). Two passes, as the reference: the mean, then the biased
-// variance about it. Each pass is a compensated (Kahan) float sum per thread (about 500 values
-// per thread at the largest level of a 256 px image) combined by a fixed tree (warp
-// butterflies, then the 16 warp sums in order): identical on every run. The values are
-// summed relative to a pivot, the group's first value, and the mean is kept as pivot + shift:
-// a group whose mean is large against its spread (activations around 50 with spread 1) would
-// otherwise lose the low bits of x - mean to the float mean's rounding. No double is needed.
-// The third pass writes y = ((x - pivot) - shift) * rstd * gamma[c] + beta[c], then swish when
-// asked; every value is read by the thread that writes it and only after both reductions, so
-// y may alias x.
+// CudaConvOps GroupNorm and GroupNorm + swish. One block of 512 threads per (b, group) (about
+// 500 values per thread at the largest level of a 256 px image). The statistics are
+// conv_group_norm.cuh's (shared with the backward): two passes, the mean as pivot + shift and
+// the biased variance, compensated float sums in a fixed tree, identical on every run. A third
+// pass writes y = ((x - pivot) - shift) * rstd * gamma[c] + beta[c], then swish when asked;
+// every value is read by the thread that writes it and only after both reductions, so y may
+// alias x.
 #include <cstdint>
 #include <string>
 
 #include "check.h"
+#include "conv_group_norm.cuh"
 #include "conv_ops_cuda.h"
 #include "stream.h"
 
@@ -22,36 +18,6 @@ namespace {
 
 constexpr int kThreads = 512;
 constexpr int kWarps = kThreads / 32;
-
-__device__ inline float warp_sum(float v) {
-  for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
-  return v;
-}
-
-// The block-wide sum of each thread's v, returned to every thread. `partial` holds kWarps
-// floats; the trailing __syncthreads lets the caller reuse it for the next sum.
-__device__ inline float block_sum(float v, float* partial) {
-  const int lane = threadIdx.x % 32, warp = threadIdx.x / 32;
-  v = warp_sum(v);
-  if (lane == 0) partial[warp] = v;
-  __syncthreads();
-  float total = 0.0f;
-  for (int w = 0; w < kWarps; w++) total += partial[w];  // same order in every thread
-  __syncthreads();
-  return total;
-}
-
-// Kahan summation: `sum` plus the running compensation `lost` (nvcc keeps the order: no
-// fast-math here).
-struct CompensatedSum {
-  float sum = 0.0f, lost = 0.0f;
-  __device__ void add(float v) {
-    const float y = v - lost;
-    const float t = sum + y;
-    lost = (t - sum) - y;
-    sum = t;
-  }
-};
 
 __device__ inline float swish(float v) { return v * (1.0f / (1.0f + expf(-v))); }
 
@@ -71,22 +37,11 @@ __global__ void __launch_bounds__(kThreads)
   const float* xg = x + first;                    // (per_group, HW)
   float* yg = y + first;                          // (per_group, HW)
 
-  const float pivot = xg[0];  // every thread reads the same value (n >= 1)
-  CompensatedSum s;
-  for (int64_t t = threadIdx.x; t < n; t += kThreads) s.add(xg[t] - pivot);
-  const float shift = block_sum(s.sum, partial) / (float)n;  // mean = pivot + shift
-
-  CompensatedSum q;
-  for (int64_t t = threadIdx.x; t < n; t += kThreads) {
-    const float d = (xg[t] - pivot) - shift;
-    q.add(d * d);
-  }
-  const float var = block_sum(q.sum, partial) / (float)n;
-  const float rstd = 1.0f / sqrtf(var + eps);
+  const conv_group_norm::Stats st = conv_group_norm::group_stats<kThreads>(xg, n, eps, partial);
 
   for (int64_t t = threadIdx.x; t < n; t += kThreads) {
     const int c = g * per_group + (int)(t / HW);
-    float v = ((xg[t] - pivot) - shift) * rstd * gamma[c] + beta[c];
+    float v = st.centered(xg[t]) * st.rstd * gamma[c] + beta[c];
     if (kSwish) v = swish(v);
     yg[t] = v;
   }

@@ -5,7 +5,10 @@
 // with the reason where no GPU is usable.
 //
 // Files: conv_backend_cuda.cc (make_cuda_conv_ops, scratch), conv_tile.cuh (the 64x64 fp32
-// tile product shared by the GEMM-shaped kernels), conv_conv2d.cu (conv2d as an implicit GEMM),
+// tile product shared by the GEMM-shaped kernels), conv_conv2d.cuh (the im2col arithmetic and
+// shape checks of conv2d and its backward), conv_reduce.cuh (fixed-order warp and block sums),
+// conv_group_norm.cuh (the GroupNorm statistics of the forward and the backward),
+// conv_conv2d.cu (conv2d as an implicit GEMM),
 // conv_norm.cu (GroupNorm, GroupNorm + swish), conv_elementwise.cu (swish, add, nearest 2x
 // upsampling), conv_attention.cu (scores, softmax, weighted sum through scratch),
 // conv_quantize.cu (row normalisation, the l2 quantiser, code lookup); the backward ops:

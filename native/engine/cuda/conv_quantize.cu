@@ -34,6 +34,7 @@
 
 #include "check.h"
 #include "conv_ops_cuda.h"
+#include "conv_reduce.cuh"
 #include "grid_stride.cuh"
 #include "stream.h"
 
@@ -160,6 +161,10 @@ __global__ void __launch_bounds__(kThreads)
   }
 }
 
+__device__ inline int32_t clamped_index(int32_t j, int K) {
+  return j < 0 ? 0 : (j >= K ? K - 1 : j);  // callers check; this only keeps reads in bounds
+}
+
 // Output element e of (B, D, HW) is (b, d, i); it copies row clamp(index[b, i]) of the codebook.
 __global__ void embed_codes_kernel(int D, int64_t HW, int64_t count,
                                    const int32_t* index,   // (B, HW)
@@ -169,17 +174,11 @@ __global__ void embed_codes_kernel(int D, int64_t HW, int64_t count,
   for (int64_t e = thread_index(); e < count; e += thread_stride()) {
     const int64_t i = e % HW, rest = e / HW;
     const int64_t d = rest % D, b = rest / D;
-    int32_t j = index[b * HW + i];
-    j = j < 0 ? 0 : (j >= K ? K - 1 : j);  // callers check; this only keeps reads in bounds
-    zq[e] = codebook[(int64_t)j * D + d];
+    zq[e] = codebook[(int64_t)clamped_index(index[b * HW + i], K) * D + d];
   }
 }
 
 // ---- backward ---------------------------------------------------------------------------------
-
-__device__ inline int32_t clamped_index(int32_t j, int K) {
-  return j < 0 ? 0 : (j >= K ? K - 1 : j);  // callers check; this only keeps reads in bounds
-}
 
 // |z| of the column (D values at stride HW) in double; and the divisor of the normalisation,
 // max(|z|, 1e-12) as the reference computes it (a NaN stays NaN).
@@ -257,8 +256,7 @@ __global__ void __launch_bounds__(kThreads)
       }
 #pragma unroll
       for (int dd = 0; dd < kRowDepth; dd++) {
-        double v = acc[dd];
-        for (int o = 16; o > 0; o >>= 1) v += __shfl_xor_sync(0xffffffffu, v, o);
+        const double v = conv_reduce::warp_sum(acc[dd]);
         if (lane == 0) partial[warp][dd] = v;
       }
       __syncthreads();
