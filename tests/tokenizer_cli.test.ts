@@ -6,7 +6,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { expectOneLineError, mountTmpfs, repoRoot, tempDir } from "./helpers.ts";
 
-const TOKENIZER = join(repoRoot, "models", "mnist-tiny", "tokenizer");
+/** A patch VQ (the tokenizer of the earlier bundled model, patch 4, 512 codes). */
+const TOKENIZER = join(repoRoot, "tests", "data", "mnist-patch-tokenizer");
 
 Deno.test("tokenizer fit --out FILE and recon --out DIR are one clear line", async () => {
   await using tmp = await tempDir();

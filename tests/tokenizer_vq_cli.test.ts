@@ -21,7 +21,7 @@ import { VqTokenizer } from "../src/tokenizer/vq_tokenizer.ts";
 import { haveVqFixture, VQ_FIXTURE_PT } from "./vq_fixture.ts";
 
 const PT = VQ_FIXTURE_PT;
-const PATCH_TOKENIZER = join(repoRoot, "models", "mnist-tiny", "tokenizer");
+const PATCH_TOKENIZER = join(repoRoot, "tests", "data", "mnist-patch-tokenizer");
 
 Deno.test("tokenizer import of hostile or damaged checkpoints: one line, nothing run or written", async () => {
   await using tmp = await tempDir();
