@@ -15,7 +15,7 @@ Deno.test("native engine tests pass under ctest", async () => {
   const dec = new TextDecoder();
   const stdout = dec.decode(out.stdout), stderr = dec.decode(out.stderr);
   assert.equal(out.code, 0, `scripts/native-test.sh failed:\n${stdout}\n${stderr}`);
-  assert.match(stdout, /100% tests passed, 0 tests failed out of 12/);
+  assert.match(stdout, /100% tests passed, 0 tests failed out of 14/);
   for (
     const group of [
       "status",
@@ -26,8 +26,10 @@ Deno.test("native engine tests pass under ctest", async () => {
       "model-ops-cpu",
       "sampling",
       "conv-ops-ref",
+      "conv-grad",
       "conv-ops-cpu",
       "vq-model",
+      "vq-train",
       "bf16",
     ]
   ) {
