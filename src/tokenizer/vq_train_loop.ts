@@ -53,14 +53,32 @@ export interface VqTrainResult {
 /** Tags that keep the streams derived from the seed apart. */
 const TAG_EPOCH = 11;
 
-/** The dataset indices of the images of optimizer step `step` (0-based). */
-export function batchIndices(train: Int32Array, batch: number, seed: number, step: number) {
-  const perEpoch = Math.floor(train.length / batch);
-  const epoch = Math.floor(step / perEpoch), first = (step % perEpoch) * batch;
-  const order = permutation(train.length, deriveSeed(seed, epoch, TAG_EPOCH));
-  const out = new Int32Array(batch);
-  for (let j = 0; j < batch; j++) out[j] = train[order[first + j]];
-  return out;
+/**
+ * The dataset indices of the images of optimizer step `step` (0-based): the training split in a
+ * seeded order per epoch. The order of the last epoch asked for is kept (one permutation per
+ * epoch, not per step).
+ */
+export class BatchOrder {
+  private epoch = -1;
+  private order: Int32Array = new Int32Array(0);
+
+  constructor(
+    private readonly train: Int32Array,
+    private readonly batch: number,
+    private readonly seed: number,
+  ) {}
+
+  indices(step: number): Int32Array {
+    const perEpoch = Math.floor(this.train.length / this.batch);
+    const epoch = Math.floor(step / perEpoch), first = (step % perEpoch) * this.batch;
+    if (epoch !== this.epoch) {
+      this.order = permutation(this.train.length, deriveSeed(this.seed, epoch, TAG_EPOCH));
+      this.epoch = epoch;
+    }
+    const out = new Int32Array(this.batch);
+    for (let j = 0; j < this.batch; j++) out[j] = this.train[this.order[first + j]];
+    return out;
+  }
 }
 
 /** PSNR in dB of a mean squared error of values in [-1, 1] (as [0, 1] images: mse / 4). */
@@ -127,6 +145,7 @@ export async function trainVq(
   const progress = new Progress("tokenizer train", o.totalSteps - startStep, "step", {
     quiet: loop.quiet,
   });
+  const order = new BatchOrder(train, o.batch, o.seed);
   const pixels = new Uint8Array(o.batch * side * side * 3); // (batch, side, side, 3)
   const inputs = o.scales.map((s) => new Float32Array(o.batch * 3 * (s * patch) ** 2));
   let lastCheckpoint = startStep > 0 ? startStep : -1;
@@ -167,7 +186,7 @@ export async function trainVq(
   try {
     while (step < o.totalSteps) {
       const t0 = performance.now();
-      const indices = batchIndices(train, o.batch, o.seed, step);
+      const indices = order.indices(step);
       for (let j = 0; j < o.batch; j++) pixels.set(imageAt(set, indices[j]), j * side * side * 3);
       const passes = o.scales.map((s, k) => {
         const px = s * patch;

@@ -455,14 +455,8 @@ class RefConvOps final : public ConvOps<Real> {
     for (int b = 0; b < B; b++) {
       for (int g = 0; g < groups; g++) {
         const int64_t first = ((int64_t)b * C + (int64_t)g * per_group) * HW;
-        // The forward's statistics, exactly as normalise computes them.
-        Real mean = 0;
-        for (int64_t t = 0; t < n; t++) mean += x[first + t];
-        mean /= Real(n);
-        Real var = 0;
-        for (int64_t t = 0; t < n; t++) var += (x[first + t] - mean) * (x[first + t] - mean);
-        var /= Real(n);
-        const Real rstd = Real(1) / std::sqrt(var + Real(eps));
+        Real mean, rstd;  // the forward's statistics
+        group_moments(x + first, n, eps, &mean, &rstd);
         // The gradient at the affine output (before swish) of one element.
         auto dv_at = [&](int c, int64_t at, Real xh) {
           if (!with_swish) return dy[at];
@@ -498,8 +492,20 @@ class RefConvOps final : public ConvOps<Real> {
     }
   }
 
-  // Two passes per (b, group): the mean, then the biased variance about it; then the affine
-  // step and, when asked, swish.
+  // One (b, group)'s n values: the mean, then the biased variance about it (two passes), and
+  // rstd = 1 / sqrt(var + eps). Shared by the forward and the backward, so both see the same bits.
+  static void group_moments(const Real* x, int64_t n, float eps, Real* mean_out, Real* rstd_out) {
+    Real mean = 0;
+    for (int64_t t = 0; t < n; t++) mean += x[t];
+    mean /= Real(n);
+    Real var = 0;
+    for (int64_t t = 0; t < n; t++) var += (x[t] - mean) * (x[t] - mean);
+    var /= Real(n);
+    *mean_out = mean;
+    *rstd_out = Real(1) / std::sqrt(var + Real(eps));
+  }
+
+  // Per (b, group): the moments, then the affine step and, when asked, swish.
   static void normalise(int B, int C, int64_t HW, int groups, float eps, const Real* x,
                         const Real* gamma, const Real* beta, Real* y, bool with_swish) {
     const int per_group = C / groups;
@@ -507,13 +513,8 @@ class RefConvOps final : public ConvOps<Real> {
     for (int b = 0; b < B; b++) {
       for (int g = 0; g < groups; g++) {
         const int64_t first = ((int64_t)b * C + (int64_t)g * per_group) * HW;
-        Real mean = 0;
-        for (int64_t t = 0; t < n; t++) mean += x[first + t];
-        mean /= Real(n);
-        Real var = 0;
-        for (int64_t t = 0; t < n; t++) var += (x[first + t] - mean) * (x[first + t] - mean);
-        var /= Real(n);
-        const Real rstd = Real(1) / std::sqrt(var + Real(eps));
+        Real mean, rstd;
+        group_moments(x + first, n, eps, &mean, &rstd);
         for (int cc = 0; cc < per_group; cc++) {
           const int c = g * per_group + cc;
           for (int64_t p = 0; p < HW; p++) {
