@@ -37,6 +37,35 @@ Deno.test("bench sample --json prints one line with a point per batch size", asy
   }
 });
 
+Deno.test("bench vq-train --json: a step at every scale's size, its FLOP rate beside sgemm's", async () => {
+  const r = await runCli([
+    "bench",
+    "vq-train",
+    ...["--ch", "32", "--ch-mult", "1,2", "--z-channels", "4", "--codes", "16", "--code-dim", "4"],
+    ...["--side", "8", "--scales", "1,2,4", "--batch", "2", "--repeats", "1"],
+    ...["--device", "cpu", "--json"],
+  ]);
+  assert.equal(r.code, 0, r.stderr);
+  const lines = r.stdout.trim().split("\n");
+  assert.equal(lines.length, 1);
+  const j = JSON.parse(lines[0]);
+  assert.equal(j.bench, "vq-train");
+  assert.deepEqual(j.scales, [1, 2, 4]);
+  assert.ok(j.secondsPerStep > 0 && j.sgemmGflops > 0 && j.gflopsPerImage > 0);
+  assert.ok(Math.abs(j.imagesPerSec * j.secondsPerStep - 2) < 1e-6); // the batch, per step
+  assert.ok(Math.abs(j.modelGflops - j.gflopsPerImage * j.imagesPerSec) < 1e-6 * j.modelGflops);
+  assert.ok(Math.abs(j.fractionOfSgemm - j.modelGflops / j.sgemmGflops) < 1e-9);
+});
+
+Deno.test("bench vq-train: scales that miss the final grid and bad sizes are usage errors", async () => {
+  await expectOneLineError(
+    ["bench", "vq-train", "--side", "32", "--scales", "1,2,4"],
+    /--scales must end at side \/ 4 = 8 \(the final token grid\), got 1,2,4/,
+  );
+  await expectOneLineError(["bench", "vq-train", "--batch", "0"], /--batch must be at least 1/);
+  await expectOneLineError(["bench", "vq-train", "--ch-mult", "1,,2"], /--ch-mult/);
+});
+
 Deno.test("bench: unknown presets and subcommands are usage errors", async () => {
   await expectOneLineError(["bench", "train", "--models", "XL"], /unknown preset 'XL'/);
   await expectOneLineError(["bench", "sample", "--batches", "0"], /--batches must be at least 1/);
