@@ -134,15 +134,7 @@ std::unique_ptr<cb::ModelOps<float>> make_model_table_backend(const std::string&
 }
 
 std::unique_ptr<cb::ConvOps<float>> make_table_backend(const std::string& name) {
-  // The cpu backend's whole-image groups (allow_image_groups, as in training) at both scratch
-  // sizes: "cpu-small-scratch" cuts the tiles and the groups small.
-  if (name == "cpu-small-scratch" || name == "cpu-grouped") {
-    auto ops = std::make_unique<cb::CpuConvOps>(name == "cpu-grouped"
-                                                    ? cb::CpuConvOps::kDefaultScratchBytes
-                                                    : size_t(64) << 10);
-    ops->allow_image_groups(true);
-    return ops;
-  }
+  if (name == "cpu-small-scratch") return std::make_unique<cb::CpuConvOps>(size_t(64) << 10);
   std::unique_ptr<cb::ConvOps<float>> ops = cb::make_conv_ops<float>(name);
   EXPECT(ops->name() == name, "asked for conv backend " + name + ", got " + ops->name());
   return ops;

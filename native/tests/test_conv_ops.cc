@@ -152,12 +152,6 @@ const std::vector<ConvShape>& conv_shapes() {
       {{1, 4, 10, 7, 6, 3, 2, 1, 1}, true},     // stride 2 pad 1/1
       {{1, 7, 12, 12, 9, 3, 1, 0, 0}, true},    // 3x3 no padding
       {{1, 3, 4, 5, 2, 1, 1, 1, 1}, true},      // 1x1 padded: the backward's col2im at stride 1
-      // Whole-image groups: with 64 KiB of scratch 2 images a group (the last alone), one group
-      // with the default scratch; the same for 1x1 and stride 2 (col2im).
-      {{5, 10, 8, 8, 6, 3, 1, 1, 1}, true},
-      {{7, 24, 6, 6, 9, 1, 1, 0, 0}, false},
-      {{5, 6, 9, 8, 5, 3, 2, 0, 1}, true},
-      {{3, 16, 24, 24, 8, 3, 1, 1, 1}, false},
   };
   return shapes;
 }
@@ -650,8 +644,7 @@ std::vector<OpCase> quantizer_backward_cases() {
   return cases;
 }
 
-const std::vector<std::string> kCpuBackends = {"cpu-ref", "cpu", "cpu-grouped",
-                                               "cpu-small-scratch"};
+const std::vector<std::string> kCpuBackends = {"cpu-ref", "cpu", "cpu-small-scratch"};
 
 // Restores the cpu thread setting when a test ends, also on failure.
 struct ThreadSetting {

@@ -50,12 +50,6 @@ class ConvOps {
   virtual const char* name() const = 0;
   virtual DeviceMemory& memory() = 0;
 
-  // Whether the backend may multiply several images in one product where that is faster (the
-  // cpu backend's convs on small images). An image's values then depend in their last bits on
-  // the images beside it and on the scratch size, so it is off by default: encoding and decoding
-  // give every image the same bits in any batch. Training (VqTrainer) turns it on.
-  virtual void allow_image_groups(bool allowed) { (void)allowed; }
-
   // y (B, Cout, Ho, Wo) = conv(x (B, Cin, H, W), w (Cout, Cin, k, k)) + bias (Cout; may be null).
   // y must not alias x.
   virtual void conv2d(const Conv2dShape& s, const Real* x, const Real* w, const Real* bias,

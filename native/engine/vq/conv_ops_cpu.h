@@ -46,13 +46,6 @@ namespace cb {
 // below 1 M floats, and loops with arithmetic per element (GroupNorm, swish) split from 128 k.
 constexpr int64_t kConvCopyGrainFloats = int64_t(1) << 20;
 constexpr int64_t kConvComputeGrainElements = int64_t(1) << 17;
-// From this many pixels a 1x1 conv's per-image product (no copy in or out) is big enough on its
-// own, so whole-image groups (conv_im2col.h, batch_group_images) are left to smaller planes.
-constexpr int64_t kConvDirectPlane = 4096;
-// The scratch of one whole-image group at most (2 MiB): a group's columns and product stay in
-// the cache between im2col and the sgemm (groups as large as the 16 MiB scratch made the MNIST
-// VQ's training step 1.4 times slower on one thread).
-constexpr int64_t kConvGroupFloats = int64_t(1) << 19;
 
 class CpuConvOps final : public ConvOps<float> {
  public:
@@ -63,7 +56,6 @@ class CpuConvOps final : public ConvOps<float> {
 
   const char* name() const override { return "cpu"; }
   DeviceMemory& memory() override { return host_memory(); }
-  void allow_image_groups(bool allowed) override { image_groups_ = allowed; }
 
   void conv2d(const Conv2dShape& s, const float* x, const float* w, const float* bias,
               float* y) override;
@@ -122,7 +114,6 @@ class CpuConvOps final : public ConvOps<float> {
   double* partials(size_t count);
 
   size_t scratch_bytes_;
-  bool image_groups_ = false;  // allow_image_groups: the convs' whole-image groups
   std::vector<float> scratch_;
   std::vector<double> partials_;
   // conv2d_backward's flipped, transposed weights (Cin, Cout, k, k): kept out of scratch_,

@@ -1,10 +1,4 @@
 // conv2d of the cpu conv ops: a convolution as matrix products through cpu_sgemm.
-//   whole-image groups, when the scratch bound holds the columns of two images or more (small
-//     images, as in training at the coarse scales' sizes): col (Cin k k, G Ho Wo) holds the
-//     im2col columns of G images side by side, one sgemm (Cout, G Ho Wo) = w col for the group,
-//     and the product's planes go back to (B, Cout, Ho, Wo) with the bias. Measured on the
-//     MNIST VQ's training step (batch 32 at 4, 8, 16 and 32 px, 2 threads): the per-image
-//     products below spent a quarter of the step handing work to the threads.
 //   1x1, stride 1, no padding: y_b (Cout, HW) = w (Cout, Cin) x_b (Cin, HW), one sgemm per image.
 //   otherwise (im2col): per image and per tile of output rows, the input patches are copied into
 //     columns col (Cin k k, rows Wo) and y_b[:, tile] (Cout, rows Wo) = w (Cout, Cin k k) col,
@@ -59,86 +53,42 @@ void copy_shifted_plane(const Conv2dShape& s, const float* plane,  // plane: (H,
   }
 }
 
-// One column row r = (ci, ky, kx) of output rows [y0, y0 + rows) of one image. Stride 1 with
-// Wo == W: a shifted copy of the whole plane (copy_shifted_plane); otherwise row by row.
-void im2col_row(const Conv2dShape& s, const float* x,  // x: (Cin, H, W) of one image
-                int y0, int rows, int64_t r, float* dst_row) {  // dst_row: (rows, Wo)
-  const int Wo = s.out_w(), kk = s.k * s.k;
-  const int ci = (int)(r / kk), ky = (int)(r % kk) / s.k, kx = (int)(r % s.k);
-  int lo, hi;
-  im2col_valid_columns(s.W, Wo, s.stride, s.pad_begin, kx, &lo, &hi);
-  const float* plane = x + (int64_t)ci * s.H * s.W;  // (H, W)
-  if (s.stride == 1 && Wo == s.W) {
-    copy_shifted_plane(s, plane, y0, rows, ky, kx, lo, hi, dst_row);
-    return;
-  }
-  for (int t = 0; t < rows; t++) {
-    float* dst = dst_row + (int64_t)t * Wo;  // (Wo)
-    const int iy = (y0 + t) * s.stride + ky - s.pad_begin;
-    if (iy < 0 || iy >= s.H) {
-      std::fill(dst, dst + Wo, 0.0f);
-      continue;
-    }
-    const float* src = plane + (int64_t)iy * s.W + kx - s.pad_begin;  // src[ox stride]
-    std::fill(dst, dst + lo, 0.0f);
-    if (s.stride == 1) {
-      std::memcpy(dst + lo, src + lo, sizeof(float) * (hi - lo));
-    } else {
-      for (int ox = lo; ox < hi; ox++) dst[ox] = src[(int64_t)ox * s.stride];
-    }
-    std::fill(dst + hi, dst + Wo, 0.0f);
-  }
-}
-
 }  // namespace
 
+// Stride 1 with Wo == W: a shifted copy of the whole plane per column row (copy_shifted_plane);
+// otherwise row by row.
 void im2col_tile(const Conv2dShape& s, const float* x,  // x: (Cin, H, W) of one image
                  int y0, int rows, float* col) {        // col: (Cin k k, rows Wo)
-  const int64_t K = (int64_t)s.Cin * s.k * s.k, ncols = (int64_t)rows * s.out_w();
+  const int Wo = s.out_w(), kk = s.k * s.k;
+  const int64_t K = (int64_t)s.Cin * kk, ncols = (int64_t)rows * Wo;
   // Each column row is a few kilobytes at least; parallel over them.
   parallel_for(K, std::max<int64_t>(1, kConvCopyGrainFloats / std::max<int64_t>(1, ncols)),
                [&](int64_t r0, int64_t r1) {
-    for (int64_t r = r0; r < r1; r++) im2col_row(s, x, y0, rows, r, col + r * ncols);
-  });
-}
-
-void im2col_images(const Conv2dShape& s, const float* x,  // x: (images, Cin, H, W)
-                   int images, float* col) {              // col: (Cin k k, images Ho Wo)
-  const int Ho = s.out_h();
-  const int64_t K = (int64_t)s.Cin * s.k * s.k, P = (int64_t)Ho * s.out_w();
-  const int64_t in_image = (int64_t)s.Cin * s.H * s.W;
-  parallel_for(K * images, std::max<int64_t>(1, kConvCopyGrainFloats / std::max<int64_t>(1, P)),
-               [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {  // i = r images + j
-      const int64_t r = i / images, j = i % images;
-      im2col_row(s, x + j * in_image, 0, Ho, r, col + i * P);
-    }
-  });
-}
-
-void gather_image_planes(int images, int C, int64_t P, const float* src, float* dst) {
-  parallel_for((int64_t)C * images, std::max<int64_t>(1, kConvCopyGrainFloats / P),
-               [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {  // i = c images + j
-      const int64_t c = i / images, j = i % images;
-      std::memcpy(dst + i * P, src + (j * C + c) * P, sizeof(float) * P);
-    }
-  });
-}
-
-void scatter_image_planes(int images, int C, int64_t P, const float* src, const float* bias,
-                          float* dst) {
-  parallel_for((int64_t)C * images, std::max<int64_t>(1, kConvCopyGrainFloats / P),
-               [&](int64_t i0, int64_t i1) {
-    for (int64_t i = i0; i < i1; i++) {  // i = c images + j
-      const int64_t c = i / images, j = i % images;
-      const float* s = src + i * P;
-      float* d = dst + (j * C + c) * P;
-      if (bias == nullptr) {
-        std::memcpy(d, s, sizeof(float) * P);
-      } else {
-        const float add = bias[c];
-        for (int64_t p = 0; p < P; p++) d[p] = s[p] + add;
+    for (int64_t r = r0; r < r1; r++) {
+      const int ci = (int)(r / kk), ky = (int)(r % kk) / s.k, kx = (int)(r % s.k);
+      int lo, hi;
+      im2col_valid_columns(s.W, Wo, s.stride, s.pad_begin, kx, &lo, &hi);
+      const float* plane = x + (int64_t)ci * s.H * s.W;  // (H, W)
+      float* dst_row = col + r * ncols;                   // (rows, Wo)
+      if (s.stride == 1 && Wo == s.W) {
+        copy_shifted_plane(s, plane, y0, rows, ky, kx, lo, hi, dst_row);
+        continue;
+      }
+      for (int t = 0; t < rows; t++) {
+        float* dst = dst_row + (int64_t)t * Wo;  // (Wo)
+        const int iy = (y0 + t) * s.stride + ky - s.pad_begin;
+        if (iy < 0 || iy >= s.H) {
+          std::fill(dst, dst + Wo, 0.0f);
+          continue;
+        }
+        const float* src = plane + (int64_t)iy * s.W + kx - s.pad_begin;  // src[ox stride]
+        std::fill(dst, dst + lo, 0.0f);
+        if (s.stride == 1) {
+          std::memcpy(dst + lo, src + lo, sizeof(float) * (hi - lo));
+        } else {
+          for (int ox = lo; ox < hi; ox++) dst[ox] = src[(int64_t)ox * s.stride];
+        }
+        std::fill(dst + hi, dst + Wo, 0.0f);
       }
     }
   });
@@ -232,28 +182,7 @@ void CpuConvOps::conv2d(const Conv2dShape& s,
   const int Ho = s.out_h(), Wo = s.out_w();
   const int64_t in_plane = (int64_t)s.H * s.W, out_plane = (int64_t)Ho * Wo;
   const float beta = bias != nullptr ? 1.0f : 0.0f;
-  const int K = s.Cin * s.k * s.k;
-  const bool pointwise = s.k == 1 && s.stride == 1 && s.pad_begin == 0 && s.pad_end == 0;
-  // Several small images: one product over all of them (the per-image products of a few
-  // thousand pixels each spent more time splitting work over the threads than multiplying).
-  const int group = !image_groups_ ? 1 : batch_group_images(s, (int64_t)(K + s.Cout) * out_plane,
-                                       std::min<int64_t>(tile_floats(0), kConvGroupFloats));
-  if (group >= 2 && !(pointwise && out_plane >= kConvDirectPlane)) {
-    const int64_t group_cols = (int64_t)group * out_plane;
-    float* col = scratch((size_t)((K + s.Cout) * group_cols));  // (K, group Ho Wo)
-    float* product = col + (int64_t)K * group_cols;              // (Cout, group Ho Wo)
-    for (int b0 = 0; b0 < s.B; b0 += group) {
-      const int images = std::min(group, s.B - b0);
-      const int64_t n = (int64_t)images * out_plane;
-      im2col_images(s, x + (int64_t)b0 * s.Cin * in_plane, images, col);
-      cpu_sgemm(false, false, s.Cout, (int)n, K, 1.0f, w, K, col, (int)n, 0.0f, product,
-                (int)n);
-      scatter_image_planes(images, s.Cout, out_plane, product, bias,
-                           y + (int64_t)b0 * s.Cout * out_plane);
-    }
-    return;
-  }
-  if (pointwise) {
+  if (s.k == 1 && s.stride == 1 && s.pad_begin == 0 && s.pad_end == 0) {
     for (int b = 0; b < s.B; b++) {
       const float* xb = x + (int64_t)b * s.Cin * in_plane;  // (Cin, HW)
       float* yb = y + (int64_t)b * s.Cout * out_plane;      // (Cout, HW)
@@ -272,6 +201,7 @@ void CpuConvOps::conv2d(const Conv2dShape& s,
                    tile_rows);
     return;
   }
+  const int K = s.Cin * s.k * s.k;
   const int64_t row_floats = (int64_t)K * Wo;  // im2col columns of one output row
   const int tile_rows =
       (int)std::min<int64_t>(Ho, std::max<int64_t>(1, tile_floats(row_floats) / row_floats));

@@ -1,9 +1,6 @@
 // conv2d_backward of the cpu conv ops: the gradients of a convolution as matrix products through
-// cpu_sgemm, in the forward's layouts (conv_ops_cpu_conv.cc). Small images go in whole-image
-// groups as in the forward: dy's planes of G images side by side, dy_g (Cout, G Ho Wo), and their
-// columns col (Cin k k, G Ho Wo): dw += dy_g col^T and (col2im) dcol = w^T dy_g, one sgemm each
-// per group. Otherwise per image b and per tile of output rows, with col (Cin k k, n) the im2col
-// columns of x_b for the tile's n = rows Wo pixels:
+// cpu_sgemm, in the forward's layouts (conv_ops_cpu_conv.cc). Per image b and per tile of output
+// rows, with col (Cin k k, n) the im2col columns of x_b for the tile's n = rows Wo pixels:
 //   dw (Cout, Cin k k) += dy_b[:, tile] (Cout, n) col^T (n, Cin k k)   one sgemm, beta 1
 // and dx (overwritten):
 //   1x1, stride 1, no padding: no im2col: dw += dy_b (Cout, HW) x_b^T and dx_b (Cin, HW) =
@@ -39,8 +36,7 @@ namespace {
 // input pixel its tap read (the padding's are dropped). Threaded over input channels, so each dx
 // plane has one writer; within a plane the order is fixed (tap, then row, then column). `first`
 // zeroes dx before adding (the first tile of an image).
-// dcol's rows are `ld` apart (the tile's rows Wo columns, or a whole-image group's).
-void col2im_rows(const Conv2dShape& s, const float* dcol, int64_t ld,  // dcol: (Cin k k, ld)
+void col2im_rows(const Conv2dShape& s, const float* dcol,  // dcol: (Cin k k, rows Wo)
                  int y0, int rows, bool first, float* dx) {  // dx: (Cin, H, W) of one image
   const int Wo = s.out_w(), kk = s.k * s.k;
   const int64_t plane_size = (int64_t)s.H * s.W, ncols = (int64_t)rows * Wo;
@@ -54,7 +50,7 @@ void col2im_rows(const Conv2dShape& s, const float* dcol, int64_t ld,  // dcol: 
         const int ky = tap / s.k, kx = tap % s.k;
         int lo, hi;
         im2col_valid_columns(s.W, Wo, s.stride, s.pad_begin, kx, &lo, &hi);
-        const float* src_rows = dcol + (ci * kk + tap) * ld;  // (rows, Wo)
+        const float* src_rows = dcol + (ci * kk + tap) * ncols;  // (rows, Wo)
         for (int t = 0; t < rows; t++) {
           const int iy = (y0 + t) * s.stride + ky - s.pad_begin;
           if (iy < 0 || iy >= s.H) continue;
@@ -92,42 +88,7 @@ void CpuConvOps::conv2d_backward(const Conv2dShape& s,
       }
     });
   }
-  const bool dx_as_conv = s.stride == 1 && s.pad_begin <= s.k - 1 && s.pad_end <= s.k - 1;
-  const bool with_col2im = dx != nullptr && !dx_as_conv;
-  const int K = s.Cin * kk;
-  const bool pointwise = s.k == 1 && s.stride == 1 && s.pad_begin == 0 && s.pad_end == 0;
-  // Whole-image groups (as the forward's): col and dy's planes side by side, and dcol with
-  // col2im; dx as a conv groups its images itself.
-  const int64_t group_floats_per_image =
-      (int64_t)(K * (with_col2im ? 2 : 1) + s.Cout) * out_plane;
-  const int group = !image_groups_ ? 1 : batch_group_images(s, group_floats_per_image,
-                                       std::min<int64_t>(tile_floats(0), kConvGroupFloats));
-  const bool grouped = group >= 2 && !(pointwise && out_plane >= kConvDirectPlane);
-  if (grouped && (dw != nullptr || with_col2im)) {
-    const int64_t group_cols = (int64_t)group * out_plane;
-    float* col = scratch((size_t)(group_floats_per_image * group));  // (K, group Ho Wo)
-    float* dy_group = col + (int64_t)K * group_cols;                   // (Cout, group Ho Wo)
-    float* dcol = dy_group + (int64_t)s.Cout * group_cols;             // (K, ...) with col2im
-    for (int b0 = 0; b0 < s.B; b0 += group) {
-      const int images = std::min(group, s.B - b0);
-      const int n = (int)(images * out_plane);
-      gather_image_planes(images, s.Cout, out_plane, dy + (int64_t)b0 * s.Cout * out_plane,
-                          dy_group);
-      if (dw != nullptr) {
-        im2col_images(s, x + (int64_t)b0 * s.Cin * in_plane, images, col);
-        // dw (Cout, K) += dy_group (Cout, n) col^T (n, K)
-        cpu_sgemm(false, true, s.Cout, K, n, 1.0f, dy_group, n, col, n, 1.0f, dw, K);
-      }
-      if (with_col2im) {
-        // dcol (K, n) = w^T (K, Cout) dy_group (Cout, n)
-        cpu_sgemm(true, false, K, n, s.Cout, 1.0f, w, K, dy_group, n, 0.0f, dcol, n);
-        for (int j = 0; j < images; j++) {
-          col2im_rows(s, dcol + (int64_t)j * out_plane, n, 0, Ho, true,
-                      dx + (int64_t)(b0 + j) * s.Cin * in_plane);
-        }
-      }
-    }
-  } else if (pointwise) {
+  if (s.k == 1 && s.stride == 1 && s.pad_begin == 0 && s.pad_end == 0) {
     const int n = (int)in_plane;
     for (int b = 0; b < s.B; b++) {
       const float* xb = x + (int64_t)b * s.Cin * in_plane;    // (Cin, HW)
@@ -143,7 +104,11 @@ void CpuConvOps::conv2d_backward(const Conv2dShape& s,
       }
     }
     return;
-  } else if (dw != nullptr || with_col2im) {
+  }
+  const bool dx_as_conv = s.stride == 1 && s.pad_begin <= s.k - 1 && s.pad_end <= s.k - 1;
+  const bool with_col2im = dx != nullptr && !dx_as_conv;
+  const int K = s.Cin * kk;
+  if (dw != nullptr || with_col2im) {
     // Scratch per output row: its im2col columns, and as much again for dcol with col2im.
     const int64_t row_floats = (int64_t)K * Wo * (with_col2im ? 2 : 1);
     const int tile_rows =
@@ -165,7 +130,7 @@ void CpuConvOps::conv2d_backward(const Conv2dShape& s,
         if (with_col2im) {
           // dcol (K, n) = w^T (K, Cout) dy_t (Cout, n)
           cpu_sgemm(true, false, K, n, s.Cout, 1.0f, w, K, dyt, (int)out_plane, 0.0f, dcol, n);
-          col2im_rows(s, dcol, n, y0, rows, y0 == 0, dx + (int64_t)b * s.Cin * in_plane);
+          col2im_rows(s, dcol, y0, rows, y0 == 0, dx + (int64_t)b * s.Cin * in_plane);
         }
       }
     }

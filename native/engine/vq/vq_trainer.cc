@@ -18,8 +18,6 @@ VqTrainer<Real>::VqTrainer(std::unique_ptr<VqModel<Real>> model, const std::stri
   CB_CHECK(&mem == &optimizer_ops_->memory(),
            "VQ trainer: the optimizer backend '" + backend + "' keeps its tensors elsewhere than '" +
                model_->ops().name() + "'");
-  // Training batches many small images: the conv backend may multiply them together.
-  model_->ops().allow_image_groups(true);
   const int64_t n = model_->params().size();
   for (DeviceArray<Real>* a : {&grads_, &m_, &v_}) {
     a->bind(mem);
