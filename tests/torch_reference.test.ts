@@ -11,8 +11,8 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { findTorchPython } from "../scripts/torch-compare.ts";
 import { repoRoot, runCli, tempDir } from "./helpers.ts";
-import { loadSamplingModel } from "../src/model/load.ts";
-import { loadTokenizer } from "../src/tokenizer/load.ts";
+import { loadSamplingModel, readCheckpointWithTokenizer } from "../src/model/load.ts";
+import { decodeFinal } from "../src/sample/render.ts";
 import { writeCheckpoint } from "../src/model/checkpoint.ts";
 import { scaleOffsets } from "../src/plan/layout.ts";
 import { sampleRequest, samplingLayout } from "../src/sample/sampler.ts";
@@ -220,14 +220,14 @@ function classMeans(arr: Uint8Array, labels: Int32Array, side: number, classes: 
 
 /** Images (n, H, W, 3) of the final scale of codes (n, L) through the bundled tokenizer. */
 async function decodeFinalScale(codes: Int32Array, shape: number[]) {
-  const tokenizer = await loadTokenizer(join(BUNDLED, "tokenizer"));
-  const [n, side] = shape;
-  const s = side / tokenizer.patch, L = codes.length / n;
-  const grids = new Uint16Array(n * s * s);
-  for (let i = 0; i < n; i++) {
-    grids.set(codes.subarray(i * L + L - s * s, (i + 1) * L), i * s * s);
+  const { info, tokenizer } = await readCheckpointWithTokenizer(BUNDLED);
+  const images = await decodeFinal(tokenizer, codes, shape[0], info.config.scales, "cpu");
+  const data = new Uint8Array(images.reduce((sum, image) => sum + image.length, 0));
+  let at = 0;
+  for (const image of images) {
+    data.set(image, at);
+    at += image.length;
   }
-  const data = await tokenizer.decodeGrids(grids, n, s, "cpu");
   return { shape, data };
 }
 
