@@ -7,6 +7,7 @@ import { dispatch, nearestNames } from "./command.ts";
 import type { Command } from "./command.ts";
 import { UsageError, UserError } from "../src/errors.ts";
 import { VERSION } from "../src/version.ts";
+import { abortWorld, finishWorld, launchedRanks, startWorld, world } from "../src/dist/world.ts";
 
 /** Subcommands load lazily, so `checkerboard order` never loads the native addon. */
 const commands: { name: string; summary: string; load: () => Promise<{ command: Command }> }[] = [
@@ -103,23 +104,47 @@ export async function main(argv: string[]): Promise<number> {
         })` + (near.length ? `; did you mean '${near[0]}'?` : ""),
       );
     }
+    const ranks = launchedRanks();
+    if (ranks > 1) {
+      if (!MULTI_RANK.has(entry.name)) {
+        throw new UsageError(
+          `'${entry.name}' runs in one process, but a launcher started ${ranks} ranks: run it ` +
+            `without mpirun/srun (multi-process commands: ${[...MULTI_RANK].join(", ")})`,
+        );
+      }
+      if (!rest.includes("--help") && !rest.includes("-h")) startWorld();
+    }
     const { command } = await entry.load();
     await dispatch(command, rest);
+    finishWorld();
     return 0;
   } catch (err) {
-    if (err instanceof UserError) {
-      console.error(`checkerboard: error: ${err.message}`);
-      return err.exitCode;
-    }
-    // Errors thrown by the native addon carry the native file and line.
-    const e = err as Error & { nativeFile?: string; nativeLine?: number };
-    if (e?.nativeFile) {
-      console.error(`checkerboard: error: ${e.message}`);
-      return 1;
-    }
-    console.error(`checkerboard: internal error: ${e?.stack ?? e}`);
-    return 70;
+    const code = report(err);
+    // A failed rank ends the whole job, so that no other rank waits for it in a collective.
+    abortWorld(code);
+    return code;
   }
+}
+
+/** Commands that run over several ranks under mpirun or srun (src/dist/world.ts). */
+const MULTI_RANK = new Set(["train", "sample", "bench"]);
+
+/** Prints an error as one line (a stack for internal errors); returns the exit status. */
+function report(err: unknown): number {
+  // On another rank than 0 the line names the rank.
+  const who = world().size > 1 && !world().isRoot ? ` (rank ${world().rank})` : "";
+  if (err instanceof UserError) {
+    console.error(`checkerboard${who}: error: ${err.message}`);
+    return err.exitCode;
+  }
+  // Errors thrown by the native addon carry the native file and line.
+  const e = err as Error & { nativeFile?: string; nativeLine?: number };
+  if (e?.nativeFile) {
+    console.error(`checkerboard${who}: error: ${e.message}`);
+    return 1;
+  }
+  console.error(`checkerboard${who}: internal error: ${e?.stack ?? e}`);
+  return 70;
 }
 
 if (import.meta.main) {

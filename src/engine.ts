@@ -131,6 +131,23 @@ export interface Addon {
     outFeatures: number,
     repeats: number,
   ): Promise<{ seconds: number[]; precision: string }>;
+  /** Several ranks (native/addon/dist.cc); used through src/dist/world.ts only. */
+  distLaunch(): {
+    rank: number;
+    world: number;
+    localRank: number;
+    localWorld: number;
+    launcher: string;
+  };
+  distInit(): { rank: number; world: number; supported: boolean; whyNot: string };
+  distAllReduce(values: Float64Array): void;
+  distBroadcast(bytes: Uint8Array, root: number): void;
+  distGather(bytes: Uint8Array): Uint8Array;
+  distBarrier(): void;
+  distAbort(code: number): never;
+  distFinalize(): void;
+  distCounters(): { calls: number; bytes: number; seconds: number };
+  distTransport(device: Device): string;
   /** LlamaGen's VQ-16 network (native/addon/vq.cc); used through src/tokenizer/vq_net.ts only. */
   VqNet: NativeVqNetConstructor;
   /** Training that network (native/addon/vq_trainer.cc); through src/tokenizer/vq_trainer.ts. */

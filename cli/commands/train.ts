@@ -38,12 +38,14 @@ import {
   ADAMW,
   batchesPerEpoch,
   METRICS_FILE,
+  rankRows,
   splitImages,
   stepsForEpochs,
   train,
   type TrainOptions,
 } from "../../src/train/loop.ts";
 import type { NativeModel } from "../../src/model/native_model.ts";
+import { barrier, world } from "../../src/dist/world.ts";
 
 /**
  * Training options from the command line, each with its default (TRAIN_DEFAULTS). The options
@@ -262,6 +264,10 @@ export const command: Command = {
       type: "boolean",
       description: "continue the checkpoint in --out exactly where it stopped",
     },
+    zero1: {
+      type: "boolean",
+      description: "under mpirun/srun: shard the AdamW state over the ranks (ZeRO-1)",
+    },
   },
   details: [
     "The model's codebook size, latent dimension (the tokenizer's code vectors), classes and",
@@ -284,6 +290,14 @@ export const command: Command = {
     "OUT/metrics.jsonl (one JSON object per log step: step, epoch, loss in nats, lr,",
     "tokensPerSec, valBitsPerToken). Killed at any moment, a run resumes from its last whole",
     "checkpoint.",
+    "",
+    'Several processes (README, "Training on many GPUs and machines"): under mpirun -np N or',
+    "srun every rank trains on its own N-th of each global --batch (which N must divide) and",
+    "the gradients are averaged with one all-reduce per step (NCCL between GPUs when",
+    "libnccl.so.2 loads, MPI otherwise); rank 0 alone prints and writes. --zero1 also shards",
+    "the AdamW moments: a reduce-scatter, each rank's AdamW step on its shard, an all-gather.",
+    "The result is the single process's up to float summation order; --resume works at any",
+    "number of ranks.",
     "",
     "Example: checkerboard train --data out/mnist-r2 --out out/run1 --model tiny --epochs 10",
   ].join("\n"),
@@ -337,6 +351,12 @@ async function trainCommand(values: OptionValues): Promise<void> {
     stringOption(values, "tokenizer"),
   );
   await checkTrainingData(dataDir, manifest);
+  const w = world();
+  if (values.zero1 === true && w.size === 1) {
+    throw new UsageError(
+      "--zero1 shards the optimizer over several ranks: run under mpirun or srun",
+    );
+  }
 
   const run = resume
     ? await resumedRun(
@@ -362,20 +382,32 @@ async function trainCommand(values: OptionValues): Promise<void> {
   const { model, options, startStep, info } = run;
 
   try {
-    await prepareRunFolder(outDir, tokenizer, resume);
+    rankRows(options.batch); // a --batch that does not split over the ranks fails here
+    // Every rank has checked the folder before rank 0 makes it.
+    barrier();
+    if (w.isRoot) await prepareRunFolder(outDir, tokenizer, resume);
+    const parallel = w.size > 1
+      ? model.attachDataParallel({ zero1: values.zero1 === true })
+      : undefined;
 
     const perEpoch = Math.max(
       1,
       Math.floor(batchesPerEpoch(manifest, options.batch) / options.accum),
     );
-    console.error(
-      `${resume ? `resuming at step ${startStep}` : "training"}: ${
-        describeConfig(model.config)
-      }; ` +
-        `${(model.paramCount / 1e6).toFixed(2)}M parameters on ${model.device}; ` +
-        `${options.totalSteps} steps of ${options.batch}x${options.accum} images ` +
-        `(${splitImages(manifest, "train")} training images), order ${options.order}`,
-    );
+    const ranks = parallel
+      ? `; ${w.size} ranks of ${options.batch / w.size} images, gradients over ` +
+        `${parallel.transport}${values.zero1 === true ? ", AdamW sharded (ZeRO-1)" : ""}`
+      : "";
+    if (w.isRoot) {
+      console.error(
+        `${resume ? `resuming at step ${startStep}` : "training"}: ${
+          describeConfig(model.config)
+        }; ` +
+          `${(model.paramCount / 1e6).toFixed(2)}M parameters on ${model.device}; ` +
+          `${options.totalSteps} steps of ${options.batch}x${options.accum} images ` +
+          `(${splitImages(manifest, "train")} training images), order ${options.order}${ranks}`,
+      );
+    }
     const result = await train({
       model,
       manifest,
@@ -396,10 +428,12 @@ async function trainCommand(values: OptionValues): Promise<void> {
     const loss = Number.isFinite(result.lastLoss)
       ? `loss ${result.lastLoss.toFixed(4)} nats`
       : "no new steps";
-    console.log(
-      `step ${result.step}: ${loss}${val}${stopped}; ` +
-        `checkpoint in ${outDir} (metrics: ${join(outDir, METRICS_FILE)})`,
-    );
+    if (w.isRoot) {
+      console.log(
+        `step ${result.step}: ${loss}${val}${stopped}; ` +
+          `checkpoint in ${outDir} (metrics: ${join(outDir, METRICS_FILE)})`,
+      );
+    }
   } finally {
     model.dispose();
   }

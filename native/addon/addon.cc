@@ -73,6 +73,7 @@ Napi::Object init(Napi::Env env, Napi::Object exports) {
   register_model(env, exports);
   register_vq(env, exports);
   register_vq_trainer(env, exports);
+  register_dist(env, exports);
   return exports;
 }
 

@@ -15,5 +15,6 @@ Napi::Value gemm_limits(const Napi::CallbackInfo& info);     // gemm_limits.cc
 void register_model(Napi::Env env, Napi::Object exports);    // model.cc: the Model class
 void register_vq(Napi::Env env, Napi::Object exports);       // vq.cc: the VqNet class
 void register_vq_trainer(Napi::Env env, Napi::Object exports);  // vq_trainer.cc
+void register_dist(Napi::Env env, Napi::Object exports);        // dist.cc: several ranks
 
 }  // namespace cbn

@@ -9,6 +9,7 @@
 //   setCodebook(values)   the tokenizer's (K, latentDim) code vectors, which forward and sample
 //                         build the Eq. 1 inputs from
 //   stepCount()  setStepCount(t)  dispose()
+//   attachDataParallel(zero1) -> {shardBegin, shardEnd, transport}   (several ranks)
 //   sample(request, onStep | null) -> Promise<{codes, entropy?, stepCodes?, logits?,
 //                                              forwardPasses}>    (sample/sampler.h)
 // Long calls run on a worker thread; while one is in flight every other call is refused, so the
@@ -20,6 +21,7 @@
 #include <string>
 
 #include "args.h"
+#include "dist/data_parallel.h"
 #include "errors.h"
 #include "model/backends.h"
 #include "model/model.h"
@@ -126,6 +128,7 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                         InstanceMethod("stepCount", &ModelWrap::step_count),
                         InstanceMethod("setStepCount", &ModelWrap::set_step_count),
                         InstanceMethod("sample", &ModelWrap::sample),
+                        InstanceMethod("attachDataParallel", &ModelWrap::attach_data_parallel),
                         InstanceMethod("dispose", &ModelWrap::dispose)});
   }
 
@@ -225,8 +228,15 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
       s.beta2 = (float)number_arg(info, 2, "step: beta2");
       s.eps = (float)number_arg(info, 3, "step: eps");
       s.weight_decay = (float)number_arg(info, 4, "step: weightDecay");
+      cb::DataParallel<float>* dp = data_parallel_.get();
       auto* worker = new PromiseWorker(
-          info.Env(), "checkerboard.model", &busy_, [&model, s] { model.step(s); },
+          info.Env(), "checkerboard.model", &busy_, [&model, dp, s] {
+            if (dp != nullptr) {
+              dp->step(s);
+            } else {
+              model.step(s);
+            }
+          },
           [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
       worker->Queue();
       return worker->promise();
@@ -277,8 +287,16 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
       const int64_t total = model.layout().total();
+      const std::string which = string_arg(info, 0, "getState: which");
+      if (data_parallel_ != nullptr) {
+        // Collective under data parallelism (the sharded moments come together on rank 0).
+        const std::vector<float> whole = data_parallel_->gather_state(which);
+        Napi::Float32Array out = Napi::Float32Array::New(info.Env(), whole.size());
+        std::copy(whole.begin(), whole.end(), out.Data());
+        return out;
+      }
       Napi::Float32Array out = Napi::Float32Array::New(info.Env(), total);
-      model.read_state(string_arg(info, 0, "getState: which"), out.Data(), 0, total);
+      model.read_state(which, out.Data(), 0, total);
       return out;
     });
   }
@@ -294,8 +312,32 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
                    std::to_string(values.ElementLength()));
       CB_CHECK(which != "grads", "unknown state '" + which +
                                      "' (params, adamM, adamV; grads is read-only)");
-      model.write_state(which, values.Data(), 0, total);
+      if (data_parallel_ != nullptr) {
+        data_parallel_->write_state(which, values.Data());
+      } else {
+        model.write_state(which, values.Data(), 0, total);
+      }
       return info.Env().Undefined();
+    });
+  }
+
+  // attachDataParallel(zero1): from now on step() exchanges the gradients with the other
+  // ranks (engine/dist/data_parallel.h), and getState/setState of the moments gather or
+  // scatter them under ZeRO-1. Every rank's parameters become rank 0's. Returns
+  // {shardBegin, shardEnd, transport}.
+  Napi::Value attach_data_parallel(const Napi::CallbackInfo& info) {
+    return guarded(info.Env(), [&]() -> Napi::Value {
+      ModelF& model = ready();
+      const bool zero1 = bool_arg(info, 0, "attachDataParallel: zero1");
+      cb::Communicator* comm = cb::dist_communicator();
+      CB_CHECK(comm != nullptr, "attachDataParallel: this process is not one of several ranks");
+      CB_CHECK(data_parallel_ == nullptr, "attachDataParallel: already attached");
+      data_parallel_ = std::make_unique<cb::DataParallel<float>>(model, *comm, zero1);
+      Napi::Object o = Napi::Object::New(info.Env());
+      o.Set("shardBegin", double(model.shard_begin()));
+      o.Set("shardEnd", double(model.shard_end()));
+      o.Set("transport", comm->transport(&model.ops().memory() != &cb::host_memory()));
+      return o;
     });
   }
 
@@ -325,12 +367,14 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value dispose(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       CB_CHECK(!busy_, "model: another call is still running (await it first)");
+      data_parallel_.reset();
       model_.reset();
       return info.Env().Undefined();
     });
   }
 
   std::unique_ptr<ModelF> model_;
+  std::unique_ptr<cb::DataParallel<float>> data_parallel_;  // attachDataParallel
   // Kept between sample() calls (the KV cache and step buffers), freed with the model.
   cb::SampleWorkspace<float> sample_workspace_;
   bool busy_ = false;

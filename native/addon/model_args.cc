@@ -98,6 +98,14 @@ cb::Batch<float> parse_batch(const Napi::Value& value, int64_t codes_per_row) {
   b.targets = typed_field<Napi::Int32Array, int32_t>(o, "targets", napi_int32_array, "an Int32Array", n);
   b.visible_end = typed_field<Napi::Int32Array, int32_t>(o, "visibleEnd", napi_int32_array,
                                                          "an Int32Array", b.T);
+  // Optional: the token count the loss's gradient is divided by (Batch::loss_tokens).
+  const Napi::Value loss_tokens = o.Get("lossTokens");
+  if (!loss_tokens.IsUndefined()) {
+    CB_CHECK(loss_tokens.IsNumber() && loss_tokens.As<Napi::Number>().DoubleValue() >= 1 &&
+                 loss_tokens.As<Napi::Number>().DoubleValue() < 9007199254740992.0,
+             "batch: lossTokens must be a positive integer, got " + kind_of(loss_tokens));
+    b.loss_tokens = int64_t(loss_tokens.As<Napi::Number>().DoubleValue());
+  }
   return b;
 }
 

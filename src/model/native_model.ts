@@ -53,6 +53,12 @@ export interface ModelBatch {
   targets: Int32Array;
   /** (T) slot t attends to slots [0, visibleEnd[t]). */
   visibleEnd: Int32Array;
+  /**
+   * The backward's loss is the sum over the counted slots divided by this many tokens
+   * (default: this batch's counted slots, its mean). A data-parallel rank gives the global
+   * batch's count, so that the ranks' gradients sum to the global batch's mean gradient.
+   */
+  lossTokens?: number;
 }
 
 export interface ForwardResult {
@@ -144,7 +150,17 @@ interface AddonModel {
     onStep: ((step: number, steps: number) => void) | null,
   ): Promise<NativeSampleResult>;
   setStepCount(t: number): void;
+  attachDataParallel(zero1: boolean): DataParallelInfo;
   dispose(): void;
+}
+
+/** What attachDataParallel set up (native/engine/dist/data_parallel.h). */
+export interface DataParallelInfo {
+  /** This rank's optimizer shard of the flat parameters under ZeRO-1 (all of them without). */
+  shardBegin: number;
+  shardEnd: number;
+  /** What carries the gradients: "mpi", "nccl", or "mpi (host copies: ...)". */
+  transport: string;
 }
 
 /**
@@ -259,6 +275,18 @@ export class NativeModel {
   setParam(name: string, values: Float32Array) {
     this.native.setParam(name, values);
   }
+  /**
+   * Makes this model one replica of a data-parallel run over the ranks of src/dist/world.ts:
+   * step() then exchanges the gradients (one all-reduce; with zero1 a reduce-scatter, a
+   * sharded AdamW step and an all-gather), and every rank's parameters become rank 0's. The
+   * forward's batch must carry the global batch's token count (ModelBatch.lossTokens).
+   * getState and setState of the AdamW moments become collective under zero1: every rank
+   * calls them; rank 0 gets the whole state, the others an empty array.
+   */
+  attachDataParallel(o: { zero1: boolean }): DataParallelInfo {
+    return this.native.attachDataParallel(o.zero1);
+  }
+
   /** A copy of a whole flat buffer (layout = `params`). */
   getState(which: StateName): Float32Array {
     return this.native.getState(which);

@@ -18,6 +18,7 @@ import type { NativeModel } from "../model/native_model.ts";
 import { type CheckpointInfo, writeCheckpoint } from "../model/checkpoint.ts";
 import type { Split } from "../data/dataset.ts";
 import { buildModelBatch } from "./inputs.ts";
+import { allReduceSum, world } from "../dist/world.ts";
 import {
   dataPosition,
   dataSeed,
@@ -86,6 +87,28 @@ export interface TrainResult {
   interrupted: boolean;
   lastLoss: number;
   lastVal?: NllResult;
+}
+
+/**
+ * This rank's rows of every global batch of `batch` rows (all of them in one process). The
+ * batch must split evenly, so that every rank's gradient weighs the same.
+ */
+export function rankRows(batch: number): { begin: number; end: number } {
+  const w = world();
+  if (batch % w.size !== 0) {
+    throw new UserError(
+      `--batch ${batch} does not split over ${w.size} ranks (give a multiple of ${w.size})`,
+    );
+  }
+  const per = batch / w.size;
+  return { begin: w.rank * per, end: (w.rank + 1) * per };
+}
+
+/** The slots with a target in a model batch. */
+function countedSlots(batch: { targets: Int32Array }): number {
+  let n = 0;
+  for (const t of batch.targets) n += t >= 0 ? 1 : 0;
+  return n;
 }
 
 /** Images of a split, counted from the shards the manifest lists (what is actually read). */
@@ -193,12 +216,17 @@ export async function evaluateNll(
   // class by class, so the first images alone would be a biased sample).
   const chosen = new Uint8Array(total);
   for (let j = 0; j < images; j++) chosen[Math.floor((j * total) / images)] = 1;
-  const progress = new Progress(o.label ?? "validate", images, "img", { quiet: o.quiet });
+  // Several ranks share the chosen images out (every size-th one each) and sum the figures.
+  const w = world();
+  const mine = Math.floor(images / w.size) + (w.rank < images % w.size ? 1 : 0);
+  const progress = new Progress(o.label ?? "validate", mine, "img", {
+    quiet: o.quiet || !w.isRoot,
+  });
   const L = manifest.sequenceLength;
   const pendingCodes = new Uint16Array(o.batch * L);
   const pendingLabels = new Int32Array(o.batch);
   const pendingSeeds = new Int32Array(o.batch);
-  let pending = 0, seen = 0, index = 0;
+  let pending = 0, seen = 0, index = 0, chosenSoFar = 0;
   const run = async () => {
     const rows = pending;
     const { batch, layouts } = buildModelBatch(
@@ -230,16 +258,23 @@ export async function evaluateNll(
   ) {
     for (let r = 0; r < b.labels.length; r++, index++) {
       if (!chosen[index]) continue;
+      if (chosenSoFar++ % w.size !== w.rank) continue;
       pendingCodes.set(b.codes.subarray(r * L, (r + 1) * L), pending * L);
       pendingLabels[pending] = b.labels[r];
       // The random order of an image is seeded by its index in the split.
       pendingSeeds[pending] = deriveSeed(o.seed ?? 0, index, 0x7a1) | 0;
       if (++pending === o.batch) await run();
     }
-    if (seen + pending >= images) break;
+    if (seen + pending >= mine) break;
   }
   if (pending > 0) await run();
   progress.finish();
+  if (w.size > 1) {
+    const sums = allReduceSum(Float64Array.from([...nats, ...counts, seen]));
+    nats.set(sums.subarray(0, scales.length));
+    counts.set(sums.subarray(scales.length, 2 * scales.length));
+    seen = sums[2 * scales.length];
+  }
   if (seen !== images) {
     throw new UserError(
       `${dir}: read ${seen} of the ${images} validation images the manifest's shards promise`,
@@ -322,7 +357,11 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   };
   const perEpoch = batchesPerEpoch(manifest, o.batch);
   const nullClass = model.config.classes;
-  const metrics = await MetricsLog.open(ctx.outDir, ctx.startStep);
+  // Several ranks: each runs the rows [begin, end) of every global micro-batch; rank 0 alone
+  // writes metrics and checkpoints (every rank runs the same steps, in the same order).
+  const w = world();
+  const rows = rankRows(o.batch);
+  const metrics = w.isRoot ? await MetricsLog.open(ctx.outDir, ctx.startStep) : null;
   const data = trainBatches(ctx.dataDir, manifest, o.batch, o.seed, ctx.startStep * o.accum);
 
   const stop = new StopRequest("stopping after this step");
@@ -357,6 +396,8 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     const { params, adamM, adamV } = state;
     const microBatches = step * o.accum;
     const pos = dataPosition(microBatches, perEpoch);
+    lastCheckpoint = step;
+    if (!w.isRoot) return;
     await writeCheckpoint(
       ctx.outDir,
       model.params,
@@ -364,7 +405,6 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       { ...ctx.info, step },
       { microBatches, epoch: pos.epoch, batch: pos.batch },
     );
-    lastCheckpoint = step;
   };
   const validate = async (step: number, quiet: boolean) => {
     const r = await evaluateNll(model, ctx.dataDir, manifest, ctx.codebook, {
@@ -383,7 +423,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
   };
 
   const progress = new Progress("train", o.totalSteps - ctx.startStep, "step", {
-    quiet: loop.quiet,
+    quiet: loop.quiet || !w.isRoot,
   });
   let step = ctx.startStep;
   let lastLoss = NaN;
@@ -402,21 +442,40 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
         const b = next.value;
         const P = stepsForBatch(o.stepsChoices, o.seed, step, micro);
         ps.push(P);
+        // Dropout and random orders are drawn for the global batch, then sliced: every world
+        // size trains on the same examples.
         const labels = dropClasses(b.labels, o.classDropout, nullClass, o.seed, step, micro);
-        const { batch } = buildModelBatch(b.codes, labels, {
-          scales: manifest.scales,
-          vocab: model.config.vocab,
-          steps: P,
-          order: o.order,
-          sequenceSeeds: o.order === "random"
-            ? sequenceSeeds(labels.length, o.seed, step, micro)
-            : undefined,
-        });
+        const seeds = o.order === "random"
+          ? sequenceSeeds(labels.length, o.seed, step, micro)
+          : undefined;
+        const L = manifest.sequenceLength;
+        const { batch } = buildModelBatch(
+          b.codes.subarray(rows.begin * L, rows.end * L),
+          labels.slice(rows.begin, rows.end),
+          {
+            scales: manifest.scales,
+            vocab: model.config.vocab,
+            steps: P,
+            order: o.order,
+            sequenceSeeds: seeds?.slice(rows.begin, rows.end),
+          },
+        );
+        // Every row counts the same slots, so the global batch counts size / rows as many.
+        if (w.size > 1) {
+          batch.lossTokens = countedSlots(batch) / (rows.end - rows.begin) * o.batch;
+        }
         const r = await model.forward(batch, { backward: true });
         if (!Number.isFinite(r.loss)) throw diverged(step + 1, `loss ${r.loss}`);
         await model.backward();
         nats += r.loss * r.tokens;
         tokens += r.tokens;
+      }
+      // One small all-reduce per step: the global loss, and a stop that any rank was asked
+      // for (Ctrl-C reaches the ranks at different moments; they must stop at the same step).
+      if (w.size > 1) {
+        const sums = allReduceSum(Float64Array.from([nats, tokens, stop.requested ? 1 : 0]));
+        [nats, tokens] = [sums[0], sums[1]];
+        if (sums[2] > 0) stop.request();
       }
       // The gradients of the accum micro-batches are summed (each the gradient of its mean
       // loss), i.e. accum x their mean. AdamW is invariant to that scale once eps is scaled too.
@@ -453,7 +512,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
           entry.valBitsPerToken = lastVal.bitsPerToken;
           entry.valPerScaleBits = lastVal.perScaleBits;
         }
-        await metrics.write(entry);
+        await metrics?.write(entry);
         window = { steps: 0, loss: 0, tokens: 0, seconds: 0 };
       }
       progress.update(
@@ -463,7 +522,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
       );
       if (checkpointNow) await checkpoint(step, state);
       if (stopHere) {
-        if (!loop.quiet && Deno.stderr.isTerminal()) console.error(); // end the bar's line
+        if (!loop.quiet && w.isRoot && Deno.stderr.isTerminal()) console.error(); // end the bar
         if (stop.requested) {
           throw new UserError(
             `interrupted at step ${step} of ${o.totalSteps}; checkpoint written to ${ctx.outDir} ` +
@@ -482,7 +541,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
     // one checkpoint behind.)
     if (lastCheckpoint !== step || step === ctx.startStep) await checkpoint(step);
     if (lastVal && (loop.validateAtEnd ?? true)) {
-      await metrics.write({
+      await metrics?.write({
         step,
         valBitsPerToken: lastVal.bitsPerToken,
         valPerScaleBits: lastVal.perScaleBits,

@@ -29,6 +29,11 @@ export class StopRequest {
     return this.#requested;
   }
 
+  /** Asks for the stop as Ctrl-C does, without its message (another rank was asked). */
+  request() {
+    this.#requested = true;
+  }
+
   /** Stops listening (Ctrl-C ends the process as usual again). */
   dispose() {
     if (this.#listening) Deno.removeSignalListener("SIGINT", this.#onSigint);

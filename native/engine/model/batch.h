@@ -20,6 +20,10 @@ struct Batch {
                                      // order inside a scale (a shard row); L = T - 1
   std::vector<int32_t> targets;      // (B*T) code to predict; < 0 ignored (the class slot)
   std::vector<int32_t> visible_end;  // (T) slot t attends to slots [0, visible_end[t])
+  // The backward's loss is the sum over counted slots divided by this many tokens; 0: by the
+  // batch's own counted slots (its mean). Data parallel ranks give the global batch's count,
+  // so that the sum of the ranks' gradients is the global batch's mean gradient.
+  int64_t loss_tokens = 0;
 };
 
 }  // namespace cb

@@ -54,6 +54,7 @@ Model<Real>::Model(const ModelConfig& config, std::unique_ptr<ModelOps<Real>> op
     a->bind(memory);
     a->resize(total);
   }
+  shard_end_ = total;
   std::vector<Real> host(total, Real(0));
   init_params(config_, layout_, seed, host.data());
   params_.upload(host.data(), total);
@@ -188,7 +189,30 @@ void Model<Real>::read_state(const std::string& which, Real* host, int64_t offse
                              int64_t count) {
   CB_CHECK(offset >= 0 && count >= 0 && offset + count <= layout_.total(),
            "read_state: range outside the parameter buffer");
-  state(which).download(host, count, offset);
+  state(which).download(host, count, offset - state_origin(which, offset, count));
+}
+
+template <typename Real>
+int64_t Model<Real>::state_origin(const std::string& which, int64_t offset, int64_t count) const {
+  if (which != "adamM" && which != "adamV") return 0;
+  CB_CHECK(offset >= shard_begin_ && offset + count <= shard_end_,
+           which + ": values [" + std::to_string(offset) + ", " + std::to_string(offset + count) +
+               ") are outside this process's optimizer shard [" + std::to_string(shard_begin_) +
+               ", " + std::to_string(shard_end_) + ")");
+  return shard_begin_;
+}
+
+template <typename Real>
+void Model<Real>::set_optimizer_shard(int64_t begin, int64_t end) {
+  CB_CHECK(0 <= begin && begin <= end && end <= layout_.total(),
+           "optimizer shard [" + std::to_string(begin) + ", " + std::to_string(end) +
+               ") is outside the parameter buffer");
+  shard_begin_ = begin;
+  shard_end_ = end;
+  for (DeviceArray<Real>* a : {&adam_m_, &adam_v_}) {
+    a->resize(end - begin);
+    a->zero();
+  }
 }
 
 template <typename Real>
@@ -197,7 +221,7 @@ void Model<Real>::write_state(const std::string& which, const Real* host, int64_
   CB_CHECK(which != "grads", "the gradients are read-only");
   CB_CHECK(offset >= 0 && count >= 0 && offset + count <= layout_.total(),
            "write_state: range outside the parameter buffer");
-  state(which).upload(host, count, offset);
+  state(which).upload(host, count, offset - state_origin(which, offset, count));
   if (which == "params") mark_params_written();
 }
 
@@ -436,8 +460,12 @@ ForwardResult Model<Real>::forward(const Batch<Real>& batch, bool for_backward) 
   counted_ = std::count_if(batch.targets.begin(), batch.targets.end(),
                            [](int32_t t) { return t >= 0; });
   CB_CHECK(counted_ > 0, "batch: no slot has a target");
+  CB_CHECK(batch.loss_tokens == 0 || batch.loss_tokens >= counted_,
+           "batch: loss_tokens " + std::to_string(batch.loss_tokens) + " is below the batch's " +
+               std::to_string(counted_) + " counted slots");
+  const int64_t mean_over = batch.loss_tokens > 0 ? batch.loss_tokens : counted_;
   op.softmax_cross_entropy(n, K, A.logits, targets_.data(), A.loss_rows,
-                           for_backward ? A.dlogits : nullptr, Real(1) / Real(counted_));
+                           for_backward ? A.dlogits : nullptr, Real(1) / Real(mean_over));
   loss_host_.resize(n);
   read_loss_rows(loss_host_.data());
   double total = 0;
@@ -537,19 +565,25 @@ void Model<Real>::step(const AdamWSettings& s) {
   step_++;
   params_version_ = next_params_version();  // the bf16 copy is written along with params_
   if (mixed_ != nullptr) params16();  // fresh before the step, so in step with params_ after it
+  // Each tensor's part inside the optimizer shard (all of it without sharding); the moments
+  // hold the shard alone, from shard_begin_.
   for (const ParamEntry& e : layout_.entries()) {
+    const int64_t begin = std::max(e.offset, shard_begin_);
+    const int64_t end = std::min(e.offset + e.size, shard_end_);
+    if (begin >= end) continue;
+    const int64_t count = end - begin, moment = begin - shard_begin_;
     if constexpr (std::is_same<Real, float>::value) {
       if (mixed_ != nullptr) {
-        mixed_->adamw_mixed(e.size, params_.data() + e.offset, params16_.data() + e.offset,
-                            grads_.data() + e.offset, adam_m_.data() + e.offset,
-                            adam_v_.data() + e.offset, s.lr, s.beta1, s.beta2, s.eps,
+        mixed_->adamw_mixed(count, params_.data() + begin, params16_.data() + begin,
+                            grads_.data() + begin, adam_m_.data() + moment,
+                            adam_v_.data() + moment, s.lr, s.beta1, s.beta2, s.eps,
                             e.decay ? s.weight_decay : 0.0f, step_);
         continue;
       }
     }
-    ops_->adamw(e.size, params_.data() + e.offset, grads_.data() + e.offset,
-                adam_m_.data() + e.offset, adam_v_.data() + e.offset, s.lr, s.beta1, s.beta2,
-                s.eps, e.decay ? s.weight_decay : 0.0f, step_);
+    ops_->adamw(count, params_.data() + begin, grads_.data() + begin, adam_m_.data() + moment,
+                adam_v_.data() + moment, s.lr, s.beta1, s.beta2, s.eps,
+                e.decay ? s.weight_decay : 0.0f, step_);
   }
 }
 

@@ -78,8 +78,16 @@ class Model {
   // Accumulates (+=) into grads() the gradient of the last forward's mean loss.
   void backward();
   void zero_grad();
-  // One AdamW step over every tensor (decay only where the layout says so); increments the step.
+  // One AdamW step over every tensor (decay only where the layout says so), or only over the
+  // optimizer shard's values (set_optimizer_shard); increments the step.
   void step(const AdamWSettings& s);
+  // Optimizer-state sharding (ZeRO-1, dist/data_parallel.h): this process keeps the AdamW
+  // moments of the flat values [begin, end) alone, and step() updates only those parameters.
+  // The moments are reset to zero; read_state/write_state of "adamM"/"adamV" then take ranges
+  // inside the shard (offsets stay those of the whole buffer). [0, total) undoes it.
+  void set_optimizer_shard(int64_t begin, int64_t end);
+  int64_t shard_begin() const { return shard_begin_; }
+  int64_t shard_end() const { return shard_end_; }
 
   // The last forward's outputs, in the backend's memory; read_* copy them to the host.
   const Real* logits() const { return act_.logits; }          // (B*T, K)
@@ -142,6 +150,9 @@ class Model {
   const bf16_t* half_of(const Real* p) { return params16() + (p - params_.data()); }
 
   DeviceArray<Real>& state(const std::string& which);
+  // Where a state's array starts in whole-buffer offsets (the shard's start for the moments),
+  // after checking that [offset, offset + count) lies inside it.
+  int64_t state_origin(const std::string& which, int64_t offset, int64_t count) const;
   void mark_params_written();
 
   ModelConfig config_;
@@ -150,6 +161,7 @@ class Model {
   DeviceArray<Real> params_, grads_, adam_m_, adam_v_;
   ParamView<Real> P_;  // every tensor of params_
   int64_t step_ = 0;
+  int64_t shard_begin_ = 0, shard_end_ = 0;  // the optimizer shard; [0, total) without sharding
   MixedPrecisionOps* mixed_ = nullptr;  // ops_->mixed() for a float model
   DeviceArray<bf16_t> params16_;        // (total) bf16 copy of params_ under mixed precision
   bool params16_stale_ = true;          // params_ were written since params16_ was
