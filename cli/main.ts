@@ -106,7 +106,7 @@ export async function main(argv: string[]): Promise<number> {
     }
     const ranks = launchedRanks();
     if (ranks > 1) {
-      if (!MULTI_RANK.has(entry.name)) {
+      if (!MULTI_RANK.has(entry.name) || (entry.name === "bench" && rest[0] !== "sample")) {
         throw new UsageError(
           `'${entry.name}' runs in one process, but a launcher started ${ranks} ranks: run it ` +
             `without mpirun/srun (multi-process commands: ${[...MULTI_RANK].join(", ")})`,
@@ -127,7 +127,7 @@ export async function main(argv: string[]): Promise<number> {
 }
 
 /** Commands that run over several ranks under mpirun or srun (src/dist/world.ts). */
-const MULTI_RANK = new Set(["train", "sample", "bench"]);
+const MULTI_RANK = new Set(["train", "sample", "bench"]); // bench: `bench sample` only
 
 /** Prints an error as one line (a stack for internal errors); returns the exit status. */
 function report(err: unknown): number {

@@ -40,6 +40,21 @@ if ! have_openblas || ! have_onednn; then
   fi
 fi
 
+# OpenMPI: several processes (mpirun -np N checkerboard train/sample; tests/ranks.test.ts). The
+# addon builds without it, as one process only.
+have_mpi() { command -v mpirun >/dev/null && { [ -f /usr/include/x86_64-linux-gnu/mpi/mpi.h ] ||
+  [ -f /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h ] || [ -f /usr/include/mpi.h ]; }; }
+if ! have_mpi; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing OpenMPI (libopenmpi-dev openmpi-bin) with apt-get" >&2
+    apt-get update -qq >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenmpi-dev openmpi-bin >&2
+  else
+    echo "setup: warning: OpenMPI not found and not root; install libopenmpi-dev and" \
+      "openmpi-bin for multi-process training and sampling" >&2
+  fi
+fi
+
 # /usr/bin/time (the `time` package): scripts/data-scale.ts reads peak memory from `time -v`.
 if [ ! -x /usr/bin/time ] && [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
   echo "setup: installing time (/usr/bin/time, for scripts/data-scale.ts) with apt-get" >&2

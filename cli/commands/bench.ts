@@ -17,6 +17,7 @@ import { type LimitSettings, type MachineLimits, peakFor } from "../../src/bench
 import { UsageError } from "../../src/errors.ts";
 import { BENCH_SETUPS } from "../../src/bench/train_bench.ts";
 import { totalSteps } from "../../src/plan/blocks.ts";
+import { allReduceSum, barrier, world } from "../../src/dist/world.ts";
 
 const commonOptions: Command["options"] = {
   device: deviceOption,
@@ -232,8 +233,23 @@ async function runSample(values: OptionValues) {
   try {
     const c = model.config;
     const stepsTotal = totalSteps(c.scales, steps);
+    const w = world();
     for (const batch of batches) {
+      barrier(); // several ranks: every rank's point runs at the same time
       const r = await benchSamplePoint(model, codebook, options, batch, repeats);
+      if (w.size > 1) {
+        // The job's rate: every rank samples its own batches at once.
+        const together = allReduceSum(Float64Array.of(r.imagesPerSec))[0];
+        if (w.isRoot && !values.json) {
+          console.log(
+            `sample ${name} over ${w.size} ranks, batch ${batch} each: ` +
+              `${together.toFixed(2)} images/s together, ${(1000 / together).toFixed(1)} ms ` +
+              `per image of the job (rank 0 alone: ${r.imagesPerSec.toFixed(2)} images/s)`,
+          );
+        }
+        points.push({ ...r, ranks: w.size, imagesPerSecTogether: together });
+        continue;
+      }
       // Every step reads every weight once (bf16 copies under bf16), for the whole batch.
       const weightBytes = model.paramCount * (shown === "bf16" ? 2 : 4) * stepsTotal / batch;
       const readGBps = weightBytes / r.secondsPerImage / 1e9;
@@ -255,7 +271,7 @@ async function runSample(values: OptionValues) {
           `${ofPeak(r.modelGflops, shown, limits)}${bandwidth} [${shown}]`,
       );
     }
-    if (values.json) {
+    if (values.json && w.isRoot) {
       console.log(JSON.stringify({
         bench: "sample",
         model: name,

@@ -38,6 +38,8 @@ import {
   stepLabels,
 } from "../../src/sample/render.ts";
 import { entropyFigures } from "../../src/sample/figures.ts";
+import { rankRange, world } from "../../src/dist/world.ts";
+import { gatherSamples } from "../../src/dist/sharded_sampling.ts";
 import {
   type ClassSpec,
   imageFileName,
@@ -377,32 +379,60 @@ export const command: Command = {
     checkSampleMemory(n, scales.reduce((a, s) => a + s * s, 0), side, o);
     const labels = labelsFor(spec, classes, perClass, count, seed); // (n)
 
+    // Several ranks: each samples and decodes its own range of the images; rank 0 writes.
+    const w = world();
+    const mine = rankRange(n);
     const out = new OutputFolder(outDir);
-    await out.prepare({ force: values.force === true });
+    if (w.isRoot) await out.prepare({ force: values.force === true });
+    if (w.size > 1 && values.progressive === true) {
+      throw new UsageError("--progressive runs in one process (drop it under mpirun/srun)");
+    }
     let model: NativeModel | undefined;
     try {
       const device = await deviceFrom(values);
       if (threads !== undefined) (await import("../../src/engine.ts")).setThreads(threads);
       model = modelFromCheckpoint(loaded, device, precisionFrom(values));
-      console.log(
-        `${path} (step ${info.step}): ${n} images of classes ${
-          spec.kind === "random" ? "random" : classes.join(",")
-        } on ${device}; scales ${scales.join(",")}, P ${
-          effective.join(",")
-        }: ${planSteps} steps, ` +
-          `order ${o.order}, cfg ${guidance} after the first ${guidanceStart} steps, ` +
-          `temperature ${temperature}, top-k ${topK || "off"}, top-p ${topP}, seed ${seed}`,
-      );
-      const progress = new Progress("sampling", n, "img");
-      const sampled = await sampleCodes(
+      const ranks = w.size > 1 ? ` over ${w.size} ranks` : "";
+      if (w.isRoot) {
+        console.log(
+          `${path} (step ${info.step}): ${n} images of classes ${
+            spec.kind === "random" ? "random" : classes.join(",")
+          } on ${device}; scales ${scales.join(",")}, P ${
+            effective.join(",")
+          }: ${planSteps} steps, ` +
+            `order ${o.order}, cfg ${guidance} after the first ${guidanceStart} steps, ` +
+            `temperature ${temperature}, top-k ${
+              topK || "off"
+            }, top-p ${topP}, seed ${seed}${ranks}`,
+        );
+      }
+      const progress = new Progress("sampling", mine.end - mine.begin, "img", {
+        quiet: !w.isRoot,
+      });
+      const own = await sampleCodes(
         model,
         tokenizer.codebook,
-        labels,
-        o,
+        labels.subarray(mine.begin, mine.end),
+        { ...o, imageIndex0: mine.begin },
         (done, step, total) => progress.update(done, `step ${step}/${total}`),
       );
       progress.finish("");
-      await writeOutputs(out, values, sampled, tokenizer, o, rowOrder, info.classes, device);
+      // n x (side, side, 3)
+      const decoded = await decodeFinal(tokenizer, own.codes, own.labels.length, scales, device);
+      const all = gatherSamples(own, decoded, labels);
+      if (all === null) return; // another rank than 0: rank 0 writes
+      const sampled = all.sampled;
+      await writeOutputs(
+        out,
+        values,
+        sampled,
+        all.images,
+        tokenizer,
+        o,
+        rowOrder,
+        info.classes,
+        device,
+      );
       const written = await out.commit();
       const perImage = sampled.seconds / Math.max(1, n);
       console.log(
@@ -412,7 +442,7 @@ export const command: Command = {
       );
       for (const p of written) console.log(`wrote ${p}`);
     } catch (err) {
-      await out.abort();
+      if (w.isRoot) await out.abort();
       throw err;
     } finally {
       model?.dispose();
@@ -425,6 +455,7 @@ async function writeOutputs(
   out: OutputFolder,
   values: OptionValues,
   r: SampledCodes,
+  images: Uint8Array[], // n x (side, side, 3), decoded from r.codes
   tokenizer: ImageTokenizer,
   o: SamplingOptions,
   rowOrder: number[],
@@ -433,7 +464,6 @@ async function writeOutputs(
 ) {
   const n = r.labels.length, scales = r.scales;
   const side = scales[scales.length - 1] * tokenizer.patch;
-  const images = await decodeFinal(tokenizer, r.codes, n, scales, device); // n x (side, side, 3)
   const grid = classGrid(images, side, r.labels, rowOrder, { classNames });
   await out.stage("grid.png", pngFile(grid));
   await out.stage("samples.npz", samplesNpz(images, side, r.labels));

@@ -45,7 +45,7 @@ import {
   type TrainOptions,
 } from "../../src/train/loop.ts";
 import type { NativeModel } from "../../src/model/native_model.ts";
-import { barrier, world } from "../../src/dist/world.ts";
+import { barrier, collectiveCounters, world } from "../../src/dist/world.ts";
 
 /**
  * Training options from the command line, each with its default (TRAIN_DEFAULTS). The options
@@ -428,6 +428,7 @@ async function trainCommand(values: OptionValues): Promise<void> {
     const loss = Number.isFinite(result.lastLoss)
       ? `loss ${result.lastLoss.toFixed(4)} nats`
       : "no new steps";
+    if (parallel) reportCollectives(result.step - startStep, w.size);
     if (w.isRoot) {
       console.log(
         `step ${result.step}: ${loss}${val}${stopped}; ` +
@@ -437,6 +438,21 @@ async function trainCommand(values: OptionValues): Promise<void> {
   } finally {
     model.dispose();
   }
+}
+
+/**
+ * Rank 0's figures of the gradient exchange: the buffer reduced per step (a ring all-reduce
+ * sends 2 (N-1)/N of it from each rank) and the time per step spent in the collectives.
+ */
+function reportCollectives(steps: number, ranks: number) {
+  const k = collectiveCounters();
+  if (!world().isRoot || steps < 1) return;
+  const mb = k.bytes / steps / 1e6;
+  console.error(
+    `gradient exchange: ${mb.toFixed(2)} MB per step in ${(k.calls / steps).toFixed(0)} ` +
+      `collective(s) (${(mb * 2 * (ranks - 1) / ranks).toFixed(2)} MB sent by each rank in a ` +
+      `ring), ${(k.seconds / steps * 1000).toFixed(1)} ms per step`,
+  );
 }
 
 interface PreparedRun {
