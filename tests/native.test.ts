@@ -15,7 +15,7 @@ Deno.test("native engine tests pass under ctest", async () => {
   const dec = new TextDecoder();
   const stdout = dec.decode(out.stdout), stderr = dec.decode(out.stderr);
   assert.equal(out.code, 0, `scripts/native-test.sh failed:\n${stdout}\n${stderr}`);
-  assert.match(stdout, /100% tests passed, 0 tests failed out of 14/);
+  assert.match(stdout, /100% tests passed, 0 tests failed out of 15/);
   for (
     const group of [
       "status",
@@ -31,6 +31,7 @@ Deno.test("native engine tests pass under ctest", async () => {
       "vq-model",
       "vq-train",
       "bf16",
+      "dist",
     ]
   ) {
     assert.match(stdout, new RegExp(`Test +#\\d+: ${group} \\.+ +Passed`), `ctest group ${group}`);

@@ -428,7 +428,7 @@ async function trainCommand(values: OptionValues): Promise<void> {
     const loss = Number.isFinite(result.lastLoss)
       ? `loss ${result.lastLoss.toFixed(4)} nats`
       : "no new steps";
-    if (parallel) reportCollectives(result.step - startStep, w.size);
+    if (parallel) reportCollectives(result.step - startStep, w.size, model.paramCount);
     if (w.isRoot) {
       console.log(
         `step ${result.step}: ${loss}${val}${stopped}; ` +
@@ -441,17 +441,20 @@ async function trainCommand(values: OptionValues): Promise<void> {
 }
 
 /**
- * Rank 0's figures of the gradient exchange: the buffer reduced per step (a ring all-reduce
- * sends 2 (N-1)/N of it from each rank) and the time per step spent in the collectives.
+ * Rank 0's figures of the gradient exchange: the flat gradient buffer (fp32) exchanged per step,
+ * of which each rank sends 2 (N-1)/N (a ring all-reduce, or a reduce-scatter and an
+ * all-gather under ZeRO-1), the collectives per step and the time per step spent in them.
  */
-function reportCollectives(steps: number, ranks: number) {
+function reportCollectives(steps: number, ranks: number, params: number) {
   const k = collectiveCounters();
   if (!world().isRoot || steps < 1) return;
-  const mb = k.bytes / steps / 1e6;
+  const mb = params * 4 / 1e6;
   console.error(
-    `gradient exchange: ${mb.toFixed(2)} MB per step in ${(k.calls / steps).toFixed(0)} ` +
-      `collective(s) (${(mb * 2 * (ranks - 1) / ranks).toFixed(2)} MB sent by each rank in a ` +
-      `ring), ${(k.seconds / steps * 1000).toFixed(1)} ms per step`,
+    `gradient exchange: ${mb.toFixed(2)} MB of gradients per step in ` +
+      `${(k.calls / steps).toFixed(0)} collective(s), ${
+        (mb * 2 * (ranks - 1) / ranks).toFixed(2)
+      } ` +
+      `MB sent by each rank; ${(k.seconds / steps * 1000).toFixed(1)} ms per step`,
   );
 }
 

@@ -56,7 +56,7 @@ Napi::Value dist_all_reduce(const Napi::CallbackInfo& info) {
                  info[0].As<Napi::TypedArray>().TypedArrayType() == napi_float64_array,
              "distAllReduce: values must be a Float64Array, got " + kind_of(info[0]));
     Napi::Float64Array v = info[0].As<Napi::Float64Array>();
-    comm().all_reduce_sum(v.Data(), int64_t(v.ElementLength()), cb::host_memory());
+    comm().all_reduce_host(v.Data(), int64_t(v.ElementLength()));
     return info.Env().Undefined();
   });
 }

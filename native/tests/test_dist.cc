@@ -85,7 +85,7 @@ CB_TEST("dist", zero1_shards_step_like_the_whole) {
   second->set_optimizer_shard(cut, total);
   cb::AdamWSettings s;
   s.lr = 1e-2f;
-  std::vector<float> grads(size_t(total)), params(size_t(total));
+  std::vector<float> params(static_cast<size_t>(total));
   for (int step = 0; step < 3; step++) {
     whole->zero_grad();
     whole->forward(batch, true);
@@ -100,7 +100,7 @@ CB_TEST("dist", zero1_shards_step_like_the_whole) {
     whole->step(s);
     first->step(s);
     second->step(s);
-    std::vector<float> a(size_t(total)), b(size_t(total));
+    std::vector<float> a(static_cast<size_t>(total)), b(static_cast<size_t>(total));
     whole->read_state("params", a.data(), 0, total);
     first->read_state("params", b.data(), 0, cut);
     second->read_state("params", b.data() + cut, cut, total - cut);
