@@ -110,7 +110,7 @@ export interface Addon {
     c: Float32Array,
     ldc: number,
   ): void;
-  setThreads(threads: number): number;
+  setThreads(threads: number, splitThreads?: number): number;
   nearestCodes(
     backend: string,
     points: Float32Array,
@@ -225,10 +225,13 @@ export async function settleNativeWork(): Promise<void> {
 
 /**
  * Sets the threads of the cpu backend, OpenBLAS's included (0: one per hardware thread);
- * returns the count now in use. Results do not depend on it.
+ * returns the count now in use. The matrix products are cut into pieces for `splitThreads`
+ * threads (default: `threads`), and that cut fixes their rounding: a process that runs fewer
+ * threads than it cuts for (a rank of several on one machine) computes the same bits as one
+ * process with `splitThreads` threads.
  */
-export function setThreads(threads: number): number {
-  return nativeAddon().setThreads(threads);
+export function setThreads(threads: number, splitThreads?: number): number {
+  return nativeAddon().setThreads(threads, splitThreads);
 }
 
 /**

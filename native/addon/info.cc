@@ -65,7 +65,12 @@ Napi::Value cuda_status(const Napi::CallbackInfo& info) {
 Napi::Value set_threads(const Napi::CallbackInfo& info) {
   Napi::Env env = info.Env();
   return guarded(env, [&]() -> Napi::Value {
-    cb::set_cpu_threads((int)int_arg(info, 0, "threads", 0, 1024));
+    // setThreads(threads, splitThreads?): splitThreads, the count products are cut for,
+    // defaults to threads (parallel.h, cpu_split_threads).
+    const int split = info.Length() > 1 && !info[1].IsUndefined()
+                          ? (int)int_arg(info, 1, "splitThreads", 0, 1024)
+                          : -1;
+    cb::set_cpu_threads((int)int_arg(info, 0, "threads", 0, 1024), split);
     return Napi::Number::New(env, cb::cpu_threads());
   });
 }

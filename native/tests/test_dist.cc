@@ -3,6 +3,7 @@
 // ZeRO-1's step: two shard-stepping replicas of a model, fed the same gradients, end with the
 // parameters and moments of the unsharded step, value for value. The collectives themselves
 // run across processes in tests/ranks.test.ts (mpirun).
+#include <array>
 #include <cstdlib>
 #include <cstring>
 #include <string>
@@ -12,6 +13,8 @@
 #include "harness.h"
 #include "model/backends.h"
 #include "model_fixture.h"
+#include "cpu/parallel.h"
+#include "cpu/sgemm.h"
 
 CB_TEST("dist", even_shards_tile_the_buffer) {
   for (int64_t total : {0, 1, 7, 1000, 1001}) {
@@ -121,4 +124,38 @@ CB_TEST("dist", zero1_shards_step_like_the_whole) {
     refused = std::string(e.what()).find("optimizer shard") != std::string::npos;
   }
   EXPECT(refused, "moments outside the shard must be refused");
+}
+
+// A rank of several on one machine runs fewer threads than one process but cuts its products
+// for the machine's count (set_cpu_threads' split_threads), so its sums round the same: the
+// same bits whichever threads run the pieces.
+CB_TEST("dist", products_round_as_cut_not_as_run) {
+  struct Restore {
+    ~Restore() { cb::set_cpu_threads(0); }
+  } restore;
+  for (const auto& shape : std::vector<std::array<int, 3>>{{8, 1536, 512}, {32, 2048, 512},
+                                                          {300, 512, 1024}}) {
+    const int m = shape[0], n = shape[1], k = shape[2];
+    std::vector<float> a(size_t(m) * k), b(size_t(k) * n);
+    uint32_t x = 12345;
+    for (float* v : {a.data(), b.data()}) {
+      const size_t len = v == a.data() ? a.size() : b.size();
+      for (size_t i = 0; i < len; i++) {
+        x = x * 1664525u + 1013904223u;
+        v[i] = float(x >> 8) / float(1 << 24) - 0.5f;
+      }
+    }
+    std::vector<std::vector<float>> c;
+    for (const std::array<int, 2>& threads : std::vector<std::array<int, 2>>{{2, 2}, {1, 2}, {4, 2}}) {
+      cb::set_cpu_threads(threads[0], threads[1]);
+      c.emplace_back(size_t(m) * n, 0.0f);
+      cb::cpu_sgemm(false, false, m, n, k, 1.0f, a.data(), k, b.data(), n, 0.0f, c.back().data(), n);
+    }
+    for (size_t i = 1; i < c.size(); i++) {
+      EXPECT(std::memcmp(c[0].data(), c[i].data(), c[0].size() * sizeof(float)) == 0,
+             "a " + std::to_string(m) + "x" + std::to_string(n) + "x" + std::to_string(k) +
+                 " product cut for 2 threads differs when run on " +
+                 std::to_string(i == 1 ? 1 : 4));
+    }
+  }
 }

@@ -75,13 +75,16 @@ struct Split {
 Split split_for(int64_t m, int64_t n, int64_t k, bool rows_first = false) {
   Split s;
   s.threads = in_parallel_for() ? 1 : cpu_threads();
+  // The pieces follow the thread count the products are cut for, which may exceed the threads
+  // that run them (cpu_split_threads, parallel.h); in a parallel_for range one piece.
+  const int cut_for = in_parallel_for() ? 1 : cpu_split_threads();
   s.by_columns = !rows_first && n >= m;
   s.extent = s.by_columns ? n : m;
   s.blocks = (s.extent + kSplitAlign - 1) / kSplitAlign;
   const double macs = double(m) * double(n) * double(k);
   const int64_t wanted = macs < kSplitMacs    ? 1
-                         : macs < kPieceMacs ? s.threads
-                                             : int64_t(s.threads) * kPiecesPerThread;
+                         : macs < kPieceMacs ? cut_for
+                                             : int64_t(cut_for) * kPiecesPerThread;
   s.pieces = (int)std::min<int64_t>(wanted, s.blocks);
   return s;
 }
@@ -89,7 +92,7 @@ Split split_for(int64_t m, int64_t n, int64_t k, bool rows_first = false) {
 // Runs C = alpha op(A) op(B) + beta C + bias as independent products over column blocks of C
 // (or row blocks, when C has more rows than columns), each through `one`, taken by the
 // parallel_for threads in turn; with one piece, or on a small product, `one` runs the whole.
-// The pieces depend only on the shape and cpu_threads(), so the sums do too (which thread runs
+// The pieces depend only on the shape and cpu_split_threads(), so the sums do too (which thread runs
 // a piece does not change it). elem: bytes per A/B value.
 // Calls piece(begin, end) for each piece of `split` (its columns or rows [begin, end)), the
 // pieces taken by the parallel_for threads in turn; the whole extent at once for one piece.

@@ -30,9 +30,11 @@
 
 namespace cb {
 
-void set_cpu_threads(int threads) {
+void set_cpu_threads(int threads, int split_threads) {
   CB_CHECK(threads >= 0 && threads <= 1024, "threads must be in [0, 1024]");
+  CB_CHECK(split_threads >= -1 && split_threads <= 1024, "split threads must be in [-1, 1024]");
   cpu_thread_limit().store(threads);
+  cpu_split_limit().store(split_threads < 0 ? threads : split_threads);
 #ifdef CB_HAVE_OPENBLAS
   openblas_set_num_threads(cpu_threads());
 #endif
