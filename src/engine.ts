@@ -41,6 +41,15 @@ export interface CudaStatus {
   devices: CudaDevice[];
 }
 
+/** Several processes: MPI in this build, and NCCL on this machine (native/addon/dist.cc). */
+export interface DistSupport {
+  mpi: boolean;
+  /** e.g. "Open MPI v4.1.4"; empty without MPI. */
+  mpiLibrary: string;
+  mpiWhyNot: string;
+  nccl: { loaded: boolean; version: number; path: string; whyNot: string };
+}
+
 export interface EngineInfo {
   /** package.json's version when the addon was built. */
   addonVersion: string;
@@ -64,6 +73,7 @@ export interface EngineInfo {
   /** The model backends (`cpu-ref`, `cpu`, `cuda`, `cuda-fp32`), whether usable here or not. */
   modelBackends: string[];
   cuda: CudaStatus;
+  dist: DistSupport;
 }
 
 /** An Error raised in native code. */
@@ -140,6 +150,7 @@ export interface Addon {
     launcher: string;
   };
   distInit(): { rank: number; world: number; supported: boolean; whyNot: string };
+  distSupport(): DistSupport;
   distAllReduce(values: Float64Array): void;
   distBroadcast(bytes: Uint8Array, root: number): void;
   distGather(bytes: Uint8Array): Uint8Array;
@@ -270,6 +281,7 @@ export function engineInfo(): EngineInfo {
     backends: b.backends,
     modelBackends: b.modelBackends,
     cuda: addon.cudaStatus(),
+    dist: addon.distSupport(),
   };
 }
 

@@ -16,6 +16,9 @@ Deno.test("info prints versions, the addon build, the BLAS and the CUDA status",
     stdout,
     /^cuda +(not compiled: .+|compiled with .+)$/m,
   );
+  // Several processes: MPI in the build (scripts/setup.sh installs OpenMPI), and NCCL's state.
+  assert.match(stdout, /^mpi +(Open MPI v[\d.]+: mpirun .+|not compiled: .+)$/m);
+  assert.match(stdout, /^nccl +(NCCL \d+\.\d+\.\d+ from .+|not loaded: .*libnccl\.so\.2.*)$/m);
   // Every model backend, cuda-fp32 (the parity path) included.
   const backends = stdout.match(/^backends +(.+?) \(gemm, nearest: (.+)\)$/m);
   assert.ok(backends, stdout);

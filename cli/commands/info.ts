@@ -12,6 +12,15 @@ function cudaVersion(v: number): string {
   return `${Math.floor(v / 1000)}.${Math.floor((v % 1000) / 10)}`;
 }
 
+/** NCCL's version code: major*10000 + minor*100 + patch (before 2.9: major*1000 + ...). */
+function ncclVersion(v: number): string {
+  const [major, rest] = v >= 20900 ? [Math.floor(v / 10000), v % 10000] : [
+    Math.floor(v / 1000),
+    v % 1000,
+  ];
+  return `NCCL ${major}.${Math.floor(rest / 100)}.${rest % 100}`;
+}
+
 function textReport(info: EngineInfo): string {
   const { build, blas, cuda } = info;
   const stale = info.addonVersion !== VERSION
@@ -55,6 +64,15 @@ function textReport(info: EngineInfo): string {
       });
     }
   }
+  const { dist } = info;
+  lines.push(
+    dist.mpi
+      ? `mpi           ${dist.mpiLibrary}: mpirun -np N / srun run train and sample over N ranks`
+      : `mpi           not compiled: ${dist.mpiWhyNot}`,
+    dist.nccl.loaded
+      ? `nccl          ${ncclVersion(dist.nccl.version)} from ${dist.nccl.path} (gradients between GPUs)`
+      : `nccl          not loaded: ${dist.nccl.whyNot} (CUDA ranks use MPI through host memory)`,
+  );
   lines.push(
     `backends      ${info.modelBackends.join(", ")} (gemm, nearest: ${info.backends.join(", ")})`,
   );

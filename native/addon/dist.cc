@@ -1,5 +1,6 @@
 // The multi-process functions of the addon (engine/dist/communicator.h), all synchronous:
 //   distLaunch() -> {rank, world, localRank, localWorld, launcher}   the environment only
+//   distSupport() -> {mpi, mpiLibrary, mpiWhyNot, nccl: {loaded, version, path, whyNot}}
 //   distInit() -> {rank, world, supported, whyNot}                    MPI_Init when world > 1
 //   distAllReduce(Float64Array)        in place: the sum over the ranks
 //   distBroadcast(Uint8Array, root)    in place: root's bytes everywhere
@@ -12,6 +13,7 @@
 #include "args.h"
 #include "bindings.h"
 #include "dist/communicator.h"
+#include "dist/nccl_library.h"
 #include "errors.h"
 
 namespace cbn {
@@ -32,6 +34,27 @@ Napi::Value dist_launch(const Napi::CallbackInfo& info) {
     o.Set("localRank", l.local_rank);
     o.Set("localWorld", l.local_world);
     o.Set("launcher", l.launcher);
+    return o;
+  });
+}
+
+// What `checkerboard info` shows: MPI in this build, and whether NCCL loads here.
+Napi::Value dist_support(const Napi::CallbackInfo& info) {
+  return guarded(info.Env(), [&]() -> Napi::Value {
+    Napi::Env env = info.Env();
+    std::string why;
+    Napi::Object o = Napi::Object::New(env);
+    o.Set("mpi", cb::dist_supported(&why));
+    o.Set("mpiLibrary", cb::mpi_library_version());
+    o.Set("mpiWhyNot", why);
+    std::string nccl_why;
+    const cb::NcclLibrary* nccl = cb::nccl_library(&nccl_why);
+    Napi::Object n = Napi::Object::New(env);
+    n.Set("loaded", nccl != nullptr);
+    n.Set("version", nccl != nullptr ? nccl->version : 0);
+    n.Set("path", nccl != nullptr ? nccl->path : "");
+    n.Set("whyNot", nccl_why);
+    o.Set("nccl", n);
     return o;
   });
 }
@@ -132,6 +155,7 @@ Napi::Value dist_transport(const Napi::CallbackInfo& info) {
 
 void register_dist(Napi::Env env, Napi::Object exports) {
   exports.Set("distLaunch", Napi::Function::New(env, dist_launch, "distLaunch"));
+  exports.Set("distSupport", Napi::Function::New(env, dist_support, "distSupport"));
   exports.Set("distInit", Napi::Function::New(env, dist_init, "distInit"));
   exports.Set("distAllReduce", Napi::Function::New(env, dist_all_reduce, "distAllReduce"));
   exports.Set("distBroadcast", Napi::Function::New(env, dist_broadcast, "distBroadcast"));
