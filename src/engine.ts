@@ -8,6 +8,7 @@
 import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { UserError } from "./errors.ts";
+import { launchedRank } from "./dist/launch_env.ts";
 import { inFlightCount, settleInFlight } from "./util/in_flight.ts";
 import type { NativeVqNetConstructor } from "./tokenizer/vq_net.ts";
 import type { NativeVqTrainerConstructor } from "./tokenizer/vq_trainer.ts";
@@ -308,7 +309,8 @@ export function resolveDevice(requested: DeviceChoice): Device {
       `--device cuda: CUDA is not available (${status.reason || "no reason given"})`,
     );
   }
-  if (status.compiled && !noticePrinted) {
+  // Once per job: the other ranks of a multi-process run keep quiet (src/dist/world.ts).
+  if (status.compiled && !noticePrinted && launchedRank() === 0) {
     noticePrinted = true;
     console.error(
       `checkerboard: notice: no CUDA device (${status.reason || "no reason given"}); using the CPU`,
