@@ -29,15 +29,21 @@ fi
 have_openblas() { [ -f /usr/include/x86_64-linux-gnu/cblas.h ] || [ -f /usr/include/cblas.h ] ||
   [ -f /usr/include/openblas/cblas.h ]; }
 have_onednn() { [ -f /usr/include/dnnl.hpp ] || [ -f /usr/include/oneapi/dnnl/dnnl.hpp ]; }
-if ! have_openblas || ! have_onednn; then
+# apt_install WHAT WHY PACKAGE...: installs the Debian packages when root, else says what to do.
+apt_install() {
+  local what=$1 why=$2
+  shift 2
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing OpenBLAS and oneDNN (libopenblas-dev libdnnl-dev) with apt-get" >&2
+    echo "setup: installing $what ($*) with apt-get" >&2
     apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenblas-dev libdnnl-dev >&2
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "$@" >&2
   else
-    echo "setup: warning: OpenBLAS or oneDNN not found and not root; install libopenblas-dev" \
-      "and libdnnl-dev for fast CPU math (and bf16 on the CPU)" >&2
+    echo "setup: warning: $what not found and not root; install $* $why" >&2
   fi
+}
+if ! have_openblas || ! have_onednn; then
+  apt_install "OpenBLAS and oneDNN" "for fast CPU math (and bf16 on the CPU)" \
+    libopenblas-dev libdnnl-dev
 fi
 
 # OpenMPI: several processes (mpirun -np N checkerboard train/sample; tests/ranks.test.ts). The
@@ -45,14 +51,7 @@ fi
 have_mpi() { command -v mpirun >/dev/null && { [ -f /usr/include/x86_64-linux-gnu/mpi/mpi.h ] ||
   [ -f /usr/lib/x86_64-linux-gnu/openmpi/include/mpi.h ] || [ -f /usr/include/mpi.h ]; }; }
 if ! have_mpi; then
-  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
-    echo "setup: installing OpenMPI (libopenmpi-dev openmpi-bin) with apt-get" >&2
-    apt-get update -qq >&2
-    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq libopenmpi-dev openmpi-bin >&2
-  else
-    echo "setup: warning: OpenMPI not found and not root; install libopenmpi-dev and" \
-      "openmpi-bin for multi-process training and sampling" >&2
-  fi
+  apt_install OpenMPI "for multi-process training and sampling" libopenmpi-dev openmpi-bin
 fi
 
 # /usr/bin/time (the `time` package): scripts/data-scale.ts reads peak memory from `time -v`.

@@ -33,14 +33,42 @@ function mpiArgs(ranks: number): string[] {
   ];
 }
 
-function mpiCommand(ranks: number, args: string[]): Deno.Command {
+function mpiCommand(ranks: number, args: string[], mpiExtra: string[] = []): Deno.Command {
   return new Deno.Command("mpirun", {
-    args: [...mpiArgs(ranks), Deno.execPath(), "run", "-A", `${repoRoot}cli/main.ts`, ...args],
+    args: [
+      ...mpiArgs(ranks),
+      ...mpiExtra,
+      Deno.execPath(),
+      "run",
+      "-A",
+      `${repoRoot}cli/main.ts`,
+      ...args,
+    ],
     cwd: repoRoot,
     stdout: "piped",
     stderr: "piped",
     env: { NO_COLOR: "1" },
   });
+}
+
+/** A training run long enough to be stopped or killed in the middle, checkpointing often. */
+function longTraining(data: string, out: string): string[] {
+  return [
+    "train",
+    "--data",
+    data,
+    "--out",
+    out,
+    ...SMALL,
+    "--iters",
+    "3000",
+    "--batch",
+    "16",
+    "--checkpoint-every",
+    "20",
+    "--eval-every",
+    "0",
+  ];
 }
 
 async function runRanks(ranks: number, args: string[]) {
@@ -190,23 +218,7 @@ Deno.test({
     await using tmp = await tempDir();
     const { data } = await makeData(tmp.path, { train: 128, val: 16 });
     const out = join(tmp.path, "run");
-    const args = [
-      "train",
-      "--data",
-      data,
-      "--out",
-      out,
-      ...SMALL,
-      "--iters",
-      "3000",
-      "--batch",
-      "16",
-      "--checkpoint-every",
-      "20",
-      "--eval-every",
-      "0",
-    ];
-    const child = mpiCommand(2, args).spawn();
+    const child = mpiCommand(2, longTraining(data, out)).spawn();
     const stderr = new Response(child.stderr).text();
     void new Response(child.stdout).text();
     // Wait for a checkpoint, then kill rank 1 (found by its OpenMPI rank variable).
@@ -255,36 +267,10 @@ Deno.test({
     await using tmp = await tempDir();
     const { data } = await makeData(tmp.path, { train: 128, val: 16 });
     const out = join(tmp.path, "run");
-    const command = new Deno.Command("mpirun", {
-      args: [
-        ...mpiArgs(2),
-        "-x",
-        "CB_DIST_TIMEOUT=3",
-        Deno.execPath(),
-        "run",
-        "-A",
-        `${repoRoot}cli/main.ts`,
-        "train",
-        "--data",
-        data,
-        "--out",
-        out,
-        ...SMALL,
-        "--iters",
-        "3000",
-        "--batch",
-        "16",
-        "--checkpoint-every",
-        "20",
-        "--eval-every",
-        "0",
-      ],
-      cwd: repoRoot,
-      stdout: "null",
-      stderr: "piped",
-    });
+    const command = mpiCommand(2, longTraining(data, out), ["-x", "CB_DIST_TIMEOUT=3"]);
     const child = command.spawn();
     const stderr = new Response(child.stderr).text();
+    void new Response(child.stdout).text();
     const deadline = Date.now() + 60_000;
     while (Date.now() < deadline && (await rankPid(child.pid, 1)) === null) {
       await new Promise((r) => setTimeout(r, 200));

@@ -70,7 +70,9 @@ function textReport(info: EngineInfo): string {
       ? `mpi           ${dist.mpiLibrary}: mpirun -np N / srun run train and sample over N ranks`
       : `mpi           not compiled: ${dist.mpiWhyNot}`,
     dist.nccl.loaded
-      ? `nccl          ${ncclVersion(dist.nccl.version)} from ${dist.nccl.path} (gradients between GPUs)`
+      ? `nccl          ${
+        ncclVersion(dist.nccl.version)
+      } from ${dist.nccl.path} (gradients between GPUs)`
       : `nccl          not loaded: ${dist.nccl.whyNot} (CUDA ranks use MPI through host memory)`,
   );
   lines.push(
