@@ -124,7 +124,7 @@ const TRAIN = [
 ];
 
 Deno.test({
-  name: `train over 2 and 4 ranks matches one process; ZeRO-1 matches plain${why}`,
+  name: `train over 2 and 4 ranks matches one process; ZeRO-1 and buckets match plain${why}`,
   ignore,
   async fn() {
     await using tmp = await tempDir();
@@ -142,6 +142,16 @@ Deno.test({
     assert.match(four.stderr, /4 ranks of 4 images.*ZeRO-1/);
     const twoZero = await runRanks(2, [...run("two-zero1"), "--zero1"]);
     assert.equal(twoZero.code, 0, twoZero.stderr);
+    // Buckets of 10 kB all-reduced during the backward, with and without accumulation.
+    const bucketed = await runRanks(2, [...run("two-bucketed"), "--bucket-mb", "0.01"]);
+    assert.equal(bucketed.code, 0, bucketed.stderr);
+    assert.match(bucketed.stderr, /all-reduced during the backward in buckets of 0.01 MB/);
+    for (
+      const [name, extra] of [["two-accum", []], ["two-accum-bucketed", ["--bucket-mb", "0.01"]]]
+    ) {
+      const r = await runRanks(2, [...run(name as string), "--accum", "2", ...extra]);
+      assert.equal(r.code, 0, r.stderr);
+    }
     // Stopped at step 10 on 2 ranks with ZeRO-1, resumed on 4: the sharded moments were
     // gathered into the checkpoint and scattered again.
     const half = await runRanks(2, [...run("resumed"), "--zero1", "--stop-after", "10"]);
@@ -171,13 +181,19 @@ Deno.test({
     }
     // ZeRO-1 runs the same arithmetic as plain data parallel, value for value.
     assert.equal(await stateDifference(join(tmp.path, "two"), join(tmp.path, "two-zero1")), 0);
+    // Two ranks' sums do not depend on how the buffer is cut: buckets change no value.
+    assert.equal(await stateDifference(join(tmp.path, "two"), join(tmp.path, "two-bucketed")), 0);
+    assert.equal(
+      await stateDifference(join(tmp.path, "two-accum"), join(tmp.path, "two-accum-bucketed")),
+      0,
+    );
     // Only rank 0 wrote: one metrics line per step.
     assert.equal((await losses(join(tmp.path, "four"))).length, 20);
   },
 });
 
 Deno.test({
-  name: `train over ranks refuses a batch that does not split, and --zero1 alone${why}`,
+  name: `train over ranks refuses a batch that does not split, --zero1 or --bucket-mb alone${why}`,
   ignore,
   async fn() {
     await using tmp = await tempDir();
@@ -205,6 +221,31 @@ Deno.test({
     ]);
     assert.equal(single.code, 2);
     assert.match(single.stderr, /--zero1 shards the optimizer over several ranks/);
+    const alone = await runCli([
+      "train",
+      "--data",
+      data,
+      "--out",
+      join(tmp.path, "b"),
+      ...SMALL,
+      "--bucket-mb",
+      "1",
+    ]);
+    assert.equal(alone.code, 2);
+    assert.match(alone.stderr, /--bucket-mb buckets the all-reduce between ranks/);
+    const both = await runRanks(2, [
+      "train",
+      "--data",
+      data,
+      "--out",
+      join(tmp.path, "z"),
+      ...SMALL,
+      "--zero1",
+      "--bucket-mb",
+      "1",
+    ]);
+    assert.notEqual(both.code, 0);
+    assert.match(both.stderr, /--bucket-mb overlaps plain data parallel's all-reduce/);
     const data2 = await runRanks(2, ["order", "--side", "4"]);
     assert.notEqual(data2.code, 0);
     assert.match(data2.stderr, /'order' runs in one process/);

@@ -211,8 +211,19 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
   Napi::Value backward(const Napi::CallbackInfo& info) {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
+      // backward(lastMicroBatch?): under data parallel, the last micro-batch of a step may
+      // all-reduce the gradients while it runs (DataParallel::backward).
+      const bool last = info.Length() > 0 && bool_arg(info, 0, "backward: lastMicroBatch");
+      cb::DataParallel<float>* dp = data_parallel_.get();
       auto* worker = new PromiseWorker(
-          info.Env(), "checkerboard.model", &busy_, [&model] { model.backward(); },
+          info.Env(), "checkerboard.model", &busy_,
+          [&model, dp, last] {
+            if (dp != nullptr) {
+              dp->backward(last);
+            } else {
+              model.backward();
+            }
+          },
           [](Napi::Env env) -> Napi::Value { return env.Undefined(); });
       worker->Queue();
       return worker->promise();
@@ -329,14 +340,19 @@ class ModelWrap : public Napi::ObjectWrap<ModelWrap> {
     return guarded(info.Env(), [&]() -> Napi::Value {
       ModelF& model = ready();
       const bool zero1 = bool_arg(info, 0, "attachDataParallel: zero1");
+      const double bucket = number_arg(info, 1, "attachDataParallel: bucketValues");
+      CB_CHECK(bucket >= 0 && bucket <= 9e15 && bucket == double(int64_t(bucket)),
+               "attachDataParallel: bucketValues must be a whole number >= 0");
       cb::Communicator* comm = cb::dist_communicator();
       CB_CHECK(comm != nullptr, "attachDataParallel: this process is not one of several ranks");
       CB_CHECK(data_parallel_ == nullptr, "attachDataParallel: already attached");
-      data_parallel_ = std::make_unique<cb::DataParallel<float>>(model, *comm, zero1);
+      data_parallel_ = std::make_unique<cb::DataParallel<float>>(model, *comm, zero1,
+                                                               int64_t(bucket));
       Napi::Object o = Napi::Object::New(info.Env());
       o.Set("shardBegin", double(model.shard_begin()));
       o.Set("shardEnd", double(model.shard_end()));
       o.Set("transport", comm->transport(&model.ops().memory() != &cb::host_memory()));
+      o.Set("overlapped", data_parallel_->overlapped());
       return o;
     });
   }

@@ -1,14 +1,21 @@
 // The parts of data parallelism that run in one process (engine/dist/, Model's optimizer
 // shard): the shard ranges, the launcher's environment, NCCL's loader without NCCL, and
 // ZeRO-1's step: two shard-stepping replicas of a model, fed the same gradients, end with the
-// parameters and moments of the unsharded step, value for value. The collectives themselves
-// run across processes in tests/ranks.test.ts (mpirun).
+// parameters and moments of the unsharded step, value for value; and the all-reduce overlapped
+// with the backward, against an in-process stand-in for the other ranks. The collectives
+// themselves run across processes in tests/ranks.test.ts (mpirun).
 #include <array>
+#include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <mutex>
+#include <stdexcept>
 #include <string>
+#include <thread>
+#include <utility>
 
 #include "dist/communicator.h"
+#include "dist/data_parallel.h"
 #include "dist/nccl_library.h"
 #include "harness.h"
 #include "model/backends.h"
@@ -158,4 +165,139 @@ CB_TEST("dist", products_round_as_cut_not_as_run) {
                  std::to_string(i == 1 ? 1 : 4));
     }
   }
+}
+
+// Another rank whose gradients are this rank's: an all-reduce doubles the values (exactly), and
+// records the ranges it was given. It reads a range when called and writes the sums a little
+// later, so that a range summed before the backward was done with it loses the rest of its
+// gradient.
+class MirrorRank : public cb::Communicator {
+ public:
+  int fail_call = -1;  // the all-reduce that throws (-1: none)
+  std::vector<std::pair<int64_t, int64_t>> ranges;  // [offset, offset + count) of each call
+  const float* base = nullptr;  // the gradient buffer, for the offsets
+
+  int rank() const override { return 0; }
+  int world() const override { return 2; }
+  std::string transport(bool) const override { return "mirror"; }
+  void all_reduce_sum(float* data, int64_t count, cb::DeviceMemory&) override {
+    {
+      std::lock_guard<std::mutex> lock(mutex_);
+      ranges.emplace_back(data - base, data - base + count);
+      if (int(ranges.size()) - 1 == fail_call) CB_FAIL("the mirror rank is gone");
+    }
+    // Read when called, written later: what the backward adds in between is lost.
+    std::vector<float> sent(data, data + count);
+    std::this_thread::sleep_for(std::chrono::milliseconds(2));
+    for (int64_t i = 0; i < count; i++) data[i] = 2.0f * sent[size_t(i)];
+  }
+  void all_reduce_sum(double*, int64_t, cb::DeviceMemory&) override { unused(); }
+  void reduce_scatter_sum(float*, const cb::Shards&, cb::DeviceMemory&) override { unused(); }
+  void reduce_scatter_sum(double*, const cb::Shards&, cb::DeviceMemory&) override { unused(); }
+  void all_gather(float*, const cb::Shards&, cb::DeviceMemory&) override { unused(); }
+  void all_gather(double*, const cb::Shards&, cb::DeviceMemory&) override { unused(); }
+  void all_reduce_host(double*, int64_t) override { unused(); }
+  void broadcast(void*, int64_t, int) override {}  // both ranks hold the same parameters
+  std::vector<uint8_t> gather(const void*, int64_t) override {
+    unused();
+    return {};
+  }
+  void barrier() override {}
+  [[noreturn]] void abort(int) override { throw std::logic_error("abort"); }
+
+ private:
+  [[noreturn]] static void unused() { throw std::logic_error("not used by plain data parallel"); }
+  std::mutex mutex_;
+};
+
+CB_TEST("dist", overlapped_all_reduce_sums_final_gradients) {
+  const cb::ModelConfig c = cbt::tiny_config(1);
+  const cbt::SlotPlan plan = cbt::plan_slots(c, {1, 2, 2});
+  const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, 3, 5);
+  auto make = [&] {
+    auto m = std::make_unique<cb::Model<float>>(c, cb::make_model_ops<float>("cpu"), 7);
+    cbt::randomize_params(*m, 11);
+    cbt::set_test_codebook(*m);
+    return m;
+  };
+  // Two micro-batches' gradients, summed once over the ranks: 2 * the single process's.
+  auto reference = make();
+  const int64_t total = reference->layout().total();
+  reference->zero_grad();
+  for (int micro = 0; micro < 2; micro++) {
+    reference->forward(batch, true);
+    reference->backward();
+  }
+  std::vector<float> expected(reference->grads(), reference->grads() + total);
+  for (float& g : expected) g *= 2.0f;
+
+  // Each range the backward reports is final then: what it holds at the call is what it holds
+  // at the end.
+  {
+    auto model = make();
+    model->zero_grad();
+    model->forward(batch, true);
+    std::vector<std::pair<int64_t, std::vector<float>>> seen;
+    model->set_gradients_ready([&](int64_t begin, int64_t end) {
+      seen.emplace_back(begin, std::vector<float>(model->grads() + begin, model->grads() + end));
+    });
+    model->backward();
+    model->set_gradients_ready(nullptr);
+    EXPECT(seen.size() == size_t(c.depth) + 2, "the head, each layer, the tensors before");
+    for (const auto& [begin, values] : seen) {
+      EXPECT(std::memcmp(values.data(), model->grads() + begin, values.size() * sizeof(float)) == 0,
+             "the range at " + std::to_string(begin) + " changed after it was reported final");
+    }
+  }
+
+  for (int64_t bucket : {int64_t(1), int64_t(2000), total}) {
+    auto model = make();
+    MirrorRank mirror;
+    mirror.base = model->grads();
+    cb::DataParallel<float> dp(*model, mirror, false, bucket);
+    EXPECT(dp.overlapped(), "plain data parallel on the CPU must overlap");
+    model->zero_grad();
+    for (int micro = 0; micro < 2; micro++) {
+      model->forward(batch, true);
+      dp.backward(micro == 1);
+      EXPECT(mirror.ranges.empty() == (micro == 0), "only the last micro-batch exchanges");
+    }
+    const std::string what = "buckets of " + std::to_string(bucket) + ": ";
+    EXPECT(std::memcmp(model->grads(), expected.data(), size_t(total) * sizeof(float)) == 0,
+           what + "the overlapped sums differ from the sums of the finished gradients");
+    // The buckets tile the buffer from its end to its start, each one at least `bucket` long
+    // but the last; one bucket per range when a bucket is one value.
+    int64_t end = total;
+    for (size_t i = 0; i < mirror.ranges.size(); i++) {
+      const auto [b, e] = mirror.ranges[i];
+      EXPECT(e == end && b < e, what + "bucket " + std::to_string(i) + " is out of place");
+      EXPECT(e - b >= bucket || i + 1 == mirror.ranges.size(), what + "a bucket is too small");
+      end = b;
+    }
+    EXPECT(end == 0, what + "the buckets must reach the buffer's start");
+    const size_t ranges = size_t(c.depth) + 2;  // the head, each layer, the tensors before
+    EXPECT(bucket != 1 || mirror.ranges.size() == ranges, what + "one bucket per range");
+    EXPECT(bucket != total || mirror.ranges.size() == 1, what + "one bucket for everything");
+    // The step has the sums already: it does not exchange again.
+    const size_t exchanged = mirror.ranges.size();
+    dp.step(cb::AdamWSettings{});
+    EXPECT(mirror.ranges.size() == exchanged, what + "the step must not all-reduce again");
+  }
+
+  // A failed bucket fails the backward with its error, and the next step starts clean.
+  auto model = make();
+  MirrorRank mirror;
+  mirror.base = model->grads();
+  mirror.fail_call = 1;
+  cb::DataParallel<float> dp(*model, mirror, false, 1);
+  model->zero_grad();
+  model->forward(batch, true);
+  std::string error;
+  try {
+    dp.backward(true);
+  } catch (const cb::Error& e) {
+    error = e.what();
+  }
+  EXPECT(error.find("the mirror rank is gone") != std::string::npos, "the error: " + error);
+  EXPECT(mirror.ranges.size() == 2, "no bucket may follow a failed one");
 }

@@ -136,7 +136,7 @@ export interface NativeSampleResult {
 interface AddonModel {
   paramTable(): ParamInfo[];
   forward(batch: ModelBatch, wantLogits: boolean, forBackward: boolean): Promise<ForwardResult>;
-  backward(): Promise<void>;
+  backward(lastMicroBatch?: boolean): Promise<void>;
   step(lr: number, beta1: number, beta2: number, eps: number, weightDecay: number): Promise<void>;
   zeroGrad(): void;
   getParam(name: string): Float32Array;
@@ -150,7 +150,7 @@ interface AddonModel {
     onStep: ((step: number, steps: number) => void) | null,
   ): Promise<NativeSampleResult>;
   setStepCount(t: number): void;
-  attachDataParallel(zero1: boolean): DataParallelInfo;
+  attachDataParallel(zero1: boolean, bucketValues: number): DataParallelInfo;
   dispose(): void;
 }
 
@@ -161,6 +161,8 @@ export interface DataParallelInfo {
   shardEnd: number;
   /** What carries the gradients: "mpi", "nccl", or "mpi (host copies: ...)". */
   transport: string;
+  /** The all-reduce runs during the backward, in buckets (host buffers, plain data parallel). */
+  overlapped: boolean;
 }
 
 /**
@@ -236,9 +238,13 @@ export class NativeModel {
     return this.native.forward(batch, opts.logits ?? false, opts.backward ?? false);
   }
 
-  /** Accumulates (+=) the gradient of the last forward({ backward: true }). */
-  backward(): Promise<void> {
-    return this.native.backward();
+  /**
+   * Accumulates (+=) the gradient of the last forward({ backward: true }). Under data parallel
+   * with buckets, `lastMicroBatch` (the step's last backward) all-reduces the gradients while
+   * the backward runs.
+   */
+  backward(opts: { lastMicroBatch?: boolean } = {}): Promise<void> {
+    return this.native.backward(opts.lastMicroBatch ?? false);
   }
 
   zeroGrad() {
@@ -277,14 +283,15 @@ export class NativeModel {
   }
   /**
    * Makes this model one replica of a data-parallel run over the ranks of src/dist/world.ts:
-   * step() then exchanges the gradients (one all-reduce; with zero1 a reduce-scatter, a
+   * step() then exchanges the gradients (one all-reduce, or with `bucketValues` > 0 buckets of
+   * that many values all-reduced during the last backward of a step; with zero1 a reduce-scatter, a
    * sharded AdamW step and an all-gather), and every rank's parameters become rank 0's. The
    * forward's batch must carry the global batch's token count (ModelBatch.lossTokens).
    * getState and setState of the AdamW moments become collective under zero1: every rank
    * calls them; rank 0 gets the whole state, the others an empty array.
    */
-  attachDataParallel(o: { zero1: boolean }): DataParallelInfo {
-    return this.native.attachDataParallel(o.zero1);
+  attachDataParallel(o: { zero1: boolean; bucketValues?: number }): DataParallelInfo {
+    return this.native.attachDataParallel(o.zero1, o.bucketValues ?? 0);
   }
 
   /** A copy of a whole flat buffer (layout = `params`). */

@@ -466,7 +466,7 @@ export async function train(ctx: TrainContext): Promise<TrainResult> {
         }
         const r = await model.forward(batch, { backward: true });
         if (!Number.isFinite(r.loss)) throw diverged(step + 1, `loss ${r.loss}`);
-        await model.backward();
+        await model.backward({ lastMicroBatch: micro === o.accum - 1 });
         nats += r.loss * r.tokens;
         tokens += r.tokens;
       }

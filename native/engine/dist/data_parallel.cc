@@ -8,9 +8,11 @@
 namespace cb {
 
 template <typename Real>
-DataParallel<Real>::DataParallel(Model<Real>& model, Communicator& comm, bool zero1)
+DataParallel<Real>::DataParallel(Model<Real>& model, Communicator& comm, bool zero1,
+                                 int64_t bucket_values)
     : model_(model), comm_(comm), zero1_(zero1),
       shards_(even_shards(model.layout().total(), comm.world())) {
+  CB_CHECK(bucket_values >= 0, "data parallel: the bucket size must not be negative");
   const int64_t total = model.layout().total();
   // Rank 0's parameters everywhere: broadcast through the host (once per run).
   std::vector<Real> params(static_cast<size_t>(total));
@@ -27,6 +29,31 @@ DataParallel<Real>::DataParallel(Model<Real>& model, Communicator& comm, bool ze
     model.write_state("adamM", m.data() + shards_.offset(r), shards_.offset(r), shards_.count(r));
     model.write_state("adamV", v.data() + shards_.offset(r), shards_.offset(r), shards_.count(r));
   }
+  if (bucket_values > 0 && !zero1_ && &model.ops().memory() == &host_memory()) {
+    overlap_ = std::make_unique<OverlappedAllReduce<Real>>(comm, model.ops().memory(),
+                                                           bucket_values);
+  }
+}
+
+template <typename Real>
+void DataParallel<Real>::backward(bool last_micro_batch) {
+  if (overlap_ == nullptr || !last_micro_batch) {
+    model_.backward();
+    return;
+  }
+  OverlappedAllReduce<Real>& overlap = *overlap_;
+  overlap.begin(model_.grads());
+  model_.set_gradients_ready([&overlap](int64_t begin, int64_t end) { overlap.ready(begin, end); });
+  try {
+    model_.backward();
+  } catch (...) {
+    model_.set_gradients_ready(nullptr);
+    overlap.finish_quietly();
+    throw;
+  }
+  model_.set_gradients_ready(nullptr);
+  overlap.finish();
+  reduced_ = true;
 }
 
 template <typename Real>
@@ -34,7 +61,8 @@ void DataParallel<Real>::step(const AdamWSettings& s) {
   DeviceMemory& memory = model_.ops().memory();
   const int64_t total = model_.layout().total();
   if (!zero1_) {
-    comm_.all_reduce_sum(model_.grads(), total, memory);
+    if (!reduced_) comm_.all_reduce_sum(model_.grads(), total, memory);
+    reduced_ = false;
     model_.step(s);
     return;
   }

@@ -495,6 +495,12 @@ void Model<Real>::backward() {
                        dhead.scale());
   op.layernorm_backward(n, W, A.x_final, A.meanf, A.rstdf, A.dtmp, A.dx);
   linear_backward(B, W, head.ld(), {A.c_act, nullptr}, P_.head_ada, A.dada, A.dc_act);
+  // The layout (param_layout.cc) is: tensors before the layers, layer 0 .. depth-1, the head.
+  // A layer's range ends where the next one (or the head) starts.
+  auto layer_begin = [&](int l) {
+    return l < c.depth ? layout_.offset(layer_param(l, "ada.w")) : layout_.offset("head_ada.w");
+  };
+  if (gradients_ready_) gradients_ready_(layer_begin(c.depth), layout_.total());
 
   for (int l = c.depth - 1; l >= 0; l--) {
     LayerActivations<Real>& L = A.layers[l];
@@ -531,6 +537,7 @@ void Model<Real>::backward() {
     // This layer's AdaLN projection adds to the gradient of SiLU(class embedding).
     linear_backward(B, W, ld, {A.c_act, nullptr}, p.ada, A.dada, A.dc_tmp);
     op.add_inplace(int64_t(B) * W, A.dc_act, A.dc_tmp);
+    if (gradients_ready_) gradients_ready_(layer_begin(l), layer_begin(l + 1));
   }
 
   // Class embedding: through SiLU into every AdaLN, and directly as the class token's input.
@@ -552,6 +559,7 @@ void Model<Real>::backward() {
   linear_backward(2 * n, W, W, {A.lat_g, A.lat_g_16}, P_.latent_fc2, A.dlat, A.dlat_g);
   op.gelu_backward(2 * n * W, A.lat_h1, A.dlat_g, A.dlat);
   linear_backward(2 * n, Dl, W, {A.u_latent, nullptr}, P_.latent_fc1, A.dlat, nullptr);
+  if (gradients_ready_) gradients_ready_(0, layer_begin(0));
 }
 
 template <typename Real>

@@ -7,6 +7,7 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <memory>
 #include <string>
 #include <vector>
@@ -77,6 +78,13 @@ class Model {
   ForwardResult forward(const Batch<Real>& batch, bool for_backward);
   // Accumulates (+=) into grads() the gradient of the last forward's mean loss.
   void backward();
+  // Called by backward() each time a range [begin, end) of grads() is final: the head's
+  // tensors first, then each layer's from the last to the first, then the tensors before the
+  // layers (embeddings, Eq. 1). The ranges are contiguous and cover the buffer once; on a GPU
+  // backend a range is final once the work queued so far has run. Empty: no calls. Data
+  // parallel training starts each range's all-reduce there, while the backward goes on.
+  using GradientsReady = std::function<void(int64_t begin, int64_t end)>;
+  void set_gradients_ready(GradientsReady hook) { gradients_ready_ = std::move(hook); }
   void zero_grad();
   // One AdamW step over every tensor (decay only where the layout says so), or only over the
   // optimizer shard's values (set_optimizer_shard); increments the step.
@@ -182,6 +190,7 @@ class Model {
   std::vector<Real> loss_host_;  // (B*T) the last loss rows, summed on the host
   int64_t counted_ = 0;
   bool backward_ready_ = false;
+  GradientsReady gradients_ready_;
 };
 
 }  // namespace cb
