@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { repoRoot, runCli, tempDir } from "./helpers.ts";
-import { makeData, SMALL } from "./train_fixtures.ts";
+import { makeData, SMALL, smallTraining } from "./train_fixtures.ts";
 import { readSafetensors } from "../src/util/safetensors.ts";
 import { readTrainStateFile } from "../src/model/checkpoint.ts";
 
@@ -53,13 +53,9 @@ function mpiCommand(ranks: number, args: string[], mpiExtra: string[] = []): Den
 
 /** A training run long enough to be stopped or killed in the middle, checkpointing often. */
 function longTraining(data: string, out: string): string[] {
-  return [
-    "train",
-    "--data",
+  return smallTraining(
     data,
-    "--out",
     out,
-    ...SMALL,
     "--iters",
     "3000",
     "--batch",
@@ -68,7 +64,7 @@ function longTraining(data: string, out: string): string[] {
     "20",
     "--eval-every",
     "0",
-  ];
+  );
 }
 
 async function runRanks(ranks: number, args: string[]) {
@@ -198,52 +194,18 @@ Deno.test({
   async fn() {
     await using tmp = await tempDir();
     const { data } = await makeData(tmp.path, { train: 64, val: 8 });
-    const r = await runRanks(2, [
-      "train",
-      "--data",
-      data,
-      "--out",
-      join(tmp.path, "o"),
-      ...SMALL,
-      "--batch",
-      "7",
-    ]);
+    const train = (name: string, ...extra: string[]) =>
+      smallTraining(data, join(tmp.path, name), ...extra);
+    const r = await runRanks(2, train("o", "--batch", "7"));
     assert.notEqual(r.code, 0);
     assert.match(r.stderr, /--batch 7 does not split over 2 ranks/);
-    const single = await runCli([
-      "train",
-      "--data",
-      data,
-      "--out",
-      join(tmp.path, "p"),
-      ...SMALL,
-      "--zero1",
-    ]);
+    const single = await runCli(train("p", "--zero1"));
     assert.equal(single.code, 2);
     assert.match(single.stderr, /--zero1 shards the optimizer over several ranks/);
-    const alone = await runCli([
-      "train",
-      "--data",
-      data,
-      "--out",
-      join(tmp.path, "b"),
-      ...SMALL,
-      "--bucket-mb",
-      "1",
-    ]);
+    const alone = await runCli(train("b", "--bucket-mb", "1"));
     assert.equal(alone.code, 2);
     assert.match(alone.stderr, /--bucket-mb buckets the all-reduce between ranks/);
-    const both = await runRanks(2, [
-      "train",
-      "--data",
-      data,
-      "--out",
-      join(tmp.path, "z"),
-      ...SMALL,
-      "--zero1",
-      "--bucket-mb",
-      "1",
-    ]);
+    const both = await runRanks(2, train("z", "--zero1", "--bucket-mb", "1"));
     assert.notEqual(both.code, 0);
     assert.match(both.stderr, /--bucket-mb overlaps plain data parallel's all-reduce/);
     const data2 = await runRanks(2, ["order", "--side", "4"]);

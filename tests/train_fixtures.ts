@@ -13,6 +13,11 @@ import { Rng } from "../src/util/rng.ts";
 /** Model options for a model that trains in milliseconds per step. */
 export const SMALL = ["--depth", "2", "--width", "32", "--heads", "2", "--device", "cpu"];
 
+/** `train` of a SMALL model on `data` into `out`, then `more` options. */
+export function smallTraining(data: string, out: string, ...more: string[]): string[] {
+  return ["train", "--data", data, "--out", out, ...SMALL, ...more];
+}
+
 /** A tokenizer (random codebook) and shards of random codes, written in-process. */
 export async function makeData(
   dir: string,
@@ -67,4 +72,3 @@ export async function makeData(
   await writeManifest(data, manifest);
   return { data, tokenizer };
 }
-

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { expectOneLineError, mountTmpfs, runCli, tempDir } from "./helpers.ts";
-import { makeData, SMALL } from "./train_fixtures.ts";
+import { makeData, smallTraining } from "./train_fixtures.ts";
 import { readSafetensors, writeSafetensors } from "../src/util/safetensors.ts";
 import { countNonFinite } from "../src/util/finite.ts";
 import { type Manifest, readManifest } from "../src/data/shards.ts";
@@ -18,19 +18,7 @@ const BAD_WORDS = /undefined|(?<!JSON )\bnull\b|\[object Object\]|NaN/;
 
 /** `train` on `data` into `out` with a small model and quick validation. */
 function trainArgs(data: string, out: string, ...more: string[]): string[] {
-  return [
-    "train",
-    "--data",
-    data,
-    "--out",
-    out,
-    ...SMALL,
-    "--batch",
-    "4",
-    "--eval-batches",
-    "1",
-    ...more,
-  ];
+  return smallTraining(data, out, "--batch", "4", "--eval-batches", "1", ...more);
 }
 
 async function names(dir: string): Promise<string[]> {

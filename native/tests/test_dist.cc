@@ -8,6 +8,7 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <memory>
 #include <mutex>
 #include <stdexcept>
 #include <string>
@@ -76,21 +77,23 @@ CB_TEST("dist", nccl_loader_names_what_is_missing) {
   EXPECT(why.find("/nonexistent/libnccl.so.2") != std::string::npos, "the reason: " + why);
 }
 
+// A CPU model of `c` with the same random parameters every time it is made.
+static std::unique_ptr<cb::Model<float>> test_model(const cb::ModelConfig& c) {
+  auto m = std::make_unique<cb::Model<float>>(c, cb::make_model_ops<float>("cpu"), 7);
+  cbt::randomize_params(*m, 11);
+  cbt::set_test_codebook(*m);
+  return m;
+}
+
 CB_TEST("dist", zero1_shards_step_like_the_whole) {
   const cb::ModelConfig c = cbt::tiny_config(0);
   const cbt::SlotPlan plan = cbt::plan_slots(c, {1, 2, 2});
   const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, 3, 5);
-  auto make = [&] {
-    auto m = std::make_unique<cb::Model<float>>(c, cb::make_model_ops<float>("cpu"), 7);
-    cbt::randomize_params(*m, 11);
-    cbt::set_test_codebook(*m);
-    return m;
-  };
-  auto whole = make();
+  auto whole = test_model(c);
   const int64_t total = whole->layout().total();
   // A cut inside a tensor, so that a tensor's AdamW runs in two pieces.
   const int64_t cut = whole->layout().entries()[3].offset + 5;
-  auto first = make(), second = make();
+  auto first = test_model(c), second = test_model(c);
   first->set_optimizer_shard(0, cut);
   second->set_optimizer_shard(cut, total);
   cb::AdamWSettings s;
@@ -214,14 +217,8 @@ CB_TEST("dist", overlapped_all_reduce_sums_final_gradients) {
   const cb::ModelConfig c = cbt::tiny_config(1);
   const cbt::SlotPlan plan = cbt::plan_slots(c, {1, 2, 2});
   const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, 3, 5);
-  auto make = [&] {
-    auto m = std::make_unique<cb::Model<float>>(c, cb::make_model_ops<float>("cpu"), 7);
-    cbt::randomize_params(*m, 11);
-    cbt::set_test_codebook(*m);
-    return m;
-  };
   // Two micro-batches' gradients, summed once over the ranks: 2 * the single process's.
-  auto reference = make();
+  auto reference = test_model(c);
   const int64_t total = reference->layout().total();
   reference->zero_grad();
   for (int micro = 0; micro < 2; micro++) {
@@ -234,7 +231,7 @@ CB_TEST("dist", overlapped_all_reduce_sums_final_gradients) {
   // Each range the backward reports is final then: what it holds at the call is what it holds
   // at the end.
   {
-    auto model = make();
+    auto model = test_model(c);
     model->zero_grad();
     model->forward(batch, true);
     std::vector<std::pair<int64_t, std::vector<float>>> seen;
@@ -251,7 +248,7 @@ CB_TEST("dist", overlapped_all_reduce_sums_final_gradients) {
   }
 
   for (int64_t bucket : {int64_t(1), int64_t(2000), total}) {
-    auto model = make();
+    auto model = test_model(c);
     MirrorRank mirror;
     mirror.base = model->grads();
     cb::DataParallel<float> dp(*model, mirror, false, bucket);
@@ -285,7 +282,7 @@ CB_TEST("dist", overlapped_all_reduce_sums_final_gradients) {
   }
 
   // A failed bucket fails the backward with its error, and the next step starts clean.
-  auto model = make();
+  auto model = test_model(c);
   MirrorRank mirror;
   mirror.base = model->grads();
   mirror.fail_call = 1;
