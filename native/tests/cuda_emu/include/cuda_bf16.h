@@ -1,0 +1,5 @@
+// The CUDA emulation's <cuda_bf16.h> (native/tests/cuda_emu): the emulated build's include path
+// puts this folder first, so the engine's CUDA sources compile as host C++.
+#pragma once
+
+#include "../bf16.h"
