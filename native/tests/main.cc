@@ -1,5 +1,6 @@
 // The native test runner: `cb_engine_tests GROUP` runs the tests of one group (status, cpu-ref,
-// cpu, cuda); without an argument it runs them all. The cuda group prints one line
+// cpu, cuda); without an argument it runs them all; `cb_engine_tests GROUP TEXT` runs the tests
+// of the group whose names contain TEXT (e.g. under compute-sanitizer, which is slow). The cuda group prints one line
 // `SKIP cuda: <reason>` and passes when no GPU is usable. Exit status 1 if any test failed.
 #include <chrono>
 #include <cstdio>
@@ -32,6 +33,7 @@ bool register_test(const char* group, const char* name, TestFn fn) {
 
 int main(int argc, char** argv) {
   const std::string only = argc > 1 ? argv[1] : "";
+  const std::string name_part = argc > 2 ? argv[2] : "";
   const cb::BuildInfo info = cb::build_info();
   std::string cuda = "not compiled";
   if (info.cuda.available) {
@@ -46,6 +48,7 @@ int main(int argc, char** argv) {
   bool cuda_checked = false, cuda_ok = false;
   for (const auto& test : cbt::registry()) {
     if (!only.empty() && test.group != only) continue;
+    if (test.name.find(name_part) == std::string::npos) continue;
     if (test.group == "cuda") {
       if (!cuda_checked) {
         const cb::CudaStatus status = cb::cuda_status();
