@@ -183,24 +183,26 @@ bench 40 vq --size 256 --batch 8 --device cuda --repeats 2
 # ---- 4. where the time goes ------------------------------------------------------------------
 # ncu with one cheap metric set (no cache flush, clocks left alone): each kernel's duration and
 # its compute, memory and tensor-pipe throughput, summed per kernel name.
-profile() {  # profile NAME LAUNCHES ARGS...: one ncu run of cb_engine_bench ARGS
-  local name=$1 launches=$2
+profile() {  # profile NAME 'NCU OPTIONS' ARGS...: one ncu run of cb_engine_bench ARGS
+  local name=$1 options=$2
   shift 2
   if [ -z "$ncu_bin" ] || [ "$(left)" -lt 35 ]; then
     summary+=("skipped (${ncu_bin:+time}${ncu_bin:-no ncu}): ncu $name")
     return
   fi
-  timeout $(( $(left) < 60 ? $(left) : 60 )) "$ncu_bin" --clock-control none --cache-control none \
-    --metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,\
-dram__throughput.avg.pct_of_peak_sustained_elapsed,\
-sm__pipe_tensor_op_hmma_cycles_active.avg.pct_of_peak_sustained_active \
-    --launch-count "$launches" --print-kernel-base function --print-summary per-kernel \
-    "$build/cb_engine_bench" "$@" >"$out/ncu-$name.txt" 2>&1
+  # shellcheck disable=SC2086  # the options are words
+  timeout $(( $(left) < 45 ? $(left) : 45 )) "$ncu_bin" --clock-control none --cache-control none \
+    --print-kernel-base function $options "$build/cb_engine_bench" "$@" >"$out/ncu-$name.txt" 2>&1
   local rc=$?
-  summary+=("ncu $name: exit $rc, $(grep -c 'gpu__time_duration' "$out/ncu-$name.txt") kernels")
+  summary+=("ncu $name: exit $rc, $(grep -c '^  [a-z_]*.*(' "$out/ncu-$name.txt") kernel lines")
 }
-profile sample-L-b1 4000 sample --preset L --batches 1 --device cuda --repeats 1
-profile train-L 3000 train --preset L --batch 32 --device cuda --repeats 1
+# The bf16 GEMM at 4096^3: its speed-of-light and occupancy (one launch).
+profile gemm "--section SpeedOfLight --section Occupancy --section LaunchStats -k regex:gemm_bf16 \
+--launch-count 1" gemm --m 4096 --n 4096 --k 4096 --device cuda --repeats 1
+# 400 kernels from the middle of an L sample at batch 1: durations, throughput, per kernel.
+profile sample-L-b1 "--metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,\
+dram__throughput.avg.pct_of_peak_sustained_elapsed --launch-skip 2000 --launch-count 400 \
+--print-summary per-kernel" sample --preset L --batches 1 --device cuda --repeats 1
 if command -v compute-sanitizer >/dev/null && [ "$(left)" -gt 40 ]; then
   timeout $(( $(left) - 5 )) compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
     "$build/cb_engine_tests" cuda _matches_ref >"$out/memcheck.txt" 2>&1

@@ -3,7 +3,7 @@
 // row-major, in one of two precisions:
 // - fp32: a SIMT kernel, 64x64 block tiles stepping k by 16 through shared memory, each of the
 //   256 threads holding a 4x4 micro-tile (rows ty + 16a, columns tx + 16b);
-// - bf16: tensor cores via WMMA m16n16k16, 128x128 block tiles stepping k by 16, 8 warps of
+// - bf16: tensor cores via WMMA m16n16k16, 128x128 block tiles stepping k by 32, 8 warps of
 //   32x64 each; the float operands are rounded to bf16 while the tiles are staged in shared
 //   memory (the next tile is loaded into registers while the current one is multiplied), fp32
 //   accumulation and output.
@@ -130,7 +130,7 @@ __global__ void __launch_bounds__(kThreads) gemm_fp32_kernel(GemmParams p) {
 
 // ---- bf16 tensor cores ------------------------------------------------------------------------
 
-constexpr int kTM = 128, kTN = 128, kTK = 16;
+constexpr int kTM = 128, kTN = 128, kTK = 32;
 // Padding: WMMA wants leading dimensions that are multiples of 8 and fragment starts (every
 // 16th row, every 16th column) 32-byte aligned; both hold for kTK + 8 and kTN + 8.
 constexpr int kPad = 8;
