@@ -199,10 +199,12 @@ profile() {  # profile NAME 'NCU OPTIONS' ARGS...: one ncu run of cb_engine_benc
 # The bf16 GEMM at 4096^3: its speed-of-light and occupancy (one launch).
 profile gemm "--section SpeedOfLight --section Occupancy --section LaunchStats -k regex:gemm_bf16 \
 --launch-count 1" gemm --m 4096 --n 4096 --k 4096 --device cuda --repeats 1
-# 400 kernels from the middle of an L sample at batch 1: durations, throughput, per kernel.
-profile sample-L-b1 "--metrics gpu__time_duration.sum,sm__throughput.avg.pct_of_peak_sustained_elapsed,\
-dram__throughput.avg.pct_of_peak_sustained_elapsed --launch-skip 2000 --launch-count 400 \
+# Kernel durations (one pass each): 400 kernels from the middle of an L sample at batch 1, and
+# the first 900 of L training steps at batch 32, summed per kernel name.
+profile sample-L-b1 "--metrics gpu__time_duration.sum --launch-skip 2000 --launch-count 400 \
 --print-summary per-kernel" sample --preset L --batches 1 --device cuda --repeats 1
+profile train-L "--metrics gpu__time_duration.sum --launch-count 900 --print-summary per-kernel" \
+  train --preset L --batch 32 --device cuda --repeats 1
 if command -v compute-sanitizer >/dev/null && [ "$(left)" -gt 40 ]; then
   timeout $(( $(left) - 5 )) compute-sanitizer --tool memcheck --leak-check no --error-exitcode 9 \
     "$build/cb_engine_tests" cuda _matches_ref >"$out/memcheck.txt" 2>&1
