@@ -527,6 +527,48 @@ class RecordingConvOps final : public cb::ConvOps<float> {
                    float* zq) override {
     inner_->embed_codes(B, D, HW, index, codebook, K, zq);
   }
+  // The backward ops (VQ training) pass straight through: the bench times inference passes.
+  void conv2d_backward(const cb::Conv2dShape& s, const float* x, const float* w, const float* dy,
+                       float* dx, float* dw, float* dbias) override {
+    inner_->conv2d_backward(s, x, w, dy, dx, dw, dbias);
+  }
+  void group_norm_backward(int B, int C, int64_t HW, int groups, float eps, const float* x,
+                           const float* gamma, const float* beta, const float* dy, float* dx,
+                           float* dgamma, float* dbeta) override {
+    inner_->group_norm_backward(B, C, HW, groups, eps, x, gamma, beta, dy, dx, dgamma, dbeta);
+  }
+  void group_norm_swish_backward(int B, int C, int64_t HW, int groups, float eps, const float* x,
+                                 const float* gamma, const float* beta, const float* dy,
+                                 float* dx, float* dgamma, float* dbeta) override {
+    inner_->group_norm_swish_backward(B, C, HW, groups, eps, x, gamma, beta, dy, dx, dgamma,
+                                      dbeta);
+  }
+  void swish_backward(int64_t count, const float* x, const float* dy, float* dx) override {
+    inner_->swish_backward(count, x, dy, dx);
+  }
+  void upsample_nearest2x_backward(int B, int C, int H, int W, const float* dy,
+                                   float* dx) override {
+    inner_->upsample_nearest2x_backward(B, C, H, W, dy, dx);
+  }
+  void spatial_attention_backward(int B, int C, int64_t HW, const float* q, const float* k,
+                                  const float* v, const float* dout, float* dq, float* dk,
+                                  float* dv) override {
+    inner_->spatial_attention_backward(B, C, HW, q, k, v, dout, dq, dk, dv);
+  }
+  void l2_normalize_rows_backward(int64_t n, int d, const float* x, const float* dy,
+                                  float* dx) override {
+    inner_->l2_normalize_rows_backward(n, d, x, dy, dx);
+  }
+  void quantize_l2_backward(int B, int D, int64_t HW, const float* z, const float* codebook,
+                            int K, const int32_t* index, const float* dzq, float codebook_scale,
+                            float commit_scale, float* dz, float* dcodebook) override {
+    inner_->quantize_l2_backward(B, D, HW, z, codebook, K, index, dzq, codebook_scale,
+                                 commit_scale, dz, dcodebook);
+  }
+  void pixel_loss(int64_t count, const float* rec, const float* target, float l2_scale,
+                  float l1_scale, float* drec, float* sums) override {
+    inner_->pixel_loss(count, rec, target, l2_scale, l1_scale, drec, sums);
+  }
 
  private:
   std::unique_ptr<cb::ConvOps<float>> inner_;

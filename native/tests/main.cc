@@ -1,11 +1,16 @@
 // The native test runner: `cb_engine_tests GROUP` runs the tests of one group (status, cpu-ref,
-// cpu, cuda); without an argument it runs them all. The cuda group prints one line
+// cpu, cuda); without an argument it runs them all; `cb_engine_tests GROUP TEXT` runs the tests
+// of the group whose names contain TEXT (e.g. under compute-sanitizer, which is slow). The cuda group prints one line
 // `SKIP cuda: <reason>` and passes when no GPU is usable. Exit status 1 if any test failed.
 #include <chrono>
+#include <csignal>
 #include <cstdio>
 #include <exception>
 #include <string>
 #include <vector>
+
+#include <execinfo.h>
+#include <unistd.h>
 
 #include "build_info.h"
 #include "cuda/cuda.h"
@@ -30,8 +35,25 @@ bool register_test(const char* group, const char* name, TestFn fn) {
 
 }  // namespace cbt
 
+// A crash prints the stack (function names: the executable is linked with -rdynamic) on
+// stderr, so a segfault on a machine lent for minutes still says where it happened.
+static void print_stack_and_die(int sig) {
+  void* frames[64];
+  const int n = backtrace(frames, 64);
+  const char head[] = "\n*** fatal signal; stack:\n";
+  (void)!write(2, head, sizeof head - 1);
+  backtrace_symbols_fd(frames, n, 2);
+  std::signal(sig, SIG_DFL);
+  std::raise(sig);
+}
+
 int main(int argc, char** argv) {
+  std::setvbuf(stdout, nullptr, _IOLBF, 0);  // each result line out before the next test runs
+  std::signal(SIGSEGV, print_stack_and_die);
+  std::signal(SIGBUS, print_stack_and_die);
+  std::signal(SIGABRT, print_stack_and_die);
   const std::string only = argc > 1 ? argv[1] : "";
+  const std::string name_part = argc > 2 ? argv[2] : "";
   const cb::BuildInfo info = cb::build_info();
   std::string cuda = "not compiled";
   if (info.cuda.available) {
@@ -46,6 +68,7 @@ int main(int argc, char** argv) {
   bool cuda_checked = false, cuda_ok = false;
   for (const auto& test : cbt::registry()) {
     if (!only.empty() && test.group != only) continue;
+    if (test.name.find(name_part) == std::string::npos) continue;
     if (test.group == "cuda") {
       if (!cuda_checked) {
         const cb::CudaStatus status = cb::cuda_status();

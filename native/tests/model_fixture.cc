@@ -108,8 +108,11 @@ template <typename Real>
 void randomize_params(cb::Model<Real>& model, uint32_t seed) {
   std::mt19937 rng(seed);
   std::normal_distribution<double> normal(0.0, 1.0);
+  // Made on the host and written through write_state: a GPU model's params() is device memory
+  // (writing it from here crashed the first H200 run).
+  std::vector<Real> host(static_cast<size_t>(model.layout().total()));
   for (const cb::ParamEntry& e : model.layout().entries()) {
-    Real* p = model.params() + e.offset;
+    Real* p = host.data() + e.offset;
     const double fan_in = e.shape.size() == 2 ? (double)e.shape[1] : 1.0;
     double scale = e.shape.size() == 2 ? 0.8 / std::sqrt(fan_in) : 0.2;
     if (e.name == "rope_angles") scale = 2.0;
@@ -117,6 +120,7 @@ void randomize_params(cb::Model<Real>& model, uint32_t seed) {
     if (e.name == "class_emb" || e.name == "pos_emb") scale = 0.5;
     for (int64_t i = 0; i < e.size; i++) p[i] = Real(scale * normal(rng));
   }
+  model.write_state("params", host.data(), 0, model.layout().total());
 }
 
 std::vector<float> test_codebook(const cb::ModelConfig& c) {

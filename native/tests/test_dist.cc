@@ -4,8 +4,11 @@
 // parameters and moments of the unsharded step, value for value; and the all-reduce overlapped
 // with the backward, against an in-process stand-in for the other ranks. The collectives
 // themselves run across processes in tests/ranks.test.ts (mpirun).
+#include <algorithm>
 #include <array>
 #include <chrono>
+#include <cmath>
+#include <cstdio>
 #include <cstdlib>
 #include <cstring>
 #include <memory>
@@ -14,7 +17,9 @@
 #include <string>
 #include <thread>
 #include <utility>
+#include <vector>
 
+#include "cuda/cuda.h"
 #include "dist/communicator.h"
 #include "dist/data_parallel.h"
 #include "dist/nccl_library.h"
@@ -75,6 +80,50 @@ CB_TEST("dist", nccl_loader_names_what_is_missing) {
   unsetenv("CB_NCCL_LIBRARY");
   EXPECT(nccl == nullptr, "a missing NCCL must not load");
   EXPECT(why.find("/nonexistent/libnccl.so.2") != std::string::npos, "the reason: " + why);
+}
+
+// On a GPU machine with NCCL (CB_NCCL_LIBRARY or libnccl.so.2): the loaded entry points work
+// on device buffers, through the same calls and stream as the MPI communicator's (one rank:
+// the sum of one buffer, out of place, so the values must travel). Without NCCL it says so and
+// passes: NCCL is optional, and scripts/device-check.sh reports that line.
+CB_TEST("cuda", nccl_all_reduces_and_broadcasts_device_buffers) {
+  std::string why;
+  const cb::NcclLibrary* nccl = cb::nccl_library(&why);
+  if (nccl == nullptr) {
+    std::printf("note cuda/nccl: not loaded: %s\n", why.c_str());
+    return;
+  }
+  std::printf("note cuda/nccl: NCCL %d from %s\n", nccl->version, nccl->path.c_str());
+  std::unique_ptr<cb::ModelOps<float>> gpu = cb::make_model_ops<float>("cuda");
+  cb::DeviceMemory& memory = gpu->memory();
+  cb::NcclUniqueId id;
+  cb::nccl_check(*nccl, nccl->get_unique_id(&id), "ncclGetUniqueId");
+  cb::NcclComm comm = nullptr;
+  cb::nccl_check(*nccl, nccl->comm_init_rank(&comm, 1, id, 0), "ncclCommInitRank");
+  const size_t n = 1000003;  // not a multiple of any chunk size
+  std::vector<float> host(n), back(n, 0.0f);
+  for (size_t i = 0; i < n; i++) host[i] = float(i % 977) - 488.5f;
+  void* send = memory.allocate(n * sizeof(float));
+  void* recv = memory.allocate(n * sizeof(float));
+  memory.upload(send, host.data(), n * sizeof(float));
+  memory.zero(recv, n * sizeof(float));
+  memory.synchronize();
+  cb::nccl_check(*nccl, nccl->all_reduce(send, recv, n, cb::kNcclFloat32, cb::kNcclSum, comm,
+                                         nullptr),
+                 "ncclAllReduce");
+  memory.synchronize();
+  memory.download(back.data(), recv, n * sizeof(float));
+  EXPECT(back == host, "a one-rank all-reduce must copy the buffer");
+  memory.zero(recv, n * sizeof(float));
+  memory.synchronize();
+  cb::nccl_check(*nccl, nccl->broadcast(send, recv, n, cb::kNcclFloat32, 0, comm, nullptr),
+                 "ncclBroadcast");
+  memory.synchronize();
+  memory.download(back.data(), recv, n * sizeof(float));
+  EXPECT(back == host, "a one-rank broadcast must copy the buffer");
+  memory.release(send);
+  memory.release(recv);
+  cb::nccl_check(*nccl, nccl->comm_destroy(comm), "ncclCommDestroy");
 }
 
 // A CPU model of `c` with the same random parameters every time it is made.
@@ -297,4 +346,78 @@ CB_TEST("dist", overlapped_all_reduce_sums_final_gradients) {
   }
   EXPECT(error.find("the mirror rank is gone") != std::string::npos, "the error: " + error);
   EXPECT(mirror.ranges.size() == 2, "no bucket may follow a failed one");
+}
+
+// Sequences [first, first + count) of `b`, with the loss divided by the whole batch's token
+// count (what a data-parallel rank feeds its model).
+static cb::Batch<float> batch_slice(const cb::Batch<float>& b, int first, int count) {
+  cb::Batch<float> s;
+  s.B = count;
+  s.T = b.T;
+  const size_t T = size_t(b.T), L = size_t(b.T - 1);
+  s.labels.assign(b.labels.begin() + first, b.labels.begin() + first + count);
+  for (auto [from, to] : {std::pair{&b.pos_p, &s.pos_p}, std::pair{&b.pos_q, &s.pos_q},
+                          std::pair{&b.targets, &s.targets}}) {
+    to->assign(from->begin() + ptrdiff_t(first * T),
+               from->begin() + ptrdiff_t((first + count) * T));
+  }
+  s.codes.assign(b.codes.begin() + ptrdiff_t(first * L),
+                 b.codes.begin() + ptrdiff_t((first + count) * L));
+  s.visible_end = b.visible_end;
+  s.loss_tokens = 0;
+  for (int32_t t : b.targets) s.loss_tokens += t >= 0;
+  return s;
+}
+
+// Under `mpirun -np 2` (scripts/device-check.sh on a GPU machine with MPI; alone it says so and
+// passes): two ranks of data-parallel training on the GPU (the CPU without one), each on its
+// half of the batch, end three AdamW steps with the parameters of one process on the whole
+// batch, up to the gradient sums' order (the bound of tests/ranks.test.ts).
+CB_TEST("ranks", data_parallel_steps_match_one_process) {
+  cb::Communicator* comm = cb::dist_init();
+  if (comm == nullptr) {
+    std::printf("note ranks: one process; run this group under mpirun -np 2\n");
+    return;
+  }
+  const std::string device = cb::cuda_status().available ? "cuda" : "cpu";
+  const cb::ModelConfig c = cbt::tiny_config(0);
+  const cbt::SlotPlan plan = cbt::plan_slots(c, {1, 2, 2});
+  const int B = 2 * comm->world();
+  const cb::Batch<float> batch = cbt::random_batch<float>(c, plan, B, 5);
+  auto make = [&] {
+    auto m = std::make_unique<cb::Model<float>>(c, cb::make_model_ops<float>(device), 7);
+    cbt::randomize_params(*m, 11);
+    cbt::set_test_codebook(*m);
+    return m;
+  };
+  auto whole = make(), part = make();
+  cb::DataParallel<float> dp(*part, *comm, false);
+  const cb::Batch<float> mine = batch_slice(batch, 2 * comm->rank(), 2);
+  cb::AdamWSettings s;
+  s.lr = 1e-2f;
+  for (int step = 0; step < 3; step++) {
+    whole->zero_grad();
+    whole->forward(batch, true);
+    whole->backward();
+    whole->step(s);
+    part->zero_grad();
+    part->forward(mine, true);
+    dp.backward(true);
+    dp.step(s);
+  }
+  const int64_t total = whole->layout().total();
+  std::vector<float> a(static_cast<size_t>(total)), b(static_cast<size_t>(total));
+  whole->read_state("params", a.data(), 0, total);
+  part->read_state("params", b.data(), 0, total);
+  float largest = 0, diff = 0;
+  for (size_t i = 0; i < a.size(); i++) {
+    largest = std::max(largest, std::abs(a[i]));
+    diff = std::max(diff, std::abs(a[i] - b[i]));
+  }
+  std::printf("note ranks: rank %d of %d on %s (%s): max |dw| / max |w| = %.3g\n", comm->rank(),
+              comm->world(), device.c_str(), comm->transport(device != "cpu").c_str(),
+              double(diff / largest));
+  EXPECT(diff <= 1e-5f * largest, "the ranks' parameters left the one process's: " +
+                                      std::to_string(diff / largest));
+  cb::dist_finalize();
 }

@@ -244,6 +244,168 @@ __global__ void __launch_bounds__(kThreads) gemm_bf16_kernel(GemmParams p) {
   }
 }
 
+// ---- bf16 tensor cores, vectorised ----------------------------------------------------------
+// The same product as gemm_bf16_kernel, bit for bit (the same bf16 roundings, the same 16-deep
+// mma steps in increasing k), for operands whose contiguous dimension loads in whole vectors of
+// 4 (vector_loads_fit): each thread loads 4 such vectors of each operand per 32-deep k step, as
+// bf16 in registers while the tensor cores work, into the second of two shared-memory stages (one
+// barrier a step). A tile keeps the operand's own contiguous dimension innermost (so both the
+// loads and the shared stores are whole vectors); the fragments read it as row_major or
+// col_major. 8 warps of 64x32. (The first H200 profile of gemm_bf16_kernel at 4096^3: 252
+// registers, one block an SM, 11% of the SM's throughput, latency-bound on its scalar loads;
+// this kernel needs 170 registers without spills, and spilled ~200 bytes a thread when held to
+// 128 for two blocks an SM, so it stays at one.)
+constexpr int kVK = 32;  // k per step
+constexpr int kSplitAlignForVectors = 32;  // = kSplitAlign below (checked there)
+constexpr int kVLdK = kVK + kPad;  // a k-contiguous tile (128 rows of kVK)
+constexpr int kVLdMN = kTM + kPad;  // an m- or n-contiguous tile (kVK rows of 128)
+constexpr int kVTile = kTM * kVLdK;  // values of the larger of the two tile shapes
+static_assert(kVTile >= kVK * kVLdMN, "tile buffer size");
+constexpr int kVVectors = kTM * kVK / 4 / kThreads;  // vectors of 4 per thread per operand
+
+// 4 values at p (aligned as vector_loads_fit checked) as 4 bf16 in two 32-bit words.
+__device__ inline uint2 load4_bf16(const float* p) {
+  const float4 v = *reinterpret_cast<const float4*>(p);
+  const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
+  return make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+}
+__device__ inline uint2 load4_bf16(const __nv_bfloat16* p) {
+  return *reinterpret_cast<const uint2*>(p);
+}
+
+// One operand's tile: op(X)(r, l) for the block's 128 rows r (m for A, n for B) and k0 + l, from
+// x stored k-contiguous (x[(r0 + r) ld + k0 + l]) or not (x[(k0 + l) ld + r0 + r]). Vector s of
+// this thread: 4 consecutive values along the contiguous dimension; outside the product: 0.
+template <bool KContig, typename T>
+struct VectorTile {
+  const T* x;
+  int64_t ld, rows, r0;  // rows: m or n
+  uint2 v[kVVectors];
+
+  __device__ void load(int64_t k0, int64_t ke, int tid) {
+#pragma unroll
+    for (int s = 0; s < kVVectors; s++) {
+      const int e = tid + kThreads * s;
+      const int r = KContig ? e / (kVK / 4) : (e % (kTM / 4)) * 4;
+      const int l = KContig ? (e % (kVK / 4)) * 4 : e / (kTM / 4);
+      const int64_t gr = r0 + r, gl = k0 + l;
+      v[s] = make_uint2(0u, 0u);
+      if (gr < rows && gl < ke) v[s] = load4_bf16(KContig ? x + gr * ld + gl : x + gl * ld + gr);
+    }
+  }
+  __device__ void store(__nv_bfloat16* tile, int tid) const {
+#pragma unroll
+    for (int s = 0; s < kVVectors; s++) {
+      const int e = tid + kThreads * s;
+      const int r = KContig ? e / (kVK / 4) : (e % (kTM / 4)) * 4;
+      const int l = KContig ? (e % (kVK / 4)) * 4 : e / (kTM / 4);
+      *reinterpret_cast<uint2*>(tile + (KContig ? r * kVLdK + l : l * kVLdMN + r)) = v[s];
+    }
+  }
+};
+
+// Fragment (row r0.., k kk..) of a tile: A's rows are m, B's are n.
+template <bool KContig>
+__device__ inline const __nv_bfloat16* tile_at(const __nv_bfloat16* tile, int r, int kk) {
+  return KContig ? tile + r * kVLdK + kk : tile + kk * kVLdMN + r;
+}
+
+template <bool TA, bool TB, typename AT, typename BT>
+__global__ void __launch_bounds__(kThreads) gemm_bf16_vector_kernel(GemmParams p) {
+  // A is k-contiguous unless transposed; B is k-contiguous when transposed.
+  constexpr bool kAK = !TA, kBK = TB;
+  using LayoutA = std::conditional_t<kAK, wmma::row_major, wmma::col_major>;
+  using LayoutB = std::conditional_t<kBK, wmma::col_major, wmma::row_major>;
+  // Two stages of A and B tiles; the epilogue's per-warp staging reuses them.
+  __shared__ __align__(128) __nv_bfloat16 tiles[2][2][kVTile];
+  static_assert(sizeof(tiles) >= kThreads / 32 * 256 * sizeof(float), "epilogue staging");
+  const int tid = threadIdx.x, warp = tid / 32, lane = tid % 32;
+  const int wm = warp / 4, wn = warp % 4;  // the warp's tile: rows 64 wm .. +64, cols 32 wn .. +32
+  const int64_t m0 = (int64_t)blockIdx.x * kTM, n0 = (int64_t)blockIdx.y * kTN;
+  const int64_t kb = (int64_t)blockIdx.z * p.k_split, ke = min(p.k, kb + p.k_split);
+  float* c = p.c + blockIdx.z * p.c_split_stride;
+  VectorTile<kAK, AT> ta{static_cast<const AT*>(p.a), p.lda, p.m, m0, {}};
+  VectorTile<kBK, BT> tb{static_cast<const BT*>(p.b), p.ldb, p.n, n0, {}};
+
+  wmma::fragment<wmma::accumulator, 16, 16, 16, float> acc[4][2];
+#pragma unroll
+  for (int a = 0; a < 4; a++) {
+#pragma unroll
+    for (int b = 0; b < 2; b++) wmma::fill_fragment(acc[a][b], 0.0f);
+  }
+  ta.load(kb, ke, tid);
+  tb.load(kb, ke, tid);
+  ta.store(tiles[0][0], tid);
+  tb.store(tiles[0][1], tid);
+  __syncthreads();
+  int stage = 0;
+  for (int64_t k0 = kb; k0 < ke; k0 += kVK) {
+    const bool more = k0 + kVK < ke;
+    if (more) {  // in flight while the tensor cores work on this stage
+      ta.load(k0 + kVK, ke, tid);
+      tb.load(k0 + kVK, ke, tid);
+    }
+    const __nv_bfloat16* as = tiles[stage][0];
+    const __nv_bfloat16* bs = tiles[stage][1];
+#pragma unroll
+    for (int kk = 0; kk < kVK; kk += 16) {
+      // B's two fragments held, A's loaded one at a time (fewer live registers).
+      wmma::fragment<wmma::matrix_b, 16, 16, 16, __nv_bfloat16, LayoutB> fb[2];
+#pragma unroll
+      for (int b = 0; b < 2; b++) {
+        wmma::load_matrix_sync(fb[b], tile_at<kBK>(bs, 32 * wn + 16 * b, kk),
+                               kBK ? kVLdK : kVLdMN);
+      }
+#pragma unroll
+      for (int a = 0; a < 4; a++) {
+        wmma::fragment<wmma::matrix_a, 16, 16, 16, __nv_bfloat16, LayoutA> fa;
+        wmma::load_matrix_sync(fa, tile_at<kAK>(as, 64 * wm + 16 * a, kk), kAK ? kVLdK : kVLdMN);
+#pragma unroll
+        for (int b = 0; b < 2; b++) wmma::mma_sync(acc[a][b], fa, fb[b], acc[a][b]);
+      }
+    }
+    if (more) {  // the other stage was last read before the previous step's barrier
+      ta.store(tiles[stage ^ 1][0], tid);
+      tb.store(tiles[stage ^ 1][1], tid);
+    }
+    __syncthreads();
+    stage ^= 1;
+  }
+
+  // Each 16x16 accumulator goes through the warp's staging tile, then 8 values per lane to C.
+  float* st = reinterpret_cast<float*>(&tiles[0][0][0]) + warp * 256;
+#pragma unroll
+  for (int a = 0; a < 4; a++) {
+#pragma unroll
+    for (int b = 0; b < 2; b++) {
+      wmma::store_matrix_sync(st, acc[a][b], 16, wmma::mem_row_major);
+      __syncwarp();
+#pragma unroll
+      for (int s = 0; s < 8; s++) {
+        const int e = lane + 32 * s;
+        const int64_t row = m0 + 64 * wm + 16 * a + e / 16;
+        const int64_t col = n0 + 32 * wn + 16 * b + e % 16;
+        if (row < p.m && col < p.n) store_c(p, c, row, col, st[e]);
+      }
+      __syncwarp();  // the staging tile is overwritten next
+    }
+  }
+}
+
+// Whether gemm_bf16_vector_kernel can read both operands: along each one's contiguous
+// dimension, the extent, the row stride and the start are whole vectors of 4 values (a vector
+// is then wholly inside the product or wholly outside), and splits of k start at multiples of 4.
+template <typename T>
+bool vectors_fit(const void* x, int64_t contiguous_extent, int64_t ld) {
+  return contiguous_extent % 4 == 0 && ld % 4 == 0 &&
+         reinterpret_cast<uintptr_t>(x) % (4 * sizeof(T)) == 0;
+}
+template <typename AT, typename BT>
+bool vector_loads_fit(bool ta, bool tb, const GemmParams& p) {
+  static_assert(kSplitAlignForVectors % 4 == 0, "splits start at vector boundaries");
+  return vectors_fit<AT>(p.a, ta ? p.m : p.k, p.lda) && vectors_fit<BT>(p.b, tb ? p.k : p.n, p.ldb);
+}
+
 // ---- split-k --------------------------------------------------------------------------------
 
 // C = alpha * (sum of the split partials in split order) + beta C + bias.
@@ -264,7 +426,9 @@ constexpr int64_t kTargetBlocks = 264;       // about two waves of blocks on a l
 constexpr int64_t kMinSplitK = 256;          // k per split, at least
 constexpr int64_t kMaxSplits = 32;
 constexpr int64_t kSplitAlign = 32;  // a multiple of kBK and kTK
-static_assert(kSplitAlign % kBK == 0 && kSplitAlign % kTK == 0, "split alignment");
+static_assert(kSplitAlign % kBK == 0 && kSplitAlign % kTK == 0 && kSplitAlign % kVK == 0 &&
+                  kSplitAlign == kSplitAlignForVectors,
+              "split alignment");
 constexpr int64_t kMaxSplitScratch = int64_t(1) << 26;  // floats of partials, at most
 
 struct GemmPlan {
@@ -302,7 +466,12 @@ void launch_tiles(MatmulPrecision precision, bool ta, bool tb, const GemmParams&
   CB_CHECK(gx < (int64_t(1) << 31) && gy <= 65535 && splits <= 65535,
            "cuda gemm: too large (m " + std::to_string(p.m) + ", n " + std::to_string(p.n) + ")");
   const dim3 grid((unsigned)gx, (unsigned)gy, (unsigned)splits);
-  if (tc) {
+  if (tc && vector_loads_fit<AT, BT>(ta, tb, p)) {
+    if (!ta && !tb) gemm_bf16_vector_kernel<false, false, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(p);
+    if (!ta && tb) gemm_bf16_vector_kernel<false, true, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(p);
+    if (ta && !tb) gemm_bf16_vector_kernel<true, false, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(p);
+    if (ta && tb) gemm_bf16_vector_kernel<true, true, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(p);
+  } else if (tc) {
     if (!ta && !tb) gemm_bf16_kernel<false, false, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(
         p);
     if (!ta && tb) gemm_bf16_kernel<false, true, AT, BT><<<grid, kThreads, 0, launch_stream()>>>(p);

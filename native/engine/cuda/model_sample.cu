@@ -408,22 +408,21 @@ void CudaModelOps::sample_tokens(int64_t n, int K, const float* cond, const floa
   a.K = K;
   a.p2 = p2;
 
-  // Shared memory when a row's arrays fit the device's opt-in limit, else global scratch.
-  bool in_shared = row_bytes <= 40 * 1024;
-  if (!in_shared) {
-    int device = 0, optin = 0;
-    CB_CUDA_CHECK(cudaGetDevice(&device));
-    CB_CUDA_CHECK(
-        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
-    cudaFuncAttributes attr;
-    CB_CUDA_CHECK(cudaFuncGetAttributes(&attr, sample_kernel));
-    in_shared = row_bytes + attr.sharedSizeBytes <= (size_t)optin;
-  }
+  // Shared memory when a row's arrays fit beside the kernel's static shared memory: under the
+  // default 48 KB as they are, up to the device's opt-in limit once the kernel is allowed that
+  // much dynamic memory; global scratch otherwise.
+  int device = 0, optin = 0;
+  CB_CUDA_CHECK(cudaGetDevice(&device));
+  CB_CUDA_CHECK(cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, device));
+  cudaFuncAttributes attr;
+  CB_CUDA_CHECK(cudaFuncGetAttributes(&attr, sample_kernel));
+  const size_t static_bytes = attr.sharedSizeBytes;
+  const bool in_shared = row_bytes + static_bytes <= (size_t)optin;
   size_t smem = 0;
   int64_t rows_per_launch = int64_t(1) << 30;
   if (in_shared) {
     smem = row_bytes;
-    if (smem > 48 * 1024) {
+    if (smem + static_bytes > 48 * 1024) {
       CB_CUDA_CHECK(cudaFuncSetAttribute(sample_kernel,
                                          cudaFuncAttributeMaxDynamicSharedMemorySize, (int)smem));
     }

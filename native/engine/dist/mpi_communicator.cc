@@ -27,6 +27,10 @@
 namespace cb {
 namespace {
 
+// Set by choose_local_gpu: more ranks on this machine than GPUs, so some share one. NCCL refuses
+// two ranks of one communicator on one device, so such ranks exchange through MPI instead.
+bool ranks_share_a_gpu = false;
+
 template <typename Real>
 MPI_Datatype mpi_type();
 template <>
@@ -129,6 +133,7 @@ class MpiCommunicator final : public Communicator {
   std::string transport(bool device_buffers) const override {
     if (!device_buffers) return "mpi";
     std::string why;
+    if (ranks_share_a_gpu) return "mpi (host copies: ranks share a GPU)";
     return nccl_library(&why) != nullptr ? "nccl" : "mpi (host copies: " + why + ")";
   }
 
@@ -238,7 +243,11 @@ class MpiCommunicator final : public Communicator {
     if (!nccl_tried_) {
       nccl_tried_ = true;
       std::string why;
-      nccl_ = nccl_library(&why);
+      int shared = ranks_share_a_gpu ? 1 : 0;  // every rank must take the same transport
+      mpi_check(MPI_Allreduce(MPI_IN_PLACE, &shared, 1, MPI_INT, MPI_MAX, MPI_COMM_WORLD),
+                "all-reduce (GPU sharing)");
+      nccl_ = shared ? nullptr : nccl_library(&why);
+      if (shared) why = "NCCL needs a GPU of its own for each rank, and ranks share one here";
       if (nccl_ == nullptr) {
         if (rank_ == 0) {
           std::fprintf(stderr,
@@ -402,6 +411,7 @@ void choose_local_gpu(const LaunchInfo& l) {
     for (int g = 0; g < gpus; g++) visible.push_back(std::to_string(g));
   }
   if (visible.empty()) return;
+  ranks_share_a_gpu = visible.size() < size_t(l.local_world);
   setenv("CUDA_VISIBLE_DEVICES", visible[size_t(l.local_rank) % visible.size()].c_str(), 1);
 }
 
