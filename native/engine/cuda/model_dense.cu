@@ -21,6 +21,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <cstring>
 #include <string>
 #include <type_traits>
 
@@ -267,7 +268,10 @@ constexpr int kVVectors = kTM * kVK / 4 / kThreads;  // vectors of 4 per thread 
 __device__ inline uint2 load4_bf16(const float* p) {
   const float4 v = *reinterpret_cast<const float4*>(p);
   const __nv_bfloat162 lo = __floats2bfloat162_rn(v.x, v.y), hi = __floats2bfloat162_rn(v.z, v.w);
-  return make_uint2(*reinterpret_cast<const uint32_t*>(&lo), *reinterpret_cast<const uint32_t*>(&hi));
+  uint2 r;
+  memcpy(&r.x, &lo, sizeof r.x);  // the two bf16 of each pair as one word
+  memcpy(&r.y, &hi, sizeof r.y);
+  return r;
 }
 __device__ inline uint2 load4_bf16(const __nv_bfloat16* p) {
   return *reinterpret_cast<const uint2*>(p);
