@@ -12,6 +12,10 @@ namespace cbt {
 using TestFn = void (*)();
 bool register_test(const char* group, const char* name, TestFn fn);
 
+// Whether the cuda backend is the CPU emulation (tests/cuda_emu, ctest's cuda-emu): the cuda
+// tests then take their smaller shapes, so that the emulated run fits in CI.
+bool emulated_cuda();
+
 }  // namespace cbt
 
 #define CB_TEST(group, name)                                                          \

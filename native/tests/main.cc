@@ -33,6 +33,14 @@ bool register_test(const char* group, const char* name, TestFn fn) {
   return true;
 }
 
+bool emulated_cuda() {
+  static const bool emulated = [] {
+    const cb::CudaStatus s = cb::cuda_status();
+    return s.available && !s.devices.empty() && s.devices[0].name.rfind("cuda-emu", 0) == 0;
+  }();
+  return emulated;
+}
+
 }  // namespace cbt
 
 // A crash prints the stack (function names: the executable is linked with -rdynamic) on
