@@ -14,6 +14,7 @@ src="$work/native"
 build="$work/build"
 rm -rf "$src"
 cp -r "$root/native" "$src"
+cp "$root/package.json" "$work/"  # the version the build reports
 cmake -S "$src" -B "$build" -DCMAKE_BUILD_TYPE=Release -DCB_WITH_CUDA=OFF >"$work/configure.log" 2>&1 &&
   cmake --build "$build" --target cb_engine_tests_emu -j 2 >"$work/build.log" 2>&1 ||
   { echo "mutants: the unmutated build failed (log: $work/build.log)"; exit 1; }
