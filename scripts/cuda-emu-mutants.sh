@@ -35,8 +35,9 @@ mutant() {
   if ! cmake --build "$build" --target cb_engine_tests_emu -j 2 >"$work/mutant.log" 2>&1; then
     result="did not compile"
   else
-    result="$(env "$@" "$build/cb_engine_tests_emu" cuda "$tests" 2>&1 | grep -m1 '^FAIL' ||
-      echo "SURVIVED (every '$tests' test passed)")"
+    # The whole run's output first: grep -m1 in a pipe would stop the tests (SIGPIPE).
+    env "$@" "$build/cb_engine_tests_emu" cuda "$tests" >"$work/run.log" 2>&1
+    result="$(grep -m1 '^FAIL' "$work/run.log" || echo "SURVIVED (every '$tests' test passed)")"
   fi
   # "(for comparison)" mutants show what the random schedule adds; they may survive.
   [[ "$result" == SURVIVED* && "$name" != *"(for comparison)"* ]] && survived=1
@@ -54,9 +55,11 @@ mutant "missing __syncthreads (AdaLN backward reduction)" engine/cuda/model_norm
   '/s2\[ty\]\[tx\] += s2\[ty + s\]\[tx\];/{n;n;/__syncthreads();/d}' adaln CB_EMU_SEED=1
 mutant "the same, threads in order, seed 0 (for comparison)" engine/cuda/model_norm.cu \
   '/s2\[ty\]\[tx\] += s2\[ty + s\]\[tx\];/{n;n;/__syncthreads();/d}' adaln CB_EMU_SEED=0
-# (c) A wrong shuffle lane in the warp sum of LayerNorm's statistics.
+# (c) A wrong shuffle lane in the warp sum of LayerNorm's statistics: lane masks 15, 7, 3, 1, 0
+# (the last adds a lane to itself). Not o + 1: masks 17, 9, 5, 3, 2 still span the 32 lanes,
+# so that butterfly sums every lane once, correctly.
 mutant "wrong shuffle lane (LayerNorm warp sum)" engine/cuda/model_norm.cu \
-  's/v += __shfl_xor_sync(0xffffffffu, v, o);/v += __shfl_xor_sync(0xffffffffu, v, o + 1);/' \
+  's/v += __shfl_xor_sync(0xffffffffu, v, o);/v += __shfl_xor_sync(0xffffffffu, v, o - 1);/' \
   layernorm
 # (d) A wrong WMMA layout: the vectorised GEMM reads its k-contiguous B tile as row_major.
 mutant "wrong WMMA layout (matrix_b)" engine/cuda/model_dense.cu \

@@ -20,6 +20,7 @@ import {
   writeManifest,
 } from "./shards.ts";
 import { readNpz, writeNpzAtomic } from "./npy.ts";
+import { RowSpool } from "./row_spool.ts";
 import { join, resolve } from "node:path";
 import { UserError } from "../errors.ts";
 import { exists, fileSystemError, outFolderExists } from "../util/files.ts";
@@ -35,6 +36,7 @@ import {
   openPartial,
   release,
   type ShardJob,
+  SPOOL_SUFFIX,
   writeJournal,
 } from "./shard_journal.ts";
 
@@ -163,7 +165,8 @@ function firstLine(err: unknown): string {
  * the journal, which records where the encoding stands after the shard's last row.
  */
 class SplitWriter {
-  private readonly codes: Uint16Array; // (shardSize, L)
+  /** The current shard's codes, (rows, L), in a file: a shard's rows are not held in memory. */
+  private readonly codes: RowSpool;
   private readonly labels: Int32Array; // (shardSize)
   private rows = 0;
   private index: number;
@@ -179,7 +182,7 @@ class SplitWriter {
     /** Images skipped so far in both splits, up to the last shard written (or split ended). */
     private readonly tally: { skipped: number },
   ) {
-    this.codes = new Uint16Array(shardSize * L);
+    this.codes = new RowSpool(join(partial, `${split}${SPOOL_SUFFIX}`), L);
     this.labels = new Int32Array(shardSize);
     this.index = journal.shards.filter((s) => s.split === split).length;
   }
@@ -195,7 +198,7 @@ class SplitWriter {
 
   /** Appends one row; `nextImage`, `nextCrop` say where the encoding stands after it. */
   async append(codes: Uint16Array, label: number, nextImage: number, nextCrop: number) {
-    this.codes.set(codes, this.rows * this.L);
+    await this.codes.append(codes);
     this.labels[this.rows++] = label;
     if (this.rows === this.shardSize) await this.write(nextImage, nextCrop);
   }
@@ -204,6 +207,7 @@ class SplitWriter {
   async finish(imageCount: number) {
     if (this.rows > 0) await this.write(imageCount, 0);
     else this.commitSkips(imageCount);
+    await this.codes.remove();
   }
 
   /** Counts the pending skips before `nextImage` (naming the first few in the journal). */
@@ -220,11 +224,12 @@ class SplitWriter {
   private async write(nextImage: number, nextCrop: number) {
     const count = this.rows, L = this.L;
     const file = `${this.split}-${String(this.index).padStart(5, "0")}.npz`;
-    // Views, not copies: the shard is deflated and written from this writer's own rows.
+    // The codes stream from the spool file into the deflater: no copy of the shard is held.
     const { bytes, sha256 } = await writeNpzAtomic(join(this.partial, file), {
-      codes: { shape: [count, L], data: this.codes.subarray(0, count * L) },
+      codes: { shape: [count, L], type: Uint16Array, chunks: (n) => this.codes.chunks(n) },
       labels: { shape: [count], data: this.labels.subarray(0, count) },
     });
+    await this.codes.reset();
     this.commitSkips(nextImage);
     this.journal.shards.push({
       file,

@@ -16,6 +16,17 @@ export interface NpyArray {
   data: NpyData;
 }
 
+/**
+ * An array written from a stream of its bytes (writeNpzAtomic), for data that is not held in
+ * memory: `chunks(n)` yields the data bytes in order, in pieces of n bytes (the last shorter).
+ */
+export interface NpyStream {
+  shape: number[];
+  /** The element type, as the typed array that would hold the data. */
+  type: typeof Uint8Array | typeof Uint16Array | typeof Int32Array | typeof Float32Array;
+  chunks: (chunkBytes: number) => AsyncIterable<Uint8Array>;
+}
+
 const DESCR_OF = new Map<unknown, string>([
   [Uint8Array, "|u1"],
   [Uint16Array, "<u2"],
@@ -31,7 +42,8 @@ const ARRAY_OF: Record<string, { new (buf: ArrayBuffer): NpyData; BYTES_PER_ELEM
 };
 
 export function encodeNpy(array: NpyArray): Uint8Array {
-  const header = npyHeader(array), { data } = array;
+  const { data } = array;
+  const header = npyHeader(array.shape, data.constructor, data.length);
   const out = new Uint8Array(header.length + data.byteLength);
   out.set(header);
   out.set(new Uint8Array(data.buffer, data.byteOffset, data.byteLength), header.length);
@@ -39,12 +51,12 @@ export function encodeNpy(array: NpyArray): Uint8Array {
 }
 
 /** The .npy bytes before the data: magic, version, header length and the padded header. */
-function npyHeader({ shape, data }: NpyArray): Uint8Array {
+function npyHeader(shape: number[], type: unknown, values: number): Uint8Array {
   const count = shape.reduce((a, b) => a * b, 1);
-  if (count !== data.length) throw new Error(`npy: shape [${shape}] needs ${count} values`);
+  if (count !== values) throw new Error(`npy: shape [${shape}] needs ${count} values`);
   const shapeText = shape.length === 1 ? `(${shape[0]},)` : `(${shape.join(", ")})`;
   let header = `{'descr': '${
-    DESCR_OF.get(data.constructor)
+    DESCR_OF.get(type)
   }', 'fortran_order': False, 'shape': ${shapeText}, }`;
   // Magic (6) + version (2) + length (2) + header + '\n' is padded to 64 bytes.
   const unpadded = 10 + header.length + 1;
@@ -143,7 +155,7 @@ const NPZ_STREAM_CHUNK = 1 << 20;
  */
 export async function writeNpzAtomic(
   path: string,
-  arrays: Record<string, NpyArray>,
+  arrays: Record<string, NpyArray | NpyStream>,
 ): Promise<{ bytes: number; sha256: string }> {
   const tmp = tempNameFor(path);
   const hash = createHash("sha256");
@@ -169,11 +181,27 @@ export async function writeNpzAtomic(
       const entry = new ZipDeflate(`${name}.npy`, { level: 6 });
       entry.mtime = NPZ_ENTRY_TIME;
       zip.add(entry);
-      entry.push(npyHeader(array));
-      const data = new Uint8Array(array.data.buffer, array.data.byteOffset, array.data.byteLength);
-      for (let at = 0; at < data.length; at += NPZ_STREAM_CHUNK) {
-        entry.push(data.subarray(at, Math.min(data.length, at + NPZ_STREAM_CHUNK)));
-        await flush();
+      const values = array.shape.reduce((a, b) => a * b, 1);
+      if ("data" in array) {
+        entry.push(npyHeader(array.shape, array.data.constructor, array.data.length));
+        const { buffer, byteOffset, byteLength } = array.data;
+        const data = new Uint8Array(buffer, byteOffset, byteLength);
+        for (let at = 0; at < data.length; at += NPZ_STREAM_CHUNK) {
+          entry.push(data.subarray(at, Math.min(data.length, at + NPZ_STREAM_CHUNK)));
+          await flush();
+        }
+      } else {
+        entry.push(npyHeader(array.shape, array.type, values));
+        let streamed = 0;
+        for await (const chunk of array.chunks(NPZ_STREAM_CHUNK)) {
+          entry.push(chunk);
+          streamed += chunk.length;
+          await flush();
+        }
+        const want = values * array.type.BYTES_PER_ELEMENT;
+        if (streamed !== want) {
+          throw new Error(`${path}: '${name}' streamed ${streamed} bytes, its shape needs ${want}`);
+        }
       }
       entry.push(new Uint8Array(0), true);
       await flush();

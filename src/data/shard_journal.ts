@@ -134,8 +134,15 @@ function before(skip: JournalSkip, end: JournalShard): boolean {
   return skip.image < end.nextImage;
 }
 
-/** What `data` itself leaves in a partial folder: shards, the journal, the manifest, temps. */
-const OWN_FILE = /^((train|val)-\d+\.npz|journal\.json|manifest\.json|lock)(\.tmp-\d+-[a-z0-9]+)?$/;
+/** The name ending of a split's spool of unwritten rows (row_spool.ts) in a partial folder. */
+export const SPOOL_SUFFIX = ".rows";
+
+/**
+ * What `data` itself leaves in a partial folder: shards, the journal, the manifest, the row
+ * spools, temps.
+ */
+const OWN_FILE =
+  /^((train|val)-\d+\.npz|(train|val)\.rows|journal\.json|manifest\.json|lock)(\.tmp-\d+-[a-z0-9]+)?$/;
 
 /** True when process `pid` runs (Linux's /proc; elsewhere every other process counts as gone). */
 function running(pid: number): boolean {
