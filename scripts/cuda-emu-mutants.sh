@@ -49,12 +49,20 @@ mutant() {
 # (a) An off-by-one in a tile bound: the scalar bf16 GEMM stores one row past C (guard bytes).
 mutant "tile bound off by one (gemm epilogue)" engine/cuda/model_dense.cu \
   '0,/if (row < p.m \&\& col < p.n) store_c/s//if (row <= p.m \&\& col < p.n) store_c/' linear_bf16
-# (b) A missing __syncthreads: the tree reduction of the AdaLN backward's column sums reads
-# partial sums that other threads have not written yet (shows with the random schedule).
+# (b) Missing __syncthreads. First the trailing barrier of block_sum (conv_reduce.cuh), which
+# GroupNorm calls twice in a row on one shared array: a warp that runs ahead through the second
+# sum's shuffles overwrites its partial while a late warp still reads the first sum's. Threads in
+# order hide it (seed 0 passes); the seeded schedule's greedy warps show it.
+mutant "missing __syncthreads (block_sum reused, GroupNorm)" engine/cuda/conv_reduce.cuh \
+  '/total += partial\[w\];  \/\/ same order in every thread/{n;/__syncthreads();/d}' group_norm \
+  CB_EMU_SEED=1
+mutant "the same, threads in order, seed 0 (for comparison)" engine/cuda/conv_reduce.cuh \
+  '/total += partial\[w\];  \/\/ same order in every thread/{n;/__syncthreads();/d}' group_norm \
+  CB_EMU_SEED=0
+# Then one inside the tree reduction of the AdaLN backward's column sums: a thread reads partial
+# sums that others have not written yet.
 mutant "missing __syncthreads (AdaLN backward reduction)" engine/cuda/model_norm.cu \
   '/s2\[ty\]\[tx\] += s2\[ty + s\]\[tx\];/{n;n;/__syncthreads();/d}' adaln CB_EMU_SEED=1
-mutant "the same, threads in order, seed 0 (for comparison)" engine/cuda/model_norm.cu \
-  '/s2\[ty\]\[tx\] += s2\[ty + s\]\[tx\];/{n;n;/__syncthreads();/d}' adaln CB_EMU_SEED=0
 # (c) A wrong shuffle lane in the warp sum of LayerNorm's statistics: lane masks 15, 7, 3, 1, 0
 # (the last adds a lane to itself). Not o + 1: masks 17, 9, 5, 3, 2 still span the 32 lanes,
 # so that butterfly sums every lane once, correctly.

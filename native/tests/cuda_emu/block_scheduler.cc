@@ -63,6 +63,15 @@ bool BlockScheduler::run(const KernelBody& body, const BlockShape& shape, uint3 
   threads_.assign(n, Thread());
   runnable_.clear();
   runnable_head_ = 0;
+  const int warps = (n + 31) / 32;
+  warp_runnable_.assign(warps, {});
+  in_order_ = seed == 0;
+  const uint64_t linear_block =
+      block_idx.x + uint64_t(shape.grid.x) * (block_idx.y + uint64_t(shape.grid.y) * block_idx.z);
+  rng_ = seed ^ (linear_block * 0xd1b54a32d192ed03ull);
+  greedy_warps_ = !in_order_ && warps > 1 && (splitmix64(rng_) & 1u);
+  warp_order_.resize(warps);
+  shuffle_warp_order();
   for (int i = 0; i < n; i++) {
     Thread& t = threads_[i];
     t.thread_idx = uint3{i % bx, (i / bx) % by, i / (bx * by)};
@@ -73,17 +82,13 @@ bool BlockScheduler::run(const KernelBody& body, const BlockShape& shape, uint3 
     t.lane = i % 32;
     t.warp = i / 32;
     prepare_fiber(t.fiber, stacks_.stack(i), stacks_.size(), &thread_main, &t);
-    runnable_.push_back(i);
+    make_runnable(i);
   }
   pending_.clear();
   live_ = n;
   at_barrier_ = 0;
   failed_ = false;
   error_.clear();
-  in_order_ = seed == 0;
-  const uint64_t linear_block =
-      block_idx.x + uint64_t(shape.grid.x) * (block_idx.y + uint64_t(shape.grid.y) * block_idx.z);
-  rng_ = seed ^ (linear_block * 0xd1b54a32d192ed03ull);
   if (shape.dynamic_smem > 0) std::memset(dynamic_smem_, 0xff, shape.dynamic_smem);
 
   BlockScheduler* const outer = t_scheduler;
@@ -129,10 +134,32 @@ void BlockScheduler::thread_main(void* self) {
 
 void BlockScheduler::make_runnable(int thread) {
   threads_[thread].wait = Wait::none;
-  runnable_.push_back(thread);
+  if (greedy_warps_) {
+    warp_runnable_[threads_[thread].warp].push_back(thread);
+  } else {
+    runnable_.push_back(thread);
+  }
+}
+
+void BlockScheduler::shuffle_warp_order() {
+  for (size_t i = 0; i < warp_order_.size(); i++) warp_order_[i] = int(i);
+  for (size_t i = warp_order_.size(); i > 1; i--) {
+    std::swap(warp_order_[i - 1], warp_order_[splitmix64(rng_) % i]);
+  }
 }
 
 int BlockScheduler::next_runnable() {
+  if (greedy_warps_) {
+    for (int w : warp_order_) {
+      std::vector<int>& lanes = warp_runnable_[w];
+      if (lanes.empty()) continue;
+      std::swap(lanes[splitmix64(rng_) % lanes.size()], lanes.back());
+      const int id = lanes.back();
+      lanes.pop_back();
+      return id;
+    }
+    return -1;
+  }
   if (runnable_head_ >= runnable_.size()) {
     runnable_.clear();
     runnable_head_ = 0;
@@ -188,6 +215,7 @@ bool BlockScheduler::release_barrier() {
     make_runnable(i);
   }
   at_barrier_ = 0;
+  if (greedy_warps_) shuffle_warp_order();
   return true;
 }
 

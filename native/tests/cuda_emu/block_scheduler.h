@@ -1,9 +1,17 @@
 // Runs one thread block of an emulated kernel: every GPU thread of the block is a fiber on the
 // calling OS thread (fiber.h). A fiber runs until it reaches a synchronisation point (a block
-// barrier, a warp rendezvous) or returns; the scheduler then picks the next runnable fiber at
-// random from a generator seeded per (seed, block), so the interleaving of the threads between
-// two barriers changes with the seed: a missing __syncthreads lets a thread read shared memory
-// that another one has not written yet, or has already overwritten, and the result is wrong.
+// barrier, a warp rendezvous) or returns; the scheduler then picks the next runnable fiber from
+// a generator seeded per (seed, block), so the interleaving of the threads between two barriers
+// changes with the seed: a missing __syncthreads lets a thread read shared memory that another
+// one has not written yet, or has already overwritten, and the result is wrong. Each block
+// draws one of two policies:
+// - any thread: the next fiber is any runnable one, at random;
+// - greedy warps: the warps get a random order at each barrier, and the first warp in it with a
+//   runnable lane runs (a random one of its lanes), as a GPU's greedy-then-oldest warp
+//   scheduler may run one warp far ahead of the others. Picking any thread almost never lets a
+//   warp get through several shuffles before another warp has run at all, so a race between
+//   warps across warp intrinsics (a warp rewriting shared memory that a late warp still has to
+//   read) shows only under this one.
 // Seed 0 runs the fibers in thread order instead. Every barrier releases only when all threads
 // that have not exited wait at it; a block whose threads can no longer all meet (threads at
 // different barriers, a warp rendezvous missing a lane) fails as deadlocked.
@@ -72,6 +80,7 @@ class BlockScheduler {
   Thread& running() { return *static_cast<Thread*>(t_current); }
   void make_runnable(int thread);
   int next_runnable();
+  void shuffle_warp_order();
   void yield_to_scheduler();
   bool release_barrier();
   std::string describe_deadlock() const;
@@ -81,8 +90,11 @@ class BlockScheduler {
 
   FiberStacks stacks_;
   std::vector<Thread> threads_;
-  std::vector<int> runnable_;
+  std::vector<int> runnable_;  // any-thread and in-order policies
   size_t runnable_head_ = 0;
+  bool greedy_warps_ = false;
+  std::vector<std::vector<int>> warp_runnable_;  // greedy warps: runnable threads per warp
+  std::vector<int> warp_order_;                  // greedy warps: the warps, first to run first
   std::vector<PendingWarpOp> pending_;
   FiberContext scheduler_;
   const KernelBody* body_ = nullptr;

@@ -2,6 +2,7 @@
 // stream capture, and the kernels' attributes.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <string>
 
@@ -25,6 +26,11 @@ cudaError_t enqueue(cudaStream_t stream, const StreamOp& op);
 // synchronisation): when the calling thread has a capture in progress in global or
 // thread-local mode, that capture is invalidated and the call fails, as in CUDA.
 cudaError_t refuse_during_capture(const char* call);
+
+// Sets the block scheduler's seed for the launches that follow (0: threads in order; the
+// default comes from CB_EMU_SEED, else 1) and returns the previous one. For the emulator's own
+// tests.
+uint64_t set_schedule_seed(uint64_t seed);
 
 // The dynamic shared memory a kernel may use (cudaFuncAttributeMaxDynamicSharedMemorySize).
 size_t max_dynamic_shared(const void* kernel);

@@ -31,10 +31,12 @@ long env_long(const char* name, long fallback) {
 }
 
 // CB_EMU_SEED: the scheduler's seed (0: threads in order); fixed by default, so runs repeat.
-uint64_t schedule_seed() {
-  static const uint64_t seed = (uint64_t)env_long("CB_EMU_SEED", 1);
+std::atomic<uint64_t>& seed_setting() {
+  static std::atomic<uint64_t> seed{(uint64_t)env_long("CB_EMU_SEED", 1)};
   return seed;
 }
+
+uint64_t schedule_seed() { return seed_setting().load(); }
 
 std::string site_text(const LaunchSite& site) {
   return std::string(site.kernel) + " launched at " + site.file + ":" + std::to_string(site.line);
@@ -188,5 +190,7 @@ void submit(const void* kernel, const LaunchSite& site, const BlockShape& shape,
   }
   enqueue(stream, [kernel, site, shape, body] { return execute(kernel, site, shape, *body); });
 }
+
+uint64_t set_schedule_seed(uint64_t seed) { return seed_setting().exchange(seed); }
 
 }  // namespace cb_emu
