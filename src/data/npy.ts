@@ -147,8 +147,9 @@ const NPZ_STREAM_CHUNK = 1 << 20;
 
 /**
  * Writes `arrays` as a .npz file at `path` (through a temporary file, renamed when complete),
- * deflating and writing as it goes: the arrays are read in place and only about a chunk of
- * compressed bytes is held at a time, so writing a shard costs no copy of it (a streaming
+ * deflating and writing as it goes: the arrays are read in place (or, for an NpyStream, as
+ * they are streamed) and only about a chunk of compressed bytes is held at a time, so writing a
+ * shard costs no copy of it (a streaming
  * `data` run's peak memory is then the same whatever its shards' row counts). Returns the
  * file's size and SHA-256. The zip entries carry data descriptors (sizes after the data), which
  * decodeNpz and numpy read alike.
