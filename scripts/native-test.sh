@@ -24,7 +24,8 @@ fi
 grep -h "CMake Warning" -A 4 "$log" >&2 || true
 cd "$build"
 status=0
-ctest --output-on-failure || status=$?
+# Two at a time: the emulated cuda group (~40 s, mostly one core) beside the CPU groups.
+ctest -j "$jobs" --output-on-failure || status=$?
 # ctest shows a skipped test without its reason; print the reason line.
 grep -h '^SKIP ' Testing/Temporary/LastTest.log 2>/dev/null || true
 exit "$status"
